@@ -1,0 +1,245 @@
+//! Acknowledgement tracking: a message is settled once every part of the pipeline is done with it.
+//!
+//! Each incoming message gets one [`Ack`]. Whoever holds a piece of the message (a sink batch, the
+//! dead-letter writer) holds an [`Ack`] split from it and settles it explicitly. When the last piece is
+//! settled the source's callback runs once with the combined [`Outcome`]: `Delivered` only if every
+//! piece was delivered. A piece dropped without being settled counts as `Failed`, so a bug that loses
+//! an event leads to redelivery, never to a silent ack.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+/// The final word on a message, reported once to its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durable in every sink it was meant for (or in dead letters, or intentionally filtered).
+    Delivered,
+    /// Some part could not be made durable: the source must redeliver (nack).
+    Failed,
+}
+
+type Callback = Box<dyn FnOnce(Outcome) + Send>;
+
+struct Shared {
+    failed: std::sync::atomic::AtomicBool,
+    callback: Mutex<Option<Callback>>,
+    /// Outcome published for observers (the dedupe stage) once the message is settled.
+    outcome: Arc<OnceLock<Outcome>>,
+    /// Duplicates that were folded into this message: they settle exactly as this one does.
+    followers: Mutex<Vec<Ack>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let outcome = if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            Outcome::Failed
+        } else {
+            Outcome::Delivered
+        };
+        let _ = self.outcome.set(outcome);
+        if let Some(cb) = self.callback.get_mut().ok().and_then(|c| c.take()) {
+            cb(outcome);
+        }
+        if let Ok(followers) = self.followers.get_mut() {
+            for f in followers.drain(..) {
+                f.settle(outcome);
+            }
+        }
+    }
+}
+
+/// One holder's share of a message's acknowledgement. Not `Clone`: use [`Ack::split`].
+pub struct Ack {
+    shared: Option<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack").field("tracked", &self.shared.is_some()).finish()
+    }
+}
+
+impl Ack {
+    /// A tracked acknowledgement; `on_settled` runs exactly once, when every share is settled.
+    pub fn new(on_settled: impl FnOnce(Outcome) + Send + 'static) -> Self {
+        Ack {
+            shared: Some(Arc::new(Shared {
+                failed: false.into(),
+                callback: Mutex::new(Some(Box::new(on_settled))),
+                outcome: Arc::new(OnceLock::new()),
+                followers: Mutex::new(Vec::new()),
+            })),
+        }
+    }
+
+    /// An acknowledgement nobody waits for (replayed data, tests).
+    pub fn none() -> Self {
+        Ack { shared: None }
+    }
+
+    /// A tracked acknowledgement and a receiver for its outcome.
+    pub fn channel() -> (Self, tokio::sync::oneshot::Receiver<Outcome>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            Ack::new(move |o| {
+                let _ = tx.send(o);
+            }),
+            rx,
+        )
+    }
+
+    /// Another share of the same message, for a second holder (e.g. a second sink).
+    pub fn split(&self) -> Ack {
+        Ack {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Take this share out, leaving an untracked one behind.
+    pub fn take(&mut self) -> Ack {
+        Ack {
+            shared: self.shared.take(),
+        }
+    }
+
+    /// Settle this share.
+    pub fn settle(mut self, outcome: Outcome) {
+        if let Some(shared) = self.shared.take() {
+            if outcome == Outcome::Failed {
+                shared
+                    .failed
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    /// A handle that can later tell how the message settled, or fold a duplicate into it.
+    pub fn watch(&self) -> Option<AckWatch> {
+        self.shared.as_ref().map(|s| AckWatch {
+            shared: Arc::downgrade(s),
+            outcome: s.outcome.clone(),
+        })
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            // Dropped without being settled: something lost it. Fail so the source redelivers.
+            tracing::debug!("ack dropped without being settled; message will be redelivered");
+            shared
+                .failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// Observes a message's acknowledgement without keeping it open.
+#[derive(Clone)]
+pub struct AckWatch {
+    shared: Weak<Shared>,
+    outcome: Arc<OnceLock<Outcome>>,
+}
+
+/// What became of a duplicate offered to [`AckWatch::absorb`].
+pub enum Absorbed {
+    /// The duplicate now settles with the original; drop the duplicate event.
+    Folded,
+    /// The original failed: the duplicate must go through the pipeline itself.
+    Retry(Ack),
+}
+
+impl AckWatch {
+    /// The outcome, if the message has settled.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome.get().copied()
+    }
+
+    /// Fold a duplicate's acknowledgement into the original's.
+    ///
+    /// While the original is in flight the duplicate settles with it; once the original is
+    /// delivered the duplicate is delivered at once; if it failed, the duplicate is handed back.
+    pub fn absorb(&self, dup: Ack) -> Absorbed {
+        if let Some(shared) = self.shared.upgrade() {
+            if let Ok(mut f) = shared.followers.lock() {
+                f.push(dup);
+                return Absorbed::Folded;
+            }
+            return Absorbed::Retry(dup);
+        }
+        match self.outcome() {
+            Some(Outcome::Delivered) => {
+                dup.settle(Outcome::Delivered);
+                Absorbed::Folded
+            }
+            _ => Absorbed::Retry(dup),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivered_only_when_every_share_is_delivered() {
+        let (ack, mut rx) = Ack::channel();
+        let a = ack.split();
+        let b = ack.split();
+        ack.settle(Outcome::Delivered);
+        a.settle(Outcome::Delivered);
+        assert!(rx.try_recv().is_err(), "settled too early");
+        b.settle(Outcome::Delivered);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Delivered);
+    }
+
+    #[test]
+    fn one_failed_share_fails_the_message() {
+        let (ack, mut rx) = Ack::channel();
+        let a = ack.split();
+        ack.settle(Outcome::Delivered);
+        a.settle(Outcome::Failed);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed);
+    }
+
+    #[test]
+    fn dropping_a_share_unsettled_fails_the_message() {
+        let (ack, mut rx) = Ack::channel();
+        drop(ack);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed);
+    }
+
+    #[test]
+    fn duplicate_follows_in_flight_original() {
+        let (orig, mut orx) = Ack::channel();
+        let (dup, mut drx) = Ack::channel();
+        let watch = orig.watch().unwrap();
+        assert!(matches!(watch.absorb(dup), Absorbed::Folded));
+        assert!(drx.try_recv().is_err());
+        orig.settle(Outcome::Failed);
+        assert_eq!(orx.try_recv().unwrap(), Outcome::Failed);
+        assert_eq!(drx.try_recv().unwrap(), Outcome::Failed);
+    }
+
+    #[test]
+    fn duplicate_of_failed_original_is_handed_back() {
+        let (orig, _orx) = Ack::channel();
+        let watch = orig.watch().unwrap();
+        orig.settle(Outcome::Failed);
+        let (dup, mut drx) = Ack::channel();
+        match watch.absorb(dup) {
+            Absorbed::Retry(a) => a.settle(Outcome::Delivered),
+            Absorbed::Folded => panic!("duplicate of a failed message must be retried"),
+        }
+        assert_eq!(drx.try_recv().unwrap(), Outcome::Delivered);
+    }
+
+    #[test]
+    fn duplicate_of_delivered_original_is_delivered() {
+        let (orig, _orx) = Ack::channel();
+        let watch = orig.watch().unwrap();
+        orig.settle(Outcome::Delivered);
+        let (dup, mut drx) = Ack::channel();
+        assert!(matches!(watch.absorb(dup), Absorbed::Folded));
+        assert_eq!(drx.try_recv().unwrap(), Outcome::Delivered);
+    }
+}

@@ -1,0 +1,84 @@
+//! The unit that flows through a pipeline: one Pub/Sub message, its parsed record and its ack.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::ack::Ack;
+
+/// One message as received, plus what the transform chain made of it.
+#[derive(Debug)]
+pub struct Event {
+    /// Pub/Sub message id: stable across redeliveries, so it is the identity used for dedupe.
+    pub message_id: String,
+    /// When Pub/Sub accepted the message; the fallback event time for partitioning.
+    pub publish_time: DateTime<Utc>,
+    /// Pub/Sub attributes, kept for routing, metadata and dead letters.
+    pub attributes: BTreeMap<String, String>,
+    /// The original payload bytes, never modified, so a dead letter can keep them verbatim.
+    pub data: Bytes,
+    /// Where it came from: the subscription path, or `push` for the HTTP endpoint.
+    pub subscription: Arc<str>,
+    /// The structured record; `Value::Null` until the `parse_json` stage fills it.
+    pub record: Value,
+    /// Sinks chosen by a `route` stage; `None` means every sink of the pipeline.
+    pub routes: Option<Arc<[Arc<str>]>>,
+    /// This event's share of the message acknowledgement.
+    pub ack: Ack,
+}
+
+impl Event {
+    /// A new event with an empty record, as a source builds it.
+    pub fn new(
+        message_id: impl Into<String>,
+        publish_time: DateTime<Utc>,
+        attributes: BTreeMap<String, String>,
+        data: Bytes,
+        subscription: Arc<str>,
+        ack: Ack,
+    ) -> Self {
+        Event {
+            message_id: message_id.into(),
+            publish_time,
+            attributes,
+            data,
+            subscription,
+            record: Value::Null,
+            routes: None,
+            ack,
+        }
+    }
+
+    /// Approximate in-memory weight, used for batch and flow-control byte limits.
+    pub fn size_hint(&self) -> usize {
+        // The record is usually the parsed payload, so twice the payload is a fair bound.
+        2 * self.data.len() + self.message_id.len() + 64
+    }
+
+    /// A second copy of this event for another sink, sharing the same acknowledgement.
+    pub fn fork(&self) -> Event {
+        Event {
+            message_id: self.message_id.clone(),
+            publish_time: self.publish_time,
+            attributes: self.attributes.clone(),
+            data: self.data.clone(),
+            subscription: self.subscription.clone(),
+            record: self.record.clone(),
+            routes: self.routes.clone(),
+            ack: self.ack.split(),
+        }
+    }
+}
+
+/// An event that could not be processed or written, with the reason, bound for the dead-letter sink.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub event: Event,
+    /// The stage or sink that refused it, e.g. `transform[2].validate` or `sink.lake`.
+    pub stage: String,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+}

@@ -1,0 +1,312 @@
+//! Event schemas: the single definition per event kind in `schemas/*.yaml`, from which the record
+//! check, the Arrow schema (Parquet) and the BigQuery table schema are all derived.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Column types, named as BigQuery's standard SQL names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FieldType {
+    #[serde(alias = "STR")]
+    String,
+    #[serde(alias = "INTEGER")]
+    Int64,
+    #[serde(alias = "FLOAT")]
+    Float64,
+    #[serde(alias = "BOOLEAN")]
+    Bool,
+    /// RFC 3339 text in records; microseconds UTC in Parquet and BigQuery.
+    Timestamp,
+    /// Any JSON value; a JSON string column in Parquet, a JSON column in BigQuery.
+    Json,
+    /// Base64 text in records; raw bytes in Parquet and BigQuery.
+    Bytes,
+}
+
+impl FieldType {
+    /// The type name BigQuery's table API uses.
+    pub fn bigquery_name(self) -> &'static str {
+        match self {
+            FieldType::String => "STRING",
+            FieldType::Int64 => "INTEGER",
+            FieldType::Float64 => "FLOAT",
+            FieldType::Bool => "BOOLEAN",
+            FieldType::Timestamp => "TIMESTAMP",
+            FieldType::Json => "JSON",
+            FieldType::Bytes => "BYTES",
+        }
+    }
+
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            FieldType::String | FieldType::Json => DataType::Utf8,
+            FieldType::Int64 => DataType::Int64,
+            FieldType::Float64 => DataType::Float64,
+            FieldType::Bool => DataType::Boolean,
+            FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            FieldType::Bytes => DataType::Binary,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mode {
+    #[default]
+    Nullable,
+    Required,
+}
+
+/// One column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One event kind, as written in `schemas/<name>.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schema {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The TIMESTAMP column that places a row in its `dt=/hour=` partition.
+    pub time_field: Option<String>,
+    pub fields: Vec<Field>,
+}
+
+/// A BigQuery table-schema entry, as `bq mk --schema` and the tables API take it.
+#[derive(Debug, Serialize)]
+pub struct BigQueryField<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub description: &'a str,
+}
+
+impl Schema {
+    /// Read and check `dir/<name>.yaml`.
+    pub fn load(dir: &Path, name: &str) -> Result<Schema, String> {
+        let path = dir.join(format!("{name}.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read schema file {}: {e}", path.display()))?;
+        let schema: Schema = serde_yaml_ng::from_str(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if schema.name != name {
+            return Err(format!(
+                "{}: name: expected '{name}' (the file name), found '{}'",
+                path.display(),
+                schema.name
+            ));
+        }
+        schema
+            .check_definition()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(schema)
+    }
+
+    /// Names unique and valid, time field present and a TIMESTAMP.
+    pub fn check_definition(&self) -> Result<(), String> {
+        if self.fields.is_empty() {
+            return Err("fields: expected at least one field".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, f) in self.fields.iter().enumerate() {
+            let valid = f.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "fields[{i}].name: expected letters, digits and underscores starting with a letter, found '{}'",
+                    f.name
+                ));
+            }
+            if !seen.insert(f.name.as_str()) {
+                return Err(format!("fields[{i}].name: '{}' is defined twice", f.name));
+            }
+        }
+        if let Some(tf) = &self.time_field {
+            match self.field(tf) {
+                Some(f) if f.ty == FieldType::Timestamp => {}
+                Some(_) => return Err(format!("time_field: '{tf}' must be a TIMESTAMP field")),
+                None => return Err(format!("time_field: '{tf}' is not one of the fields")),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    pub fn arrow_schema(&self) -> Arc<ArrowSchema> {
+        Arc::new(ArrowSchema::new(
+            self.fields
+                .iter()
+                .map(|f| ArrowField::new(&f.name, f.ty.arrow_type(), f.mode == Mode::Nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    pub fn bigquery_fields(&self) -> Vec<BigQueryField<'_>> {
+        self.fields
+            .iter()
+            .map(|f| BigQueryField {
+                name: &f.name,
+                ty: f.ty.bigquery_name(),
+                mode: match f.mode {
+                    Mode::Nullable => "NULLABLE",
+                    Mode::Required => "REQUIRED",
+                },
+                description: &f.description,
+            })
+            .collect()
+    }
+
+    /// Check a record against the schema: an object, required fields present, every value of its
+    /// column's type. With `allow_unknown` false, fields the schema does not name are errors too.
+    pub fn check(&self, record: &Value, allow_unknown: bool) -> Result<(), String> {
+        let obj = record
+            .as_object()
+            .ok_or_else(|| format!("expected a JSON object for schema '{}'", self.name))?;
+        for f in &self.fields {
+            match obj.get(&f.name) {
+                None | Some(Value::Null) => {
+                    if f.mode == Mode::Required {
+                        return Err(format!("field '{}' is required by schema '{}'", f.name, self.name));
+                    }
+                }
+                Some(v) => check_value(f, v)?,
+            }
+        }
+        if !allow_unknown {
+            if let Some(k) = obj.keys().find(|k| self.field(k).is_none()) {
+                return Err(format!("field '{k}' is not in schema '{}'", self.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parse an RFC 3339 timestamp, the only text form the schema accepts.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn check_value(f: &Field, v: &Value) -> Result<(), String> {
+    let ok = match f.ty {
+        FieldType::String => v.is_string(),
+        FieldType::Int64 => v.is_i64(),
+        FieldType::Float64 => v.is_number(),
+        FieldType::Bool => v.is_boolean(),
+        FieldType::Timestamp => v.as_str().is_some_and(|s| parse_timestamp(s).is_some()),
+        FieldType::Json => true,
+        FieldType::Bytes => v.as_str().is_some_and(|s| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+        }),
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match f.ty {
+        FieldType::String => "a string",
+        FieldType::Int64 => "an integer within 64 bits",
+        FieldType::Float64 => "a number",
+        FieldType::Bool => "true or false",
+        FieldType::Timestamp => "an RFC 3339 timestamp string",
+        FieldType::Json => "any JSON",
+        FieldType::Bytes => "base64 text",
+    };
+    let mut shown = v.to_string();
+    if shown.len() > 60 {
+        let cut = (0..=60).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    Err(format!("field '{}': expected {expected}, found {shown}", f.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        serde_yaml_ng::from_str(
+            r#"
+name: t
+time_field: ts
+fields:
+  - {name: ts, type: TIMESTAMP, mode: REQUIRED}
+  - {name: n, type: INTEGER}
+  - {name: msg, type: STRING}
+  - {name: extra, type: JSON}
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn checks_required_types_and_unknowns() {
+        let s = schema();
+        s.check_definition().unwrap();
+        s.check(&json!({"ts": "2026-01-01T00:00:00Z", "n": 3}), false).unwrap();
+        assert_eq!(
+            s.check(&json!({"n": 3}), false).unwrap_err(),
+            "field 'ts' is required by schema 't'"
+        );
+        assert_eq!(
+            s.check(&json!({"ts": "2026-01-01T00:00:00Z", "n": "3"}), false).unwrap_err(),
+            "field 'n': expected an integer within 64 bits, found \"3\""
+        );
+        assert_eq!(
+            s.check(&json!({"ts": "2026-01-01T00:00:00Z", "x": 1}), false).unwrap_err(),
+            "field 'x' is not in schema 't'"
+        );
+        s.check(&json!({"ts": "2026-01-01T00:00:00Z", "x": 1}), true).unwrap();
+        assert!(s.check(&json!([1]), true).is_err());
+    }
+
+    #[test]
+    fn derives_arrow_and_bigquery_schemas() {
+        let s = schema();
+        let a = s.arrow_schema();
+        assert_eq!(a.field(0).data_type(), &FieldType::Timestamp.arrow_type());
+        assert!(!a.field(0).is_nullable());
+        let bq = serde_json::to_value(s.bigquery_fields()).unwrap();
+        assert_eq!(bq[1], json!({"name": "n", "type": "INTEGER", "mode": "NULLABLE"}));
+    }
+
+    #[test]
+    fn rejects_bad_definitions() {
+        let mut s = schema();
+        s.time_field = Some("n".into());
+        assert_eq!(s.check_definition().unwrap_err(), "time_field: 'n' must be a TIMESTAMP field");
+        let mut s = schema();
+        s.fields[1].name = "ts".into();
+        assert_eq!(s.check_definition().unwrap_err(), "fields[1].name: 'ts' is defined twice");
+    }
+
+    #[test]
+    fn shipped_schemas_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        for name in ["log", "health", "config_change"] {
+            Schema::load(&dir, name).unwrap();
+        }
+    }
+}
