@@ -13,4 +13,5 @@ pub mod config;
 pub mod event;
 pub mod path;
 pub mod schema;
+pub mod sink;
 pub mod transform;

@@ -1,5 +1,106 @@
-//! Configuration: YAML files -> structs (unknown keys refused) -> checked, typed config.
+//! Configuration: YAML files -> structs (unknown keys refused) -> checked, typed [`Config`].
+//!
+//! [`load`] reads `config/sluice.yaml` and every `pipelines/*.yaml`, and collects every problem it
+//! finds, each naming the file, the field and what was expected, so `sluice validate` can report
+//! them all at once.
+
+pub mod global;
+pub mod interpolate;
+pub mod pipeline;
 pub mod units;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+pub use global::{BatchLimits, GlobalConfig};
+pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
+
+use crate::schema::Schema;
+use crate::transform::{BuildContext, Chain, StageConfig};
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// Dotted path of the offending field; empty when the problem is the file as a whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found; loading fails when there is at least one.
+#[derive(Debug, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A checked configuration: every pipeline's schema loaded and its chain buildable.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub global: GlobalConfig,
+    pub pipelines: Vec<Pipeline>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    pub source: SourceConfig,
+    pub schema: Arc<Schema>,
+    pub transforms: Vec<StageConfig>,
+    pub sinks: Vec<Sink>,
+}
+
+/// A sink with its effective settings (global defaults merged with the pipeline's overrides).
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Lake { name: String, prefix: String, batch: BatchLimits },
+}
+
+impl Sink {
+    pub fn name(&self) -> &str {
+        match self {
+            Sink::Lake { name, .. } => name,
+        }
+    }
+}
+
+impl Pipeline {
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks.iter().map(|s| s.name().to_owned()).collect()
+    }
+
+    /// Build this pipeline's transform chain (already checked at load time).
+    pub fn chain(&self) -> Result<Chain, crate::transform::FieldError> {
+        let sinks = self.sink_names();
+        Chain::build(
+            &self.transforms,
+            &BuildContext { pipeline: &self.name, schema: &self.schema, sinks: &sinks },
+        )
+    }
+}
 
 /// Parse YAML text into `T`, reporting the dotted path of the field that failed.
 ///
@@ -13,4 +114,216 @@ pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (S
         let field = if path == "." { String::new() } else { path };
         (field, e.into_inner().to_string())
     })
+}
+
+/// Load and check the configuration rooted at `file`, with `${VAR}` taken from the environment.
+pub fn load(file: &Path) -> Result<Config, Problems> {
+    load_with_env(file, |k| std::env::var(k).ok())
+}
+
+pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String> + Copy) -> Result<Config, Problems> {
+    let mut problems = Vec::new();
+    let global: GlobalConfig = read_file(file, env).map_err(|p| Problems(vec![p]))?;
+    let problem = |field: &str, message: String| Problem { file: file.to_owned(), field: field.into(), message };
+    check_global(&global, &mut |f, m| problems.push(problem(f, m)));
+
+    let base = file.parent().unwrap_or(Path::new("."));
+    let pipelines_dir = clean(&base.join(&global.pipelines_dir));
+    let schemas_dir = clean(&base.join(&global.schemas_dir));
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&pipelines_dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect(),
+        Err(e) => {
+            problems.push(problem(
+                "pipelines_dir",
+                format!("cannot read folder {}: {e}", pipelines_dir.display()),
+            ));
+            Vec::new()
+        }
+    };
+    files.sort();
+    if files.is_empty() && problems.is_empty() {
+        problems.push(problem(
+            "pipelines_dir",
+            format!("expected at least one pipeline file (*.yaml) in {}", pipelines_dir.display()),
+        ));
+    }
+
+    let mut pipelines = Vec::new();
+    for pfile in files {
+        match read_file::<PipelineFile>(&pfile, env) {
+            Ok(spec) => {
+                if let Some(p) = check_pipeline(&pfile, spec, &global, &schemas_dir, &mut problems) {
+                    pipelines.push(p);
+                }
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    check_across(&pipelines, &mut problems);
+
+    if problems.is_empty() {
+        Ok(Config { file: file.to_owned(), global, pipelines })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+fn read_file<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<T, Problem> {
+    let problem = |field: String, message: String| Problem { file: file.to_owned(), field, message };
+    let text = std::fs::read_to_string(file).map_err(|e| problem(String::new(), format!("cannot read: {e}")))?;
+    let text = interpolate::interpolate(&text, env).map_err(|m| problem(String::new(), m))?;
+    from_yaml_str(&text).map_err(|(f, m)| problem(f, m))
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
+    if !valid_name(&g.instance) {
+        report(
+            "instance",
+            format!("expected letters, digits, '-' or '_' (it is part of object names), found '{}'", g.instance),
+        );
+    }
+    if let Err(e) = crate::sink::store::Location::parse(&g.lake.location) {
+        report("lake.location", e);
+    }
+    if g.lake.dead_letters.trim_matches('/').is_empty() {
+        report("lake.dead_letters", "expected a non-empty prefix".into());
+    }
+    if g.limits.batch.max_age.0.is_zero() {
+        report("limits.batch.max_age", "expected a duration above zero".into());
+    }
+    if g.http.max_body.0 == 0 {
+        report("http.max_body", "expected a size above zero".into());
+    }
+}
+
+fn check_pipeline(
+    file: &Path,
+    spec: PipelineFile,
+    global: &GlobalConfig,
+    schemas_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<Pipeline> {
+    let before = problems.len();
+    let mut report = |field: &str, message: String| {
+        problems.push(Problem { file: file.to_owned(), field: field.into(), message })
+    };
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if spec.name != stem {
+        report("name", format!("expected '{stem}' (the file name without .yaml), found '{}'", spec.name));
+    } else if !valid_name(&spec.name) {
+        report("name", format!("expected letters, digits, '-' or '_', found '{}'", spec.name));
+    }
+    if !spec.source.push && spec.source.subscription.is_none() {
+        report("source", "expected `push: true`, a `subscription`, or both".into());
+    }
+    if spec.source.subscription.as_deref().is_some_and(str::is_empty) {
+        report("source.subscription", "expected a subscription name, found an empty string".into());
+    }
+    if spec.sinks.is_empty() {
+        report("sinks", "expected at least one sink".into());
+    }
+    let mut sinks = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in spec.sinks.iter().enumerate() {
+        if let Some(first) = names.insert(s.name(), i) {
+            report(&format!("sinks[{i}].name"), format!("'{}' is already the name of sinks[{first}]", s.name()));
+        }
+        if !valid_name(s.name()) {
+            report(&format!("sinks[{i}].name"), format!("expected letters, digits, '-' or '_', found '{}'", s.name()));
+        }
+        match s {
+            SinkConfig::Lake(c) => {
+                let d = global.limits.batch;
+                let max_rows = match c.batch.max_rows {
+                    None => d.max_rows,
+                    Some(n) => match std::num::NonZeroUsize::new(n) {
+                        Some(n) => n,
+                        None => {
+                            report(&format!("sinks[{i}].batch.max_rows"), "expected a number above zero".into());
+                            d.max_rows
+                        }
+                    },
+                };
+                let batch = BatchLimits {
+                    max_rows,
+                    max_bytes: c.batch.max_bytes.unwrap_or(d.max_bytes),
+                    max_age: c.batch.max_age.unwrap_or(d.max_age),
+                };
+                if batch.max_bytes.0 == 0 {
+                    report(&format!("sinks[{i}].batch.max_bytes"), "expected a size above zero".into());
+                }
+                if batch.max_age.0.is_zero() {
+                    report(&format!("sinks[{i}].batch.max_age"), "expected a duration above zero".into());
+                }
+                let prefix = c.prefix.clone().unwrap_or_else(|| spec.name.clone());
+                if prefix.trim_matches('/').is_empty() {
+                    report(&format!("sinks[{i}].prefix"), "expected a non-empty prefix".into());
+                }
+                sinks.push(Sink::Lake { name: c.name.clone(), prefix, batch });
+            }
+        }
+    }
+    let schema = match Schema::load(schemas_dir, &spec.schema) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report("schema", e);
+            return None;
+        }
+    };
+    let pipeline = Pipeline {
+        name: spec.name,
+        file: file.to_owned(),
+        source: spec.source,
+        schema,
+        transforms: spec.transforms,
+        sinks,
+    };
+    if let Err(e) = pipeline.chain() {
+        report(&e.field, e.message);
+    }
+    (problems.len() == before).then_some(pipeline)
+}
+
+fn check_across(pipelines: &[Pipeline], problems: &mut Vec<Problem>) {
+    let mut subs: HashMap<&str, &Path> = HashMap::new();
+    for p in pipelines {
+        if let Some(sub) = p.source.subscription.as_deref() {
+            if let Some(other) = subs.insert(sub, &p.file) {
+                problems.push(Problem {
+                    file: p.file.clone(),
+                    field: "source.subscription".into(),
+                    message: format!("'{sub}' is already consumed by {}; each subscription feeds one pipeline", other.display()),
+                });
+            }
+        }
+    }
+}
+
+/// Remove `.` and `name/..` pairs so file names in messages read as the user wrote them.
+fn clean(path: &Path) -> PathBuf {
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
 }

@@ -1,0 +1,65 @@
+//! `pipelines/<name>.yaml`: one pipeline's source, transform chain, schema and sinks.
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, HumanDuration};
+use crate::transform::StageConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Must equal the file name without `.yaml`; names the push route and lake prefix.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub source: SourceConfig,
+    /// A schema name from the schemas folder.
+    pub schema: String,
+    #[serde(default)]
+    pub transforms: Vec<StageConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Accept `POST /push/<pipeline>` (Cloud Run push subscriptions, `sluice publish`).
+    #[serde(default)]
+    pub push: bool,
+    /// Pub/Sub subscription to stream-pull from, when the `pubsub` section is configured.
+    pub subscription: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// Parquet files in the lake.
+    Lake(LakeSinkConfig),
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Lake(c) => &c.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSinkConfig {
+    pub name: String,
+    /// Prefix under the lake location; defaults to the pipeline name.
+    pub prefix: Option<String>,
+    /// Overrides of the global batch limits.
+    #[serde(default)]
+    pub batch: BatchOverride,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOverride {
+    pub max_rows: Option<usize>,
+    pub max_bytes: Option<ByteSize>,
+    pub max_age: Option<HumanDuration>,
+}

@@ -1,0 +1,159 @@
+//! Groups items into batches per partition key, closing a batch when it reaches its row count,
+//! its byte size or its age, whichever comes first. Pure logic: time is passed in.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// When to close a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    /// A batch never exceeds this, unless one item alone does.
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+/// A closed batch, ready to write.
+#[derive(Debug)]
+pub struct Batch<K, T> {
+    pub key: K,
+    pub items: Vec<T>,
+    pub bytes: usize,
+}
+
+struct Open<T> {
+    items: Vec<T>,
+    bytes: usize,
+    opened: Instant,
+}
+
+pub struct Batcher<K, T> {
+    limits: Limits,
+    open: HashMap<K, Open<T>>,
+}
+
+impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
+    pub fn new(limits: Limits) -> Self {
+        Batcher { limits, open: HashMap::new() }
+    }
+
+    /// Add an item; returns the batches this closed (at most two: the one it did not fit in,
+    /// and its own if it filled it).
+    pub fn push(&mut self, key: K, item: T, size: usize, now: Instant) -> Vec<Batch<K, T>> {
+        let mut closed = Vec::new();
+        if let Some(open) = self.open.get(&key) {
+            if open.bytes + size > self.limits.max_bytes {
+                closed.extend(self.close(&key));
+            }
+        }
+        let open = self.open.entry(key.clone()).or_insert_with(|| Open { items: Vec::new(), bytes: 0, opened: now });
+        open.items.push(item);
+        open.bytes += size;
+        if open.items.len() >= self.limits.max_rows || open.bytes >= self.limits.max_bytes {
+            closed.extend(self.close(&key));
+        }
+        closed
+    }
+
+    /// Close every batch older than the age limit.
+    pub fn due(&mut self, now: Instant) -> Vec<Batch<K, T>> {
+        let expired: Vec<K> = self
+            .open
+            .iter()
+            .filter(|(_, o)| now.duration_since(o.opened) >= self.limits.max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired.iter().filter_map(|k| self.close(k)).collect()
+    }
+
+    /// When the oldest open batch falls due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.open.values().map(|o| o.opened + self.limits.max_age).min()
+    }
+
+    /// Close everything (shutdown, or a flush request).
+    pub fn drain(&mut self) -> Vec<Batch<K, T>> {
+        let keys: Vec<K> = self.open.keys().cloned().collect();
+        keys.iter().filter_map(|k| self.close(k)).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    fn close(&mut self, key: &K) -> Option<Batch<K, T>> {
+        self.open.remove(key).map(|o| Batch { key: key.clone(), items: o.items, bytes: o.bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits(max_rows: usize, max_bytes: usize) -> Limits {
+        Limits { max_rows, max_bytes, max_age: Duration::from_secs(10) }
+    }
+
+    #[test]
+    fn closes_on_rows_bytes_and_age() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(limits(2, 100));
+        assert!(b.push("a", 1, 10, t0).is_empty());
+        let out = b.push("a", 2, 10, t0);
+        assert_eq!(out[0].items, vec![1, 2]);
+
+        assert!(b.push("a", 3, 60, t0).is_empty());
+        let out = b.push("a", 4, 60, t0); // would exceed 100 bytes: 3 closes alone
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].items, vec![3]);
+
+        assert_eq!(b.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        assert!(b.due(t0 + Duration::from_secs(9)).is_empty());
+        let out = b.due(t0 + Duration::from_secs(10));
+        assert_eq!(out[0].items, vec![4]);
+        assert!(b.is_empty());
+    }
+
+    proptest! {
+        /// Every item comes out exactly once, in order per key, and no batch breaks its limits.
+        #[test]
+        fn nothing_lost_nothing_twice_no_batch_over_limits(
+            max_rows in 1usize..20,
+            max_bytes in 1usize..500,
+            ops in prop::collection::vec((0u8..4, 1usize..200, 0u64..5_000), 0..400),
+        ) {
+            let t0 = Instant::now();
+            let mut b = Batcher::new(Limits { max_rows, max_bytes, max_age: Duration::from_millis(3_000) });
+            let mut out = Vec::new();
+            let mut now = t0;
+            for (i, (key, size, advance)) in ops.iter().enumerate() {
+                now += Duration::from_millis(*advance);
+                out.extend(b.due(now));
+                out.extend(b.push(*key, (i, *size), *size, now));
+            }
+            out.extend(b.drain());
+            prop_assert!(b.is_empty());
+
+            let mut seen = vec![0u32; ops.len()];
+            for batch in &out {
+                prop_assert!(!batch.items.is_empty());
+                prop_assert!(batch.items.len() <= max_rows);
+                prop_assert!(batch.bytes <= max_bytes || batch.items.len() == 1);
+                prop_assert_eq!(batch.bytes, batch.items.iter().map(|(_, s)| s).sum::<usize>());
+                for (i, _) in &batch.items {
+                    prop_assert_eq!(ops[*i].0, batch.key);
+                    seen[*i] += 1;
+                }
+            }
+            prop_assert!(seen.iter().all(|&n| n == 1), "every item exactly once");
+            for key in 0u8..4 {
+                let order: Vec<usize> = out.iter().filter(|b| b.key == key).flat_map(|b| b.items.iter().map(|(i, _)| *i)).collect();
+                prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "order kept per key");
+            }
+        }
+    }
+}
