@@ -1,17 +1,26 @@
 //! sluice: Pub/Sub events through a chain of transforms into a Parquet lake and BigQuery.
 //!
 //! ```text
-//! source (pubsub pull | HTTP push) ─▶ bounded channel ─▶ transform::Chain ─▶ sink::{lake, dead_letter}
-//!         ▲                                                                          │
-//!         └──────────────── ack::Ack settles when every sink made it durable ◀────────┘
+//! source::push (HTTP) ─▶ topology: bounded input ─▶ transform::Chain ─▶ sink::lake ─▶ object store
+//!        ▲                                                 └──────▶ sink::dead_letter
+//!        └──── ack::Ack settles once every sink has made the event durable ◀────┘
 //! ```
-//! `config` loads and checks YAML; `schema` derives Arrow/BigQuery schemas; `topology` wires a
-//! pipeline; `server` is the HTTP surface; `shutdown` drains in order.
+//! `config` loads and checks YAML; `schema` derives Arrow and BigQuery schemas from `schemas/`;
+//! `app` runs it all and shuts down in order; `server` is the HTTP surface; `publish` and
+//! `sample` feed it.
 
 pub mod ack;
+pub mod app;
 pub mod config;
 pub mod event;
 pub mod path;
+pub mod publish;
+pub mod sample;
 pub mod schema;
+pub mod server;
+pub mod shutdown;
 pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod topology;
 pub mod transform;

@@ -1,1 +1,125 @@
-fn main() {}
+//! The `sluice` command line. Each subcommand is a thin call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice::telemetry::{self, LogFormat};
+
+/// sluice: Pub/Sub events through transform chains into a Parquet lake and BigQuery.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log format: Cloud Logging JSON (default) or human-readable text.
+    #[arg(long, global = true, value_enum, default_value = "json", env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every pipeline: serve the push endpoint and write the lake until SIGINT/SIGTERM.
+    Run {
+        /// The global config file; pipelines and schemas are found relative to it.
+        #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check the config and every pipeline; print each problem with file and field.
+    Validate {
+        #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a schema as a BigQuery table schema (JSON).
+    Schema {
+        /// Schema name, e.g. log, health, config_change, dead_letter.
+        kind: String,
+        #[arg(long, default_value = "schemas")]
+        schemas_dir: PathBuf,
+    },
+    /// Send sample events (or an NDJSON file) to a running sluice's push endpoint.
+    Publish {
+        /// Pipeline to send to.
+        #[arg(long, short, default_value = "logs")]
+        pipeline: String,
+        /// Base URL of the running sluice.
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "SLUICE_URL")]
+        url: String,
+        /// NDJSON file whose lines are sent as message data, verbatim.
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// Number of sample events to generate (without --file).
+        #[arg(long, short = 'n', default_value_t = 100)]
+        count: u64,
+        /// Seed of the sample generator: the same seed gives the same events and message ids.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Event kind to generate; inferred from the shipped pipeline names.
+        #[arg(long, value_enum)]
+        kind: Option<sluice::sample::Kind>,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "sluice failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = match sluice::config::load(&config) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    eprintln!("sluice cannot start: {} problem(s) in the configuration", problems.0.len());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            runtime()?.block_on(sluice::app::run(config, None, sluice::shutdown::signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => match sluice::config::load(&config) {
+            Ok(c) => {
+                let names: Vec<&str> = c.pipelines.iter().map(|p| p.name.as_str()).collect();
+                println!("{}: ok ({} pipelines: {})", config.display(), names.len(), names.join(", "));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                println!("{problems}");
+                println!("{} problem(s) found", problems.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Schema { kind, schemas_dir } => {
+            let schema = if kind == "dead_letter" {
+                sluice::sink::dead_letter::schema()
+            } else {
+                std::sync::Arc::new(sluice::schema::Schema::load(&schemas_dir, &kind).map_err(anyhow::Error::msg)?)
+            };
+            println!("{}", serde_json::to_string_pretty(&schema.bigquery_fields())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { pipeline, url, file, count, seed, kind, concurrency } => {
+            let args = sluice::publish::PublishArgs { url, pipeline, file, count, seed, kind, concurrency };
+            let summary = runtime()?.block_on(sluice::publish::run(args))?;
+            Ok(if summary.rejected + summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

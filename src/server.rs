@@ -1,0 +1,116 @@
+//! The HTTP surface: `POST /push/{pipeline}` (Cloud Run push subscriptions, `sluice publish`),
+//! `GET /healthz` and `GET /readyz`.
+//!
+//! A push request is answered only once its event has settled: 200 when durable (or in dead
+//! letters), 503 when it could not be made durable or sluice is shutting down, 429 when the
+//! pipeline is at capacity, 4xx with a reason for a malformed request. Pub/Sub retries non-2xx.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{Ack, Outcome};
+use crate::event::Event;
+use crate::source::push;
+use crate::topology::PipelineInput;
+
+/// How long a push request may wait for room in a full pipeline before being told to retry.
+const ENQUEUE_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inputs: Arc<HashMap<String, PipelineInput>>,
+    /// Longest a request waits for its event to become durable.
+    pub request_timeout: Duration,
+    /// Cancelled when shutdown starts: new pushes are refused with 503 so Pub/Sub retries elsewhere.
+    pub shutting_down: CancellationToken,
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/push/{pipeline}", post(push_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.shutting_down.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+async fn push_handler(
+    State(state): State<AppState>,
+    Path(pipeline): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(input) = state.inputs.get(&pipeline).filter(|i| i.push) else {
+        let mut accepting: Vec<&str> = state.inputs.values().filter(|i| i.push).map(|i| &*i.name).collect();
+        accepting.sort();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline '{pipeline}' accepts push; these do: {}", accepting.join(", ")),
+        );
+    };
+    if state.shutting_down.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "sluice is shutting down; retry");
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let msg = match push::decode(body, header) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(pipeline, error = %e, "rejected push request");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let (ack, outcome) = Ack::channel();
+    let message_id = msg.message_id.clone();
+    let event = Event::new(
+        msg.message_id,
+        msg.publish_time,
+        msg.attributes,
+        msg.data,
+        msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push")),
+        ack,
+    );
+    match input.tx.send_timeout(event, ENQUEUE_WAIT).await {
+        Ok(()) => {}
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {
+            e.ack.settle(Outcome::Failed);
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, format!("pipeline '{pipeline}' is at capacity; retry later"));
+            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            return r;
+        }
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(e)) => {
+            e.ack.settle(Outcome::Failed);
+            return error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is stopping; retry");
+        }
+    }
+    match tokio::time::timeout(state.request_timeout, outcome).await {
+        Ok(Ok(Outcome::Delivered)) => (StatusCode::OK, Json(json!({ "messageId": message_id, "status": "delivered" }))).into_response(),
+        Ok(Ok(Outcome::Failed)) | Ok(Err(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("message {message_id} could not be made durable; retry"))
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("message {message_id} not durable after {:?}; retry", state.request_timeout),
+        ),
+    }
+}
