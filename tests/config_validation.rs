@@ -4,30 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
+use common::{edit, shipped_copy};
 use sluice::config::{load_with_env, Problem};
-
-/// Copy config/, pipelines/ and schemas/ into a temp dir.
-fn shipped_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["config", "pipelines", "schemas"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(common::repo().join(sub)).unwrap().flatten() {
-            if e.path().is_file() {
-                std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-            }
-        }
-    }
-    dir
-}
-
-fn edit(root: &Path, file: &str, from: &str, to: &str) {
-    let path = root.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} contains {from:?}");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-}
 
 fn env(name: &str) -> Option<String> {
     (name == "SET_VAR").then(|| "value".into())

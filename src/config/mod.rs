@@ -121,7 +121,8 @@ pub fn load(file: &Path) -> Result<Config, Problems> {
     load_with_env(file, |k| std::env::var(k).ok())
 }
 
-pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String> + Copy) -> Result<Config, Problems> {
+pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+    let env = &env;
     let mut problems = Vec::new();
     let global: GlobalConfig = read_file(file, env).map_err(|p| Problems(vec![p]))?;
     let problem = |field: &str, message: String| Problem { file: file.to_owned(), field: field.into(), message };

@@ -127,3 +127,25 @@ pub fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
     }
     rows
 }
+
+/// Copy config/, pipelines/ and schemas/ into a temp dir.
+pub fn shipped_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["config", "pipelines", "schemas"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(repo().join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} contains {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+

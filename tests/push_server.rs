@@ -1,0 +1,94 @@
+//! The push endpoint's answers under shutdown, failing storage and back-pressure, with the server
+//! running in-process on the shipped pipelines.
+
+mod common;
+
+use std::time::Duration;
+
+use sluice::config::load_with_env;
+use sluice::source::push::envelope;
+use tokio::net::TcpListener;
+
+struct Running {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), sluice::app::RunError>>,
+}
+
+async fn start(root: &std::path::Path, lake: &std::path::Path, max_age: &str) -> Running {
+    let lake = lake.to_str().unwrap().to_owned();
+    let max_age = max_age.to_owned();
+    let config = load_with_env(&root.join("config/sluice.yaml"), move |k| match k {
+        "SLUICE_LAKE" => Some(lake.clone()),
+        "SLUICE_BATCH_MAX_AGE" => Some(max_age.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(sluice::app::run(config, Some(listener), async move {
+        let _ = stopped.await;
+    }));
+    Running { url, stop, done }
+}
+
+fn log_event(id: &str) -> Vec<u8> {
+    let data = serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO", "message": "m"});
+    envelope(data.to_string().as_bytes(), id, &Default::default(), "sub").to_string().into_bytes()
+}
+
+async fn push(url: &str, id: &str) -> (u16, String) {
+    let r = reqwest::Client::new().post(format!("{url}/push/logs")).body(log_event(id)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_open_batches_and_answers_requests_in_flight() {
+    let root = common::shipped_copy();
+    let lake = root.path().join("lake");
+    // Batches would wait an hour: only the shutdown drain can write this event.
+    let app = start(root.path(), &lake, "1h").await;
+    let url = app.url.clone();
+    let request = tokio::spawn(async move { push(&url, "in-flight-1").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!request.is_finished(), "not answered before it is durable");
+    assert!(common::parquet_files(&lake).is_empty());
+
+    app.stop.send(()).unwrap();
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    app.done.await.unwrap().unwrap();
+    let rows = common::read_rows(&lake.join("logs"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["message_id"], "in-flight-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwritable_lake_answers_503_and_back_pressure_answers_429() {
+    let root = common::shipped_copy();
+    common::edit(root.path(), "config/sluice.yaml", "queue_capacity: 4096", "queue_capacity: 1");
+    let lake = root.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    // A file where the pipeline's folder should be: every write fails.
+    std::fs::write(lake.join("logs"), b"not a folder").unwrap();
+    let app = start(root.path(), &lake, "10ms").await;
+
+    let (status, body) = push(&app.url, "doomed-1").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("could not be made durable"), "{body}");
+
+    // While the sink retries, the one-slot queues fill and further pushes are told to back off.
+    let url = app.url.clone();
+    let answers = futures::future::join_all((0..8).map(|i| {
+        let url = url.clone();
+        async move { push(&url, &format!("burst-{i}")).await.0 }
+    }))
+    .await;
+    assert!(answers.contains(&429), "{answers:?}");
+    assert!(answers.iter().all(|s| *s == 429 || *s == 503), "{answers:?}");
+
+    app.stop.send(()).unwrap();
+    app.done.await.unwrap().unwrap();
+    assert!(common::parquet_files(&lake).is_empty());
+}
