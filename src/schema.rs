@@ -202,6 +202,11 @@ impl Schema {
     }
 }
 
+/// The canonical text form of a timestamp in records: RFC 3339, UTC, microseconds, `Z`.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// Parse an RFC 3339 timestamp, the only text form the schema accepts.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))

@@ -4,11 +4,11 @@
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde_json::json;
 
 use crate::event::{DeadLetter, Event};
-use crate::schema::Schema;
+use crate::schema::{format_timestamp as ts, Schema};
 
 /// The dead-letter schema, compiled in from `schemas/dead_letter.yaml` so it cannot go missing.
 pub fn schema() -> Arc<Schema> {
@@ -26,7 +26,6 @@ pub fn schema() -> Arc<Schema> {
 /// Turn a dead letter into an event whose record is a `dead_letter` row; the ack moves with it.
 pub fn to_event(dead: DeadLetter, pipeline: &str) -> Event {
     let DeadLetter { mut event, stage, reason } = dead;
-    let ts = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
     event.record = json!({
         "failed_at": ts(Utc::now()),
         "pipeline": pipeline,

@@ -12,7 +12,16 @@ use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
 
+pub mod condition;
+pub mod dedupe;
+pub mod fields;
+pub mod filter;
+pub mod metadata;
 pub mod parse_json;
+pub mod redact;
+pub mod route;
+pub mod timestamp;
+pub mod validate;
 
 /// What a stage decided about an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +66,16 @@ impl FieldError {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StageConfig {
     ParseJson(parse_json::Config),
+    Validate(validate::Config),
+    Rename(fields::RenameConfig),
+    Drop(fields::DropConfig),
+    Set(fields::SetConfig),
+    Metadata(metadata::Config),
+    Filter(filter::Config),
+    Redact(redact::Config),
+    Timestamp(timestamp::Config),
+    Route(route::Config),
+    Dedupe(dedupe::Config),
 }
 
 impl StageConfig {
@@ -64,12 +83,32 @@ impl StageConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             StageConfig::ParseJson(_) => "parse_json",
+            StageConfig::Validate(_) => "validate",
+            StageConfig::Rename(_) => "rename",
+            StageConfig::Drop(_) => "drop",
+            StageConfig::Set(_) => "set",
+            StageConfig::Metadata(_) => "metadata",
+            StageConfig::Filter(_) => "filter",
+            StageConfig::Redact(_) => "redact",
+            StageConfig::Timestamp(_) => "timestamp",
+            StageConfig::Route(_) => "route",
+            StageConfig::Dedupe(_) => "dedupe",
         }
     }
 
     pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, FieldError> {
         Ok(match self {
             StageConfig::ParseJson(c) => Box::new(c.build(ctx)?),
+            StageConfig::Validate(c) => Box::new(c.build(ctx)?),
+            StageConfig::Rename(c) => Box::new(c.build(ctx)?),
+            StageConfig::Drop(c) => Box::new(c.build(ctx)?),
+            StageConfig::Set(c) => Box::new(c.build(ctx)?),
+            StageConfig::Metadata(c) => Box::new(c.build(ctx)?),
+            StageConfig::Filter(c) => Box::new(c.build(ctx)?),
+            StageConfig::Redact(c) => Box::new(c.build(ctx)?),
+            StageConfig::Timestamp(c) => Box::new(c.build(ctx)?),
+            StageConfig::Route(c) => Box::new(c.build(ctx)?),
+            StageConfig::Dedupe(c) => Box::new(c.build(ctx)?),
         })
     }
 }

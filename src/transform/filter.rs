@@ -1,0 +1,67 @@
+//! `filter`: keep or drop events by a condition. `- filter: {keep_if: {field: severity, ne: DEBUG}}`
+//! or `- filter: {drop_if: {...}}`. A dropped event is acknowledged: dropping it was the intent.
+
+use serde::Deserialize;
+
+use super::condition::{Condition, ConditionConfig};
+use super::{BuildContext, FieldError, Stage, Verdict};
+use crate::event::Event;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub keep_if: Option<ConditionConfig>,
+    pub drop_if: Option<ConditionConfig>,
+}
+
+pub struct Filter {
+    condition: Condition,
+    /// true: keep what matches; false: drop what matches.
+    keep: bool,
+}
+
+impl Config {
+    pub fn build(&self, _ctx: &BuildContext) -> Result<Filter, FieldError> {
+        let (name, c, keep) = match (&self.keep_if, &self.drop_if) {
+            (Some(c), None) => ("keep_if", c, true),
+            (None, Some(c)) => ("drop_if", c, false),
+            _ => return Err(FieldError::new("", "expected exactly one of `keep_if` or `drop_if`")),
+        };
+        let condition = c.build().map_err(|e| FieldError {
+            field: if e.field.is_empty() { name.into() } else { format!("{name}.{}", e.field) },
+            message: e.message,
+        })?;
+        Ok(Filter { condition, keep })
+    }
+}
+
+impl Stage for Filter {
+    fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
+        Ok(if self.condition.matches(event) == self.keep { Verdict::Keep } else { Verdict::Drop })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build, event};
+    use super::super::Verdict;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_or_drops_by_condition() {
+        let mut s = build("filter: {drop_if: {field: severity, eq: DEBUG}}", &[]).unwrap();
+        assert_eq!(s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(), Verdict::Drop);
+        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Keep);
+        let mut s = build("filter: {keep_if: {field: severity, in: [WARNING, ERROR]}}", &[]).unwrap();
+        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Drop);
+        assert_eq!(s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(), Verdict::Keep);
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let e = build("filter: {}", &[]).err().unwrap();
+        assert_eq!(e.message, "expected exactly one of `keep_if` or `drop_if`");
+        let e = build("filter: {keep_if: {field: a, matches: '['}}", &[]).err().unwrap();
+        assert_eq!(e.field, "keep_if.matches");
+    }
+}

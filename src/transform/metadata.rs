@@ -1,0 +1,136 @@
+//! `metadata`: copy what Pub/Sub knows about a message into its record.
+//!
+//! `- metadata: {ingest_time: ingest_time, message_id: message_id, publish_time: published,
+//!    subscription: source, attributes: attrs, attribute_fields: {origin: labels.origin}}`
+//! Each key names a field to write; leave a key out to skip it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{BuildContext, FieldError, Stage, Verdict};
+use crate::event::Event;
+use crate::path::FieldPath;
+use crate::schema::format_timestamp;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ingest_time: Option<String>,
+    pub message_id: Option<String>,
+    pub publish_time: Option<String>,
+    pub subscription: Option<String>,
+    pub attributes: Option<String>,
+    /// Single attributes to copy: attribute name -> field.
+    #[serde(default)]
+    pub attribute_fields: BTreeMap<String, String>,
+}
+
+pub struct Metadata {
+    ingest_time: Option<FieldPath>,
+    message_id: Option<FieldPath>,
+    publish_time: Option<FieldPath>,
+    subscription: Option<FieldPath>,
+    attributes: Option<FieldPath>,
+    attribute_fields: Vec<(String, FieldPath)>,
+    /// Wall clock, replaceable in tests.
+    now: fn() -> DateTime<Utc>,
+}
+
+impl Config {
+    pub fn build(&self, _ctx: &BuildContext) -> Result<Metadata, FieldError> {
+        let p = |name: &str, v: &Option<String>| {
+            v.as_deref().map(FieldPath::parse).transpose().map_err(|m| FieldError::new(name, m))
+        };
+        let m = Metadata {
+            ingest_time: p("ingest_time", &self.ingest_time)?,
+            message_id: p("message_id", &self.message_id)?,
+            publish_time: p("publish_time", &self.publish_time)?,
+            subscription: p("subscription", &self.subscription)?,
+            attributes: p("attributes", &self.attributes)?,
+            attribute_fields: self
+                .attribute_fields
+                .iter()
+                .map(|(a, f)| Ok((a.clone(), FieldPath::parse(f).map_err(|m| FieldError::new(format!("attribute_fields.{a}"), m))?)))
+                .collect::<Result<_, FieldError>>()?,
+            now: Utc::now,
+        };
+        let any = m.ingest_time.is_some()
+            || m.message_id.is_some()
+            || m.publish_time.is_some()
+            || m.subscription.is_some()
+            || m.attributes.is_some()
+            || !m.attribute_fields.is_empty();
+        if !any {
+            return Err(FieldError::new(
+                "",
+                "expected at least one of ingest_time, message_id, publish_time, subscription, attributes, attribute_fields",
+            ));
+        }
+        Ok(m)
+    }
+}
+
+impl Stage for Metadata {
+    fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
+        let mut writes: Vec<(&FieldPath, Value)> = Vec::new();
+        if let Some(p) = &self.ingest_time {
+            writes.push((p, format_timestamp((self.now)()).into()));
+        }
+        if let Some(p) = &self.message_id {
+            writes.push((p, event.message_id.clone().into()));
+        }
+        if let Some(p) = &self.publish_time {
+            writes.push((p, format_timestamp(event.publish_time).into()));
+        }
+        if let Some(p) = &self.subscription {
+            writes.push((p, Value::String(event.subscription.to_string())));
+        }
+        if let Some(p) = &self.attributes {
+            writes.push((p, serde_json::to_value(&event.attributes).expect("string map serializes")));
+        }
+        for (a, p) in &self.attribute_fields {
+            if let Some(v) = event.attributes.get(a) {
+                writes.push((p, v.clone().into()));
+            }
+        }
+        for (p, v) in writes {
+            p.set(&mut event.record, v)?;
+        }
+        Ok(Verdict::Keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn copies_message_metadata_into_the_record() {
+        let config: Config = crate::config::from_yaml_str(
+            "{ingest_time: ingested, message_id: id, publish_time: published, subscription: src, attributes: attrs, attribute_fields: {origin: labels.origin, absent: x}}",
+        )
+        .unwrap();
+        let schema = super::super::testing::schema();
+        let mut stage = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
+        stage.now = || DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z").unwrap().into();
+        let mut e = super::super::testing::event(json!({"a": 1}));
+        e.attributes.insert("origin".into(), "eu".into());
+        stage.apply(&mut e).unwrap();
+        assert_eq!(
+            e.record,
+            json!({"a": 1, "ingested": "2026-11-26T10:00:01.500000Z", "id": "m-1",
+                   "published": "2026-11-26T10:00:00.000000Z", "src": "projects/p/subscriptions/s",
+                   "attrs": {"origin": "eu"}, "labels": {"origin": "eu"}})
+        );
+    }
+
+    #[test]
+    fn needs_something_to_copy() {
+        let e = super::super::testing::build("metadata: {}", &[]).err().unwrap();
+        assert!(e.message.starts_with("expected at least one of"), "{}", e.message);
+    }
+}

@@ -1,0 +1,85 @@
+//! `validate`: check the record against the pipeline's schema. `unknown_fields: reject` (default)
+//! refuses fields the schema does not name; `drop` removes them, as an explicit choice.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildContext, FieldError, Stage, Verdict};
+use crate::event::Event;
+use crate::schema::Schema;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    #[default]
+    Reject,
+    Drop,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+}
+
+pub struct Validate {
+    schema: Arc<Schema>,
+    unknown: UnknownFields,
+}
+
+impl Config {
+    pub fn build(&self, ctx: &BuildContext) -> Result<Validate, FieldError> {
+        Ok(Validate { schema: ctx.schema.clone(), unknown: self.unknown_fields })
+    }
+}
+
+impl Stage for Validate {
+    fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
+        if self.unknown == UnknownFields::Drop {
+            if let Some(obj) = event.record.as_object_mut() {
+                obj.retain(|k, _| self.schema.field(k).is_some());
+            }
+        }
+        self.schema.check(&event.record, false)?;
+        Ok(Verdict::Keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{build, event};
+    use serde_json::json;
+
+    fn row() -> serde_json::Value {
+        json!({"timestamp": "2026-11-26T10:00:00Z", "service": "s", "severity": "INFO", "message": "m", "message_id": "1"})
+    }
+
+    #[test]
+    fn accepts_a_conforming_record() {
+        let mut s = build("validate: {}", &[]).unwrap();
+        s.apply(&mut event(row())).unwrap();
+    }
+
+    #[test]
+    fn rejects_with_the_schema_reason() {
+        let mut s = build("validate: {}", &[]).unwrap();
+        let mut r = row();
+        r["latency_ms"] = json!("slow");
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'latency_ms': expected a number, found \"slow\"");
+        let mut r = row();
+        r["colour"] = json!("red");
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'colour' is not in schema 'log'");
+    }
+
+    #[test]
+    fn drop_mode_removes_unknown_fields() {
+        let mut s = build("validate: {unknown_fields: drop}", &[]).unwrap();
+        let mut r = row();
+        r["colour"] = json!("red");
+        let mut e = event(r);
+        s.apply(&mut e).unwrap();
+        assert_eq!(e.record, row());
+    }
+}
