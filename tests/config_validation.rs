@@ -44,7 +44,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
      "unknown variant `parse_xml`, expected one of"),
     ("unknown schema", "pipelines/health.yaml", "schema: health", "schema: heath", "schema",
      "cannot read schema file"),
-    ("unknown sink type", "pipelines/health.yaml", "type: lake", "type: s3", "sinks[0]",
+    ("unknown sink type", "pipelines/health.yaml", "type: lake", "type: s3", "sinks[0].type",
      "unknown variant `s3`, expected `lake`"),
     ("duplicate sink names", "pipelines/health.yaml", "sinks:\n", "sinks:\n  - {name: lake, type: lake}\n", "sinks[1].name",
      "'lake' is already the name of sinks[0]"),
@@ -52,8 +52,8 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
      "expected `push: true`, a `subscription`, or both"),
     ("unknown key in source", "pipelines/health.yaml", "  push: true\n", "  push: true\n  pull: true\n", "source.pull",
      "unknown field `pull`, expected `push` or `subscription`"),
-    ("subscription used twice", "pipelines/health.yaml", "${SLUICE_HEALTH_SUBSCRIPTION:-health-sluice}", "logs-sluice", "source.subscription",
-     "'logs-sluice' is already consumed by"),
+    ("subscription used twice", "pipelines/logs.yaml", "${SLUICE_LOGS_SUBSCRIPTION:-logs-sluice}", "health-sluice", "source.subscription",
+     "'health-sluice' is already consumed by"),
     ("zero rows in a sink override", "pipelines/health.yaml", "max_rows: 20000", "max_rows: 0", "sinks[0].batch.max_rows",
      "expected a number above zero"),
     ("unknown stage option", "pipelines/logs.yaml", "unknown_fields: reject", "unknown_fields: reject\n      strict: true", "transforms[6].validate.strict",
@@ -98,7 +98,7 @@ fn validate_command_prints_file_and_field_and_fails() {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["validate", "--config"]).arg(&cfg).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("pipelines/health.yaml: sinks[0]: unknown variant `s3`, expected `lake`"), "{stdout}");
+    assert!(stdout.contains("pipelines/health.yaml: sinks[0].type: unknown variant `s3`, expected `lake`"), "{stdout}");
     assert!(stdout.contains("1 problem(s) found"), "{stdout}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(common::repo()).arg("validate").output().unwrap();

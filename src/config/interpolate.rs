@@ -1,9 +1,21 @@
 //! `${VAR}` and `${VAR:-default}` in config text, resolved from the environment before parsing.
 //! `$$` writes a literal `$`. A variable that is unset and has no default is an error naming it.
+//! Whole-line comments are left alone, so they can show the syntax.
 
 /// Replace every `${...}` in `text`, looking variables up with `lookup`.
 pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            interpolate_line(line, &lookup, &mut out).map_err(|e| format!("line {}: {e}", i + 1))?;
+        }
+    }
+    Ok(out)
+}
+
+fn interpolate_line(text: &str, lookup: &impl Fn(&str) -> Option<String>, out: &mut String) -> Result<(), String> {
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
@@ -14,7 +26,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
         } else if let Some(body) = after.strip_prefix('{') {
             let end = body
                 .find('}')
-                .ok_or_else(|| format!("line {}: '${{' is never closed", line_of(text, rest, pos)))?;
+                .ok_or_else(|| "'${' is never closed".to_string())?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -23,16 +35,14 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
-                    "line {}: '${{{expr}}}' is not a valid variable reference; expected ${{NAME}} or ${{NAME:-default}}",
-                    line_of(text, rest, pos)
+                    "'${{{expr}}}' is not a valid variable reference; expected ${{NAME}} or ${{NAME:-default}}"
                 ));
             }
             match lookup(name).filter(|v| !v.is_empty()).or(default.map(str::to_owned)) {
                 Some(v) => out.push_str(&v),
                 None => {
                     return Err(format!(
-                        "line {}: environment variable {name} is not set and has no default (write ${{{name}:-default}})",
-                        line_of(text, rest, pos)
+                        "environment variable {name} is not set and has no default (write ${{{name}:-default}})"
                     ))
                 }
             }
@@ -43,12 +53,7 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
         }
     }
     out.push_str(rest);
-    Ok(out)
-}
-
-fn line_of(text: &str, rest: &str, pos: usize) -> usize {
-    let offset = text.len() - rest.len() + pos;
-    text[..offset].matches('\n').count() + 1
+    Ok(())
 }
 
 #[cfg(test)]
@@ -69,6 +74,7 @@ mod tests {
         assert_eq!(interpolate("a: ${NOPE:-7}", env).unwrap(), "a: 7");
         assert_eq!(interpolate("a: ${EMPTY:-d}", env).unwrap(), "a: d");
         assert_eq!(interpolate("price: $$5 and $x", env).unwrap(), "price: $5 and $x");
+        assert_eq!(interpolate("# use ${NOPE}\na: 1", env).unwrap(), "# use ${NOPE}\na: 1");
     }
 
     #[test]
