@@ -49,7 +49,7 @@ impl FieldType {
             FieldType::Int64 => DataType::Int64,
             FieldType::Float64 => DataType::Float64,
             FieldType::Bool => DataType::Boolean,
-            FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            FieldType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             FieldType::Bytes => DataType::Binary,
         }
     }

@@ -74,19 +74,23 @@ async fn unwritable_lake_answers_503_and_back_pressure_answers_429() {
     std::fs::write(lake.join("logs"), b"not a folder").unwrap();
     let app = start(root.path(), &lake, "10ms").await;
 
-    let (status, body) = push(&app.url, "doomed-1").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("could not be made durable"), "{body}");
-
-    // While the sink retries, the one-slot queues fill and further pushes are told to back off.
+    // The first event's write fails and is retried with backoff for several seconds.
     let url = app.url.clone();
+    let first = tokio::spawn(async move { push(&url, "doomed-1").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile the one-slot queues fill, and further pushes are told to back off.
     let answers = futures::future::join_all((0..8).map(|i| {
-        let url = url.clone();
+        let url = app.url.clone();
         async move { push(&url, &format!("burst-{i}")).await.0 }
     }))
     .await;
     assert!(answers.contains(&429), "{answers:?}");
     assert!(answers.iter().all(|s| *s == 429 || *s == 503), "{answers:?}");
+
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("could not be made durable"), "{body}");
 
     app.stop.send(()).unwrap();
     app.done.await.unwrap().unwrap();

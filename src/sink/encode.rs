@@ -76,7 +76,7 @@ pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatc
                 Arc::new(b.finish())
             }
             FieldType::Timestamp => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+                let mut b = TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("+00:00");
                 for (i, v) in values.enumerate() {
                     let t = v
                         .map(|v| {
