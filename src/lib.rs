@@ -14,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod path;
+pub mod provision;
 pub mod publish;
 pub mod sample;
 pub mod schema;

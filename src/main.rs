@@ -38,14 +38,30 @@ enum Command {
         #[arg(long, default_value = "schemas")]
         schemas_dir: PathBuf,
     },
-    /// Send sample events (or an NDJSON file) to a running sluice's push endpoint.
+    /// Create the Pub/Sub topics and subscriptions the config names, where missing.
+    Provision {
+        #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Send sample events (or an NDJSON file) to a running sluice's push endpoint, or to a
+    /// Pub/Sub topic with --topic.
     Publish {
-        /// Pipeline to send to.
+        /// Pipeline the events are for (picks the sample kind and the push route).
         #[arg(long, short, default_value = "logs")]
         pipeline: String,
-        /// Base URL of the running sluice.
+        /// Base URL of the running sluice (push).
         #[arg(long, default_value = "http://127.0.0.1:8080", env = "SLUICE_URL")]
         url: String,
+        /// Publish to this Pub/Sub topic instead (name or full path), using the config's
+        /// `pubsub` project and endpoint.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Config that supplies the `pubsub` section for --topic.
+        #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+        /// Events per second at most (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
         /// NDJSON file whose lines are sent as message data, verbatim.
         #[arg(long, short)]
         file: Option<PathBuf>,
@@ -77,6 +93,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Load the config, or fail with every problem listed.
+fn load_or_report(path: &std::path::Path) -> anyhow::Result<sluice::config::Config> {
+    sluice::config::load(path).map_err(|problems| {
+        anyhow::anyhow!("{problems}\n{} problem(s) in the configuration (run `sluice validate`)", problems.0.len())
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
@@ -84,14 +107,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config } => {
-            let config = match sluice::config::load(&config) {
-                Ok(c) => c,
-                Err(problems) => {
-                    eprintln!("{problems}");
-                    eprintln!("sluice cannot start: {} problem(s) in the configuration", problems.0.len());
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            let config = load_or_report(&config)?;
             runtime()?.block_on(sluice::app::run(config, None, sluice::shutdown::signal()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -116,8 +132,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&schema.bigquery_fields())?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Publish { pipeline, url, file, count, seed, kind, concurrency } => {
-            let args = sluice::publish::PublishArgs { url, pipeline, file, count, seed, kind, concurrency };
+        Command::Provision { config } => {
+            let config = load_or_report(&config)?;
+            let report = runtime()?.block_on(sluice::provision::provision(&config))?;
+            for r in &report.created {
+                println!("created {r}");
+            }
+            for r in &report.existing {
+                println!("exists  {r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { pipeline, url, topic, config, rate, file, count, seed, kind, concurrency } => {
+            let target = match topic {
+                None => sluice::publish::Target::Push { url },
+                Some(topic) => {
+                    let config = load_or_report(&config)?;
+                    let pubsub = config.global.pubsub.clone().context("--topic needs a `pubsub` section in the config")?;
+                    sluice::publish::Target::Topic { topic: pubsub.topic_path(&topic), pubsub }
+                }
+            };
+            let args = sluice::publish::PublishArgs { target, pipeline, file, count, seed, kind, concurrency, rate };
             let summary = runtime()?.block_on(sluice::publish::run(args))?;
             Ok(if summary.rejected + summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

@@ -1,5 +1,6 @@
-//! `sluice publish`: send sample or given events to a running sluice's push endpoint, wrapped
-//! the way Pub/Sub pushes them, retrying 429/503 the way Pub/Sub would.
+//! `sluice publish`: send sample or given events either to a Pub/Sub topic (the load generator
+//! for tests and benchmarks) or to a running sluice's push endpoint, wrapped the way Pub/Sub
+//! pushes them and retried on 429/503 the way Pub/Sub would.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,9 +12,16 @@ use futures::StreamExt;
 use crate::sample::{Generator, Kind};
 use crate::source::push::envelope;
 
+/// Where events go.
+pub enum Target {
+    /// A running sluice: base URL, e.g. `http://127.0.0.1:8080`.
+    Push { url: String },
+    /// A Pub/Sub topic (full path), reached with the config's project, endpoint and credentials.
+    Topic { topic: String, pubsub: crate::config::global::PubsubConfig },
+}
+
 pub struct PublishArgs {
-    /// Base URL of sluice, e.g. `http://127.0.0.1:8080`.
-    pub url: String,
+    pub target: Target,
     pub pipeline: String,
     /// NDJSON file: each non-empty line is sent verbatim as one message's data.
     pub file: Option<PathBuf>,
@@ -22,6 +30,8 @@ pub struct PublishArgs {
     pub seed: u64,
     pub kind: Option<Kind>,
     pub concurrency: usize,
+    /// Events per second at most; `None` sends as fast as the target takes them.
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,6 +42,8 @@ pub struct Summary {
     pub rejected: u64,
     /// Still 429/5xx or unreachable after retries.
     pub failed: u64,
+    /// Message ids of what was delivered (assigned by Pub/Sub for a topic).
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,16 +52,18 @@ pub enum PublishError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("no sample kind for pipeline '{0}'; pass --kind log|health|config-change or --file")]
     NoKind(String),
+    #[error("cannot create the Pub/Sub publisher: {0}")]
+    Publisher(#[from] google_cloud_gax::client_builder::Error),
 }
 
 enum Attempt {
-    Delivered,
+    Delivered(String),
     Rejected(String),
     Retry(String),
 }
 
-pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
-    let messages: Vec<(String, Vec<u8>)> = match &args.file {
+fn messages(args: &PublishArgs) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    Ok(match &args.file {
         Some(path) => {
             let text = std::fs::read(path).map_err(|source| PublishError::Read { path: path.clone(), source })?;
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("file").to_owned();
@@ -64,25 +78,77 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
             let mut g = Generator::new(kind, args.seed);
             (0..args.count).map(|i| (format!("sample-{}-{i}", args.seed), g.next_event().to_string().into_bytes())).collect()
         }
-    };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("http client builds");
-    let endpoint = format!("{}/push/{}", args.url.trim_end_matches('/'), args.pipeline);
+    })
+}
+
+/// Wait so that the `n`th message goes out no earlier than `n / rate` seconds after the start.
+async fn pace(rate: Option<f64>, started: Instant, n: usize) {
+    if let Some(r) = rate.filter(|r| *r > 0.0) {
+        let due = started + Duration::from_secs_f64(n as f64 / r);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
+    let messages = messages(&args)?;
     let mut attributes = BTreeMap::new();
     attributes.insert("publisher".to_string(), "sluice-publish".to_string());
-    let subscription = format!("sluice-publish/{}", args.pipeline);
+    attributes.insert("pipeline".to_string(), args.pipeline.clone());
     let started = Instant::now();
     let total = messages.len() as u64;
-    let results: Vec<Attempt> = futures::stream::iter(messages)
-        .map(|(id, data)| {
-            let body = envelope(&data, &id, &attributes, &subscription);
-            let (client, endpoint) = (&client, &endpoint);
+    let (results, destination) = match &args.target {
+        Target::Push { url } => {
+            let endpoint = format!("{}/push/{}", url.trim_end_matches('/'), args.pipeline);
+            (push_all(&args, &endpoint, messages, &attributes, started).await, endpoint)
+        }
+        Target::Topic { topic, pubsub } => (publish_all(&args, topic, pubsub, messages, &attributes, started).await?, topic.clone()),
+    };
+    let mut summary = Summary { sent: total, ..Default::default() };
+    for r in results {
+        match r {
+            Attempt::Delivered(id) => {
+                summary.delivered += 1;
+                summary.ids.push(id);
+            }
+            Attempt::Rejected(why) => {
+                summary.rejected += 1;
+                eprintln!("rejected {why}");
+            }
+            Attempt::Retry(why) => {
+                summary.failed += 1;
+                eprintln!("failed {why}");
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "published {} events to {destination}: {} delivered, {} rejected, {} failed in {secs:.2}s ({:.0} events/s)",
+        summary.sent, summary.delivered, summary.rejected, summary.failed, summary.sent as f64 / secs.max(1e-9)
+    );
+    Ok(summary)
+}
+
+async fn push_all(
+    args: &PublishArgs,
+    endpoint: &str,
+    messages: Vec<(String, Vec<u8>)>,
+    attributes: &BTreeMap<String, String>,
+    started: Instant,
+) -> Vec<Attempt> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("http client builds");
+    let subscription = format!("sluice-publish/{}", args.pipeline);
+    futures::stream::iter(messages.into_iter().enumerate())
+        .map(|(n, (id, data))| {
+            let body = envelope(&data, &id, attributes, &subscription);
+            let client = &client;
             async move {
+                pace(args.rate, started, n).await;
                 let send = || async {
                     let resp = client.post(endpoint).json(&body).send().await.map_err(|e| e.to_string())?;
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
                     if status.is_success() {
-                        Ok(Attempt::Delivered)
+                        Ok(Attempt::Delivered(id.clone()))
                     } else if status.as_u16() == 429 || status.is_server_error() {
                         Err(format!("{status}: {text}"))
                     } else {
@@ -96,25 +162,42 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect()
-        .await;
-    let mut summary = Summary { sent: total, ..Default::default() };
-    for r in results {
-        match r {
-            Attempt::Delivered => summary.delivered += 1,
-            Attempt::Rejected(why) => {
-                summary.rejected += 1;
-                eprintln!("rejected {why}");
-            }
-            Attempt::Retry(why) => {
-                summary.failed += 1;
-                eprintln!("failed {why}");
-            }
-        }
+        .await
+}
+
+async fn publish_all(
+    args: &PublishArgs,
+    topic: &str,
+    pubsub: &crate::config::global::PubsubConfig,
+    messages: Vec<(String, Vec<u8>)>,
+    attributes: &BTreeMap<String, String>,
+    started: Instant,
+) -> Result<Vec<Attempt>, PublishError> {
+    let mut b = google_cloud_pubsub::client::Publisher::builder(topic);
+    if let Some(e) = pubsub.endpoint_url() {
+        b = b.with_endpoint(e);
     }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "published {} events to {endpoint}: {} delivered, {} rejected, {} failed in {secs:.2}s ({:.0} events/s)",
-        summary.sent, summary.delivered, summary.rejected, summary.failed, summary.sent as f64 / secs.max(1e-9)
-    );
-    Ok(summary)
+    if let Some(c) = crate::source::pubsub::credentials(pubsub) {
+        b = b.with_credentials(c);
+    }
+    let publisher = b.build().await?;
+    let attrs: Vec<(String, String)> = attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // The publisher batches internally; many publishes in flight let it fill its batches.
+    let results = futures::stream::iter(messages.into_iter().enumerate())
+        .map(|(n, (name, data))| {
+            let msg = google_cloud_pubsub::model::Message::new().set_data(data).set_attributes(attrs.clone());
+            let publisher = &publisher;
+            async move {
+                pace(args.rate, started, n).await;
+                match publisher.publish(msg).await {
+                    Ok(id) => Attempt::Delivered(id),
+                    Err(e) => Attempt::Retry(format!("{name}: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1) * 32)
+        .collect()
+        .await;
+    publisher.flush().await;
+    Ok(results)
 }

@@ -144,9 +144,82 @@ fn default_queue() -> NonZeroUsize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PubsubConfig {
+    /// Pull from the pipelines' subscriptions; off, pipelines are fed by the push endpoint only.
+    #[serde(default = "yes")]
+    pub enabled: bool,
     pub project: String,
-    /// Emulator or private endpoint, e.g. `http://127.0.0.1:8085`.
+    /// Emulator or private endpoint, e.g. `http://127.0.0.1:8085` (or `127.0.0.1:8085`, as
+    /// PUBSUB_EMULATOR_HOST is written). Empty or absent: production, with application default
+    /// credentials. Any endpoint given here is reached with anonymous credentials.
     pub endpoint: Option<String>,
+    /// Streaming-pull streams per subscription: the emulator serves ~2k msg/s per stream.
+    #[serde(default = "default_streams")]
+    pub streams: NonZeroUsize,
+    /// Messages held un-acked per subscription (across its streams): bounds memory whatever the backlog.
+    #[serde(default = "default_outstanding_messages")]
+    pub max_outstanding_messages: NonZeroUsize,
+    /// Bytes held un-acked per subscription (across its streams).
+    #[serde(default = "default_outstanding_bytes")]
+    pub max_outstanding_bytes: ByteSize,
+    /// Ack deadline set on subscriptions by `sluice provision`; the client extends leases beyond it.
+    #[serde(default = "default_ack_deadline")]
+    pub ack_deadline: HumanDuration,
+    /// Topic that `sluice provision` sets as the subscriptions' dead-letter topic.
+    pub dead_letter_topic: Option<String>,
+    /// Deliveries before Pub/Sub moves a message to the dead-letter topic (5 to 100).
+    #[serde(default = "default_max_delivery_attempts")]
+    pub max_delivery_attempts: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_streams() -> NonZeroUsize {
+    NonZeroUsize::new(4).expect("nonzero")
+}
+fn default_outstanding_messages() -> NonZeroUsize {
+    NonZeroUsize::new(20_000).expect("nonzero")
+}
+fn default_outstanding_bytes() -> ByteSize {
+    ByteSize(100 << 20)
+}
+fn default_ack_deadline() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_max_delivery_attempts() -> u32 {
+    10
+}
+
+impl PubsubConfig {
+    /// The endpoint URL to use, if any (scheme added to a bare `host:port`).
+    pub fn endpoint_url(&self) -> Option<String> {
+        let e = self.endpoint.as_deref()?.trim();
+        if e.is_empty() {
+            None
+        } else if e.contains("://") {
+            Some(e.to_owned())
+        } else {
+            Some(format!("http://{e}"))
+        }
+    }
+
+    /// `projects/<project>/subscriptions/<name>` unless already a full path.
+    pub fn subscription_path(&self, name: &str) -> String {
+        full_path(&self.project, "subscriptions", name)
+    }
+
+    /// `projects/<project>/topics/<name>` unless already a full path.
+    pub fn topic_path(&self, name: &str) -> String {
+        full_path(&self.project, "topics", name)
+    }
+}
+
+fn full_path(project: &str, kind: &str, name: &str) -> String {
+    if name.starts_with("projects/") {
+        name.to_owned()
+    } else {
+        format!("projects/{project}/{kind}/{name}")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -205,6 +205,22 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
     if g.http.max_body.0 == 0 {
         report("http.max_body", "expected a size above zero".into());
     }
+    if let Some(p) = &g.pubsub {
+        if p.project.trim().is_empty() {
+            report("pubsub.project", "expected a project id, found an empty string".into());
+        }
+        if let Some(e) = p.endpoint_url() {
+            if url::Url::parse(&e).is_err() {
+                report("pubsub.endpoint", format!("expected host:port or a URL, found '{e}'"));
+            }
+        }
+        if !(5..=100).contains(&p.max_delivery_attempts) {
+            report(
+                "pubsub.max_delivery_attempts",
+                format!("expected 5 to 100 (Pub/Sub's limits), found {}", p.max_delivery_attempts),
+            );
+        }
+    }
 }
 
 fn check_pipeline(
@@ -230,6 +246,7 @@ fn check_pipeline(
     if spec.source.subscription.as_deref().is_some_and(str::is_empty) {
         report("source.subscription", "expected a subscription name, found an empty string".into());
     }
+    let pulled = global.pubsub.as_ref().filter(|p| p.enabled && spec.source.subscription.is_some());
     if spec.sinks.is_empty() {
         report("sinks", "expected at least one sink".into());
     }
@@ -265,6 +282,18 @@ fn check_pipeline(
                 }
                 if batch.max_age.0.is_zero() {
                     report(&format!("sinks[{i}].batch.max_age"), "expected a duration above zero".into());
+                }
+                if let Some(p) = pulled {
+                    // Un-acked messages are capped by flow control: a larger batch could only close by age.
+                    if batch.max_rows > p.max_outstanding_messages {
+                        report(
+                            &format!("sinks[{i}].batch.max_rows"),
+                            format!(
+                                "{} is more than pubsub.max_outstanding_messages ({}): such a batch never fills and waits for max_age; lower it or raise the flow-control limit",
+                                batch.max_rows, p.max_outstanding_messages
+                            ),
+                        );
+                    }
                 }
                 let prefix = c.prefix.clone().unwrap_or_else(|| spec.name.clone());
                 if prefix.trim_matches('/').is_empty() {

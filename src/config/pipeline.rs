@@ -26,8 +26,10 @@ pub struct SourceConfig {
     /// Accept `POST /push/<pipeline>` (Cloud Run push subscriptions, `sluice publish`).
     #[serde(default)]
     pub push: bool,
-    /// Pub/Sub subscription to stream-pull from, when the `pubsub` section is configured.
+    /// Pub/Sub subscription to stream-pull from, when the `pubsub` section is enabled.
     pub subscription: Option<String>,
+    /// The topic the subscription reads, for `sluice provision` and `sluice publish --topic`.
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,3 +2,4 @@
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
 pub mod push;
+pub mod pubsub;

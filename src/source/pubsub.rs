@@ -1,0 +1,159 @@
+//! Pub/Sub streaming pull, with Google's official client.
+//!
+//! Each subscription is read by `streams` parallel streaming-pull streams. The client bounds
+//! what is held un-acked (`max_outstanding_messages` / `_bytes`, split across streams) and keeps
+//! extending the leases of held messages, so an event waiting in an open batch is not redelivered.
+//! A message is acked only when its [`Ack`] settles `Delivered` (every sink wrote it, or it is in
+//! dead letters); `Failed` nacks it so Pub/Sub redelivers at once. Sending into the pipeline's
+//! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use google_cloud_pubsub::client::Subscriber;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{Ack, Outcome};
+use crate::config::global::PubsubConfig;
+use crate::event::Event;
+use crate::topology::PipelineInput;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the Pub/Sub client for {endpoint}: {source}")]
+pub struct ConnectError {
+    endpoint: String,
+    source: google_cloud_gax::client_builder::Error,
+}
+
+/// Credentials for an endpoint: anonymous for an emulator or private endpoint named in config,
+/// application default credentials otherwise.
+pub fn credentials(config: &PubsubConfig) -> Option<google_cloud_auth::credentials::Credentials> {
+    config.endpoint_url().map(|_| google_cloud_auth::credentials::anonymous::Builder::new().build())
+}
+
+pub async fn subscriber(config: &PubsubConfig) -> Result<Subscriber, ConnectError> {
+    let mut b = Subscriber::builder();
+    if let Some(e) = config.endpoint_url() {
+        b = b.with_endpoint(e);
+    }
+    if let Some(c) = credentials(config) {
+        b = b.with_credentials(c);
+    }
+    b.build().await.map_err(|source| ConnectError {
+        endpoint: config.endpoint_url().unwrap_or_else(|| "pubsub.googleapis.com".into()),
+        source,
+    })
+}
+
+/// Start the pulling tasks for one subscription feeding one pipeline. They stop pulling when
+/// `stop` is cancelled; messages they already handed over settle through their acks.
+pub fn spawn(
+    client: &Subscriber,
+    config: &PubsubConfig,
+    subscription: String,
+    input: PipelineInput,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let streams = config.streams.get();
+    let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
+    let bytes = (config.max_outstanding_bytes.0 as usize / streams).max(1) as i64;
+    let name: Arc<str> = Arc::from(subscription.as_str());
+    (0..streams)
+        .map(|n| {
+            let pull = Pull {
+                client: client.clone(),
+                subscription: name.clone(),
+                input: input.clone(),
+                max_messages: messages,
+                max_bytes: bytes,
+                stream: n,
+            };
+            tokio::spawn(pull.run(stop.clone()))
+        })
+        .collect()
+}
+
+/// Longest a stream waits at shutdown for its delivered messages to settle.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+struct Pull {
+    client: Subscriber,
+    subscription: Arc<str>,
+    input: PipelineInput,
+    max_messages: i64,
+    max_bytes: i64,
+    stream: usize,
+}
+
+impl Pull {
+    async fn run(self, stop: CancellationToken) {
+        let Pull { client, subscription, input, max_messages, max_bytes, stream: n } = self;
+        let mut backoff = Duration::from_millis(200);
+        while !stop.is_cancelled() {
+            let mut stream = client
+                .subscribe(&*subscription)
+                .set_max_outstanding_messages(max_messages)
+                .set_max_outstanding_bytes(max_bytes)
+                .build();
+            tracing::info!(subscription = %subscription, pipeline = %input.name, stream = n, "pulling");
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => {
+                        // Stop reading, but keep the stream's lease loop alive until every message
+                        // handed to the pipeline is acked or nacked, so its ack reaches Pub/Sub.
+                        let token = stream.shutdown_token();
+                        drop(input);
+                        if tokio::time::timeout(SHUTDOWN_WAIT, token.shutdown()).await.is_err() {
+                            tracing::warn!(subscription = %subscription, stream = n,
+                                "messages still unsettled at shutdown; Pub/Sub will redeliver them");
+                        }
+                        return;
+                    }
+                    next = stream.next() => next,
+                };
+                match next {
+                    Some(Ok((message, handler))) => {
+                        backoff = Duration::from_millis(200);
+                        let ack = Ack::new(move |outcome| match outcome {
+                            Outcome::Delivered => handler.ack(),
+                            Outcome::Failed => handler.nack(),
+                        });
+                        let event = Event::new(
+                            message.message_id,
+                            message.publish_time.and_then(to_chrono).unwrap_or_else(Utc::now),
+                            message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+                            message.data,
+                            subscription.clone(),
+                            ack,
+                        );
+                        // Waits while the pipeline is full: back-pressure on the stream.
+                        if input.tx.send(event).await.is_err() {
+                            return; // pipeline closed: shutting down; the dropped event nacks itself
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(subscription = %subscription, stream = n, error = %e,
+                            retry_in_ms = backoff.as_millis() as u64, "streaming pull failed; reopening");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(subscription = %subscription, stream = n, "stream ended; reopening");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+fn to_chrono(t: google_cloud_wkt::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds(), t.nanos().max(0) as u32)
+}
