@@ -1,9 +1,14 @@
 //! `dedupe`: drop repeats of a key seen within a time window.
 //!
-//! `- dedupe: {key: message_id, window: 10m, max_keys: 200000}` or `key: {field: order.id}`.
-//! Memory is bounded by `max_keys` (oldest keys are forgotten first). At-least-once holds: a
-//! repeat of an event still in flight is folded into it and settles with it, and a repeat of an
-//! event that failed goes through, so a redelivery is never dropped in favour of a lost original.
+//! `- dedupe: {key: message_id, window: 10m, max_keys: 200000}` or `key: {field: order.id}`
+//! (`key` defaults to `message_id`, the Pub/Sub id; a field's value is compared by its text, and
+//! an event without it is refused). A key is remembered for `window` from its first sighting;
+//! memory is bounded by `max_keys` (oldest keys are forgotten first).
+//!
+//! At-least-once holds: a repeat of an event still in flight is folded into it and settles with
+//! it, a repeat of a delivered event is dropped (acknowledged), and a repeat of an event that
+//! failed goes through, so a redelivery is never dropped in favour of a lost original. An
+//! untracked original (nobody waits for its ack) counts as delivered.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
@@ -11,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::condition::text_of;
+use super::{parse_path, BuildContext, FieldError, Stage, Verdict};
 use crate::ack::{Absorbed, AckWatch};
 use crate::config::units::HumanDuration;
 use crate::event::Event;
@@ -23,7 +29,15 @@ pub enum KeyConfig {
     /// `message_id`: the Pub/Sub message id.
     Named(String),
     /// `{field: path}`: a record field.
-    Field { field: String },
+    Field(FieldKey),
+    /// Anything else, kept so `build` can say precisely what is wrong with it.
+    Invalid(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldKey {
+    pub field: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,15 +71,18 @@ pub struct Dedupe {
 
 impl Config {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Dedupe, FieldError> {
+        let wrong = |found: String| {
+            FieldError::new(
+                "key",
+                format!("expected `message_id` or `{{field: <path>}}`, found {found}"),
+            )
+        };
         let key = match &self.key {
             None => Key::MessageId,
             Some(KeyConfig::Named(n)) if n == "message_id" => Key::MessageId,
-            Some(KeyConfig::Named(n)) => {
-                return Err(FieldError::new("key", format!("expected `message_id` or `{{field: <path>}}`, found '{n}'")))
-            }
-            Some(KeyConfig::Field { field }) => {
-                Key::Field(FieldPath::parse(field).map_err(|m| FieldError::new("key.field", m))?)
-            }
+            Some(KeyConfig::Named(n)) => return Err(wrong(format!("'{n}'"))),
+            Some(KeyConfig::Field(f)) => Key::Field(parse_path("key.field", &f.field)?),
+            Some(KeyConfig::Invalid(v)) => return Err(wrong(v.to_string())),
         };
         if self.window.0.is_zero() {
             return Err(FieldError::new("window", "expected a duration above zero"));
@@ -86,8 +103,7 @@ impl Dedupe {
         match &self.key {
             Key::MessageId => Ok(event.message_id.clone()),
             Key::Field(p) => match p.get(&event.record) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(v) if !v.is_null() => Ok(v.to_string()),
+                Some(v) if !v.is_null() => Ok(text_of(v).into_owned()),
                 _ => Err(format!("dedupe key field '{p}' is missing")),
             },
         }
@@ -109,7 +125,13 @@ impl Dedupe {
 
     fn remember(&mut self, key: String, event: &Event, now: Instant) {
         self.order.push_back((key.clone(), now));
-        self.seen.insert(key, Seen { at: now, watch: event.ack.watch() });
+        self.seen.insert(
+            key,
+            Seen {
+                at: now,
+                watch: event.ack.watch(),
+            },
+        );
     }
 }
 
@@ -140,54 +162,102 @@ impl Stage for Dedupe {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{event, schema};
     use super::*;
     use crate::ack::{Ack, Outcome};
     use serde_json::json;
     use std::sync::{Arc, Mutex};
+    use tokio::sync::oneshot::Receiver;
 
-    fn stage(yaml: &str) -> (Dedupe, Arc<Mutex<Instant>>) {
+    fn config(yaml: &str) -> Result<Dedupe, FieldError> {
         let config: Config = crate::config::from_yaml_str(yaml).unwrap();
-        let schema = super::super::testing::schema();
-        let mut d = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
+        config.build(&BuildContext {
+            pipeline: "logs",
+            schema: &schema(),
+            sinks: &[],
+        })
+    }
+
+    /// A stage with a clock the test moves by hand.
+    fn stage(yaml: &str) -> (Dedupe, Arc<Mutex<Instant>>) {
+        let mut d = config(yaml).unwrap();
         let clock = Arc::new(Mutex::new(Instant::now()));
         let c = clock.clone();
         d.now = Box::new(move || *c.lock().unwrap());
         (d, clock)
     }
 
-    fn tracked(id: &str) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
+    fn tracked(id: &str) -> (Event, Receiver<Outcome>) {
         let (ack, rx) = Ack::channel();
-        let mut e = super::super::testing::event(json!({"order": {"id": 7}}));
+        let mut e = event(json!({"order": {"id": 7}}));
         e.message_id = id.into();
         e.ack = ack;
         (e, rx)
     }
 
+    /// What the chain does with a dropped event.
+    fn settle_dropped(mut e: Event) {
+        e.ack.take().settle(Outcome::Delivered);
+    }
+
     #[test]
     fn repeat_in_window_is_dropped_and_settles_with_the_original() {
+        for outcome in [Outcome::Delivered, Outcome::Failed] {
+            let (mut d, _) = stage("{window: 10m, max_keys: 10}");
+            let (mut a, mut arx) = tracked("m1");
+            let (mut b, mut brx) = tracked("m1");
+            assert_eq!(d.apply(&mut a).unwrap(), Verdict::Keep);
+            assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop);
+            settle_dropped(b);
+            assert!(
+                brx.try_recv().is_err(),
+                "the duplicate waits for the original"
+            );
+            a.ack.take().settle(outcome);
+            assert_eq!(arx.try_recv().unwrap(), outcome);
+            assert_eq!(
+                brx.try_recv().unwrap(),
+                outcome,
+                "the duplicate settles as the original did"
+            );
+        }
+    }
+
+    #[test]
+    fn repeat_of_a_delivered_original_is_delivered_at_once() {
         let (mut d, _) = stage("{window: 10m, max_keys: 10}");
-        let (mut a, mut arx) = tracked("m1");
-        let (mut b, mut brx) = tracked("m1");
-        assert_eq!(d.apply(&mut a).unwrap(), Verdict::Keep);
-        assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop);
-        drop(b); // the chain drops the duplicate; its ack was folded into the original
-        assert!(brx.try_recv().is_err(), "duplicate waits for the original");
+        let (mut a, _arx) = tracked("m1");
+        d.apply(&mut a).unwrap();
         a.ack.take().settle(Outcome::Delivered);
-        drop(a);
-        assert_eq!(arx.try_recv().unwrap(), Outcome::Delivered);
+        let (mut b, mut brx) = tracked("m1");
+        assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop);
+        drop(b);
         assert_eq!(brx.try_recv().unwrap(), Outcome::Delivered);
     }
 
     #[test]
-    fn repeat_of_a_failed_original_goes_through() {
+    fn repeat_of_a_failed_original_goes_through_and_becomes_the_original() {
         let (mut d, _) = stage("{window: 10m, max_keys: 10}");
         let (mut a, _arx) = tracked("m1");
         d.apply(&mut a).unwrap();
         a.ack.take().settle(Outcome::Failed);
         let (mut b, mut brx) = tracked("m1");
         assert_eq!(d.apply(&mut b).unwrap(), Verdict::Keep);
+        // A third copy now follows the second, which is in flight.
+        let (mut c, mut crx) = tracked("m1");
+        assert_eq!(d.apply(&mut c).unwrap(), Verdict::Drop);
+        settle_dropped(c);
         b.ack.take().settle(Outcome::Delivered);
         assert_eq!(brx.try_recv().unwrap(), Outcome::Delivered);
+        assert_eq!(crx.try_recv().unwrap(), Outcome::Delivered);
+    }
+
+    #[test]
+    fn repeat_of_an_untracked_original_is_dropped() {
+        let (mut d, _) = stage("{window: 10m, max_keys: 10}");
+        assert_eq!(d.apply(&mut event(json!({}))).unwrap(), Verdict::Keep);
+        let (mut b, _brx) = tracked("m-1");
+        assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop);
     }
 
     #[test]
@@ -196,36 +266,95 @@ mod tests {
         let (mut a, _) = tracked("m1");
         d.apply(&mut a).unwrap();
         a.ack.take().settle(Outcome::Delivered);
-        *clock.lock().unwrap() += Duration::from_secs(61);
+        *clock.lock().unwrap() += Duration::from_secs(59);
         let (mut b, _) = tracked("m1");
-        assert_eq!(d.apply(&mut b).unwrap(), Verdict::Keep);
+        assert_eq!(
+            d.apply(&mut b).unwrap(),
+            Verdict::Drop,
+            "still inside the window"
+        );
+        *clock.lock().unwrap() += Duration::from_secs(1);
+        let (mut c, _) = tracked("m1");
+        assert_eq!(
+            d.apply(&mut c).unwrap(),
+            Verdict::Keep,
+            "the window counts from the first sighting"
+        );
+        assert_eq!(d.seen.len(), 1);
     }
 
     #[test]
     fn max_keys_bounds_memory_oldest_first() {
         let (mut d, _) = stage("{window: 1h, max_keys: 2}");
-        for id in ["a", "b", "c"] {
-            let mut e = super::super::testing::event(json!({}));
+        let mut apply = |id: &str| {
+            let mut e = event(json!({}));
             e.message_id = id.into();
-            d.apply(&mut e).unwrap();
-        }
+            d.apply(&mut e).unwrap()
+        };
+        assert_eq!(apply("a"), Verdict::Keep);
+        assert_eq!(apply("b"), Verdict::Keep);
+        assert_eq!(apply("c"), Verdict::Keep);
+        assert_eq!(apply("c"), Verdict::Drop);
+        assert_eq!(apply("b"), Verdict::Drop);
+        assert_eq!(apply("a"), Verdict::Keep, "the oldest key was forgotten");
         assert_eq!(d.seen.len(), 2);
-        assert!(!d.seen.contains_key("a"), "oldest key forgotten");
+        assert!(d.order.len() <= 3);
     }
 
     #[test]
-    fn field_keys_and_their_errors() {
+    fn field_keys_compare_by_text_and_must_be_present() {
         let (mut d, _) = stage("{key: {field: order.id}, window: 1h, max_keys: 10}");
-        let mut e = super::super::testing::event(json!({"order": {"id": 7}}));
-        assert_eq!(d.apply(&mut e).unwrap(), Verdict::Keep);
-        let mut e = super::super::testing::event(json!({"order": {"id": 7}}));
+        assert_eq!(
+            d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(),
+            Verdict::Keep
+        );
+        let mut e = event(json!({"order": {"id": "7"}}));
         e.message_id = "other".into();
         assert_eq!(d.apply(&mut e).unwrap(), Verdict::Drop);
-        let mut e = super::super::testing::event(json!({}));
-        assert_eq!(d.apply(&mut e).unwrap_err(), "dedupe key field 'order.id' is missing");
-        let config: Config = crate::config::from_yaml_str("{key: id, window: 1h, max_keys: 10}").unwrap();
-        let schema = super::super::testing::schema();
-        let err = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).err().unwrap();
-        assert_eq!(err.message, "expected `message_id` or `{field: <path>}`, found 'id'");
+        assert_eq!(
+            d.apply(&mut event(json!({"order": {"id": 8}}))).unwrap(),
+            Verdict::Keep
+        );
+        for record in [json!({}), json!({"order": {"id": null}})] {
+            assert_eq!(
+                d.apply(&mut event(record)).unwrap_err(),
+                "dedupe key field 'order.id' is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn config_errors() {
+        let err = |y: &str| {
+            let e = config(y).err().unwrap();
+            (e.field, e.message)
+        };
+        assert_eq!(
+            err("{key: id, window: 1h, max_keys: 10}"),
+            (
+                "key".into(),
+                "expected `message_id` or `{field: <path>}`, found 'id'".into()
+            )
+        );
+        assert_eq!(
+            err("{key: {feild: id}, window: 1h, max_keys: 10}"),
+            (
+                "key".into(),
+                r#"expected `message_id` or `{field: <path>}`, found {"feild":"id"}"#.into()
+            )
+        );
+        assert_eq!(
+            err("{key: {field: 'a..b'}, window: 1h, max_keys: 10}"),
+            (
+                "key.field".into(),
+                "field path 'a..b' has an empty segment".into()
+            )
+        );
+        assert_eq!(
+            err("{window: 0s, max_keys: 10}"),
+            ("window".into(), "expected a duration above zero".into())
+        );
+        let e = crate::config::from_yaml_str::<Config>("{window: 1m, max_keys: 0}").unwrap_err();
+        assert_eq!(e.0, "max_keys");
     }
 }

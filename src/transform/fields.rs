@@ -1,47 +1,64 @@
 //! `rename`, `drop` and `set`: reshape a record's fields (dotted paths reach into objects).
 //!
-//! `- rename: {fields: {level: severity}}` moves a value; a missing source is left alone.
+//! `- rename: {fields: {level: severity, "http.code": "http.status"}}` moves values; a missing
+//! source is left alone and an existing target is overwritten.
 //! `- drop: {fields: [debug, http.headers]}` removes fields.
-//! `- set: {fields: {environment: prod}, if_missing: true}` writes fixed values.
+//! `- set: {fields: {environment: prod, labels.team: core}, if_missing: false}` writes fixed JSON
+//! values; with `if_missing: true` only absent (or null) fields are written.
+//!
+//! The `fields` maps are applied in key order (sorted: serde_json does not keep YAML order). So that
+//! the order never changes a result, a rename whose target overlaps another rename's source is
+//! refused. Several sources may share one target (producer spellings such as `ts` and `time` both
+//! onto `timestamp`); if a record has more than one of them, the source sorting last wins.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{parse_path, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
-
-fn path(field: String, text: &str) -> Result<FieldPath, FieldError> {
-    FieldPath::parse(text).map_err(|m| FieldError::new(field, m))
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenameConfig {
-    /// old name -> new name. Applied in the order of the old names (sorted), so renames must not
-    /// depend on each other; one that would is refused at build time.
+    /// old path -> new path.
     pub fields: BTreeMap<String, String>,
 }
 
 pub struct Rename(Vec<(FieldPath, FieldPath)>);
 
+/// True when one path is the other or lies inside it (`a` and `a.b`).
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|rest| rest.starts_with('.'));
+    a == b || inside(a, b) || inside(b, a)
+}
+
 impl RenameConfig {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Rename, FieldError> {
         if self.fields.is_empty() {
-            return Err(FieldError::new("fields", "expected at least one `old: new` pair"));
+            return Err(FieldError::new(
+                "fields",
+                "expected at least one `old: new` pair",
+            ));
         }
         let mut pairs = Vec::new();
         for (from, to) in &self.fields {
             let field = format!("fields.{from}");
             if from == to {
-                return Err(FieldError::new(field, format!("'{from}' is renamed to itself")));
+                return Err(FieldError::new(
+                    field,
+                    format!("'{from}' is renamed to itself"),
+                ));
             }
-            if self.fields.contains_key(to) {
-                return Err(FieldError::new(field, format!("'{to}' is also renamed; chained renames are ambiguous")));
+            if let Some(other) = self.fields.keys().find(|k| *k != from && overlaps(k, to)) {
+                return Err(FieldError::new(
+                    field,
+                    format!("target '{to}' collides with '{other}', the source of another rename; chained renames depend on order"),
+                ));
             }
-            pairs.push((path(field.clone(), from)?, path(field, to)?));
+            pairs.push((parse_path(field.clone(), from)?, parse_path(field, to)?));
         }
         Ok(Rename(pairs))
     }
@@ -71,8 +88,7 @@ impl DropConfig {
         if self.fields.is_empty() {
             return Err(FieldError::new("fields", "expected at least one field"));
         }
-        let paths = self.fields.iter().enumerate().map(|(i, f)| path(format!("fields[{i}]"), f)).collect::<Result<_, _>>()?;
-        Ok(Drop(paths))
+        Ok(Drop(parse_paths("fields", &self.fields)?))
     }
 }
 
@@ -102,14 +118,20 @@ pub struct Set {
 impl SetConfig {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Set, FieldError> {
         if self.fields.is_empty() {
-            return Err(FieldError::new("fields", "expected at least one `field: value` pair"));
+            return Err(FieldError::new(
+                "fields",
+                "expected at least one `field: value` pair",
+            ));
         }
         let fields = self
             .fields
             .iter()
-            .map(|(k, v)| Ok((path(format!("fields.{k}"), k)?, v.clone())))
+            .map(|(k, v)| Ok((parse_path(format!("fields.{k}"), k)?, v.clone())))
             .collect::<Result<_, FieldError>>()?;
-        Ok(Set { fields, if_missing: self.if_missing })
+        Ok(Set {
+            fields,
+            if_missing: self.if_missing,
+        })
     }
 }
 
@@ -132,51 +154,128 @@ mod tests {
 
     #[test]
     fn rename_moves_values_and_ignores_missing_sources() {
-        let mut s = build("rename: {fields: {level: severity, 'http.code': 'http.status'}}", &[]).unwrap();
-        let mut e = event(json!({"level": "INFO", "http": {"code": 200}}));
+        let mut s = build(
+            "rename: {fields: {level: severity, 'http.code': 'http.status'}}",
+            &[],
+        )
+        .unwrap();
+        let mut e = event(json!({"level": "INFO", "severity": "old", "http": {"code": 200}}));
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({"severity": "INFO", "http": {"status": 200}}));
+        assert_eq!(
+            e.record,
+            json!({"severity": "INFO", "http": {"status": 200}})
+        );
         let mut e = event(json!({"other": 1}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"other": 1}));
     }
 
     #[test]
-    fn rename_refuses_self_and_chained_renames() {
-        assert_eq!(build("rename: {fields: {a: a}}", &[]).err().unwrap().message, "'a' is renamed to itself");
-        let e = build("rename: {fields: {a: b, b: c}}", &[]).err().unwrap();
-        assert_eq!((e.field.as_str(), e.message.as_str()), ("fields.a", "'b' is also renamed; chained renames are ambiguous"));
+    fn rename_several_spellings_onto_one_target() {
+        let mut s = build("rename: {fields: {ts: timestamp, time: timestamp}}", &[]).unwrap();
+        let mut e = event(json!({"time": 1}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(e.record, json!({"timestamp": 1}));
+        let mut e = event(json!({"time": 1, "ts": 2}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(
+            e.record,
+            json!({"timestamp": 2}),
+            "the source sorting last wins"
+        );
+    }
+
+    #[test]
+    fn rename_refuses_self_chained_and_invalid_renames() {
+        let err = |y: &str| {
+            let e = build(y, &[]).err().unwrap();
+            (e.field, e.message)
+        };
+        assert_eq!(
+            err("rename: {fields: {a: a}}"),
+            ("fields.a".into(), "'a' is renamed to itself".into())
+        );
+        assert_eq!(
+            err("rename: {fields: {a: b, b: c}}"),
+            ("fields.a".into(), "target 'b' collides with 'b', the source of another rename; chained renames depend on order".into())
+        );
+        assert_eq!(
+            err("rename: {fields: {a: b.c, b: d}}"),
+            ("fields.a".into(), "target 'b.c' collides with 'b', the source of another rename; chained renames depend on order".into())
+        );
+        assert_eq!(
+            err("rename: {fields: {a: 'b..c'}}"),
+            (
+                "fields.a".into(),
+                "field path 'b..c' has an empty segment".into()
+            )
+        );
+        assert_eq!(
+            err("rename: {fields: {}}"),
+            (
+                "fields".into(),
+                "expected at least one `old: new` pair".into()
+            )
+        );
+        // Only whole segments collide: `ab` is not inside `a`.
+        build("rename: {fields: {a: x, b: ab}}", &[]).unwrap();
+    }
+
+    #[test]
+    fn rename_onto_a_scalar_parent_fails() {
+        let mut s = build("rename: {fields: {code: http.status}}", &[]).unwrap();
+        let mut e = event(json!({"code": 200, "http": "yes"}));
+        assert_eq!(
+            s.apply(&mut e).unwrap_err(),
+            "cannot set 'http.status': a parent is not an object"
+        );
     }
 
     #[test]
     fn drop_removes_nested_fields() {
-        let mut s = build("drop: {fields: [debug, http.headers]}", &[]).unwrap();
-        let mut e = event(json!({"debug": 1, "http": {"headers": {}, "status": 200}, "keep": true}));
+        let mut s = build("drop: {fields: [debug, http.headers, absent.x]}", &[]).unwrap();
+        let mut e =
+            event(json!({"debug": 1, "http": {"headers": {}, "status": 200}, "keep": true}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"http": {"status": 200}, "keep": true}));
-        assert_eq!(build("drop: {fields: ['a..b']}", &[]).err().unwrap().field, "fields[0]");
+        let e = build("drop: {fields: [ok, 'a..b']}", &[]).err().unwrap();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("fields[1]", "field path 'a..b' has an empty segment")
+        );
     }
 
     #[test]
-    fn set_writes_values_or_only_fills_gaps() {
-        let mut s = build("set: {fields: {environment: prod, labels.team: core}}", &[]).unwrap();
+    fn set_writes_any_json_or_only_fills_gaps() {
+        let mut s = build(
+            "set: {fields: {environment: prod, labels.team: core, tags: [a, 1]}}",
+            &[],
+        )
+        .unwrap();
         let mut e = event(json!({"environment": "dev"}));
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({"environment": "prod", "labels": {"team": "core"}}));
+        assert_eq!(
+            e.record,
+            json!({"environment": "prod", "labels": {"team": "core"}, "tags": ["a", 1]})
+        );
 
         let mut s = build("set: {fields: {environment: prod}, if_missing: true}", &[]).unwrap();
         let mut e = event(json!({"environment": "dev"}));
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record["environment"], "dev");
+        assert_eq!(e.record, json!({"environment": "dev"}));
         let mut e = event(json!({"environment": null}));
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record["environment"], "prod");
+        assert_eq!(e.record, json!({"environment": "prod"}));
     }
 
     #[test]
     fn set_under_a_scalar_is_refused_not_overwritten() {
         let mut s = build("set: {fields: {message.extra: 1}}", &[]).unwrap();
         let mut e = event(json!({"message": "text"}));
-        assert_eq!(s.apply(&mut e).unwrap_err(), "cannot set 'message.extra': a parent is not an object");
+        assert_eq!(
+            s.apply(&mut e).unwrap_err(),
+            "cannot set 'message.extra': a parent is not an object"
+        );
+        assert_eq!(e.record, json!({"message": "text"}));
     }
 }

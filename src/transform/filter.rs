@@ -10,8 +10,9 @@ use crate::event::Event;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub keep_if: Option<ConditionConfig>,
-    pub drop_if: Option<ConditionConfig>,
+    // Boxed: a condition is large, and `StageConfig` is as big as its largest variant.
+    pub keep_if: Option<Box<ConditionConfig>>,
+    pub drop_if: Option<Box<ConditionConfig>>,
 }
 
 pub struct Filter {
@@ -25,19 +26,25 @@ impl Config {
         let (name, c, keep) = match (&self.keep_if, &self.drop_if) {
             (Some(c), None) => ("keep_if", c, true),
             (None, Some(c)) => ("drop_if", c, false),
-            _ => return Err(FieldError::new("", "expected exactly one of `keep_if` or `drop_if`")),
+            _ => {
+                return Err(FieldError::new(
+                    "",
+                    "expected exactly one of `keep_if` or `drop_if`",
+                ))
+            }
         };
-        let condition = c.build().map_err(|e| FieldError {
-            field: if e.field.is_empty() { name.into() } else { format!("{name}.{}", e.field) },
-            message: e.message,
-        })?;
+        let condition = c.build().map_err(|e| e.under(name))?;
         Ok(Filter { condition, keep })
     }
 }
 
 impl Stage for Filter {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        Ok(if self.condition.matches(event) == self.keep { Verdict::Keep } else { Verdict::Drop })
+        Ok(if self.condition.matches(event) == self.keep {
+            Verdict::Keep
+        } else {
+            Verdict::Drop
+        })
     }
 }
 
@@ -50,18 +57,74 @@ mod tests {
     #[test]
     fn keeps_or_drops_by_condition() {
         let mut s = build("filter: {drop_if: {field: severity, eq: DEBUG}}", &[]).unwrap();
-        assert_eq!(s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(), Verdict::Drop);
-        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Keep);
-        let mut s = build("filter: {keep_if: {field: severity, in: [WARNING, ERROR]}}", &[]).unwrap();
-        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Drop);
-        assert_eq!(s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(), Verdict::Keep);
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(),
+            Verdict::Drop
+        );
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(),
+            Verdict::Keep
+        );
+        let mut s = build(
+            "filter: {keep_if: {field: severity, in: [WARNING, ERROR]}}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(),
+            Verdict::Drop
+        );
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(),
+            Verdict::Keep
+        );
+    }
+
+    #[test]
+    fn combinators_and_attributes() {
+        let mut s = build(
+            "filter: {keep_if: {any: [{attribute: kind, eq: audit}, {not: {field: severity, in: [DEBUG, INFO]}}]}}",
+            &[],
+        )
+        .unwrap();
+        let mut audit = event(json!({"severity": "DEBUG"}));
+        audit.attributes.insert("kind".into(), "audit".into());
+        assert_eq!(s.apply(&mut audit).unwrap(), Verdict::Keep);
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(),
+            Verdict::Drop
+        );
+        assert_eq!(
+            s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(),
+            Verdict::Keep
+        );
     }
 
     #[test]
     fn config_errors_name_the_field() {
-        let e = build("filter: {}", &[]).err().unwrap();
-        assert_eq!(e.message, "expected exactly one of `keep_if` or `drop_if`");
-        let e = build("filter: {keep_if: {field: a, matches: '['}}", &[]).err().unwrap();
-        assert_eq!(e.field, "keep_if.matches");
+        let err = |y: &str| {
+            let e = build(y, &[]).err().unwrap();
+            (e.field, e.message)
+        };
+        let want = (
+            "".to_string(),
+            "expected exactly one of `keep_if` or `drop_if`".to_string(),
+        );
+        assert_eq!(err("filter: {}"), want);
+        assert_eq!(
+            err("filter: {keep_if: {field: a, eq: 1}, drop_if: {field: a, eq: 2}}"),
+            want
+        );
+        assert_eq!(
+            err("filter: {keep_if: {field: a, matches: '['}}").0,
+            "keep_if.matches"
+        );
+        assert_eq!(
+            err("filter: {drop_if: {all: [{field: a}]}}"),
+            (
+                "drop_if.all[0]".into(),
+                "expected one operator: eq, ne, in, exists, matches, gt, gte, lt or lte".into()
+            )
+        );
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! `- metadata: {ingest_time: ingest_time, message_id: message_id, publish_time: published,
 //!    subscription: source, attributes: attrs, attribute_fields: {origin: labels.origin}}`
-//! Each key names a field to write; leave a key out to skip it.
+//! Each key names the field to write; leave a key out to skip it. Times are RFC 3339 UTC with
+//! microseconds (`2026-11-26T10:00:00.000000Z`), `ingest_time` being when this stage saw the event.
+//! `attributes` writes them all as one object; an attribute named in `attribute_fields` that the
+//! message lacks writes nothing.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{parse_path, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
 use crate::schema::format_timestamp;
@@ -41,9 +44,8 @@ pub struct Metadata {
 
 impl Config {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Metadata, FieldError> {
-        let p = |name: &str, v: &Option<String>| {
-            v.as_deref().map(FieldPath::parse).transpose().map_err(|m| FieldError::new(name, m))
-        };
+        let p =
+            |name: &str, v: &Option<String>| v.as_deref().map(|t| parse_path(name, t)).transpose();
         let m = Metadata {
             ingest_time: p("ingest_time", &self.ingest_time)?,
             message_id: p("message_id", &self.message_id)?,
@@ -53,7 +55,7 @@ impl Config {
             attribute_fields: self
                 .attribute_fields
                 .iter()
-                .map(|(a, f)| Ok((a.clone(), FieldPath::parse(f).map_err(|m| FieldError::new(format!("attribute_fields.{a}"), m))?)))
+                .map(|(a, f)| Ok((a.clone(), parse_path(format!("attribute_fields.{a}"), f)?)))
                 .collect::<Result<_, FieldError>>()?,
             now: Utc::now,
         };
@@ -89,7 +91,11 @@ impl Stage for Metadata {
             writes.push((p, Value::String(event.subscription.to_string())));
         }
         if let Some(p) = &self.attributes {
-            writes.push((p, serde_json::to_value(&event.attributes).expect("string map serializes")));
+            let attrs = event
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())));
+            writes.push((p, Value::Object(attrs.collect())));
         }
         for (a, p) in &self.attribute_fields {
             if let Some(v) = event.attributes.get(a) {
@@ -115,8 +121,18 @@ mod tests {
         )
         .unwrap();
         let schema = super::super::testing::schema();
-        let mut stage = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
-        stage.now = || DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z").unwrap().into();
+        let mut stage = config
+            .build(&BuildContext {
+                pipeline: "logs",
+                schema: &schema,
+                sinks: &[],
+            })
+            .unwrap();
+        stage.now = || {
+            DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z")
+                .unwrap()
+                .into()
+        };
         let mut e = super::super::testing::event(json!({"a": 1}));
         e.attributes.insert("origin".into(), "eu".into());
         stage.apply(&mut e).unwrap();
@@ -129,8 +145,40 @@ mod tests {
     }
 
     #[test]
-    fn needs_something_to_copy() {
-        let e = super::super::testing::build("metadata: {}", &[]).err().unwrap();
-        assert!(e.message.starts_with("expected at least one of"), "{}", e.message);
+    fn needs_something_to_copy_and_valid_paths() {
+        let err = |y: &str| {
+            let e = super::super::testing::build(y, &[]).err().unwrap();
+            (e.field, e.message)
+        };
+        assert_eq!(
+            err("metadata: {}"),
+            (
+                "".into(),
+                "expected at least one of ingest_time, message_id, publish_time, subscription, attributes, attribute_fields"
+                    .into()
+            )
+        );
+        assert_eq!(
+            err("metadata: {message_id: ''}"),
+            ("message_id".into(), "field path is empty".into())
+        );
+        assert_eq!(
+            err("metadata: {attribute_fields: {origin: 'a..b'}}"),
+            (
+                "attribute_fields.origin".into(),
+                "field path 'a..b' has an empty segment".into()
+            )
+        );
+    }
+
+    #[test]
+    fn writing_under_a_scalar_fails() {
+        let mut stage =
+            super::super::testing::build("metadata: {message_id: meta.id}", &[]).unwrap();
+        let mut e = super::super::testing::event(json!({"meta": 1}));
+        assert_eq!(
+            stage.apply(&mut e).unwrap_err(),
+            "cannot set 'meta.id': a parent is not an object"
+        );
     }
 }

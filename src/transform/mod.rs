@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
+use crate::path::FieldPath;
 use crate::schema::Schema;
 
 pub mod condition;
@@ -59,6 +60,33 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The same error seen from an enclosing key: `matches` under `keep_if` is `keep_if.matches`.
+    pub fn under(self, prefix: &str) -> FieldError {
+        let field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        FieldError {
+            field,
+            message: self.message,
+        }
+    }
+}
+
+/// A dotted path from a stage's config; `field` says where it was written, for the error.
+pub(crate) fn parse_path(field: impl Into<String>, text: &str) -> Result<FieldPath, FieldError> {
+    FieldPath::parse(text).map_err(|m| FieldError::new(field, m))
+}
+
+/// A list of dotted paths written under `name`; an error names the entry, e.g. `fields[1]`.
+pub(crate) fn parse_paths(name: &str, texts: &[String]) -> Result<Vec<FieldPath>, FieldError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| parse_path(format!("{name}[{i}]"), t))
+        .collect()
 }
 
 /// A stage as written in YAML: `- parse_json: {}`, `- rename: {fields: {level: severity}}`, …
@@ -239,5 +267,166 @@ mod tests {
         e.ack = ack;
         assert!(matches!(chain.process(e), Output::Dropped));
         assert_eq!(rx.try_recv().unwrap(), Outcome::Delivered);
+    }
+
+    /// A realistic chain built from YAML, with a few events through it; every output is compared
+    /// whole. `ingest_time` is the wall clock, so it is checked for shape and then removed.
+    #[test]
+    fn full_chain_from_yaml() {
+        let yaml = r#"
+- parse_json: {}
+- rename: {fields: {level: severity, msg: message, ts: timestamp}}
+- timestamp: {fields: [timestamp], if_missing: publish_time}
+- redact: {in_fields: [message]}
+- metadata: {message_id: message_id, ingest_time: ingest_time, attribute_fields: {origin: labels.origin}}
+- set: {fields: {environment: prod}, if_missing: true}
+- filter: {drop_if: {field: severity, eq: DEBUG}}
+- route: {attribute: kind, routes: {audit: [lake, audit], noise: []}, default: [lake]}
+- dedupe: {key: message_id, window: 10m, max_keys: 1000}
+- validate: {unknown_fields: reject}
+"#;
+        let configs: Vec<StageConfig> = crate::config::from_yaml_str(yaml).unwrap();
+        let (schema, sinks) = (schema(), ["lake".to_string(), "audit".to_string()]);
+        let mut chain = Chain::build(
+            &configs,
+            &BuildContext {
+                pipeline: "logs",
+                schema: &schema,
+                sinks: &sinks,
+            },
+        )
+        .unwrap();
+
+        // (message id, attributes, payload)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (
+                "a1",
+                &[("kind", "audit"), ("origin", "eu")],
+                r#"{"ts": 1795683600250, "service": "auth", "level": "INFO", "msg": "login ok password=hunter2 user=bob"}"#,
+            ),
+            (
+                "a2",
+                &[],
+                r#"{"timestamp": "2026-11-26 09:00:01", "service": "web", "severity": "WARNING", "message": "slow", "environment": "staging"}"#,
+            ),
+            (
+                "a3",
+                &[],
+                r#"{"service": "web", "severity": "DEBUG", "message": "tick"}"#,
+            ),
+            (
+                "a4",
+                &[("kind", "noise")],
+                r#"{"service": "web", "severity": "INFO", "message": "heartbeat"}"#,
+            ),
+            (
+                "a1",
+                &[("kind", "audit")],
+                r#"{"service": "auth", "severity": "INFO", "message": "redelivered"}"#,
+            ),
+            (
+                "a5",
+                &[],
+                r#"{"service": "web", "severity": "ERROR", "message": "Authorization: Bearer abcdefgh12345678"}"#,
+            ),
+            (
+                "a6",
+                &[],
+                r#"{"service": "web", "severity": "INFO", "message": "m", "colour": "red"}"#,
+            ),
+            (
+                "a7",
+                &[],
+                r#"{"ts": "yesterday", "service": "web", "severity": "INFO", "message": "m"}"#,
+            ),
+            ("a8", &[], "[1]"),
+        ];
+        let publish_time = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z")
+            .unwrap()
+            .into();
+        let got: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|(id, attrs, payload)| {
+                let attrs = attrs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let e = Event::new(
+                    *id,
+                    publish_time,
+                    attrs,
+                    bytes::Bytes::from(*payload),
+                    Arc::from("s"),
+                    Ack::none(),
+                );
+                match chain.process(e) {
+                    Output::Forward(mut e) => {
+                        let ingest = e
+                            .record
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("ingest_time")
+                            .unwrap();
+                        let ingest = ingest.as_str().unwrap();
+                        assert!(ingest.len() == 27 && ingest.ends_with('Z'), "{ingest}");
+                        assert!(crate::schema::parse_timestamp(ingest).is_some(), "{ingest}");
+                        let routes = e
+                            .routes
+                            .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                        serde_json::json!({"out": e.record, "routes": routes})
+                    }
+                    Output::Dropped => serde_json::json!("dropped"),
+                    Output::Dead(d) => serde_json::json!({"dead": d.stage, "reason": d.reason}),
+                }
+            })
+            .collect();
+
+        let expected = serde_json::json!([
+            {"routes": ["lake", "audit"], "out": {
+                "timestamp": "2026-11-26T09:00:00.250000Z", "service": "auth", "severity": "INFO",
+                "message": "login ok password=[REDACTED] user=bob", "message_id": "a1",
+                "labels": {"origin": "eu"}, "environment": "prod"}},
+            {"routes": ["lake"], "out": {
+                "timestamp": "2026-11-26T09:00:01.000000Z", "service": "web", "severity": "WARNING",
+                "message": "slow", "message_id": "a2", "environment": "staging"}},
+            "dropped",
+            "dropped",
+            "dropped",
+            {"routes": ["lake"], "out": {
+                "timestamp": "2026-11-26T09:30:00.000000Z", "service": "web", "severity": "ERROR",
+                "message": "Authorization: Bearer [REDACTED]", "message_id": "a5", "environment": "prod"}},
+            {"dead": "transforms[9].validate", "reason": "field 'colour' is not in schema 'log'"},
+            {"dead": "transforms[2].timestamp", "reason": "field 'timestamp': not a timestamp (expected RFC 3339, \
+                'YYYY-MM-DD HH:MM:SS' or epoch seconds/millis/micros/nanos), found \"yesterday\""},
+            {"dead": "transforms[0].parse_json", "reason": "payload must be a JSON object, found an array"},
+        ]);
+        assert_eq!(serde_json::Value::Array(got), expected);
+    }
+
+    #[test]
+    fn chain_build_errors_name_the_stage_and_field() {
+        let configs: Vec<StageConfig> = crate::config::from_yaml_str(
+            "[{parse_json: {}}, {route: {field: kind, routes: {a: [nowhere]}}}]",
+        )
+        .unwrap();
+        let schema = schema();
+        let err = Chain::build(
+            &configs,
+            &BuildContext {
+                pipeline: "logs",
+                schema: &schema,
+                sinks: &["lake".into()],
+            },
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err,
+            FieldError::new(
+                "transforms[1].route.routes.a[0]",
+                "unknown sink 'nowhere'; expected one of: lake"
+            )
+        );
     }
 }

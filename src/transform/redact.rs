@@ -4,38 +4,85 @@
 //!   case-insensitive) has its value replaced;
 //! - by pattern: secrets inside string values (bearer tokens, `password=…`, API keys, AWS and
 //!   Google keys, JWTs, PEM private keys), in `in_fields` or else in every string. For
-//!   `key=value` patterns only the value is masked, so the line stays readable.
+//!   `key=value` patterns only the value is masked, so the line stays readable. A custom regex
+//!   masks its whole match, or only its group named `secret` if it has one.
 //!
 //! `- redact: {fields: [password], patterns: [bearer_token, {name: card, regex: '\d{16}'}],
-//!    in_fields: [message], replacement: "[REDACTED]"}`; every key is optional.
+//!    in_fields: [message], replacement: "[REDACTED]"}`; every key is optional. Defaults: the
+//! names in [`DEFAULT_FIELDS`], every built-in pattern, every string, `[REDACTED]`.
 
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
 
-/// Built-in patterns. Where a pattern has a `secret` group, only that group is replaced.
+/// `key: value` / `key=value` for the given key names; the value may be quoted. Only the value is
+/// captured (in one of the `secret*` groups), so the key stays readable.
+macro_rules! key_value {
+    ($keys:literal) => {
+        concat!(
+            r#"(?i)(?:"#,
+            $keys,
+            r#")["']?\s*[:=]\s*(?:"(?P<secret_dq>[^"]*)"|'(?P<secret_sq>[^']*)'|(?P<secret>[^\s"',;&]+))"#
+        )
+    };
+}
+
+/// Built-in patterns, tried in this order (a PEM block first, so nothing inside it is matched
+/// piecemeal). A key with no `-----END` line, as in a truncated log line, is masked to the end.
 const BUILT_IN: &[(&str, &str)] = &[
-    ("private_key", r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----"),
-    ("bearer_token", r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)"),
-    ("password", r#"(?i)\b(?:password|passwd|pwd)\b"?\s*[:=]\s*"?(?P<secret>[^\s"',;&]+)"#),
-    ("api_key", r#"(?i)\b(?:api[_-]?key|access[_-]?token|client[_-]?secret|secret[_-]?key)\b"?\s*[:=]\s*"?(?P<secret>[^\s"',;&]+)"#),
-    ("aws_access_key", r"\b(?P<secret>(?:AKIA|ASIA)[0-9A-Z]{16})\b"),
-    ("google_api_key", r"\b(?P<secret>AIza[0-9A-Za-z_\-]{35})"),
-    ("jwt", r"\b(?P<secret>eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+)"),
+    (
+        "private_key",
+        r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)",
+    ),
+    (
+        "bearer_token",
+        r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
+    ),
+    ("password", key_value!("password|passwd|pwd")),
+    (
+        "api_key",
+        key_value!(r"api[_-]?key|access[_-]?token|client[_-]?secret|secret[_-]?key"),
+    ),
+    ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}"),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+",
+    ),
 ];
 
-const DEFAULT_FIELDS: &[&str] =
-    &["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "access_token", "client_secret", "private_key"];
+const DEFAULT_FIELDS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "access_token",
+    "client_secret",
+    "private_key",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PatternConfig {
+    /// The name of a built-in pattern.
     BuiltIn(String),
-    Custom { name: String, regex: String },
+    Custom(CustomPattern),
+    /// Anything else, kept so `build` can say precisely what is wrong with it.
+    Invalid(Value),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPattern {
+    pub name: String,
+    pub regex: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,53 +97,96 @@ pub struct Config {
     pub replacement: Option<String>,
 }
 
+/// A compiled pattern and the groups holding its secret (none: the whole match is the secret).
+struct Pattern {
+    re: Regex,
+    secret_groups: Vec<usize>,
+}
+
+impl Pattern {
+    /// Groups named `secret…` hold the secret; the first one that took part in a match is masked.
+    fn new(re: Regex) -> Pattern {
+        let secret_groups = re
+            .capture_names()
+            .enumerate()
+            .filter(|(_, n)| n.is_some_and(|n| n.starts_with("secret")))
+            .map(|(i, _)| i)
+            .collect();
+        Pattern { re, secret_groups }
+    }
+}
+
 pub struct Redact {
     fields: Vec<String>,
-    patterns: Vec<Regex>,
+    patterns: Vec<Pattern>,
     in_fields: Option<Vec<FieldPath>>,
     replacement: String,
+}
+
+fn built_in(name: &str) -> Option<Pattern> {
+    let (_, re) = BUILT_IN.iter().find(|(n, _)| *n == name)?;
+    Some(Pattern::new(
+        Regex::new(re).expect("built-in patterns compile (tested)"),
+    ))
+}
+
+fn pattern(field: String, p: &PatternConfig) -> Result<Pattern, FieldError> {
+    match p {
+        PatternConfig::BuiltIn(name) => built_in(name).ok_or_else(|| {
+            let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            FieldError::new(
+                field,
+                format!(
+                    "unknown pattern '{name}'; built-in ones are {}, or give {{name, regex}}",
+                    known.join(", ")
+                ),
+            )
+        }),
+        PatternConfig::Custom(c) => Regex::new(&c.regex).map(Pattern::new).map_err(|e| {
+            FieldError::new(
+                format!("{field}.regex"),
+                format!(
+                    "pattern '{}' is not a valid regular expression: {e}",
+                    c.name
+                ),
+            )
+        }),
+        PatternConfig::Invalid(v) => Err(FieldError::new(
+            field,
+            format!("expected a built-in pattern name or {{name, regex}}, found {v}"),
+        )),
+    }
 }
 
 impl Config {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Redact, FieldError> {
         let fields = match &self.fields {
-            Some(f) => f.iter().map(|s| s.to_lowercase()).collect(),
+            Some(f) => f.clone(),
             None => DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
         };
         let patterns = match &self.patterns {
-            None => BUILT_IN.iter().map(|(_, r)| Regex::new(r).expect("built-in pattern compiles")).collect(),
+            None => BUILT_IN.iter().filter_map(|(n, _)| built_in(n)).collect(),
             Some(list) => list
                 .iter()
                 .enumerate()
-                .map(|(i, p)| match p {
-                    PatternConfig::BuiltIn(name) => BUILT_IN
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, r)| Regex::new(r).expect("built-in pattern compiles"))
-                        .ok_or_else(|| {
-                            let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
-                            FieldError::new(
-                                format!("patterns[{i}]"),
-                                format!("unknown pattern '{name}'; built-in ones are {}, or give {{name, regex}}", known.join(", ")),
-                            )
-                        }),
-                    PatternConfig::Custom { name, regex } => Regex::new(regex).map_err(|e| {
-                        FieldError::new(format!("patterns[{i}].regex"), format!("pattern '{name}' is not a valid regular expression: {e}"))
-                    }),
-                })
+                .map(|(i, p)| pattern(format!("patterns[{i}]"), p))
                 .collect::<Result<_, _>>()?,
         };
         let in_fields = self
             .in_fields
-            .as_ref()
-            .map(|fs| {
-                fs.iter()
-                    .enumerate()
-                    .map(|(i, f)| FieldPath::parse(f).map_err(|m| FieldError::new(format!("in_fields[{i}]"), m)))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .as_deref()
+            .map(|f| parse_paths("in_fields", f))
             .transpose()?;
-        Ok(Redact { fields, patterns, in_fields, replacement: self.replacement.clone().unwrap_or_else(|| "[REDACTED]".into()) })
+        let replacement = self
+            .replacement
+            .clone()
+            .unwrap_or_else(|| "[REDACTED]".into());
+        Ok(Redact {
+            fields,
+            patterns,
+            in_fields,
+            replacement,
+        })
     }
 }
 
@@ -133,20 +223,23 @@ impl Redact {
     /// The text with every secret replaced, or `None` when there was nothing to mask.
     fn mask_text(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
-        for re in &self.patterns {
+        for p in &self.patterns {
             let cur = out.as_deref().unwrap_or(text);
-            if !re.is_match(cur) {
+            if !p.re.is_match(cur) {
                 continue;
             }
-            let replaced = re.replace_all(cur, |caps: &regex::Captures| {
+            let replaced = p.re.replace_all(cur, |caps: &regex::Captures| {
                 let whole = caps.get(0).expect("group 0 always matches");
-                match caps.name("secret") {
-                    Some(s) => format!(
-                        "{}{}{}",
-                        &whole.as_str()[..s.start() - whole.start()],
-                        self.replacement,
-                        &whole.as_str()[s.end() - whole.start()..]
-                    ),
+                match p.secret_groups.iter().find_map(|&i| caps.get(i)) {
+                    Some(s) => {
+                        let (start, end) = (s.start() - whole.start(), s.end() - whole.start());
+                        format!(
+                            "{}{}{}",
+                            &whole.as_str()[..start],
+                            self.replacement,
+                            &whole.as_str()[end..]
+                        )
+                    }
                     None => self.replacement.clone(),
                 }
             });
@@ -176,6 +269,7 @@ impl Stage for Redact {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{build, event};
+    use super::BUILT_IN;
     use serde_json::json;
 
     fn redact_message(config: &str, message: &str) -> String {
@@ -185,48 +279,147 @@ mod tests {
         e.record["message"].as_str().unwrap().to_owned()
     }
 
+    /// Each built-in on its own: what it masks, and look-alikes it must leave alone.
     #[test]
     fn each_built_in_pattern_masks_its_secret_and_leaves_plain_text() {
-        let cases = [
-            ("login ok password=hunter2 user=bob", "login ok password=[REDACTED] user=bob"),
-            ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer [REDACTED]"),
-            ("retrying with api_key=sk_live_abcdef123", "retrying with api_key=[REDACTED]"),
-            ("aws key AKIAIOSFODNN7EXAMPLE used", "aws key [REDACTED] used"),
-            ("key AIzaSyA1234567890abcdefghijklmnopqrstuv ok", "key [REDACTED] ok"),
-            ("tok eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln end", "tok [REDACTED] end"),
-            ("k: -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done", "k: [REDACTED] done"),
-            ("{\"password\": \"p4ss\"}", "{\"password\": \"[REDACTED]\"}"),
+        // (pattern, [(input, masked)], [left alone])
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                "password",
+                &[
+                    ("login ok password=hunter2 user=bob", "login ok password=[REDACTED] user=bob"),
+                    ("db_password: s3cret, retry", "db_password: [REDACTED], retry"),
+                    (r#"{"password": "two words"}"#, r#"{"password": "[REDACTED]"}"#),
+                    ("PWD='x y' next", "PWD='[REDACTED]' next"),
+                ],
+                &["password reset requested", "password_hint=blue", "wrong password"],
+            ),
+            (
+                "bearer_token",
+                &[("Authorization: Bearer abc.def.ghi", "Authorization: Bearer [REDACTED]")],
+                &["bearer of bad news", "bearer"],
+            ),
+            (
+                "api_key",
+                &[
+                    ("retrying with api_key=sk_live_abcdef123", "retrying with api_key=[REDACTED]"),
+                    ("X-Api-Key: k-123 sent", "X-Api-Key: [REDACTED] sent"),
+                    (r#"{"client_secret":"cs"}"#, r#"{"client_secret":"[REDACTED]"}"#),
+                ],
+                &["api_key is required", "the access token expired"],
+            ),
+            (
+                "aws_access_key",
+                &[("aws key AKIAIOSFODNN7EXAMPLE used", "aws key [REDACTED] used")],
+                &["AKIA is a prefix", "AKIAIOSFODNN7EXAMPL", "akiaiosfodnn7example", "XAKIAIOSFODNN7EXAMPLE"],
+            ),
+            (
+                "google_api_key",
+                &[("key AIzaSyA1234567890abcdefghijklmnopqrstuv ok", "key [REDACTED] ok")],
+                &["AIzaShort", "key AIza-not-long-enough-1234567890"],
+            ),
+            (
+                "jwt",
+                &[("tok eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln end", "tok [REDACTED] end")],
+                &["eyJhbGciOiJIUzI1NiJ9 alone", "eyJhbGciOiJIUzI1NiJ9.notjwt.sig", "v1.2.3"],
+            ),
+            (
+                "private_key",
+                &[
+                    ("k: -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done", "k: [REDACTED] done"),
+                    ("-----BEGIN PRIVATE KEY-----\nMIIEvQ (truncated", "[REDACTED]"),
+                ],
+                &["-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", "no private key here"],
+            ),
         ];
-        for (input, want) in cases {
-            assert_eq!(redact_message("redact: {}", input), want, "{input}");
-        }
-        for plain in ["password reset requested", "bearer of bad news", "AKIA is a prefix", "order 1234 filled"] {
-            assert_eq!(redact_message("redact: {}", plain), plain);
+        assert_eq!(cases.len(), BUILT_IN.len(), "every built-in has cases");
+        for (name, masked, plain) in cases {
+            let config = format!("redact: {{patterns: [{name}]}}");
+            for (input, want) in *masked {
+                assert_eq!(redact_message(&config, input), *want, "{name}: {input}");
+                assert_eq!(
+                    redact_message("redact: {}", input),
+                    *want,
+                    "defaults, {name}: {input}"
+                );
+            }
+            for input in *plain {
+                assert_eq!(
+                    redact_message(&config, input),
+                    *input,
+                    "{name} must leave: {input}"
+                );
+            }
         }
     }
 
     #[test]
     fn masks_secret_named_fields_at_any_depth() {
         let mut s = build("redact: {}", &[]).unwrap();
-        let mut e = event(json!({"user": "bob", "Password": "x", "auth": {"API_KEY": "k", "list": [{"token": 1}]}}));
+        let mut e = event(
+            json!({"user": "bob", "Password": "x", "none": null, "token": null,
+                                 "auth": {"API_KEY": {"k": 1}, "list": [{"token": 1}]}}),
+        );
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({"user": "bob", "Password": "[REDACTED]", "auth": {"API_KEY": "[REDACTED]", "list": [{"token": "[REDACTED]"}]}}));
+        assert_eq!(
+            e.record,
+            json!({"user": "bob", "Password": "[REDACTED]", "none": null, "token": null,
+                   "auth": {"API_KEY": "[REDACTED]", "list": [{"token": "[REDACTED]"}]}})
+        );
+        let mut s = build("redact: {fields: [pin], patterns: []}", &[]).unwrap();
+        let mut e = event(json!({"PIN": 1234, "password": "kept: not in this list"}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(
+            e.record,
+            json!({"PIN": "[REDACTED]", "password": "kept: not in this list"})
+        );
     }
 
     #[test]
     fn in_fields_limits_pattern_search_and_custom_patterns_work() {
-        let mut s = build("redact: {in_fields: [message], patterns: [{name: card, regex: '\\d{16}'}], replacement: '***'}", &[]).unwrap();
-        let mut e = event(json!({"message": "card 4111111111111111", "note": "card 4111111111111111"}));
+        let config = r"redact: {in_fields: [message, http.url], patterns: [{name: card, regex: '\d{16}'}, {name: pin, regex: 'pin (?P<secret>\d+)'}], replacement: '***'}";
+        let mut s = build(config, &[]).unwrap();
+        let mut e = event(
+            json!({"message": "card 4111111111111111 pin 1234", "note": "card 4111111111111111",
+                                 "http": {"url": "/pay?pin 99"}}),
+        );
         s.apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({"message": "card ***", "note": "card 4111111111111111"}));
+        assert_eq!(
+            e.record,
+            json!({"message": "card *** pin ***", "note": "card 4111111111111111", "http": {"url": "/pay?pin ***"}})
+        );
     }
 
     #[test]
-    fn unknown_pattern_lists_the_built_ins() {
-        let e = build("redact: {patterns: [bearer_token, ssn]}", &[]).err().unwrap();
-        assert_eq!(e.field, "patterns[1]");
-        assert!(e.message.starts_with("unknown pattern 'ssn'; built-in ones are private_key, bearer_token"), "{}", e.message);
-        let e = build("redact: {patterns: [{name: x, regex: '('}]}", &[]).err().unwrap();
-        assert_eq!(e.field, "patterns[0].regex");
+    fn config_errors_name_the_pattern() {
+        let err = |y: &str| {
+            let e = build(y, &[]).err().unwrap();
+            (e.field, e.message)
+        };
+        assert_eq!(
+            err("redact: {patterns: [bearer_token, ssn]}"),
+            (
+                "patterns[1]".into(),
+                "unknown pattern 'ssn'; built-in ones are private_key, bearer_token, password, api_key, aws_access_key, google_api_key, jwt, or give {name, regex}".into()
+            )
+        );
+        let (field, message) = err("redact: {patterns: [{name: x, regex: '('}]}");
+        assert_eq!(field, "patterns[0].regex");
+        assert!(
+            message.starts_with("pattern 'x' is not a valid regular expression: regex parse error"),
+            "{message}"
+        );
+        assert_eq!(
+            err("redact: {patterns: [{name: x}]}"),
+            (
+                "patterns[0]".into(),
+                r#"expected a built-in pattern name or {name, regex}, found {"name":"x"}"#.into()
+            )
+        );
+        assert_eq!(
+            err("redact: {in_fields: ['']}"),
+            ("in_fields[0]".into(), "field path is empty".into())
+        );
     }
 }

@@ -3,15 +3,18 @@
 //! `- route: {attribute: kind, routes: {audit: [lake, warehouse], noise: []}, default: [lake]}`
 //! A value with no route takes `default`, or every sink when there is no default. An empty
 //! list means "write nowhere": the event is dropped (and acknowledged) here, on purpose.
-//! Non-string values are matched by their JSON text (`200`, `true`).
+//! Non-string values are matched by their JSON text (`200`, `true`), so YAML keys `200:` and
+//! `'200':` both match the number 200 and the string "200".
+//!
+//! Dropping on an empty list is this stage's rule for "write nowhere": whoever reads
+//! `event.routes` never sees an empty list, so an event can't sit unsettled for want of a sink.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::condition::Subject;
+use super::condition::{text_of, Subject};
 use super::{BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 
@@ -36,15 +39,25 @@ impl Config {
     pub fn build(&self, ctx: &BuildContext) -> Result<Route, FieldError> {
         let subject = Subject::from_keys(self.field.as_deref(), self.attribute.as_deref())?;
         if self.routes.is_empty() {
-            return Err(FieldError::new("routes", "expected at least one `value: [sinks]` entry"));
+            return Err(FieldError::new(
+                "routes",
+                "expected at least one `value: [sinks]` entry",
+            ));
         }
         let check = |field: String, names: &[String]| -> Result<Sinks, FieldError> {
             for (i, n) in names.iter().enumerate() {
+                let at = || format!("{field}[{i}]");
                 if !ctx.sinks.contains(n) {
-                    return Err(FieldError::new(
-                        format!("{field}[{i}]"),
-                        format!("unknown sink '{n}'; expected one of: {}", ctx.sinks.join(", ")),
-                    ));
+                    let message = match ctx.sinks {
+                        [] => format!("unknown sink '{n}'; the pipeline has no sinks"),
+                        known => {
+                            format!("unknown sink '{n}'; expected one of: {}", known.join(", "))
+                        }
+                    };
+                    return Err(FieldError::new(at(), message));
+                }
+                if names[..i].contains(n) {
+                    return Err(FieldError::new(at(), format!("sink '{n}' is listed twice")));
                 }
             }
             Ok(names.iter().map(|n| Arc::from(n.as_str())).collect())
@@ -54,18 +67,26 @@ impl Config {
             .iter()
             .map(|(value, names)| Ok((value.clone(), check(format!("routes.{value}"), names)?)))
             .collect::<Result<_, FieldError>>()?;
-        let default = self.default.as_deref().map(|d| check("default".into(), d)).transpose()?;
-        Ok(Route { subject, routes, default })
+        let default = self
+            .default
+            .as_deref()
+            .map(|d| check("default".into(), d))
+            .transpose()?;
+        Ok(Route {
+            subject,
+            routes,
+            default,
+        })
     }
 }
 
 impl Stage for Route {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        let key = self.subject.value(event).map(|v| match &*v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-        let chosen = key.and_then(|k| self.routes.get(&k)).or(self.default.as_ref());
+        let value = self.subject.value(event);
+        let route = value
+            .as_deref()
+            .and_then(|v| self.routes.get(text_of(v).as_ref()));
+        let chosen = route.or(self.default.as_ref());
         match chosen {
             Some(sinks) if sinks.is_empty() => Ok(Verdict::Drop),
             Some(sinks) => {
@@ -84,7 +105,9 @@ mod tests {
     use serde_json::json;
 
     fn routes(e: &crate::event::Event) -> Option<Vec<String>> {
-        e.routes.as_ref().map(|r| r.iter().map(|s| s.to_string()).collect())
+        e.routes
+            .as_ref()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -106,7 +129,11 @@ mod tests {
 
     #[test]
     fn routes_by_field_value_including_numbers() {
-        let mut s = build("route: {field: http.status, routes: {'500': [errors]}}", &["lake", "errors"]).unwrap();
+        let mut s = build(
+            "route: {field: http.status, routes: {'500': [errors]}}",
+            &["lake", "errors"],
+        )
+        .unwrap();
         let mut e = event(json!({"http": {"status": 500}}));
         s.apply(&mut e).unwrap();
         assert_eq!(routes(&e), Some(vec!["errors".into()]));
@@ -116,10 +143,98 @@ mod tests {
     }
 
     #[test]
-    fn unknown_sinks_are_config_errors() {
-        let e = build("route: {field: a, routes: {x: [lake, nowhere]}}", &["lake"]).err().unwrap();
-        assert_eq!((e.field.as_str(), e.message.as_str()), ("routes.x[1]", "unknown sink 'nowhere'; expected one of: lake"));
-        let e = build("route: {field: a, attribute: b, routes: {x: [lake]}}", &["lake"]).err().unwrap();
-        assert_eq!(e.message, "expected either `field` or `attribute`, not both");
+    fn without_default_unmatched_and_absent_keep_every_sink() {
+        let mut s = build(
+            "route: {attribute: kind, routes: {audit: [lake]}}",
+            &["lake", "errors"],
+        )
+        .unwrap();
+        let mut e = event(json!({}));
+        e.attributes.insert("kind".into(), "other".into());
+        assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
+        assert_eq!(routes(&e), None);
+        let mut e = event(json!({"kind": "audit"}));
+        assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
+        assert_eq!(
+            routes(&e),
+            None,
+            "an attribute route does not read the record"
+        );
+    }
+
+    #[test]
+    fn numeric_and_boolean_yaml_keys_match_by_text() {
+        let mut s = build(
+            "route: {field: ok, routes: {true: [lake], 'false': []}}",
+            &["lake"],
+        )
+        .unwrap();
+        let mut e = event(json!({"ok": true}));
+        assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
+        assert_eq!(routes(&e), Some(vec!["lake".into()]));
+        assert_eq!(
+            s.apply(&mut event(json!({"ok": false}))).unwrap(),
+            Verdict::Drop
+        );
+        let mut e = event(json!({"ok": "true"}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(
+            routes(&e),
+            Some(vec!["lake".into()]),
+            "the string \"true\" has the same text"
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_entry() {
+        let err = |y: &str, sinks: &[&str]| {
+            let e = build(y, sinks).err().unwrap();
+            (e.field, e.message)
+        };
+        assert_eq!(
+            err(
+                "route: {field: a, routes: {x: [lake, nowhere]}}",
+                &["lake", "errors"]
+            ),
+            (
+                "routes.x[1]".into(),
+                "unknown sink 'nowhere'; expected one of: lake, errors".into()
+            )
+        );
+        assert_eq!(
+            err(
+                "route: {field: a, routes: {x: [lake]}, default: [lake, lake]}",
+                &["lake"]
+            ),
+            ("default[1]".into(), "sink 'lake' is listed twice".into())
+        );
+        assert_eq!(
+            err("route: {field: a, routes: {x: [lake]}}", &[]),
+            (
+                "routes.x[0]".into(),
+                "unknown sink 'lake'; the pipeline has no sinks".into()
+            )
+        );
+        assert_eq!(
+            err(
+                "route: {field: a, attribute: b, routes: {x: [lake]}}",
+                &["lake"]
+            ),
+            (
+                "".into(),
+                "expected either `field` or `attribute`, not both".into()
+            )
+        );
+        assert_eq!(
+            err("route: {routes: {x: [lake]}}", &["lake"]),
+            ("".into(), "expected `field` or `attribute`".into())
+        );
+        assert_eq!(
+            err("route: {field: a, routes: {}}", &["lake"]),
+            (
+                "routes".into(),
+                "expected at least one `value: [sinks]` entry".into()
+            )
+        );
     }
 }

@@ -1,16 +1,19 @@
 //! `timestamp`: normalise time fields to RFC 3339 UTC with microseconds (`…T10:00:00.123456Z`).
 //!
+//! `- timestamp: {fields: [timestamp], if_missing: skip | error | publish_time | now}`
+//!
 //! Accepted: RFC 3339 with any offset; `YYYY-MM-DD HH:MM:SS[.frac]` and `YYYY-MM-DDTHH:MM:SS[.frac]`
 //! without a zone (taken as UTC); epoch numbers or numeric strings, whose unit is read from their
-//! size: below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds
-//! (so any date from 1973 to 5138 is read right).
-//! `- timestamp: {fields: [timestamp], if_missing: skip | error | publish_time | now}`
+//! magnitude: below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else
+//! nanoseconds. So every date from 1973 to 5138 is read right whatever the unit. Integers are
+//! converted exactly (nanoseconds truncated to the microsecond); fractions round to the microsecond.
+//! A missing or null field follows `if_missing` (default `skip`: leave it absent).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
 use crate::schema::format_timestamp;
@@ -36,6 +39,8 @@ pub struct Config {
 pub struct Timestamp {
     fields: Vec<FieldPath>,
     if_missing: IfMissing,
+    /// Wall clock for `if_missing: now`, replaceable in tests.
+    now: fn() -> DateTime<Utc>,
 }
 
 impl Config {
@@ -43,20 +48,24 @@ impl Config {
         if self.fields.is_empty() {
             return Err(FieldError::new("fields", "expected at least one field"));
         }
-        let fields = self
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| FieldPath::parse(f).map_err(|m| FieldError::new(format!("fields[{i}]"), m)))
-            .collect::<Result<_, _>>()?;
-        Ok(Timestamp { fields, if_missing: self.if_missing })
+        Ok(Timestamp {
+            fields: parse_paths("fields", &self.fields)?,
+            if_missing: self.if_missing,
+            now: Utc::now,
+        })
     }
 }
+
+const NOT_A_TIMESTAMP: &str =
+    "not a timestamp (expected RFC 3339, 'YYYY-MM-DD HH:MM:SS' or epoch seconds/millis/micros/nanos)";
 
 /// Read a timestamp in any accepted form.
 pub fn parse_any(v: &Value) -> Result<DateTime<Utc>, String> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "not a finite number".to_string()).and_then(from_epoch),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => from_epoch_int(i),
+            None => from_epoch_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
         Value::String(s) => {
             let s = s.trim();
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -67,29 +76,49 @@ pub fn parse_any(v: &Value) -> Result<DateTime<Utc>, String> {
                     return Ok(t.and_utc());
                 }
             }
+            if let Ok(i) = s.parse::<i64>() {
+                return from_epoch_int(i);
+            }
             match s.parse::<f64>() {
-                Ok(x) if x.is_finite() => from_epoch(x),
-                _ => Err("not a timestamp (expected RFC 3339, 'YYYY-MM-DD HH:MM:SS' or epoch seconds/millis/micros/nanos)".into()),
+                Ok(x) if x.is_finite() => from_epoch_float(x),
+                _ => Err(NOT_A_TIMESTAMP.into()),
             }
         }
         _ => Err("expected a string or a number".into()),
     }
 }
 
-fn from_epoch(x: f64) -> Result<DateTime<Utc>, String> {
-    let a = x.abs();
-    let micros = if a < 1e11 {
-        x * 1e6
-    } else if a < 1e14 {
-        x * 1e3
-    } else if a < 1e17 {
-        x
-    } else {
-        x / 1e3
-    };
-    DateTime::from_timestamp_micros(micros.round() as i64).ok_or_else(|| "epoch value out of range".into())
+/// Microseconds per unit, for an epoch value of this magnitude (see the module doc).
+fn unit_micros(magnitude: f64) -> f64 {
+    match magnitude {
+        m if m < 1e11 => 1e6,
+        m if m < 1e14 => 1e3,
+        m if m < 1e17 => 1.0,
+        _ => 1e-3,
+    }
 }
 
+fn from_epoch_int(i: i64) -> Result<DateTime<Utc>, String> {
+    let per = unit_micros(i.unsigned_abs() as f64);
+    let micros = if per >= 1.0 {
+        i.checked_mul(per as i64)
+    } else {
+        Some(i.div_euclid(1000))
+    };
+    micros
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| "epoch value out of range".into())
+}
+
+fn from_epoch_float(x: f64) -> Result<DateTime<Utc>, String> {
+    let micros = (x * unit_micros(x.abs())).round();
+    // `as` saturates, so anything beyond i64 lands on a bound chrono refuses.
+    DateTime::from_timestamp_micros(micros as i64)
+        .filter(|_| micros.is_finite())
+        .ok_or_else(|| "epoch value out of range".into())
+}
+
+/// The offending value as JSON text, cut to about 60 characters for the reason.
 fn shown(v: &Value) -> String {
     let s = v.to_string();
     match s.char_indices().nth(60) {
@@ -102,12 +131,14 @@ impl Stage for Timestamp {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         for p in &self.fields {
             let normalised = match p.get(&event.record).filter(|v| !v.is_null()) {
-                Some(v) => parse_any(v).map_err(|why| format!("field '{p}': {why}, found {}", shown(v)))?,
+                Some(v) => {
+                    parse_any(v).map_err(|why| format!("field '{p}': {why}, found {}", shown(v)))?
+                }
                 None => match self.if_missing {
                     IfMissing::Skip => continue,
                     IfMissing::Error => return Err(format!("field '{p}' is missing")),
                     IfMissing::PublishTime => event.publish_time,
-                    IfMissing::Now => Utc::now(),
+                    IfMissing::Now => (self.now)(),
                 },
             };
             p.set(&mut event.record, format_timestamp(normalised).into())?;
@@ -118,10 +149,12 @@ impl Stage for Timestamp {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{build, event};
+    use super::super::testing::{build, event, schema};
+    use super::super::BuildContext;
+    use super::*;
     use serde_json::json;
 
-    fn normalise(v: serde_json::Value) -> Result<serde_json::Value, String> {
+    fn normalise(v: Value) -> Result<Value, String> {
         let mut s = build("timestamp: {fields: [ts]}", &[]).unwrap();
         let mut e = event(json!({ "ts": v }));
         s.apply(&mut e).map(|_| e.record["ts"].clone())
@@ -133,34 +166,123 @@ mod tests {
         for input in [
             json!("2026-11-26T09:00:00.25Z"),
             json!("2026-11-26T10:00:00.25+01:00"),
+            json!("2026-11-26T04:00:00.25-05:00"),
             json!("2026-11-26 09:00:00.25"),
             json!("2026-11-26T09:00:00.250"),
+            json!(" 2026-11-26T09:00:00.25Z "),
             json!(1_795_683_600.25),
             json!(1_795_683_600_250i64),
             json!(1_795_683_600_250_000i64),
             json!(1_795_683_600_250_000_000i64),
             json!("1795683600250"),
+            json!("1795683600.25"),
         ] {
             assert_eq!(normalise(input.clone()).unwrap(), want, "{input}");
         }
-        assert_eq!(normalise(json!(1_795_683_600)).unwrap(), json!("2026-11-26T09:00:00.000000Z"));
+        assert_eq!(
+            normalise(json!(1_795_683_600)).unwrap(),
+            json!("2026-11-26T09:00:00.000000Z")
+        );
+        assert_eq!(
+            normalise(json!("2026-11-26 09:00:00")).unwrap(),
+            json!("2026-11-26T09:00:00.000000Z")
+        );
+        // Integers are exact: nanoseconds are truncated, never rounded through a float.
+        assert_eq!(
+            normalise(json!(1_795_683_600_123_456_999i64)).unwrap(),
+            json!("2026-11-26T09:00:00.123456Z")
+        );
+        assert_eq!(
+            normalise(json!(-1)).unwrap(),
+            json!("1969-12-31T23:59:59.000000Z")
+        );
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        assert!(normalise(json!("last tuesday")).unwrap_err().starts_with("field 'ts': not a timestamp"));
-        assert_eq!(normalise(json!(true)).unwrap_err(), "field 'ts': expected a string or a number, found true");
-        assert!(normalise(json!(1e300)).unwrap_err().contains("out of range"));
+        assert_eq!(
+            normalise(json!("last tuesday")).unwrap_err(),
+            format!("field 'ts': {NOT_A_TIMESTAMP}, found \"last tuesday\"")
+        );
+        assert_eq!(
+            normalise(json!(true)).unwrap_err(),
+            "field 'ts': expected a string or a number, found true"
+        );
+        assert_eq!(
+            normalise(json!({"s": 1})).unwrap_err(),
+            "field 'ts': expected a string or a number, found {\"s\":1}"
+        );
+        assert_eq!(
+            normalise(json!(1e300)).unwrap_err(),
+            "field 'ts': epoch value out of range, found 1e+300"
+        );
+        assert_eq!(
+            normalise(json!("NaN")).unwrap_err(),
+            format!("field 'ts': {NOT_A_TIMESTAMP}, found \"NaN\"")
+        );
+        assert_eq!(
+            normalise(json!("2026-13-01T00:00:00Z")).unwrap_err(),
+            format!("field 'ts': {NOT_A_TIMESTAMP}, found \"2026-13-01T00:00:00Z\"")
+        );
+        let long = "x".repeat(100);
+        assert_eq!(
+            normalise(json!(long)).unwrap_err(),
+            format!("field 'ts': {NOT_A_TIMESTAMP}, found \"{}…", "x".repeat(59))
+        );
     }
 
     #[test]
     fn missing_fields_follow_if_missing() {
-        let mut e = event(json!({}));
-        build("timestamp: {fields: [ts]}", &[]).unwrap().apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({}));
-        let err = build("timestamp: {fields: [ts], if_missing: error}", &[]).unwrap().apply(&mut e).unwrap_err();
+        let mut e = event(json!({"other": null}));
+        build("timestamp: {fields: [ts, other]}", &[])
+            .unwrap()
+            .apply(&mut e)
+            .unwrap();
+        assert_eq!(e.record, json!({"other": null}));
+        let err = build("timestamp: {fields: [ts], if_missing: error}", &[])
+            .unwrap()
+            .apply(&mut e)
+            .unwrap_err();
         assert_eq!(err, "field 'ts' is missing");
-        build("timestamp: {fields: [ts], if_missing: publish_time}", &[]).unwrap().apply(&mut e).unwrap();
-        assert_eq!(e.record, json!({"ts": "2026-11-26T10:00:00.000000Z"}));
+        build("timestamp: {fields: [a.ts], if_missing: publish_time}", &[])
+            .unwrap()
+            .apply(&mut e)
+            .unwrap();
+        assert_eq!(
+            e.record,
+            json!({"other": null, "a": {"ts": "2026-11-26T10:00:00.000000Z"}})
+        );
+
+        let config: Config =
+            crate::config::from_yaml_str("{fields: [ts], if_missing: now}").unwrap();
+        let mut s = config
+            .build(&BuildContext {
+                pipeline: "logs",
+                schema: &schema(),
+                sinks: &[],
+            })
+            .unwrap();
+        s.now = || {
+            DateTime::parse_from_rfc3339("2026-11-26T11:00:00.000001Z")
+                .unwrap()
+                .into()
+        };
+        let mut e = event(json!({}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(e.record, json!({"ts": "2026-11-26T11:00:00.000001Z"}));
+    }
+
+    #[test]
+    fn config_errors() {
+        let e = build("timestamp: {fields: []}", &[]).err().unwrap();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("fields", "expected at least one field")
+        );
+        let e = build("timestamp: {fields: [ok, 'a.']}", &[]).err().unwrap();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("fields[1]", "field path 'a.' has an empty segment")
+        );
     }
 }

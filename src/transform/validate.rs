@@ -31,7 +31,10 @@ pub struct Validate {
 
 impl Config {
     pub fn build(&self, ctx: &BuildContext) -> Result<Validate, FieldError> {
-        Ok(Validate { schema: ctx.schema.clone(), unknown: self.unknown_fields })
+        Ok(Validate {
+            schema: ctx.schema.clone(),
+            unknown: self.unknown_fields,
+        })
     }
 }
 
@@ -67,19 +70,46 @@ mod tests {
         let mut s = build("validate: {}", &[]).unwrap();
         let mut r = row();
         r["latency_ms"] = json!("slow");
-        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'latency_ms': expected a number, found \"slow\"");
+        assert_eq!(
+            s.apply(&mut event(r)).unwrap_err(),
+            "field 'latency_ms': expected a number, found \"slow\""
+        );
         let mut r = row();
         r["colour"] = json!("red");
-        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'colour' is not in schema 'log'");
+        assert_eq!(
+            s.apply(&mut event(r)).unwrap_err(),
+            "field 'colour' is not in schema 'log'"
+        );
     }
 
     #[test]
-    fn drop_mode_removes_unknown_fields() {
+    fn names_missing_required_fields_and_non_objects() {
+        let mut s = build("validate: {unknown_fields: reject}", &[]).unwrap();
+        let mut r = row();
+        r.as_object_mut().unwrap().remove("service");
+        assert_eq!(
+            s.apply(&mut event(r)).unwrap_err(),
+            "field 'service' is required by schema 'log'"
+        );
+        assert_eq!(
+            s.apply(&mut event(json!(null))).unwrap_err(),
+            "expected a JSON object for schema 'log'"
+        );
+    }
+
+    #[test]
+    fn drop_mode_removes_unknown_fields_but_still_checks_types() {
         let mut s = build("validate: {unknown_fields: drop}", &[]).unwrap();
         let mut r = row();
         r["colour"] = json!("red");
         let mut e = event(r);
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, row());
+        let mut r = row();
+        r["severity"] = json!(3);
+        assert_eq!(
+            s.apply(&mut event(r)).unwrap_err(),
+            "field 'severity': expected a string, found 3"
+        );
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,12 @@ use serde_json::{Map, Value};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A log file for a child process, under the system temp dir (named in failures).
+pub fn log_file(name: &str) -> std::fs::File {
+    let path = std::env::temp_dir().join(name);
+    std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
 }
 
 /// A free TCP port on loopback (bound, then released for the child to take).
@@ -24,6 +31,11 @@ pub struct Sluice {
 
 impl Sluice {
     pub fn start(lake: &Path, extra_env: &[(&str, &str)]) -> Sluice {
+        let env: Vec<(&str, String)> = extra_env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Self::start_with(lake, &env)
+    }
+
+    pub fn start_with(lake: &Path, extra_env: &[(&str, String)]) -> Sluice {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.current_dir(repo())
@@ -31,7 +43,8 @@ impl Sluice {
             .env("SLUICE_LAKE", lake)
             .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
             .env("SLUICE_INSTANCE", "test")
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .stderr(log_file(&format!("sluice-{port}.log")));
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -149,3 +162,66 @@ pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
+
+/// The official Pub/Sub emulator on a free loopback port, stopped when dropped.
+pub struct PubsubEmulator {
+    child: Child,
+    pub host: String,
+}
+
+pub const PUBSUB_EMULATOR: &str = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+
+impl PubsubEmulator {
+    pub fn start() -> PubsubEmulator {
+        assert!(
+            Path::new(PUBSUB_EMULATOR).exists(),
+            "the Pub/Sub emulator is not installed at {PUBSUB_EMULATOR} (Debian package google-cloud-cli-pubsub-emulator)"
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"));
+        let child = Command::new(PUBSUB_EMULATOR)
+            .args(["--host=127.0.0.1", &format!("--port={port}")])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("emulator starts");
+        let emu = PubsubEmulator { child, host: format!("127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Server started") {
+                return emu;
+            }
+            assert!(Instant::now() < deadline, "emulator did not start within 60s:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Environment for a sluice that pulls from this emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("SLUICE_PUBSUB", "true".into()), ("PUBSUB_EMULATOR_HOST", self.host.clone()), ("SLUICE_PROJECT", "sluice-test".into())]
+    }
+}
+
+impl Drop for PubsubEmulator {
+    fn drop(&mut self) {
+        // The launcher script starts a JVM child: end the whole process group.
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the sluice binary to completion with the shipped config and `env`; panics on failure.
+pub fn sluice_cmd(args: &[&str], env: &[(&str, String)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(repo())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "sluice {args:?} failed:\n{text}");
+    text
+}
