@@ -88,9 +88,16 @@ impl Drop for Sluice {
     }
 }
 
+/// Send `sig` ("TERM", "KILL") to one process.
 pub fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill -{sig} {pid}");
+    let signo = match sig {
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        other => panic!("unsupported signal {other}"),
+    };
+    // SAFETY: kill(2) with a positive pid only signals that one process.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signo) };
+    assert_eq!(rc, 0, "kill -{sig} {pid}: {}", std::io::Error::last_os_error());
 }
 
 /// A tiny blocking GET that needs no extra client features: true on HTTP 200.
@@ -207,8 +214,12 @@ impl PubsubEmulator {
 
 impl Drop for PubsubEmulator {
     fn drop(&mut self) {
-        // The launcher script starts a JVM child: end the whole process group.
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        // The launcher script starts a JVM child: end the whole process group, which
+        // process_group(0) made the emulator's own (pgid = its pid, never ours).
+        let pgid = self.child.id() as libc::pid_t;
+        assert!(pgid > 1);
+        // SAFETY: a negative pid signals exactly the emulator's process group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
