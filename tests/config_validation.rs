@@ -118,3 +118,25 @@ fn schema_command_prints_bigquery_json() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read schema file schemas/nope.yaml"));
 }
+
+#[test]
+fn pubsub_settings_are_checked_when_pulling() {
+    let root = shipped_copy();
+    edit(root.path(), "config/sluice.yaml", "max_outstanding_messages: 20000", "max_outstanding_messages: 2000");
+    edit(root.path(), "config/sluice.yaml", "max_delivery_attempts: 10", "max_delivery_attempts: 500");
+    let pulling = |k: &str| match k {
+        "SLUICE_PUBSUB" => Some("true".to_string()),
+        _ => None,
+    };
+    let found = match load_with_env(&root.path().join("config/sluice.yaml"), pulling) {
+        Ok(_) => panic!("expected problems"),
+        Err(p) => p.0,
+    };
+    let lines: Vec<String> = found.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
+    assert!(lines.contains(&"pubsub.max_delivery_attempts: expected 5 to 100 (Pub/Sub's limits), found 500".to_string()), "{lines:#?}");
+    let too_big = found.iter().find(|p| p.file.ends_with("pipelines/logs.yaml") && p.field == "sinks[0].batch.max_rows");
+    assert!(too_big.is_some_and(|p| p.message.starts_with("10000 is more than pubsub.max_outstanding_messages (2000)")), "{lines:#?}");
+    // The same file with pulling off has no flow-control conflict to report.
+    let off = load_with_env(&root.path().join("config/sluice.yaml"), |_| None).err().unwrap().0;
+    assert!(off.iter().all(|p| p.field != "sinks[0].batch.max_rows"), "{off:#?}");
+}

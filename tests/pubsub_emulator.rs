@@ -103,7 +103,8 @@ async fn twenty_thousand_events_across_three_topics_land_once_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_nothing() {
     let emu = PubsubEmulator::start();
-    let env = env_with(&emu, &[("SLUICE_BATCH_MAX_AGE", "500ms")]);
+    // A short ack deadline: messages held by a killed instance come back after 10s, not 60s.
+    let env = env_with(&emu, &[("SLUICE_BATCH_MAX_AGE", "500ms"), ("SLUICE_ACK_DEADLINE", "10s")]);
     common::sluice_cmd(&["provision"], &env);
     let ids = publish(&emu, "logs", 6_000, 21).await;
     let dir = tempfile::tempdir().unwrap();
