@@ -161,7 +161,8 @@ pub struct PubsubConfig {
     /// Bytes held un-acked per subscription (across its streams).
     #[serde(default = "default_outstanding_bytes")]
     pub max_outstanding_bytes: ByteSize,
-    /// Ack deadline set on subscriptions by `sluice provision`; the client extends leases beyond it.
+    /// Ack deadline set on subscriptions by `sluice provision`, and how far sluice extends the
+    /// lease of each held message: after a crash Pub/Sub redelivers within this time.
     #[serde(default = "default_ack_deadline")]
     pub ack_deadline: HumanDuration,
     /// Topic that `sluice provision` sets as the subscriptions' dead-letter topic.

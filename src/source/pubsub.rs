@@ -69,6 +69,7 @@ pub fn spawn(
                 input: input.clone(),
                 max_messages: messages,
                 max_bytes: bytes,
+                lease_extension: config.ack_deadline.0,
                 stream: n,
             };
             tokio::spawn(pull.run(stop.clone()))
@@ -85,18 +86,21 @@ struct Pull {
     input: PipelineInput,
     max_messages: i64,
     max_bytes: i64,
+    /// How far each lease is extended: how soon Pub/Sub redelivers if this process dies.
+    lease_extension: Duration,
     stream: usize,
 }
 
 impl Pull {
     async fn run(self, stop: CancellationToken) {
-        let Pull { client, subscription, input, max_messages, max_bytes, stream: n } = self;
+        let Pull { client, subscription, input, max_messages, max_bytes, lease_extension, stream: n } = self;
         let mut backoff = Duration::from_millis(200);
         while !stop.is_cancelled() {
             let mut stream = client
                 .subscribe(&*subscription)
                 .set_max_outstanding_messages(max_messages)
                 .set_max_outstanding_bytes(max_bytes)
+                .set_max_lease_extension(lease_extension)
                 .build();
             tracing::info!(subscription = %subscription, pipeline = %input.name, stream = n, "pulling");
             loop {
