@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # Build stage: compile sluice in release mode.
-FROM rust:1.88-slim-bookworm AS build
+FROM rust:1.91-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 RUN cargo build --release --locked && strip target/release/sluice
 
 # Runtime stage: a small image with only the binary, CA roots and the default config.
