@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, value_enum)]
         kind: Option<sluice::sample::Kind>,
         /// Requests in flight at once.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
 }

@@ -95,6 +95,7 @@ impl Topology {
                                 max_rows: batch.max_rows.get(),
                                 max_bytes: batch.max_bytes.0 as usize,
                                 max_age: batch.max_age.0,
+                                max_idle: batch.max_idle.map(|d| d.0),
                             },
                             dead: Some(dead_tx.clone()),
                         };
@@ -129,6 +130,7 @@ fn dead_letter_limits(config: &Config) -> Limits {
         max_rows: b.max_rows.get(),
         max_bytes: b.max_bytes.0 as usize,
         max_age: b.max_age.0,
+        max_idle: b.max_idle.map(|d| d.0),
     }
 }
 

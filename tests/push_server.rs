@@ -15,12 +15,13 @@ struct Running {
     done: tokio::task::JoinHandle<Result<(), sluice::app::RunError>>,
 }
 
+/// Start in-process; batches close after `max_age`, or after `max_age` of idleness too.
 async fn start(root: &std::path::Path, lake: &std::path::Path, max_age: &str) -> Running {
     let lake = lake.to_str().unwrap().to_owned();
     let max_age = max_age.to_owned();
     let config = load_with_env(&root.join("config/sluice.yaml"), move |k| match k {
         "SLUICE_LAKE" => Some(lake.clone()),
-        "SLUICE_BATCH_MAX_AGE" => Some(max_age.clone()),
+        "SLUICE_BATCH_MAX_AGE" | "SLUICE_BATCH_MAX_IDLE" => Some(max_age.clone()),
         _ => None,
     })
     .unwrap();

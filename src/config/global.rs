@@ -95,6 +95,9 @@ pub struct BatchLimits {
     pub max_bytes: ByteSize,
     #[serde(default = "default_max_age")]
     pub max_age: HumanDuration,
+    /// Write a batch that received nothing for this long (absent: only age closes it).
+    #[serde(default)]
+    pub max_idle: Option<HumanDuration>,
 }
 
 impl Default for BatchLimits {
@@ -103,6 +106,7 @@ impl Default for BatchLimits {
             max_rows: default_max_rows(),
             max_bytes: default_max_bytes(),
             max_age: default_max_age(),
+            max_idle: None,
         }
     }
 }

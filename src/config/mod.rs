@@ -276,6 +276,7 @@ fn check_pipeline(
                     max_rows,
                     max_bytes: c.batch.max_bytes.unwrap_or(d.max_bytes),
                     max_age: c.batch.max_age.unwrap_or(d.max_age),
+                    max_idle: c.batch.max_idle.or(d.max_idle),
                 };
                 if batch.max_bytes.0 == 0 {
                     report(&format!("sinks[{i}].batch.max_bytes"), "expected a size above zero".into());

@@ -64,4 +64,5 @@ pub struct BatchOverride {
     pub max_rows: Option<usize>,
     pub max_bytes: Option<ByteSize>,
     pub max_age: Option<HumanDuration>,
+    pub max_idle: Option<HumanDuration>,
 }

@@ -1,5 +1,5 @@
 //! Groups items into batches per partition key, closing a batch when it reaches its row count,
-//! its byte size or its age, whichever comes first. Pure logic: time is passed in.
+//! its byte size or its age, or has gone idle, whichever comes first. Pure logic: time is passed in.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -14,6 +14,9 @@ pub struct Limits {
     /// A batch never exceeds this, unless one item alone does.
     pub max_bytes: usize,
     pub max_age: Duration,
+    /// Close a batch that received nothing for this long. Push requests wait for their batch,
+    /// so without it a burst of requests waits the whole `max_age`.
+    pub max_idle: Option<Duration>,
 }
 
 /// A closed batch, ready to write.
@@ -28,6 +31,17 @@ struct Open<T> {
     items: Vec<T>,
     bytes: usize,
     opened: Instant,
+    last: Instant,
+}
+
+impl<T> Open<T> {
+    fn due_at(&self, limits: &Limits) -> Instant {
+        let aged = self.opened + limits.max_age;
+        match limits.max_idle {
+            Some(idle) => aged.min(self.last + idle),
+            None => aged,
+        }
+    }
 }
 
 pub struct Batcher<K, T> {
@@ -49,7 +63,8 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
                 closed.extend(self.close(&key));
             }
         }
-        let open = self.open.entry(key.clone()).or_insert_with(|| Open { items: Vec::new(), bytes: 0, opened: now });
+        let open = self.open.entry(key.clone()).or_insert_with(|| Open { items: Vec::new(), bytes: 0, opened: now, last: now });
+        open.last = now;
         open.items.push(item);
         open.bytes += size;
         if open.items.len() >= self.limits.max_rows || open.bytes >= self.limits.max_bytes {
@@ -58,20 +73,20 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
         closed
     }
 
-    /// Close every batch older than the age limit.
+    /// Close every batch past its age or idle limit.
     pub fn due(&mut self, now: Instant) -> Vec<Batch<K, T>> {
         let expired: Vec<K> = self
             .open
             .iter()
-            .filter(|(_, o)| now.duration_since(o.opened) >= self.limits.max_age)
+            .filter(|(_, o)| o.due_at(&self.limits) <= now)
             .map(|(k, _)| k.clone())
             .collect();
         expired.iter().filter_map(|k| self.close(k)).collect()
     }
 
-    /// When the oldest open batch falls due.
+    /// When the next open batch falls due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.open.values().map(|o| o.opened + self.limits.max_age).min()
+        self.open.values().map(|o| o.due_at(&self.limits)).min()
     }
 
     /// Close everything (shutdown, or a flush request).
@@ -95,7 +110,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits(max_rows: usize, max_bytes: usize) -> Limits {
-        Limits { max_rows, max_bytes, max_age: Duration::from_secs(10) }
+        Limits { max_rows, max_bytes, max_age: Duration::from_secs(10), max_idle: None }
     }
 
     #[test]
@@ -118,16 +133,29 @@ mod tests {
         assert!(b.is_empty());
     }
 
+    #[test]
+    fn closes_an_idle_batch_before_its_age() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(Limits { max_idle: Some(Duration::from_millis(200)), ..limits(100, 1000) });
+        b.push("a", 1, 1, t0);
+        b.push("a", 2, 1, t0 + Duration::from_millis(150));
+        assert_eq!(b.next_deadline(), Some(t0 + Duration::from_millis(350)));
+        assert!(b.due(t0 + Duration::from_millis(300)).is_empty(), "still receiving");
+        assert_eq!(b.due(t0 + Duration::from_millis(350))[0].items, vec![1, 2]);
+    }
+
     proptest! {
         /// Every item comes out exactly once, in order per key, and no batch breaks its limits.
         #[test]
         fn nothing_lost_nothing_twice_no_batch_over_limits(
             max_rows in 1usize..20,
             max_bytes in 1usize..500,
+            idle in any::<bool>(),
             ops in prop::collection::vec((0u8..4, 1usize..200, 0u64..5_000), 0..400),
         ) {
             let t0 = Instant::now();
-            let mut b = Batcher::new(Limits { max_rows, max_bytes, max_age: Duration::from_millis(3_000) });
+            let max_idle = idle.then_some(Duration::from_millis(700));
+            let mut b = Batcher::new(Limits { max_rows, max_bytes, max_age: Duration::from_millis(3_000), max_idle });
             let mut out = Vec::new();
             let mut now = t0;
             for (i, (key, size, advance)) in ops.iter().enumerate() {

@@ -238,7 +238,7 @@ mod tests {
             prefix: ObjectPath::from("lake/config-changes"),
             instance: "test".into(),
             schema: Arc::new(Schema::load(&dir, "config_change").unwrap()),
-            limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100) },
+            limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             dead,
         }
     }
