@@ -65,7 +65,8 @@ fn main() {
     // CPU time the sluice process used while draining (utime + stime, in clock ticks).
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", sluice.child.id())).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let cpu_secs = ticks / 100.0;
     assert!(sluice.stop().success());
 
@@ -79,7 +80,10 @@ fn main() {
     println!("| backlog published (log events)        | {backlog} in {publish_secs:.1}s |");
     println!("| drained into the lake                 | {secs:.1}s |");
     println!("| throughput                            | {:.0} events/s |", backlog as f64 / secs);
-    println!("| sluice CPU while draining             | {cpu_secs:.1}s ({:.0}% of one core) |", 100.0 * cpu_secs / secs);
+    println!(
+        "| sluice CPU while draining             | {cpu_secs:.1}s ({:.0}% of one core) |",
+        100.0 * cpu_secs / secs
+    );
     println!("| peak RSS of sluice                    | {rss:.1} MiB |");
     let limit = bound_mib + overhead_mib;
     let verdict = if rss <= limit { "within" } else { "OVER" };

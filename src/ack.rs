@@ -30,11 +30,8 @@ struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let outcome = if self.failed.load(std::sync::atomic::Ordering::Acquire) {
-            Outcome::Failed
-        } else {
-            Outcome::Delivered
-        };
+        let outcome =
+            if self.failed.load(std::sync::atomic::Ordering::Acquire) { Outcome::Failed } else { Outcome::Delivered };
         let _ = self.outcome.set(outcome);
         if let Some(cb) = self.callback.get_mut().ok().and_then(|c| c.take()) {
             cb(outcome);
@@ -89,35 +86,26 @@ impl Ack {
 
     /// Another share of the same message, for a second holder (e.g. a second sink).
     pub fn split(&self) -> Ack {
-        Ack {
-            shared: self.shared.clone(),
-        }
+        Ack { shared: self.shared.clone() }
     }
 
     /// Take this share out, leaving an untracked one behind.
     pub fn take(&mut self) -> Ack {
-        Ack {
-            shared: self.shared.take(),
-        }
+        Ack { shared: self.shared.take() }
     }
 
     /// Settle this share.
     pub fn settle(mut self, outcome: Outcome) {
         if let Some(shared) = self.shared.take() {
             if outcome == Outcome::Failed {
-                shared
-                    .failed
-                    .store(true, std::sync::atomic::Ordering::Release);
+                shared.failed.store(true, std::sync::atomic::Ordering::Release);
             }
         }
     }
 
     /// A handle that can later tell how the message settled, or fold a duplicate into it.
     pub fn watch(&self) -> Option<AckWatch> {
-        self.shared.as_ref().map(|s| AckWatch {
-            shared: Arc::downgrade(s),
-            outcome: s.outcome.clone(),
-        })
+        self.shared.as_ref().map(|s| AckWatch { shared: Arc::downgrade(s), outcome: s.outcome.clone() })
     }
 }
 
@@ -126,9 +114,7 @@ impl Drop for Ack {
         if let Some(shared) = self.shared.take() {
             // Dropped without being settled: something lost it. Fail so the source redelivers.
             tracing::debug!("ack dropped without being settled; message will be redelivered");
-            shared
-                .failed
-                .store(true, std::sync::atomic::Ordering::Release);
+            shared.failed.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }

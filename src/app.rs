@@ -47,7 +47,11 @@ async fn start_pulling(
 }
 
 /// Run until `shutdown` resolves. `listener` overrides `http.listen` (tests bind port 0).
-pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let topology = Topology::start(&config)?;
     let stop_pulling = tokio_util::sync::CancellationToken::new();
     let pullers = start_pulling(&config, &topology, &stop_pulling).await?;

@@ -148,7 +148,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None => sluice::publish::Target::Push { url },
                 Some(topic) => {
                     let config = load_or_report(&config)?;
-                    let pubsub = config.global.pubsub.clone().context("--topic needs a `pubsub` section in the config")?;
+                    let pubsub =
+                        config.global.pubsub.clone().context("--topic needs a `pubsub` section in the config")?;
                     sluice::publish::Target::Topic { topic: pubsub.topic_path(&topic), pubsub }
                 }
             };

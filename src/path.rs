@@ -19,10 +19,7 @@ impl FieldPath {
         if segments.iter().any(String::is_empty) {
             return Err(format!("field path '{text}' has an empty segment"));
         }
-        Ok(FieldPath {
-            segments,
-            text: text.to_owned(),
-        })
+        Ok(FieldPath { segments, text: text.to_owned() })
     }
 
     pub fn as_str(&self) -> &str {
@@ -31,23 +28,17 @@ impl FieldPath {
 
     /// The value at this path, if every step exists.
     pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
-        self.segments
-            .iter()
-            .try_fold(record, |v, seg| v.as_object()?.get(seg))
+        self.segments.iter().try_fold(record, |v, seg| v.as_object()?.get(seg))
     }
 
     pub fn get_mut<'a>(&self, record: &'a mut Value) -> Option<&'a mut Value> {
-        self.segments
-            .iter()
-            .try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))
+        self.segments.iter().try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))
     }
 
     /// Remove and return the value at this path.
     pub fn remove(&self, record: &mut Value) -> Option<Value> {
         let (last, parents) = self.segments.split_last()?;
-        let parent = parents
-            .iter()
-            .try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))?;
+        let parent = parents.iter().try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))?;
         parent.as_object_mut()?.remove(last)
     }
 
@@ -57,16 +48,12 @@ impl FieldPath {
         let (last, parents) = self.segments.split_last().expect("path is never empty");
         let mut cur = record;
         for seg in parents {
-            let obj = cur
-                .as_object_mut()
-                .ok_or_else(|| format!("cannot set '{}': a parent is not an object", self.text))?;
-            cur = obj
-                .entry(seg.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let obj =
+                cur.as_object_mut().ok_or_else(|| format!("cannot set '{}': a parent is not an object", self.text))?;
+            cur = obj.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
         }
-        let obj = cur
-            .as_object_mut()
-            .ok_or_else(|| format!("cannot set '{}': a parent is not an object", self.text))?;
+        let obj =
+            cur.as_object_mut().ok_or_else(|| format!("cannot set '{}': a parent is not an object", self.text))?;
         obj.insert(last.clone(), value);
         Ok(())
     }

@@ -58,10 +58,11 @@ pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
     let mut wanted_subs = Vec::new();
     for p in &config.pipelines {
         let Some(sub) = &p.source.subscription else { continue };
-        let topic = p.source.topic.as_deref().ok_or_else(|| ProvisionError::NoTopic {
-            file: p.file.display().to_string(),
-            subscription: sub.clone(),
-        })?;
+        let topic = p
+            .source
+            .topic
+            .as_deref()
+            .ok_or_else(|| ProvisionError::NoTopic { file: p.file.display().to_string(), subscription: sub.clone() })?;
         wanted_topics.push(ps.topic_path(topic));
         wanted_subs.push((ps.subscription_path(sub), ps.topic_path(topic)));
     }
@@ -82,7 +83,9 @@ pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
             .set_ack_deadline_seconds(ps.ack_deadline.0.as_secs().clamp(10, 600) as i32);
         if let Some(dl) = &dead_letter_topic {
             req = req.set_dead_letter_policy(
-                DeadLetterPolicy::new().set_dead_letter_topic(dl).set_max_delivery_attempts(ps.max_delivery_attempts as i32),
+                DeadLetterPolicy::new()
+                    .set_dead_letter_topic(dl)
+                    .set_max_delivery_attempts(ps.max_delivery_attempts as i32),
             );
         }
         match req.send().await {

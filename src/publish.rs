@@ -74,9 +74,14 @@ fn messages(args: &PublishArgs) -> Result<Vec<(String, Vec<u8>)>, PublishError> 
                 .collect()
         }
         None => {
-            let kind = args.kind.or_else(|| Kind::for_pipeline(&args.pipeline)).ok_or_else(|| PublishError::NoKind(args.pipeline.clone()))?;
+            let kind = args
+                .kind
+                .or_else(|| Kind::for_pipeline(&args.pipeline))
+                .ok_or_else(|| PublishError::NoKind(args.pipeline.clone()))?;
             let mut g = Generator::new(kind, args.seed);
-            (0..args.count).map(|i| (format!("sample-{}-{i}", args.seed), g.next_event().to_string().into_bytes())).collect()
+            (0..args.count)
+                .map(|i| (format!("sample-{}-{i}", args.seed), g.next_event().to_string().into_bytes()))
+                .collect()
         }
     })
 }
@@ -101,7 +106,9 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
             let endpoint = format!("{}/push/{}", url.trim_end_matches('/'), args.pipeline);
             (push_all(&args, &endpoint, messages, &attributes, started).await, endpoint)
         }
-        Target::Topic { topic, pubsub } => (publish_all(&args, topic, pubsub, messages, &attributes, started).await?, topic.clone()),
+        Target::Topic { topic, pubsub } => {
+            (publish_all(&args, topic, pubsub, messages, &attributes, started).await?, topic.clone())
+        }
     };
     let mut summary = Summary { sent: total, ..Default::default() };
     for r in results {
@@ -123,7 +130,11 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "published {} events to {destination}: {} delivered, {} rejected, {} failed in {secs:.2}s ({:.0} events/s)",
-        summary.sent, summary.delivered, summary.rejected, summary.failed, summary.sent as f64 / secs.max(1e-9)
+        summary.sent,
+        summary.delivered,
+        summary.rejected,
+        summary.failed,
+        summary.sent as f64 / secs.max(1e-9)
     );
     Ok(summary)
 }

@@ -124,8 +124,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_events() {
-        let a: Vec<Value> = (0..5).map({ let mut g = Generator::new(Kind::Log, 7); move |_| g.next_event() }).collect();
-        let b: Vec<Value> = (0..5).map({ let mut g = Generator::new(Kind::Log, 7); move |_| g.next_event() }).collect();
+        let a: Vec<Value> = (0..5)
+            .map({
+                let mut g = Generator::new(Kind::Log, 7);
+                move |_| g.next_event()
+            })
+            .collect();
+        let b: Vec<Value> = (0..5)
+            .map({
+                let mut g = Generator::new(Kind::Log, 7);
+                move |_| g.next_event()
+            })
+            .collect();
         assert_eq!(a, b);
         let size = a[0].to_string().len();
         assert!((250..450).contains(&size), "log lines are about 300 bytes, got {size}");

@@ -103,10 +103,9 @@ impl Schema {
     /// Read and check `dir/<name>.yaml`.
     pub fn load(dir: &Path, name: &str) -> Result<Schema, String> {
         let path = dir.join(format!("{name}.yaml"));
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read schema file {}: {e}", path.display()))?;
-        let schema: Schema = serde_yaml_ng::from_str(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read schema file {}: {e}", path.display()))?;
+        let schema: Schema = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if schema.name != name {
             return Err(format!(
                 "{}: name: expected '{name}' (the file name), found '{}'",
@@ -114,9 +113,7 @@ impl Schema {
                 schema.name
             ));
         }
-        schema
-            .check_definition()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        schema.check_definition().map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(schema)
     }
 
@@ -180,9 +177,7 @@ impl Schema {
     /// Check a record against the schema: an object, required fields present, every value of its
     /// column's type. With `allow_unknown` false, fields the schema does not name are errors too.
     pub fn check(&self, record: &Value, allow_unknown: bool) -> Result<(), String> {
-        let obj = record
-            .as_object()
-            .ok_or_else(|| format!("expected a JSON object for schema '{}'", self.name))?;
+        let obj = record.as_object().ok_or_else(|| format!("expected a JSON object for schema '{}'", self.name))?;
         for f in &self.fields {
             match obj.get(&f.name) {
                 None | Some(Value::Null) => {
@@ -271,10 +266,7 @@ fields:
         let s = schema();
         s.check_definition().unwrap();
         s.check(&json!({"ts": "2026-01-01T00:00:00Z", "n": 3}), false).unwrap();
-        assert_eq!(
-            s.check(&json!({"n": 3}), false).unwrap_err(),
-            "field 'ts' is required by schema 't'"
-        );
+        assert_eq!(s.check(&json!({"n": 3}), false).unwrap_err(), "field 'ts' is required by schema 't'");
         assert_eq!(
             s.check(&json!({"ts": "2026-01-01T00:00:00Z", "n": "3"}), false).unwrap_err(),
             "field 'n': expected an integer within 64 bits, found \"3\""

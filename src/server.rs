@@ -94,7 +94,8 @@ async fn push_handler(
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {
             e.ack.settle(Outcome::Failed);
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, format!("pipeline '{pipeline}' is at capacity; retry later"));
+            let mut r =
+                error(StatusCode::TOO_MANY_REQUESTS, format!("pipeline '{pipeline}' is at capacity; retry later"));
             r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
             return r;
         }
@@ -104,7 +105,9 @@ async fn push_handler(
         }
     }
     match tokio::time::timeout(state.request_timeout, outcome).await {
-        Ok(Ok(Outcome::Delivered)) => (StatusCode::OK, Json(json!({ "messageId": message_id, "status": "delivered" }))).into_response(),
+        Ok(Ok(Outcome::Delivered)) => {
+            (StatusCode::OK, Json(json!({ "messageId": message_id, "status": "delivered" }))).into_response()
+        }
         Ok(Ok(Outcome::Failed)) | Ok(Err(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, format!("message {message_id} could not be made durable; retry"))
         }

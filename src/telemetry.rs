@@ -58,10 +58,7 @@ fn to_json(event: &Event<'_>) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("severity".into(), severity(meta.level()).into());
     out.insert("message".into(), fields.0.remove("message").unwrap_or(Value::String(String::new())));
-    out.insert(
-        "time".into(),
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into(),
-    );
+    out.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into());
     out.insert(
         "logging.googleapis.com/sourceLocation".into(),
         serde_json::json!({ "file": meta.file(), "line": meta.line().map(|l| l.to_string()), "function": meta.target() }),

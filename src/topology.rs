@@ -177,11 +177,7 @@ async fn run_chain(
     }
 }
 
-async fn deliver(
-    pipeline: &str,
-    mut event: Event,
-    sinks: &[(Arc<str>, mpsc::Sender<Event>)],
-) {
+async fn deliver(pipeline: &str, mut event: Event, sinks: &[(Arc<str>, mpsc::Sender<Event>)]) {
     let targets: Vec<&mpsc::Sender<Event>> = match &event.routes {
         None => sinks.iter().map(|(_, tx)| tx).collect(),
         Some(routes) => sinks.iter().filter(|(n, _)| routes.contains(n)).map(|(_, tx)| tx).collect(),

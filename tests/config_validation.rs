@@ -73,8 +73,11 @@ fn each_bad_config_names_file_field_and_expectation() {
         edit(root.path(), file, from, to);
         let found = problems(root.path());
         let hit = found.iter().find(|p| p.file.ends_with(file) && p.field == *field && p.message.contains(message));
-        assert!(hit.is_some(), "{what}: expected {file}: {field}: …{message}…, got:\n{}",
-            found.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"));
+        assert!(
+            hit.is_some(),
+            "{what}: expected {file}: {field}: …{message}…, got:\n{}",
+            found.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        );
     }
     assert!(CASES.len() >= 10);
 }
@@ -109,12 +112,23 @@ fn validate_command_prints_file_and_field_and_fails() {
 
 #[test]
 fn schema_command_prints_bigquery_json() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(common::repo()).args(["schema", "log"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(common::repo())
+        .args(["schema", "log"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let fields: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(fields[0], serde_json::json!({"name": "timestamp", "type": "TIMESTAMP", "mode": "REQUIRED",
-        "description": "When the line was written (UTC)."}));
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(common::repo()).args(["schema", "nope"]).output().unwrap();
+    assert_eq!(
+        fields[0],
+        serde_json::json!({"name": "timestamp", "type": "TIMESTAMP", "mode": "REQUIRED",
+        "description": "When the line was written (UTC)."})
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(common::repo())
+        .args(["schema", "nope"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read schema file schemas/nope.yaml"));
 }
@@ -133,9 +147,16 @@ fn pubsub_settings_are_checked_when_pulling() {
         Err(p) => p.0,
     };
     let lines: Vec<String> = found.iter().map(|p| format!("{}: {}", p.field, p.message)).collect();
-    assert!(lines.contains(&"pubsub.max_delivery_attempts: expected 5 to 100 (Pub/Sub's limits), found 500".to_string()), "{lines:#?}");
-    let too_big = found.iter().find(|p| p.file.ends_with("pipelines/logs.yaml") && p.field == "sinks[0].batch.max_rows");
-    assert!(too_big.is_some_and(|p| p.message.starts_with("10000 is more than pubsub.max_outstanding_messages (2000)")), "{lines:#?}");
+    assert!(
+        lines.contains(&"pubsub.max_delivery_attempts: expected 5 to 100 (Pub/Sub's limits), found 500".to_string()),
+        "{lines:#?}"
+    );
+    let too_big =
+        found.iter().find(|p| p.file.ends_with("pipelines/logs.yaml") && p.field == "sinks[0].batch.max_rows");
+    assert!(
+        too_big.is_some_and(|p| p.message.starts_with("10000 is more than pubsub.max_outstanding_messages (2000)")),
+        "{lines:#?}"
+    );
     // The same file with pulling off has no flow-control conflict to report.
     let off = load_with_env(&root.path().join("config/sluice.yaml"), |_| None).err().unwrap().0;
     assert!(off.iter().all(|p| p.field != "sinks[0].batch.max_rows"), "{off:#?}");

@@ -13,7 +13,8 @@ use sluice::publish::{PublishArgs, Target};
 /// Publish `count` sample events for `pipeline` to its topic; returns the Pub/Sub message ids.
 async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
     let env: HashMap<&str, String> = emu.env().into_iter().collect();
-    let config = sluice::config::load_with_env(&common::repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
+    let config =
+        sluice::config::load_with_env(&common::repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
     let pubsub = config.global.pubsub.clone().unwrap();
     let summary = sluice::publish::run(PublishArgs {
         target: Target::Topic { topic: pubsub.topic_path(pipeline), pubsub },
@@ -49,7 +50,11 @@ fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) ->
         if missing == 0 {
             return found;
         }
-        assert!(Instant::now() < deadline, "{pipeline}: {missing} of {} events still missing after {limit:?}", ids.len());
+        assert!(
+            Instant::now() < deadline,
+            "{pipeline}: {missing} of {} events still missing after {limit:?}",
+            ids.len()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -65,9 +70,17 @@ async fn twenty_thousand_events_across_three_topics_land_once_each() {
     let emu = PubsubEmulator::start();
     let env = env_with(&emu, &[("SLUICE_BATCH_MAX_AGE", "1s")]);
     let out = common::sluice_cmd(&["provision"], &env);
-    assert!(out.contains("created subscription projects/sluice-test/subscriptions/logs-sluice -> projects/sluice-test/topics/logs"), "{out}");
+    assert!(
+        out.contains(
+            "created subscription projects/sluice-test/subscriptions/logs-sluice -> projects/sluice-test/topics/logs"
+        ),
+        "{out}"
+    );
     let again = common::sluice_cmd(&["provision"], &env);
-    assert!(again.contains("exists  subscription projects/sluice-test/subscriptions/logs-sluice"), "provision is idempotent: {again}");
+    assert!(
+        again.contains("exists  subscription projects/sluice-test/subscriptions/logs-sluice"),
+        "provision is idempotent: {again}"
+    );
 
     let plan = [("logs", 8_000u64), ("health", 8_000), ("config-changes", 4_000)];
     let mut published = HashMap::new();

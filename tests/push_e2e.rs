@@ -33,7 +33,8 @@ async fn pushed_events_come_back_out_of_the_lake_and_poison_goes_to_dead_letters
     // Producer spellings the chain normalises: level/msg/ts names, epoch-millis time, a secret.
     let odd = json!({"ts": 1_795_683_600_000i64, "service": "pricing", "level": "ERROR",
                      "msg": "retrying with api_key=sk_live_abcdefghijklmnop1234", "host": "p-1"});
-    let (status, body) = post(&client, &push, envelope(odd.to_string().as_bytes(), "odd-1", &attrs, "s").to_string().into_bytes()).await;
+    let (status, body) =
+        post(&client, &push, envelope(odd.to_string().as_bytes(), "odd-1", &attrs, "s").to_string().into_bytes()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("delivered"), "{body}");
 
@@ -79,7 +80,10 @@ async fn pushed_events_come_back_out_of_the_lake_and_poison_goes_to_dead_letters
     assert_eq!(by_id.len(), 301, "no message id twice");
     for f in common::parquet_files(&lake.join("logs")) {
         let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().into_owned();
-        assert!(rel.starts_with("logs/dt=2026-11-26/hour=09/test-") || rel.starts_with("logs/dt=2026-11-26/hour=10/test-"), "{rel}");
+        assert!(
+            rel.starts_with("logs/dt=2026-11-26/hour=09/test-") || rel.starts_with("logs/dt=2026-11-26/hour=10/test-"),
+            "{rel}"
+        );
     }
 
     let mut gen = Generator::new(Kind::Log, 3);

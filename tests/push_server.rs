@@ -35,7 +35,8 @@ async fn start(root: &std::path::Path, lake: &std::path::Path, max_age: &str) ->
 }
 
 fn log_event(id: &str) -> Vec<u8> {
-    let data = serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO", "message": "m"});
+    let data =
+        serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO", "message": "m"});
     envelope(data.to_string().as_bytes(), id, &Default::default(), "sub").to_string().into_bytes()
 }
 

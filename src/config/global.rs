@@ -134,10 +134,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            batch: BatchLimits::default(),
-            queue_capacity: default_queue(),
-        }
+        Limits { batch: BatchLimits::default(), queue_capacity: default_queue() }
     }
 }
 

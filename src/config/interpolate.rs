@@ -24,9 +24,7 @@ fn interpolate_line(text: &str, lookup: &impl Fn(&str) -> Option<String>, out: &
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| "'${' is never closed".to_string())?;
+            let end = body.find('}').ok_or_else(|| "'${' is never closed".to_string())?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

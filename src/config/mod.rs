@@ -95,10 +95,7 @@ impl Pipeline {
     /// Build this pipeline's transform chain (already checked at load time).
     pub fn chain(&self) -> Result<Chain, crate::transform::FieldError> {
         let sinks = self.sink_names();
-        Chain::build(
-            &self.transforms,
-            &BuildContext { pipeline: &self.name, schema: &self.schema, sinks: &sinks },
-        )
+        Chain::build(&self.transforms, &BuildContext { pipeline: &self.name, schema: &self.schema, sinks: &sinks })
     }
 }
 
@@ -137,10 +134,7 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect(),
         Err(e) => {
-            problems.push(problem(
-                "pipelines_dir",
-                format!("cannot read folder {}: {e}", pipelines_dir.display()),
-            ));
+            problems.push(problem("pipelines_dir", format!("cannot read folder {}: {e}", pipelines_dir.display())));
             Vec::new()
         }
     };
@@ -172,10 +166,7 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
     }
 }
 
-fn read_file<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<T, Problem> {
+fn read_file<T: serde::de::DeserializeOwned>(file: &Path, env: impl Fn(&str) -> Option<String>) -> Result<T, Problem> {
     let problem = |field: String, message: String| Problem { file: file.to_owned(), field, message };
     let text = std::fs::read_to_string(file).map_err(|e| problem(String::new(), format!("cannot read: {e}")))?;
     let text = interpolate::interpolate(&text, env).map_err(|m| problem(String::new(), m))?;
@@ -231,9 +222,8 @@ fn check_pipeline(
     problems: &mut Vec<Problem>,
 ) -> Option<Pipeline> {
     let before = problems.len();
-    let mut report = |field: &str, message: String| {
-        problems.push(Problem { file: file.to_owned(), field: field.into(), message })
-    };
+    let mut report =
+        |field: &str, message: String| problems.push(Problem { file: file.to_owned(), field: field.into(), message });
     let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if spec.name != stem {
         report("name", format!("expected '{stem}' (the file name without .yaml), found '{}'", spec.name));
@@ -333,7 +323,10 @@ fn check_across(pipelines: &[Pipeline], problems: &mut Vec<Problem>) {
                 problems.push(Problem {
                     file: p.file.clone(),
                     field: "source.subscription".into(),
-                    message: format!("'{sub}' is already consumed by {}; each subscription feeds one pipeline", other.display()),
+                    message: format!(
+                        "'{sub}' is already consumed by {}; each subscription feeds one pipeline",
+                        other.display()
+                    ),
                 });
             }
         }

@@ -21,9 +21,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("expected a duration with a unit like 500ms, 10s, 5m or 1h, found '{text}'"))?;
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration like 10s, found '{text}'"))?;
+    let n: f64 = num.parse().map_err(|_| format!("expected a duration like 10s, found '{text}'"))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "s" => n,
@@ -41,9 +39,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("expected a size like 64MiB, found '{text}'"))?;
+    let n: f64 = num.parse().map_err(|_| format!("expected a size like 64MiB, found '{text}'"))?;
     let mult: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "KB" => 1e3,
@@ -52,7 +48,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" => 1024.0,
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit '{other}' in '{text}'; expected B, KB, MB, GB, KiB, MiB or GiB")),
+        other => {
+            return Err(format!("unknown size unit '{other}' in '{text}'; expected B, KB, MB, GB, KiB, MiB or GiB"))
+        }
     };
     Ok((n * mult) as u64)
 }

@@ -63,7 +63,12 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
                 closed.extend(self.close(&key));
             }
         }
-        let open = self.open.entry(key.clone()).or_insert_with(|| Open { items: Vec::new(), bytes: 0, opened: now, last: now });
+        let open = self.open.entry(key.clone()).or_insert_with(|| Open {
+            items: Vec::new(),
+            bytes: 0,
+            opened: now,
+            last: now,
+        });
         open.last = now;
         open.items.push(item);
         open.bytes += size;
@@ -75,12 +80,8 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
 
     /// Close every batch past its age or idle limit.
     pub fn due(&mut self, now: Instant) -> Vec<Batch<K, T>> {
-        let expired: Vec<K> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.due_at(&self.limits) <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let expired: Vec<K> =
+            self.open.iter().filter(|(_, o)| o.due_at(&self.limits) <= now).map(|(k, _)| k.clone()).collect();
         expired.iter().filter_map(|k| self.close(k)).collect()
     }
 

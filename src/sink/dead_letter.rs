@@ -50,8 +50,16 @@ mod tests {
     fn keeps_original_bytes_and_reason() {
         let mut attrs = std::collections::BTreeMap::new();
         attrs.insert("kind".to_string(), "log".to_string());
-        let e = Event::new("m9", Utc::now(), attrs, bytes::Bytes::from_static(b"\xff not json"), Arc::from("push"), Ack::none());
-        let row = to_event(DeadLetter { event: e, stage: "transforms[0].parse_json".into(), reason: "bad".into() }, "logs");
+        let e = Event::new(
+            "m9",
+            Utc::now(),
+            attrs,
+            bytes::Bytes::from_static(b"\xff not json"),
+            Arc::from("push"),
+            Ack::none(),
+        );
+        let row =
+            to_event(DeadLetter { event: e, stage: "transforms[0].parse_json".into(), reason: "bad".into() }, "logs");
         schema().check(&row.record, false).unwrap();
         assert_eq!(row.record["data"], "/yBub3QganNvbg==");
         assert_eq!(row.record["attributes"]["kind"], "log");

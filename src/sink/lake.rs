@@ -204,9 +204,7 @@ impl LakeSink {
     }
 
     async fn put(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<(), WriteError> {
-        let attempt = || async {
-            self.store.put(path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ())
-        };
+        let attempt = || async { self.store.put(path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()) };
         attempt
             .retry(
                 ExponentialBuilder::default()
@@ -285,7 +283,10 @@ mod tests {
     async fn open_batches_are_written_when_the_channel_closes() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (tx, rx) = mpsc::channel(8);
-        let (a, arx) = event("a", json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}));
+        let (a, arx) = event(
+            "a",
+            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
+        );
         tx.send(a).await.unwrap();
         drop(tx);
         sink(store, None).run(rx, CancellationToken::new()).await;

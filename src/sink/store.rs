@@ -46,17 +46,14 @@ impl Location {
     pub fn open(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath), object_store::Error> {
         match self {
             Location::Local(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
                 Ok((Arc::new(store), ObjectPath::default()))
             }
             Location::Gcs { bucket, prefix } => {
-                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()?;
+                let store =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build()?;
                 Ok((Arc::new(store), ObjectPath::from(prefix.as_str())))
             }
         }

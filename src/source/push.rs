@@ -100,11 +100,8 @@ fn decode_envelope(value: serde_json::Value) -> Result<PushMessage, DecodeError>
                 .map_err(|e| DecodeError::Base64(e.to_string()))?,
         ),
     };
-    let message_id = m
-        .message_id_camel
-        .or(m.message_id_snake)
-        .filter(|s| !s.is_empty())
-        .ok_or(DecodeError::MissingId)?;
+    let message_id =
+        m.message_id_camel.or(m.message_id_snake).filter(|s| !s.is_empty()).ok_or(DecodeError::MissingId)?;
     let publish_time = match m.publish_time_camel.or(m.publish_time_snake) {
         Some(t) => parse_time(&t)?,
         None => Utc::now(),
@@ -123,7 +120,12 @@ fn parse_time(t: &str) -> Result<DateTime<Utc>, DecodeError> {
 }
 
 /// Encode an event as Pub/Sub would push it (used by `sluice publish` and tests).
-pub fn envelope(data: &[u8], message_id: &str, attributes: &BTreeMap<String, String>, subscription: &str) -> serde_json::Value {
+pub fn envelope(
+    data: &[u8],
+    message_id: &str,
+    attributes: &BTreeMap<String, String>,
+    subscription: &str,
+) -> serde_json::Value {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     serde_json::json!({
         "message": {
@@ -161,7 +163,10 @@ mod tests {
     #[test]
     fn names_what_is_wrong_with_an_envelope() {
         let d = |s: &str| decode(Bytes::from(s.to_owned()), no_headers).unwrap_err().to_string();
-        assert_eq!(d(r#"{"message": {"data": "!!", "messageId": "1"}}"#), "message.data is not valid base64: Invalid symbol 33, offset 0.");
+        assert_eq!(
+            d(r#"{"message": {"data": "!!", "messageId": "1"}}"#),
+            "message.data is not valid base64: Invalid symbol 33, offset 0."
+        );
         assert_eq!(d(r#"{"message": {"data": "e30="}}"#), "message.messageId is missing; Pub/Sub always sends it");
         assert_eq!(
             d(r#"{"message": {"messageId": "1", "attributes": {"a": 1}}}"#),

@@ -31,14 +31,8 @@ impl Subject {
         match (field, attribute) {
             (Some(f), None) => parse_path("field", f).map(Subject::Field),
             (None, Some(a)) if !a.is_empty() => Ok(Subject::Attribute(a.to_owned())),
-            (None, Some(_)) => Err(FieldError::new(
-                "attribute",
-                "expected an attribute name, found an empty string",
-            )),
-            (Some(_), Some(_)) => Err(FieldError::new(
-                "",
-                "expected either `field` or `attribute`, not both",
-            )),
+            (None, Some(_)) => Err(FieldError::new("attribute", "expected an attribute name, found an empty string")),
+            (Some(_), Some(_)) => Err(FieldError::new("", "expected either `field` or `attribute`, not both")),
             (None, None) => Err(FieldError::new("", "expected `field` or `attribute`")),
         }
     }
@@ -47,10 +41,7 @@ impl Subject {
     pub fn value<'a>(&self, event: &'a Event) -> Option<Cow<'a, Value>> {
         match self {
             Subject::Field(p) => p.get(&event.record).map(Cow::Borrowed),
-            Subject::Attribute(a) => event
-                .attributes
-                .get(a)
-                .map(|v| Cow::Owned(Value::String(v.clone()))),
+            Subject::Attribute(a) => event.attributes.get(a).map(|v| Cow::Owned(Value::String(v.clone()))),
         }
     }
 }
@@ -112,10 +103,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 impl ConditionConfig {
     pub fn build(&self) -> Result<Condition, FieldError> {
-        let combinators = [self.all.is_some(), self.any.is_some(), self.not.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let combinators = [self.all.is_some(), self.any.is_some(), self.not.is_some()].iter().filter(|b| **b).count();
         let mut ops = self.operators()?;
         let has_subject = self.field.is_some() || self.attribute.is_some();
         if combinators > 0 {
@@ -125,17 +113,12 @@ impl ConditionConfig {
                     "expected exactly one of `all`, `any`, `not` with nothing else beside it",
                 ));
             }
-            let list =
-                |name: &str, items: &[ConditionConfig]| -> Result<Vec<Condition>, FieldError> {
-                    if items.is_empty() {
-                        return Err(FieldError::new(name, "expected at least one condition"));
-                    }
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| c.build().map_err(|e| e.under(&format!("{name}[{i}]"))))
-                        .collect()
-                };
+            let list = |name: &str, items: &[ConditionConfig]| -> Result<Vec<Condition>, FieldError> {
+                if items.is_empty() {
+                    return Err(FieldError::new(name, "expected at least one condition"));
+                }
+                items.iter().enumerate().map(|(i, c)| c.build().map_err(|e| e.under(&format!("{name}[{i}]")))).collect()
+            };
             return Ok(match (&self.all, &self.any, &self.not) {
                 (Some(a), _, _) => Condition::All(list("all", a)?),
                 (_, Some(a), _) => Condition::Any(list("any", a)?),
@@ -154,10 +137,7 @@ impl ConditionConfig {
             }
             _ => {
                 let names: Vec<&str> = ops.iter().map(|(n, _)| *n).collect();
-                return Err(FieldError::new(
-                    "",
-                    format!("expected one operator, found {}", names.join(", ")),
-                ));
+                return Err(FieldError::new("", format!("expected one operator, found {}", names.join(", "))));
             }
         };
         let test = match subject {
@@ -186,9 +166,8 @@ impl ConditionConfig {
             ops.push(("exists", Test::Exists(v)));
         }
         if let Some(r) = &self.matches {
-            let re = Regex::new(r).map_err(|e| {
-                FieldError::new("matches", format!("invalid regular expression: {e}"))
-            })?;
+            let re =
+                Regex::new(r).map_err(|e| FieldError::new("matches", format!("invalid regular expression: {e}")))?;
             ops.push(("matches", Test::Matches(re)));
         }
         for (name, bound, cmp) in [
@@ -252,9 +231,7 @@ mod tests {
     use serde_json::json;
 
     fn cond(yaml: &str) -> Result<Condition, FieldError> {
-        crate::config::from_yaml_str::<ConditionConfig>(yaml)
-            .unwrap()
-            .build()
+        crate::config::from_yaml_str::<ConditionConfig>(yaml).unwrap().build()
     }
 
     #[test]
@@ -289,22 +266,10 @@ mod tests {
             ("{attribute: code, eq: 200}", true),
             ("{attribute: code, in: [404, 200]}", true),
             ("{attribute: absent, ne: x}", true),
-            (
-                "{all: [{field: severity, eq: ERROR}, {attribute: kind, eq: other}]}",
-                false,
-            ),
-            (
-                "{all: [{field: severity, eq: ERROR}, {attribute: kind, eq: audit}]}",
-                true,
-            ),
-            (
-                "{any: [{field: severity, eq: ERROR}, {attribute: kind, eq: other}]}",
-                true,
-            ),
-            (
-                "{any: [{field: severity, eq: INFO}, {attribute: kind, eq: other}]}",
-                false,
-            ),
+            ("{all: [{field: severity, eq: ERROR}, {attribute: kind, eq: other}]}", false),
+            ("{all: [{field: severity, eq: ERROR}, {attribute: kind, eq: audit}]}", true),
+            ("{any: [{field: severity, eq: ERROR}, {attribute: kind, eq: other}]}", true),
+            ("{any: [{field: severity, eq: INFO}, {attribute: kind, eq: other}]}", false),
             ("{not: {field: severity, eq: ERROR}}", false),
         ] {
             assert_eq!(cond(yaml).unwrap().matches(&e), want, "{yaml}");
@@ -318,57 +283,24 @@ mod tests {
             (e.field, e.message)
         };
         let at = |f: &str, m: &str| (f.to_string(), m.to_string());
-        assert_eq!(
-            err("{field: a}"),
-            at(
-                "",
-                "expected one operator: eq, ne, in, exists, matches, gt, gte, lt or lte"
-            )
-        );
-        assert_eq!(
-            err("{field: a, eq: 1, gt: 2}"),
-            at("", "expected one operator, found eq, gt")
-        );
+        assert_eq!(err("{field: a}"), at("", "expected one operator: eq, ne, in, exists, matches, gt, gte, lt or lte"));
+        assert_eq!(err("{field: a, eq: 1, gt: 2}"), at("", "expected one operator, found eq, gt"));
         assert_eq!(err("{eq: 1}"), at("", "expected `field` or `attribute`"));
-        assert_eq!(
-            err("{field: a, attribute: b, eq: 1}"),
-            at("", "expected either `field` or `attribute`, not both")
-        );
-        assert_eq!(
-            err("{field: 'a..b', eq: 1}"),
-            at("field", "field path 'a..b' has an empty segment")
-        );
-        assert_eq!(
-            err("{field: a, in: []}"),
-            at("in", "expected at least one value")
-        );
+        assert_eq!(err("{field: a, attribute: b, eq: 1}"), at("", "expected either `field` or `attribute`, not both"));
+        assert_eq!(err("{field: 'a..b', eq: 1}"), at("field", "field path 'a..b' has an empty segment"));
+        assert_eq!(err("{field: a, in: []}"), at("in", "expected at least one value"));
         assert_eq!(
             err("{attribute: n, gt: 1}"),
-            at(
-                "gt",
-                "attributes are strings; `gt` compares numbers, so it needs a `field`"
-            )
+            at("gt", "attributes are strings; `gt` compares numbers, so it needs a `field`")
         );
         let (field, message) = err("{any: [{field: a, eq: 1}, {field: b, matches: '('}]}");
         assert_eq!(field, "any[1].matches");
-        assert!(
-            message.starts_with("invalid regular expression: regex parse error"),
-            "{message}"
-        );
-        assert_eq!(
-            err("{not: {all: [{eq: 1}]}}"),
-            at("not.all[0]", "expected `field` or `attribute`")
-        );
-        assert_eq!(
-            err("{any: []}"),
-            at("any", "expected at least one condition")
-        );
+        assert!(message.starts_with("invalid regular expression: regex parse error"), "{message}");
+        assert_eq!(err("{not: {all: [{eq: 1}]}}"), at("not.all[0]", "expected `field` or `attribute`"));
+        assert_eq!(err("{any: []}"), at("any", "expected at least one condition"));
         assert_eq!(
             err("{all: [], field: a}"),
-            at(
-                "",
-                "expected exactly one of `all`, `any`, `not` with nothing else beside it"
-            )
+            at("", "expected exactly one of `all`, `any`, `not` with nothing else beside it")
         );
     }
 }

@@ -72,10 +72,7 @@ pub struct Dedupe {
 impl Config {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Dedupe, FieldError> {
         let wrong = |found: String| {
-            FieldError::new(
-                "key",
-                format!("expected `message_id` or `{{field: <path>}}`, found {found}"),
-            )
+            FieldError::new("key", format!("expected `message_id` or `{{field: <path>}}`, found {found}"))
         };
         let key = match &self.key {
             None => Key::MessageId,
@@ -125,13 +122,7 @@ impl Dedupe {
 
     fn remember(&mut self, key: String, event: &Event, now: Instant) {
         self.order.push_back((key.clone(), now));
-        self.seen.insert(
-            key,
-            Seen {
-                at: now,
-                watch: event.ack.watch(),
-            },
-        );
+        self.seen.insert(key, Seen { at: now, watch: event.ack.watch() });
     }
 }
 
@@ -171,11 +162,7 @@ mod tests {
 
     fn config(yaml: &str) -> Result<Dedupe, FieldError> {
         let config: Config = crate::config::from_yaml_str(yaml).unwrap();
-        config.build(&BuildContext {
-            pipeline: "logs",
-            schema: &schema(),
-            sinks: &[],
-        })
+        config.build(&BuildContext { pipeline: "logs", schema: &schema(), sinks: &[] })
     }
 
     /// A stage with a clock the test moves by hand.
@@ -209,17 +196,10 @@ mod tests {
             assert_eq!(d.apply(&mut a).unwrap(), Verdict::Keep);
             assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop);
             settle_dropped(b);
-            assert!(
-                brx.try_recv().is_err(),
-                "the duplicate waits for the original"
-            );
+            assert!(brx.try_recv().is_err(), "the duplicate waits for the original");
             a.ack.take().settle(outcome);
             assert_eq!(arx.try_recv().unwrap(), outcome);
-            assert_eq!(
-                brx.try_recv().unwrap(),
-                outcome,
-                "the duplicate settles as the original did"
-            );
+            assert_eq!(brx.try_recv().unwrap(), outcome, "the duplicate settles as the original did");
         }
     }
 
@@ -268,18 +248,10 @@ mod tests {
         a.ack.take().settle(Outcome::Delivered);
         *clock.lock().unwrap() += Duration::from_secs(59);
         let (mut b, _) = tracked("m1");
-        assert_eq!(
-            d.apply(&mut b).unwrap(),
-            Verdict::Drop,
-            "still inside the window"
-        );
+        assert_eq!(d.apply(&mut b).unwrap(), Verdict::Drop, "still inside the window");
         *clock.lock().unwrap() += Duration::from_secs(1);
         let (mut c, _) = tracked("m1");
-        assert_eq!(
-            d.apply(&mut c).unwrap(),
-            Verdict::Keep,
-            "the window counts from the first sighting"
-        );
+        assert_eq!(d.apply(&mut c).unwrap(), Verdict::Keep, "the window counts from the first sighting");
         assert_eq!(d.seen.len(), 1);
     }
 
@@ -304,22 +276,13 @@ mod tests {
     #[test]
     fn field_keys_compare_by_text_and_must_be_present() {
         let (mut d, _) = stage("{key: {field: order.id}, window: 1h, max_keys: 10}");
-        assert_eq!(
-            d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(),
-            Verdict::Keep
-        );
+        assert_eq!(d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(), Verdict::Keep);
         let mut e = event(json!({"order": {"id": "7"}}));
         e.message_id = "other".into();
         assert_eq!(d.apply(&mut e).unwrap(), Verdict::Drop);
-        assert_eq!(
-            d.apply(&mut event(json!({"order": {"id": 8}}))).unwrap(),
-            Verdict::Keep
-        );
+        assert_eq!(d.apply(&mut event(json!({"order": {"id": 8}}))).unwrap(), Verdict::Keep);
         for record in [json!({}), json!({"order": {"id": null}})] {
-            assert_eq!(
-                d.apply(&mut event(record)).unwrap_err(),
-                "dedupe key field 'order.id' is missing"
-            );
+            assert_eq!(d.apply(&mut event(record)).unwrap_err(), "dedupe key field 'order.id' is missing");
         }
     }
 
@@ -331,29 +294,17 @@ mod tests {
         };
         assert_eq!(
             err("{key: id, window: 1h, max_keys: 10}"),
-            (
-                "key".into(),
-                "expected `message_id` or `{field: <path>}`, found 'id'".into()
-            )
+            ("key".into(), "expected `message_id` or `{field: <path>}`, found 'id'".into())
         );
         assert_eq!(
             err("{key: {feild: id}, window: 1h, max_keys: 10}"),
-            (
-                "key".into(),
-                r#"expected `message_id` or `{field: <path>}`, found {"feild":"id"}"#.into()
-            )
+            ("key".into(), r#"expected `message_id` or `{field: <path>}`, found {"feild":"id"}"#.into())
         );
         assert_eq!(
             err("{key: {field: 'a..b'}, window: 1h, max_keys: 10}"),
-            (
-                "key.field".into(),
-                "field path 'a..b' has an empty segment".into()
-            )
+            ("key.field".into(), "field path 'a..b' has an empty segment".into())
         );
-        assert_eq!(
-            err("{window: 0s, max_keys: 10}"),
-            ("window".into(), "expected a duration above zero".into())
-        );
+        assert_eq!(err("{window: 0s, max_keys: 10}"), ("window".into(), "expected a duration above zero".into()));
         let e = crate::config::from_yaml_str::<Config>("{window: 1m, max_keys: 0}").unwrap_err();
         assert_eq!(e.0, "max_keys");
     }

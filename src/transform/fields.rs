@@ -38,19 +38,13 @@ fn overlaps(a: &str, b: &str) -> bool {
 impl RenameConfig {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Rename, FieldError> {
         if self.fields.is_empty() {
-            return Err(FieldError::new(
-                "fields",
-                "expected at least one `old: new` pair",
-            ));
+            return Err(FieldError::new("fields", "expected at least one `old: new` pair"));
         }
         let mut pairs = Vec::new();
         for (from, to) in &self.fields {
             let field = format!("fields.{from}");
             if from == to {
-                return Err(FieldError::new(
-                    field,
-                    format!("'{from}' is renamed to itself"),
-                ));
+                return Err(FieldError::new(field, format!("'{from}' is renamed to itself")));
             }
             if let Some(other) = self.fields.keys().find(|k| *k != from && overlaps(k, to)) {
                 return Err(FieldError::new(
@@ -118,20 +112,14 @@ pub struct Set {
 impl SetConfig {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Set, FieldError> {
         if self.fields.is_empty() {
-            return Err(FieldError::new(
-                "fields",
-                "expected at least one `field: value` pair",
-            ));
+            return Err(FieldError::new("fields", "expected at least one `field: value` pair"));
         }
         let fields = self
             .fields
             .iter()
             .map(|(k, v)| Ok((parse_path(format!("fields.{k}"), k)?, v.clone())))
             .collect::<Result<_, FieldError>>()?;
-        Ok(Set {
-            fields,
-            if_missing: self.if_missing,
-        })
+        Ok(Set { fields, if_missing: self.if_missing })
     }
 }
 
@@ -154,17 +142,10 @@ mod tests {
 
     #[test]
     fn rename_moves_values_and_ignores_missing_sources() {
-        let mut s = build(
-            "rename: {fields: {level: severity, 'http.code': 'http.status'}}",
-            &[],
-        )
-        .unwrap();
+        let mut s = build("rename: {fields: {level: severity, 'http.code': 'http.status'}}", &[]).unwrap();
         let mut e = event(json!({"level": "INFO", "severity": "old", "http": {"code": 200}}));
         s.apply(&mut e).unwrap();
-        assert_eq!(
-            e.record,
-            json!({"severity": "INFO", "http": {"status": 200}})
-        );
+        assert_eq!(e.record, json!({"severity": "INFO", "http": {"status": 200}}));
         let mut e = event(json!({"other": 1}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"other": 1}));
@@ -178,11 +159,7 @@ mod tests {
         assert_eq!(e.record, json!({"timestamp": 1}));
         let mut e = event(json!({"time": 1, "ts": 2}));
         s.apply(&mut e).unwrap();
-        assert_eq!(
-            e.record,
-            json!({"timestamp": 2}),
-            "the source sorting last wins"
-        );
+        assert_eq!(e.record, json!({"timestamp": 2}), "the source sorting last wins");
     }
 
     #[test]
@@ -191,32 +168,26 @@ mod tests {
             let e = build(y, &[]).err().unwrap();
             (e.field, e.message)
         };
-        assert_eq!(
-            err("rename: {fields: {a: a}}"),
-            ("fields.a".into(), "'a' is renamed to itself".into())
-        );
+        assert_eq!(err("rename: {fields: {a: a}}"), ("fields.a".into(), "'a' is renamed to itself".into()));
         assert_eq!(
             err("rename: {fields: {a: b, b: c}}"),
-            ("fields.a".into(), "target 'b' collides with 'b', the source of another rename; chained renames depend on order".into())
+            (
+                "fields.a".into(),
+                "target 'b' collides with 'b', the source of another rename; chained renames depend on order".into()
+            )
         );
         assert_eq!(
             err("rename: {fields: {a: b.c, b: d}}"),
-            ("fields.a".into(), "target 'b.c' collides with 'b', the source of another rename; chained renames depend on order".into())
+            (
+                "fields.a".into(),
+                "target 'b.c' collides with 'b', the source of another rename; chained renames depend on order".into()
+            )
         );
         assert_eq!(
             err("rename: {fields: {a: 'b..c'}}"),
-            (
-                "fields.a".into(),
-                "field path 'b..c' has an empty segment".into()
-            )
+            ("fields.a".into(), "field path 'b..c' has an empty segment".into())
         );
-        assert_eq!(
-            err("rename: {fields: {}}"),
-            (
-                "fields".into(),
-                "expected at least one `old: new` pair".into()
-            )
-        );
+        assert_eq!(err("rename: {fields: {}}"), ("fields".into(), "expected at least one `old: new` pair".into()));
         // Only whole segments collide: `ab` is not inside `a`.
         build("rename: {fields: {a: x, b: ab}}", &[]).unwrap();
     }
@@ -225,39 +196,25 @@ mod tests {
     fn rename_onto_a_scalar_parent_fails() {
         let mut s = build("rename: {fields: {code: http.status}}", &[]).unwrap();
         let mut e = event(json!({"code": 200, "http": "yes"}));
-        assert_eq!(
-            s.apply(&mut e).unwrap_err(),
-            "cannot set 'http.status': a parent is not an object"
-        );
+        assert_eq!(s.apply(&mut e).unwrap_err(), "cannot set 'http.status': a parent is not an object");
     }
 
     #[test]
     fn drop_removes_nested_fields() {
         let mut s = build("drop: {fields: [debug, http.headers, absent.x]}", &[]).unwrap();
-        let mut e =
-            event(json!({"debug": 1, "http": {"headers": {}, "status": 200}, "keep": true}));
+        let mut e = event(json!({"debug": 1, "http": {"headers": {}, "status": 200}, "keep": true}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"http": {"status": 200}, "keep": true}));
         let e = build("drop: {fields: [ok, 'a..b']}", &[]).err().unwrap();
-        assert_eq!(
-            (e.field.as_str(), e.message.as_str()),
-            ("fields[1]", "field path 'a..b' has an empty segment")
-        );
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("fields[1]", "field path 'a..b' has an empty segment"));
     }
 
     #[test]
     fn set_writes_any_json_or_only_fills_gaps() {
-        let mut s = build(
-            "set: {fields: {environment: prod, labels.team: core, tags: [a, 1]}}",
-            &[],
-        )
-        .unwrap();
+        let mut s = build("set: {fields: {environment: prod, labels.team: core, tags: [a, 1]}}", &[]).unwrap();
         let mut e = event(json!({"environment": "dev"}));
         s.apply(&mut e).unwrap();
-        assert_eq!(
-            e.record,
-            json!({"environment": "prod", "labels": {"team": "core"}, "tags": ["a", 1]})
-        );
+        assert_eq!(e.record, json!({"environment": "prod", "labels": {"team": "core"}, "tags": ["a", 1]}));
 
         let mut s = build("set: {fields: {environment: prod}, if_missing: true}", &[]).unwrap();
         let mut e = event(json!({"environment": "dev"}));
@@ -272,10 +229,7 @@ mod tests {
     fn set_under_a_scalar_is_refused_not_overwritten() {
         let mut s = build("set: {fields: {message.extra: 1}}", &[]).unwrap();
         let mut e = event(json!({"message": "text"}));
-        assert_eq!(
-            s.apply(&mut e).unwrap_err(),
-            "cannot set 'message.extra': a parent is not an object"
-        );
+        assert_eq!(s.apply(&mut e).unwrap_err(), "cannot set 'message.extra': a parent is not an object");
         assert_eq!(e.record, json!({"message": "text"}));
     }
 }

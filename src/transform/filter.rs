@@ -26,12 +26,7 @@ impl Config {
         let (name, c, keep) = match (&self.keep_if, &self.drop_if) {
             (Some(c), None) => ("keep_if", c, true),
             (None, Some(c)) => ("drop_if", c, false),
-            _ => {
-                return Err(FieldError::new(
-                    "",
-                    "expected exactly one of `keep_if` or `drop_if`",
-                ))
-            }
+            _ => return Err(FieldError::new("", "expected exactly one of `keep_if` or `drop_if`")),
         };
         let condition = c.build().map_err(|e| e.under(name))?;
         Ok(Filter { condition, keep })
@@ -40,11 +35,7 @@ impl Config {
 
 impl Stage for Filter {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        Ok(if self.condition.matches(event) == self.keep {
-            Verdict::Keep
-        } else {
-            Verdict::Drop
-        })
+        Ok(if self.condition.matches(event) == self.keep { Verdict::Keep } else { Verdict::Drop })
     }
 }
 
@@ -57,27 +48,11 @@ mod tests {
     #[test]
     fn keeps_or_drops_by_condition() {
         let mut s = build("filter: {drop_if: {field: severity, eq: DEBUG}}", &[]).unwrap();
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(),
-            Verdict::Drop
-        );
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(),
-            Verdict::Keep
-        );
-        let mut s = build(
-            "filter: {keep_if: {field: severity, in: [WARNING, ERROR]}}",
-            &[],
-        )
-        .unwrap();
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(),
-            Verdict::Drop
-        );
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(),
-            Verdict::Keep
-        );
+        assert_eq!(s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(), Verdict::Drop);
+        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Keep);
+        let mut s = build("filter: {keep_if: {field: severity, in: [WARNING, ERROR]}}", &[]).unwrap();
+        assert_eq!(s.apply(&mut event(json!({"severity": "INFO"}))).unwrap(), Verdict::Drop);
+        assert_eq!(s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(), Verdict::Keep);
     }
 
     #[test]
@@ -90,14 +65,8 @@ mod tests {
         let mut audit = event(json!({"severity": "DEBUG"}));
         audit.attributes.insert("kind".into(), "audit".into());
         assert_eq!(s.apply(&mut audit).unwrap(), Verdict::Keep);
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(),
-            Verdict::Drop
-        );
-        assert_eq!(
-            s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(),
-            Verdict::Keep
-        );
+        assert_eq!(s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(), Verdict::Drop);
+        assert_eq!(s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(), Verdict::Keep);
     }
 
     #[test]
@@ -106,25 +75,13 @@ mod tests {
             let e = build(y, &[]).err().unwrap();
             (e.field, e.message)
         };
-        let want = (
-            "".to_string(),
-            "expected exactly one of `keep_if` or `drop_if`".to_string(),
-        );
+        let want = ("".to_string(), "expected exactly one of `keep_if` or `drop_if`".to_string());
         assert_eq!(err("filter: {}"), want);
-        assert_eq!(
-            err("filter: {keep_if: {field: a, eq: 1}, drop_if: {field: a, eq: 2}}"),
-            want
-        );
-        assert_eq!(
-            err("filter: {keep_if: {field: a, matches: '['}}").0,
-            "keep_if.matches"
-        );
+        assert_eq!(err("filter: {keep_if: {field: a, eq: 1}, drop_if: {field: a, eq: 2}}"), want);
+        assert_eq!(err("filter: {keep_if: {field: a, matches: '['}}").0, "keep_if.matches");
         assert_eq!(
             err("filter: {drop_if: {all: [{field: a}]}}"),
-            (
-                "drop_if.all[0]".into(),
-                "expected one operator: eq, ne, in, exists, matches, gt, gte, lt or lte".into()
-            )
+            ("drop_if.all[0]".into(), "expected one operator: eq, ne, in, exists, matches, gt, gte, lt or lte".into())
         );
     }
 }

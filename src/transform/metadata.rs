@@ -44,8 +44,7 @@ pub struct Metadata {
 
 impl Config {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Metadata, FieldError> {
-        let p =
-            |name: &str, v: &Option<String>| v.as_deref().map(|t| parse_path(name, t)).transpose();
+        let p = |name: &str, v: &Option<String>| v.as_deref().map(|t| parse_path(name, t)).transpose();
         let m = Metadata {
             ingest_time: p("ingest_time", &self.ingest_time)?,
             message_id: p("message_id", &self.message_id)?,
@@ -91,10 +90,7 @@ impl Stage for Metadata {
             writes.push((p, Value::String(event.subscription.to_string())));
         }
         if let Some(p) = &self.attributes {
-            let attrs = event
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())));
+            let attrs = event.attributes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
             writes.push((p, Value::Object(attrs.collect())));
         }
         for (a, p) in &self.attribute_fields {
@@ -121,18 +117,8 @@ mod tests {
         )
         .unwrap();
         let schema = super::super::testing::schema();
-        let mut stage = config
-            .build(&BuildContext {
-                pipeline: "logs",
-                schema: &schema,
-                sinks: &[],
-            })
-            .unwrap();
-        stage.now = || {
-            DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z")
-                .unwrap()
-                .into()
-        };
+        let mut stage = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
+        stage.now = || DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z").unwrap().into();
         let mut e = super::super::testing::event(json!({"a": 1}));
         e.attributes.insert("origin".into(), "eu".into());
         stage.apply(&mut e).unwrap();
@@ -158,27 +144,17 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(
-            err("metadata: {message_id: ''}"),
-            ("message_id".into(), "field path is empty".into())
-        );
+        assert_eq!(err("metadata: {message_id: ''}"), ("message_id".into(), "field path is empty".into()));
         assert_eq!(
             err("metadata: {attribute_fields: {origin: 'a..b'}}"),
-            (
-                "attribute_fields.origin".into(),
-                "field path 'a..b' has an empty segment".into()
-            )
+            ("attribute_fields.origin".into(), "field path 'a..b' has an empty segment".into())
         );
     }
 
     #[test]
     fn writing_under_a_scalar_fails() {
-        let mut stage =
-            super::super::testing::build("metadata: {message_id: meta.id}", &[]).unwrap();
+        let mut stage = super::super::testing::build("metadata: {message_id: meta.id}", &[]).unwrap();
         let mut e = super::super::testing::event(json!({"meta": 1}));
-        assert_eq!(
-            stage.apply(&mut e).unwrap_err(),
-            "cannot set 'meta.id': a parent is not an object"
-        );
+        assert_eq!(stage.apply(&mut e).unwrap_err(), "cannot set 'meta.id': a parent is not an object");
     }
 }

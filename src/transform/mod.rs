@@ -55,23 +55,13 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 
     /// The same error seen from an enclosing key: `matches` under `keep_if` is `keep_if.matches`.
     pub fn under(self, prefix: &str) -> FieldError {
-        let field = if self.field.is_empty() {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}.{}", self.field)
-        };
-        FieldError {
-            field,
-            message: self.message,
-        }
+        let field = if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        FieldError { field, message: self.message }
     }
 }
 
@@ -82,11 +72,7 @@ pub(crate) fn parse_path(field: impl Into<String>, text: &str) -> Result<FieldPa
 
 /// A list of dotted paths written under `name`; an error names the entry, e.g. `fields[1]`.
 pub(crate) fn parse_paths(name: &str, texts: &[String]) -> Result<Vec<FieldPath>, FieldError> {
-    texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| parse_path(format!("{name}[{i}]"), t))
-        .collect()
+    texts.iter().enumerate().map(|(i, t)| parse_path(format!("{name}[{i}]"), t)).collect()
 }
 
 /// A stage as written in YAML: `- parse_json: {}`, `- rename: {fields: {level: severity}}`, …
@@ -180,13 +166,7 @@ impl Chain {
                     event.ack.take().settle(Outcome::Delivered);
                     return Output::Dropped;
                 }
-                Err(reason) => {
-                    return Output::Dead(DeadLetter {
-                        event,
-                        stage: label.clone(),
-                        reason,
-                    })
-                }
+                Err(reason) => return Output::Dead(DeadLetter { event, stage: label.clone(), reason }),
             }
         }
         Output::Forward(event)
@@ -287,15 +267,8 @@ mod tests {
 "#;
         let configs: Vec<StageConfig> = crate::config::from_yaml_str(yaml).unwrap();
         let (schema, sinks) = (schema(), ["lake".to_string(), "audit".to_string()]);
-        let mut chain = Chain::build(
-            &configs,
-            &BuildContext {
-                pipeline: "logs",
-                schema: &schema,
-                sinks: &sinks,
-            },
-        )
-        .unwrap();
+        let mut chain =
+            Chain::build(&configs, &BuildContext { pipeline: "logs", schema: &schema, sinks: &sinks }).unwrap();
 
         // (message id, attributes, payload)
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
@@ -310,70 +283,31 @@ mod tests {
                 &[],
                 r#"{"timestamp": "2026-11-26 09:00:01", "service": "web", "severity": "WARNING", "message": "slow", "environment": "staging"}"#,
             ),
-            (
-                "a3",
-                &[],
-                r#"{"service": "web", "severity": "DEBUG", "message": "tick"}"#,
-            ),
-            (
-                "a4",
-                &[("kind", "noise")],
-                r#"{"service": "web", "severity": "INFO", "message": "heartbeat"}"#,
-            ),
-            (
-                "a1",
-                &[("kind", "audit")],
-                r#"{"service": "auth", "severity": "INFO", "message": "redelivered"}"#,
-            ),
+            ("a3", &[], r#"{"service": "web", "severity": "DEBUG", "message": "tick"}"#),
+            ("a4", &[("kind", "noise")], r#"{"service": "web", "severity": "INFO", "message": "heartbeat"}"#),
+            ("a1", &[("kind", "audit")], r#"{"service": "auth", "severity": "INFO", "message": "redelivered"}"#),
             (
                 "a5",
                 &[],
                 r#"{"service": "web", "severity": "ERROR", "message": "Authorization: Bearer abcdefgh12345678"}"#,
             ),
-            (
-                "a6",
-                &[],
-                r#"{"service": "web", "severity": "INFO", "message": "m", "colour": "red"}"#,
-            ),
-            (
-                "a7",
-                &[],
-                r#"{"ts": "yesterday", "service": "web", "severity": "INFO", "message": "m"}"#,
-            ),
+            ("a6", &[], r#"{"service": "web", "severity": "INFO", "message": "m", "colour": "red"}"#),
+            ("a7", &[], r#"{"ts": "yesterday", "service": "web", "severity": "INFO", "message": "m"}"#),
             ("a8", &[], "[1]"),
         ];
-        let publish_time = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z")
-            .unwrap()
-            .into();
+        let publish_time = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z").unwrap().into();
         let got: Vec<serde_json::Value> = cases
             .iter()
             .map(|(id, attrs, payload)| {
-                let attrs = attrs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let e = Event::new(
-                    *id,
-                    publish_time,
-                    attrs,
-                    bytes::Bytes::from(*payload),
-                    Arc::from("s"),
-                    Ack::none(),
-                );
+                let attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let e = Event::new(*id, publish_time, attrs, bytes::Bytes::from(*payload), Arc::from("s"), Ack::none());
                 match chain.process(e) {
                     Output::Forward(mut e) => {
-                        let ingest = e
-                            .record
-                            .as_object_mut()
-                            .unwrap()
-                            .remove("ingest_time")
-                            .unwrap();
+                        let ingest = e.record.as_object_mut().unwrap().remove("ingest_time").unwrap();
                         let ingest = ingest.as_str().unwrap();
                         assert!(ingest.len() == 27 && ingest.ends_with('Z'), "{ingest}");
                         assert!(crate::schema::parse_timestamp(ingest).is_some(), "{ingest}");
-                        let routes = e
-                            .routes
-                            .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+                        let routes = e.routes.map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
                         serde_json::json!({"out": e.record, "routes": routes})
                     }
                     Output::Dropped => serde_json::json!("dropped"),
@@ -406,27 +340,15 @@ mod tests {
 
     #[test]
     fn chain_build_errors_name_the_stage_and_field() {
-        let configs: Vec<StageConfig> = crate::config::from_yaml_str(
-            "[{parse_json: {}}, {route: {field: kind, routes: {a: [nowhere]}}}]",
-        )
-        .unwrap();
+        let configs: Vec<StageConfig> =
+            crate::config::from_yaml_str("[{parse_json: {}}, {route: {field: kind, routes: {a: [nowhere]}}}]").unwrap();
         let schema = schema();
-        let err = Chain::build(
-            &configs,
-            &BuildContext {
-                pipeline: "logs",
-                schema: &schema,
-                sinks: &["lake".into()],
-            },
-        )
-        .err()
-        .unwrap();
+        let err = Chain::build(&configs, &BuildContext { pipeline: "logs", schema: &schema, sinks: &["lake".into()] })
+            .err()
+            .unwrap();
         assert_eq!(
             err,
-            FieldError::new(
-                "transforms[1].route.routes.a[0]",
-                "unknown sink 'nowhere'; expected one of: lake"
-            )
+            FieldError::new("transforms[1].route.routes.a[0]", "unknown sink 'nowhere'; expected one of: lake")
         );
     }
 }

@@ -19,8 +19,8 @@ pub struct ParseJson;
 
 impl Stage for ParseJson {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        let value: serde_json::Value = serde_json::from_slice(&event.data)
-            .map_err(|e| format!("payload is not valid JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&event.data).map_err(|e| format!("payload is not valid JSON: {e}"))?;
         if !value.is_object() {
             let kind = match value {
                 serde_json::Value::Array(_) => "an array",

@@ -34,25 +34,13 @@ macro_rules! key_value {
 /// Built-in patterns, tried in this order (a PEM block first, so nothing inside it is matched
 /// piecemeal). A key with no `-----END` line, as in a truncated log line, is masked to the end.
 const BUILT_IN: &[(&str, &str)] = &[
-    (
-        "private_key",
-        r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)",
-    ),
-    (
-        "bearer_token",
-        r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
-    ),
+    ("private_key", r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)"),
+    ("bearer_token", r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)"),
     ("password", key_value!("password|passwd|pwd")),
-    (
-        "api_key",
-        key_value!(r"api[_-]?key|access[_-]?token|client[_-]?secret|secret[_-]?key"),
-    ),
+    ("api_key", key_value!(r"api[_-]?key|access[_-]?token|client[_-]?secret|secret[_-]?key")),
     ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}"),
-    (
-        "jwt",
-        r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+",
-    ),
+    ("jwt", r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"),
 ];
 
 const DEFAULT_FIELDS: &[&str] = &[
@@ -125,9 +113,7 @@ pub struct Redact {
 
 fn built_in(name: &str) -> Option<Pattern> {
     let (_, re) = BUILT_IN.iter().find(|(n, _)| *n == name)?;
-    Some(Pattern::new(
-        Regex::new(re).expect("built-in patterns compile (tested)"),
-    ))
+    Some(Pattern::new(Regex::new(re).expect("built-in patterns compile (tested)")))
 }
 
 fn pattern(field: String, p: &PatternConfig) -> Result<Pattern, FieldError> {
@@ -136,25 +122,18 @@ fn pattern(field: String, p: &PatternConfig) -> Result<Pattern, FieldError> {
             let known: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
             FieldError::new(
                 field,
-                format!(
-                    "unknown pattern '{name}'; built-in ones are {}, or give {{name, regex}}",
-                    known.join(", ")
-                ),
+                format!("unknown pattern '{name}'; built-in ones are {}, or give {{name, regex}}", known.join(", ")),
             )
         }),
         PatternConfig::Custom(c) => Regex::new(&c.regex).map(Pattern::new).map_err(|e| {
             FieldError::new(
                 format!("{field}.regex"),
-                format!(
-                    "pattern '{}' is not a valid regular expression: {e}",
-                    c.name
-                ),
+                format!("pattern '{}' is not a valid regular expression: {e}", c.name),
             )
         }),
-        PatternConfig::Invalid(v) => Err(FieldError::new(
-            field,
-            format!("expected a built-in pattern name or {{name, regex}}, found {v}"),
-        )),
+        PatternConfig::Invalid(v) => {
+            Err(FieldError::new(field, format!("expected a built-in pattern name or {{name, regex}}, found {v}")))
+        }
     }
 }
 
@@ -166,27 +145,13 @@ impl Config {
         };
         let patterns = match &self.patterns {
             None => BUILT_IN.iter().filter_map(|(n, _)| built_in(n)).collect(),
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, p)| pattern(format!("patterns[{i}]"), p))
-                .collect::<Result<_, _>>()?,
+            Some(list) => {
+                list.iter().enumerate().map(|(i, p)| pattern(format!("patterns[{i}]"), p)).collect::<Result<_, _>>()?
+            }
         };
-        let in_fields = self
-            .in_fields
-            .as_deref()
-            .map(|f| parse_paths("in_fields", f))
-            .transpose()?;
-        let replacement = self
-            .replacement
-            .clone()
-            .unwrap_or_else(|| "[REDACTED]".into());
-        Ok(Redact {
-            fields,
-            patterns,
-            in_fields,
-            replacement,
-        })
+        let in_fields = self.in_fields.as_deref().map(|f| parse_paths("in_fields", f)).transpose()?;
+        let replacement = self.replacement.clone().unwrap_or_else(|| "[REDACTED]".into());
+        Ok(Redact { fields, patterns, in_fields, replacement })
     }
 }
 
@@ -233,12 +198,7 @@ impl Redact {
                 match p.secret_groups.iter().find_map(|&i| caps.get(i)) {
                     Some(s) => {
                         let (start, end) = (s.start() - whole.start(), s.end() - whole.start());
-                        format!(
-                            "{}{}{}",
-                            &whole.as_str()[..start],
-                            self.replacement,
-                            &whole.as_str()[end..]
-                        )
+                        format!("{}{}{}", &whole.as_str()[..start], self.replacement, &whole.as_str()[end..])
                     }
                     None => self.replacement.clone(),
                 }
@@ -327,7 +287,10 @@ mod tests {
             (
                 "private_key",
                 &[
-                    ("k: -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done", "k: [REDACTED] done"),
+                    (
+                        "k: -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done",
+                        "k: [REDACTED] done",
+                    ),
                     ("-----BEGIN PRIVATE KEY-----\nMIIEvQ (truncated", "[REDACTED]"),
                 ],
                 &["-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----", "no private key here"],
@@ -338,18 +301,10 @@ mod tests {
             let config = format!("redact: {{patterns: [{name}]}}");
             for (input, want) in *masked {
                 assert_eq!(redact_message(&config, input), *want, "{name}: {input}");
-                assert_eq!(
-                    redact_message("redact: {}", input),
-                    *want,
-                    "defaults, {name}: {input}"
-                );
+                assert_eq!(redact_message("redact: {}", input), *want, "defaults, {name}: {input}");
             }
             for input in *plain {
-                assert_eq!(
-                    redact_message(&config, input),
-                    *input,
-                    "{name} must leave: {input}"
-                );
+                assert_eq!(redact_message(&config, input), *input, "{name} must leave: {input}");
             }
         }
     }
@@ -357,10 +312,8 @@ mod tests {
     #[test]
     fn masks_secret_named_fields_at_any_depth() {
         let mut s = build("redact: {}", &[]).unwrap();
-        let mut e = event(
-            json!({"user": "bob", "Password": "x", "none": null, "token": null,
-                                 "auth": {"API_KEY": {"k": 1}, "list": [{"token": 1}]}}),
-        );
+        let mut e = event(json!({"user": "bob", "Password": "x", "none": null, "token": null,
+                                 "auth": {"API_KEY": {"k": 1}, "list": [{"token": 1}]}}));
         s.apply(&mut e).unwrap();
         assert_eq!(
             e.record,
@@ -370,20 +323,15 @@ mod tests {
         let mut s = build("redact: {fields: [pin], patterns: []}", &[]).unwrap();
         let mut e = event(json!({"PIN": 1234, "password": "kept: not in this list"}));
         s.apply(&mut e).unwrap();
-        assert_eq!(
-            e.record,
-            json!({"PIN": "[REDACTED]", "password": "kept: not in this list"})
-        );
+        assert_eq!(e.record, json!({"PIN": "[REDACTED]", "password": "kept: not in this list"}));
     }
 
     #[test]
     fn in_fields_limits_pattern_search_and_custom_patterns_work() {
         let config = r"redact: {in_fields: [message, http.url], patterns: [{name: card, regex: '\d{16}'}, {name: pin, regex: 'pin (?P<secret>\d+)'}], replacement: '***'}";
         let mut s = build(config, &[]).unwrap();
-        let mut e = event(
-            json!({"message": "card 4111111111111111 pin 1234", "note": "card 4111111111111111",
-                                 "http": {"url": "/pay?pin 99"}}),
-        );
+        let mut e = event(json!({"message": "card 4111111111111111 pin 1234", "note": "card 4111111111111111",
+                                 "http": {"url": "/pay?pin 99"}}));
         s.apply(&mut e).unwrap();
         assert_eq!(
             e.record,
@@ -406,20 +354,11 @@ mod tests {
         );
         let (field, message) = err("redact: {patterns: [{name: x, regex: '('}]}");
         assert_eq!(field, "patterns[0].regex");
-        assert!(
-            message.starts_with("pattern 'x' is not a valid regular expression: regex parse error"),
-            "{message}"
-        );
+        assert!(message.starts_with("pattern 'x' is not a valid regular expression: regex parse error"), "{message}");
         assert_eq!(
             err("redact: {patterns: [{name: x}]}"),
-            (
-                "patterns[0]".into(),
-                r#"expected a built-in pattern name or {name, regex}, found {"name":"x"}"#.into()
-            )
+            ("patterns[0]".into(), r#"expected a built-in pattern name or {name, regex}, found {"name":"x"}"#.into())
         );
-        assert_eq!(
-            err("redact: {in_fields: ['']}"),
-            ("in_fields[0]".into(), "field path is empty".into())
-        );
+        assert_eq!(err("redact: {in_fields: ['']}"), ("in_fields[0]".into(), "field path is empty".into()));
     }
 }

@@ -39,10 +39,7 @@ impl Config {
     pub fn build(&self, ctx: &BuildContext) -> Result<Route, FieldError> {
         let subject = Subject::from_keys(self.field.as_deref(), self.attribute.as_deref())?;
         if self.routes.is_empty() {
-            return Err(FieldError::new(
-                "routes",
-                "expected at least one `value: [sinks]` entry",
-            ));
+            return Err(FieldError::new("routes", "expected at least one `value: [sinks]` entry"));
         }
         let check = |field: String, names: &[String]| -> Result<Sinks, FieldError> {
             for (i, n) in names.iter().enumerate() {
@@ -67,25 +64,15 @@ impl Config {
             .iter()
             .map(|(value, names)| Ok((value.clone(), check(format!("routes.{value}"), names)?)))
             .collect::<Result<_, FieldError>>()?;
-        let default = self
-            .default
-            .as_deref()
-            .map(|d| check("default".into(), d))
-            .transpose()?;
-        Ok(Route {
-            subject,
-            routes,
-            default,
-        })
+        let default = self.default.as_deref().map(|d| check("default".into(), d)).transpose()?;
+        Ok(Route { subject, routes, default })
     }
 }
 
 impl Stage for Route {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         let value = self.subject.value(event);
-        let route = value
-            .as_deref()
-            .and_then(|v| self.routes.get(text_of(v).as_ref()));
+        let route = value.as_deref().and_then(|v| self.routes.get(text_of(v).as_ref()));
         let chosen = route.or(self.default.as_ref());
         match chosen {
             Some(sinks) if sinks.is_empty() => Ok(Verdict::Drop),
@@ -105,14 +92,16 @@ mod tests {
     use serde_json::json;
 
     fn routes(e: &crate::event::Event) -> Option<Vec<String>> {
-        e.routes
-            .as_ref()
-            .map(|r| r.iter().map(|s| s.to_string()).collect())
+        e.routes.as_ref().map(|r| r.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
     fn routes_by_attribute_with_default_and_empty_routes() {
-        let mut s = build("route: {attribute: kind, routes: {audit: [lake, warehouse], noise: []}, default: [lake]}", &["lake", "warehouse"]).unwrap();
+        let mut s = build(
+            "route: {attribute: kind, routes: {audit: [lake, warehouse], noise: []}, default: [lake]}",
+            &["lake", "warehouse"],
+        )
+        .unwrap();
         let mut e = event(json!({}));
         e.attributes.insert("kind".into(), "audit".into());
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
@@ -129,11 +118,7 @@ mod tests {
 
     #[test]
     fn routes_by_field_value_including_numbers() {
-        let mut s = build(
-            "route: {field: http.status, routes: {'500': [errors]}}",
-            &["lake", "errors"],
-        )
-        .unwrap();
+        let mut s = build("route: {field: http.status, routes: {'500': [errors]}}", &["lake", "errors"]).unwrap();
         let mut e = event(json!({"http": {"status": 500}}));
         s.apply(&mut e).unwrap();
         assert_eq!(routes(&e), Some(vec!["errors".into()]));
@@ -144,45 +129,26 @@ mod tests {
 
     #[test]
     fn without_default_unmatched_and_absent_keep_every_sink() {
-        let mut s = build(
-            "route: {attribute: kind, routes: {audit: [lake]}}",
-            &["lake", "errors"],
-        )
-        .unwrap();
+        let mut s = build("route: {attribute: kind, routes: {audit: [lake]}}", &["lake", "errors"]).unwrap();
         let mut e = event(json!({}));
         e.attributes.insert("kind".into(), "other".into());
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), None);
         let mut e = event(json!({"kind": "audit"}));
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
-        assert_eq!(
-            routes(&e),
-            None,
-            "an attribute route does not read the record"
-        );
+        assert_eq!(routes(&e), None, "an attribute route does not read the record");
     }
 
     #[test]
     fn numeric_and_boolean_yaml_keys_match_by_text() {
-        let mut s = build(
-            "route: {field: ok, routes: {true: [lake], 'false': []}}",
-            &["lake"],
-        )
-        .unwrap();
+        let mut s = build("route: {field: ok, routes: {true: [lake], 'false': []}}", &["lake"]).unwrap();
         let mut e = event(json!({"ok": true}));
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), Some(vec!["lake".into()]));
-        assert_eq!(
-            s.apply(&mut event(json!({"ok": false}))).unwrap(),
-            Verdict::Drop
-        );
+        assert_eq!(s.apply(&mut event(json!({"ok": false}))).unwrap(), Verdict::Drop);
         let mut e = event(json!({"ok": "true"}));
         s.apply(&mut e).unwrap();
-        assert_eq!(
-            routes(&e),
-            Some(vec!["lake".into()]),
-            "the string \"true\" has the same text"
-        );
+        assert_eq!(routes(&e), Some(vec!["lake".into()]), "the string \"true\" has the same text");
     }
 
     #[test]
@@ -192,38 +158,20 @@ mod tests {
             (e.field, e.message)
         };
         assert_eq!(
-            err(
-                "route: {field: a, routes: {x: [lake, nowhere]}}",
-                &["lake", "errors"]
-            ),
-            (
-                "routes.x[1]".into(),
-                "unknown sink 'nowhere'; expected one of: lake, errors".into()
-            )
+            err("route: {field: a, routes: {x: [lake, nowhere]}}", &["lake", "errors"]),
+            ("routes.x[1]".into(), "unknown sink 'nowhere'; expected one of: lake, errors".into())
         );
         assert_eq!(
-            err(
-                "route: {field: a, routes: {x: [lake]}, default: [lake, lake]}",
-                &["lake"]
-            ),
+            err("route: {field: a, routes: {x: [lake]}, default: [lake, lake]}", &["lake"]),
             ("default[1]".into(), "sink 'lake' is listed twice".into())
         );
         assert_eq!(
             err("route: {field: a, routes: {x: [lake]}}", &[]),
-            (
-                "routes.x[0]".into(),
-                "unknown sink 'lake'; the pipeline has no sinks".into()
-            )
+            ("routes.x[0]".into(), "unknown sink 'lake'; the pipeline has no sinks".into())
         );
         assert_eq!(
-            err(
-                "route: {field: a, attribute: b, routes: {x: [lake]}}",
-                &["lake"]
-            ),
-            (
-                "".into(),
-                "expected either `field` or `attribute`, not both".into()
-            )
+            err("route: {field: a, attribute: b, routes: {x: [lake]}}", &["lake"]),
+            ("".into(), "expected either `field` or `attribute`, not both".into())
         );
         assert_eq!(
             err("route: {routes: {x: [lake]}}", &["lake"]),
@@ -231,10 +179,7 @@ mod tests {
         );
         assert_eq!(
             err("route: {field: a, routes: {}}", &["lake"]),
-            (
-                "routes".into(),
-                "expected at least one `value: [sinks]` entry".into()
-            )
+            ("routes".into(), "expected at least one `value: [sinks]` entry".into())
         );
     }
 }

@@ -48,11 +48,7 @@ impl Config {
         if self.fields.is_empty() {
             return Err(FieldError::new("fields", "expected at least one field"));
         }
-        Ok(Timestamp {
-            fields: parse_paths("fields", &self.fields)?,
-            if_missing: self.if_missing,
-            now: Utc::now,
-        })
+        Ok(Timestamp { fields: parse_paths("fields", &self.fields)?, if_missing: self.if_missing, now: Utc::now })
     }
 }
 
@@ -100,14 +96,8 @@ fn unit_micros(magnitude: f64) -> f64 {
 
 fn from_epoch_int(i: i64) -> Result<DateTime<Utc>, String> {
     let per = unit_micros(i.unsigned_abs() as f64);
-    let micros = if per >= 1.0 {
-        i.checked_mul(per as i64)
-    } else {
-        Some(i.div_euclid(1000))
-    };
-    micros
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(|| "epoch value out of range".into())
+    let micros = if per >= 1.0 { i.checked_mul(per as i64) } else { Some(i.div_euclid(1000)) };
+    micros.and_then(DateTime::from_timestamp_micros).ok_or_else(|| "epoch value out of range".into())
 }
 
 fn from_epoch_float(x: f64) -> Result<DateTime<Utc>, String> {
@@ -131,9 +121,7 @@ impl Stage for Timestamp {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         for p in &self.fields {
             let normalised = match p.get(&event.record).filter(|v| !v.is_null()) {
-                Some(v) => {
-                    parse_any(v).map_err(|why| format!("field '{p}': {why}, found {}", shown(v)))?
-                }
+                Some(v) => parse_any(v).map_err(|why| format!("field '{p}': {why}, found {}", shown(v)))?,
                 None => match self.if_missing {
                     IfMissing::Skip => continue,
                     IfMissing::Error => return Err(format!("field '{p}' is missing")),
@@ -179,23 +167,11 @@ mod tests {
         ] {
             assert_eq!(normalise(input.clone()).unwrap(), want, "{input}");
         }
-        assert_eq!(
-            normalise(json!(1_795_683_600)).unwrap(),
-            json!("2026-11-26T09:00:00.000000Z")
-        );
-        assert_eq!(
-            normalise(json!("2026-11-26 09:00:00")).unwrap(),
-            json!("2026-11-26T09:00:00.000000Z")
-        );
+        assert_eq!(normalise(json!(1_795_683_600)).unwrap(), json!("2026-11-26T09:00:00.000000Z"));
+        assert_eq!(normalise(json!("2026-11-26 09:00:00")).unwrap(), json!("2026-11-26T09:00:00.000000Z"));
         // Integers are exact: nanoseconds are truncated, never rounded through a float.
-        assert_eq!(
-            normalise(json!(1_795_683_600_123_456_999i64)).unwrap(),
-            json!("2026-11-26T09:00:00.123456Z")
-        );
-        assert_eq!(
-            normalise(json!(-1)).unwrap(),
-            json!("1969-12-31T23:59:59.000000Z")
-        );
+        assert_eq!(normalise(json!(1_795_683_600_123_456_999i64)).unwrap(), json!("2026-11-26T09:00:00.123456Z"));
+        assert_eq!(normalise(json!(-1)).unwrap(), json!("1969-12-31T23:59:59.000000Z"));
     }
 
     #[test]
@@ -204,22 +180,13 @@ mod tests {
             normalise(json!("last tuesday")).unwrap_err(),
             format!("field 'ts': {NOT_A_TIMESTAMP}, found \"last tuesday\"")
         );
-        assert_eq!(
-            normalise(json!(true)).unwrap_err(),
-            "field 'ts': expected a string or a number, found true"
-        );
+        assert_eq!(normalise(json!(true)).unwrap_err(), "field 'ts': expected a string or a number, found true");
         assert_eq!(
             normalise(json!({"s": 1})).unwrap_err(),
             "field 'ts': expected a string or a number, found {\"s\":1}"
         );
-        assert_eq!(
-            normalise(json!(1e300)).unwrap_err(),
-            "field 'ts': epoch value out of range, found 1e+300"
-        );
-        assert_eq!(
-            normalise(json!("NaN")).unwrap_err(),
-            format!("field 'ts': {NOT_A_TIMESTAMP}, found \"NaN\"")
-        );
+        assert_eq!(normalise(json!(1e300)).unwrap_err(), "field 'ts': epoch value out of range, found 1e+300");
+        assert_eq!(normalise(json!("NaN")).unwrap_err(), format!("field 'ts': {NOT_A_TIMESTAMP}, found \"NaN\""));
         assert_eq!(
             normalise(json!("2026-13-01T00:00:00Z")).unwrap_err(),
             format!("field 'ts': {NOT_A_TIMESTAMP}, found \"2026-13-01T00:00:00Z\"")
@@ -234,39 +201,16 @@ mod tests {
     #[test]
     fn missing_fields_follow_if_missing() {
         let mut e = event(json!({"other": null}));
-        build("timestamp: {fields: [ts, other]}", &[])
-            .unwrap()
-            .apply(&mut e)
-            .unwrap();
+        build("timestamp: {fields: [ts, other]}", &[]).unwrap().apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"other": null}));
-        let err = build("timestamp: {fields: [ts], if_missing: error}", &[])
-            .unwrap()
-            .apply(&mut e)
-            .unwrap_err();
+        let err = build("timestamp: {fields: [ts], if_missing: error}", &[]).unwrap().apply(&mut e).unwrap_err();
         assert_eq!(err, "field 'ts' is missing");
-        build("timestamp: {fields: [a.ts], if_missing: publish_time}", &[])
-            .unwrap()
-            .apply(&mut e)
-            .unwrap();
-        assert_eq!(
-            e.record,
-            json!({"other": null, "a": {"ts": "2026-11-26T10:00:00.000000Z"}})
-        );
+        build("timestamp: {fields: [a.ts], if_missing: publish_time}", &[]).unwrap().apply(&mut e).unwrap();
+        assert_eq!(e.record, json!({"other": null, "a": {"ts": "2026-11-26T10:00:00.000000Z"}}));
 
-        let config: Config =
-            crate::config::from_yaml_str("{fields: [ts], if_missing: now}").unwrap();
-        let mut s = config
-            .build(&BuildContext {
-                pipeline: "logs",
-                schema: &schema(),
-                sinks: &[],
-            })
-            .unwrap();
-        s.now = || {
-            DateTime::parse_from_rfc3339("2026-11-26T11:00:00.000001Z")
-                .unwrap()
-                .into()
-        };
+        let config: Config = crate::config::from_yaml_str("{fields: [ts], if_missing: now}").unwrap();
+        let mut s = config.build(&BuildContext { pipeline: "logs", schema: &schema(), sinks: &[] }).unwrap();
+        s.now = || DateTime::parse_from_rfc3339("2026-11-26T11:00:00.000001Z").unwrap().into();
         let mut e = event(json!({}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"ts": "2026-11-26T11:00:00.000001Z"}));
@@ -275,14 +219,8 @@ mod tests {
     #[test]
     fn config_errors() {
         let e = build("timestamp: {fields: []}", &[]).err().unwrap();
-        assert_eq!(
-            (e.field.as_str(), e.message.as_str()),
-            ("fields", "expected at least one field")
-        );
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("fields", "expected at least one field"));
         let e = build("timestamp: {fields: [ok, 'a.']}", &[]).err().unwrap();
-        assert_eq!(
-            (e.field.as_str(), e.message.as_str()),
-            ("fields[1]", "field path 'a.' has an empty segment")
-        );
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("fields[1]", "field path 'a.' has an empty segment"));
     }
 }

@@ -31,10 +31,7 @@ pub struct Validate {
 
 impl Config {
     pub fn build(&self, ctx: &BuildContext) -> Result<Validate, FieldError> {
-        Ok(Validate {
-            schema: ctx.schema.clone(),
-            unknown: self.unknown_fields,
-        })
+        Ok(Validate { schema: ctx.schema.clone(), unknown: self.unknown_fields })
     }
 }
 
@@ -70,16 +67,10 @@ mod tests {
         let mut s = build("validate: {}", &[]).unwrap();
         let mut r = row();
         r["latency_ms"] = json!("slow");
-        assert_eq!(
-            s.apply(&mut event(r)).unwrap_err(),
-            "field 'latency_ms': expected a number, found \"slow\""
-        );
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'latency_ms': expected a number, found \"slow\"");
         let mut r = row();
         r["colour"] = json!("red");
-        assert_eq!(
-            s.apply(&mut event(r)).unwrap_err(),
-            "field 'colour' is not in schema 'log'"
-        );
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'colour' is not in schema 'log'");
     }
 
     #[test]
@@ -87,14 +78,8 @@ mod tests {
         let mut s = build("validate: {unknown_fields: reject}", &[]).unwrap();
         let mut r = row();
         r.as_object_mut().unwrap().remove("service");
-        assert_eq!(
-            s.apply(&mut event(r)).unwrap_err(),
-            "field 'service' is required by schema 'log'"
-        );
-        assert_eq!(
-            s.apply(&mut event(json!(null))).unwrap_err(),
-            "expected a JSON object for schema 'log'"
-        );
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'service' is required by schema 'log'");
+        assert_eq!(s.apply(&mut event(json!(null))).unwrap_err(), "expected a JSON object for schema 'log'");
     }
 
     #[test]
@@ -107,9 +92,6 @@ mod tests {
         assert_eq!(e.record, row());
         let mut r = row();
         r["severity"] = json!(3);
-        assert_eq!(
-            s.apply(&mut event(r)).unwrap_err(),
-            "field 'severity': expected a string, found 3"
-        );
+        assert_eq!(s.apply(&mut event(r)).unwrap_err(), "field 'severity': expected a string, found 3");
     }
 }

@@ -1,8 +1,8 @@
 //! Shared by the integration tests: run the real `sluice` binary and read back what it wrote.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -135,7 +135,8 @@ pub fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
     for f in parquet_files(dir) {
         let file = std::fs::File::open(&f).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let mut w = arrow::json::ArrayWriter::new(Vec::new());
@@ -168,7 +169,6 @@ pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{file} contains {from:?}");
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
-
 
 /// The official Pub/Sub emulator on a free loopback port, stopped when dropped.
 pub struct PubsubEmulator {
@@ -208,7 +208,11 @@ impl PubsubEmulator {
 
     /// Environment for a sluice that pulls from this emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("SLUICE_PUBSUB", "true".into()), ("PUBSUB_EMULATOR_HOST", self.host.clone()), ("SLUICE_PROJECT", "sluice-test".into())]
+        vec![
+            ("SLUICE_PUBSUB", "true".into()),
+            ("PUBSUB_EMULATOR_HOST", self.host.clone()),
+            ("SLUICE_PROJECT", "sluice-test".into()),
+        ]
     }
 }
 
