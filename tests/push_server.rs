@@ -98,3 +98,44 @@ async fn unwritable_lake_answers_503_and_back_pressure_answers_429() {
     app.done.await.unwrap().unwrap();
     assert!(common::parquet_files(&lake).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routed_events_are_answered_only_once_every_chosen_sink_wrote_them() {
+    let root = common::shipped_copy();
+    common::edit(
+        root.path(),
+        "pipelines/logs.yaml",
+        "  - validate:",
+        "  - route:\n      field: severity\n      routes: {ERROR: [lake, archive]}\n      default: [lake]\n  - validate:",
+    );
+    common::edit(
+        root.path(),
+        "pipelines/logs.yaml",
+        "sinks:\n",
+        "sinks:\n  - name: archive\n    type: lake\n    prefix: archive\n    batch: {max_age: 2s, max_idle: 2s}\n",
+    );
+    let lake = root.path().join("lake");
+    let app = start(root.path(), &lake, "100ms").await;
+    let client = reqwest::Client::new();
+    for (id, severity) in [("e-1", "ERROR"), ("i-1", "INFO")] {
+        let data = serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": severity, "message": "m"});
+        let body = envelope(data.to_string().as_bytes(), id, &Default::default(), "sub").to_string();
+        let r = client.post(format!("{}/push/logs", app.url)).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        if id == "e-1" {
+            // The archive sink waits 2s; the answer came only after both sinks wrote the event.
+            assert_eq!(common::read_rows(&lake.join("archive")).len(), 1, "archive written before the answer");
+            assert_eq!(common::read_rows(&lake.join("logs")).len(), 1, "lake written before the answer");
+        }
+    }
+    app.stop.send(()).unwrap();
+    app.done.await.unwrap().unwrap();
+    let ids = |dir: &str| -> Vec<String> {
+        let mut v: Vec<String> =
+            common::read_rows(&lake.join(dir)).iter().map(|r| r["message_id"].as_str().unwrap().to_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids("logs"), ["e-1", "i-1"]);
+    assert_eq!(ids("archive"), ["e-1"], "only ERROR lines are routed to the archive");
+}
