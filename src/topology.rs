@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Outcome;
-use crate::config::{Config, Sink};
+use crate::config::{BatchLimits, Config, Sink};
 use crate::event::{DeadLetter, Event};
 use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
@@ -74,7 +74,7 @@ impl Topology {
                 prefix: join(&base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
                 instance: config.global.instance.clone(),
                 schema: dead_letter::schema(),
-                limits: dead_letter_limits(config),
+                limits: limits(&config.global.limits.batch),
                 dead: None,
             };
             tasks.push(spawn_dead_letters(dead_sink, dead_rx, drain.clone(), queue));
@@ -91,12 +91,7 @@ impl Topology {
                             prefix: join(&base, prefix),
                             instance: config.global.instance.clone(),
                             schema: p.schema.clone(),
-                            limits: Limits {
-                                max_rows: batch.max_rows.get(),
-                                max_bytes: batch.max_bytes.0 as usize,
-                                max_age: batch.max_age.0,
-                                max_idle: batch.max_idle.map(|d| d.0),
-                            },
+                            limits: limits(batch),
                             dead: Some(dead_tx.clone()),
                         };
                         tasks.push(tokio::spawn(sink.run(rx, drain.clone())));
@@ -123,9 +118,8 @@ impl Topology {
     }
 }
 
-/// Dead letters are rare: write them promptly rather than waiting for big batches.
-fn dead_letter_limits(config: &Config) -> Limits {
-    let b = config.global.limits.batch;
+/// The batcher's limits from checked config (dead letters use the global ones).
+fn limits(b: &BatchLimits) -> Limits {
     Limits {
         max_rows: b.max_rows.get(),
         max_bytes: b.max_bytes.0 as usize,
