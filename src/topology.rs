@@ -166,7 +166,7 @@ async fn run_chain(
         match chain.process(event) {
             Output::Forward(event) => deliver(&pipeline, event, &sinks).await,
             Output::Dropped => {}
-            Output::Dead(d) => send_dead(&dead, d).await,
+            Output::Dead(d) => dead_letter::send(&dead, d).await,
         }
     }
 }
@@ -195,11 +195,4 @@ fn sink_gone(pipeline: &str, event: Event) {
     // Only happens if a sink task died: fail the message so the source redelivers it.
     tracing::error!(pipeline, message_id = %event.message_id, "sink task is gone; message will be redelivered");
     event.ack.settle(Outcome::Failed);
-}
-
-async fn send_dead(dead: &mpsc::Sender<DeadLetter>, d: DeadLetter) {
-    if let Err(mpsc::error::SendError(d)) = dead.send(d).await {
-        tracing::error!(message_id = %d.event.message_id, "dead-letter sink is gone; message will be redelivered");
-        d.event.ack.settle(Outcome::Failed);
-    }
 }

@@ -7,6 +7,9 @@ use base64::Engine;
 use chrono::Utc;
 use serde_json::json;
 
+use tokio::sync::mpsc;
+
+use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::{format_timestamp as ts, Schema};
 
@@ -21,6 +24,16 @@ pub fn schema() -> Arc<Schema> {
             Arc::new(s)
         })
         .clone()
+}
+
+/// Hand a dead letter to the pipeline's dead-letter sink; if that sink is gone, fail the message
+/// so its source redelivers it rather than acking what was never written.
+pub async fn send(tx: &mpsc::Sender<DeadLetter>, dead: DeadLetter) {
+    if let Err(mpsc::error::SendError(d)) = tx.send(dead).await {
+        tracing::error!(message_id = %d.event.message_id, stage = %d.stage,
+            "dead-letter sink is gone; message will be redelivered");
+        d.event.ack.settle(Outcome::Failed);
+    }
 }
 
 /// Turn a dead letter into an event whose record is a `dead_letter` row; the ack moves with it.

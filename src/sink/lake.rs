@@ -121,11 +121,12 @@ impl LakeSink {
 
     /// Write one batch and settle every event in it: delivered, dead-lettered, or failed.
     pub async fn write_batch(&self, partition: Partition, events: Vec<Event>) {
-        let (good, bad): (Vec<Event>, Vec<Event>) =
-            events.into_iter().partition(|e| self.schema.check(&e.record, true).is_ok());
-        for e in bad {
-            let reason = self.schema.check(&e.record, true).expect_err("partitioned as bad");
-            self.refuse(e, reason).await;
+        let mut good = Vec::with_capacity(events.len());
+        for e in events {
+            match self.schema.check(&e.record, true) {
+                Ok(()) => good.push(e),
+                Err(reason) => self.refuse(e, reason).await,
+            }
         }
         if good.is_empty() {
             return;
@@ -180,12 +181,7 @@ impl LakeSink {
     async fn refuse(&self, event: Event, reason: String) {
         let stage = format!("sink.{}", self.name);
         match &self.dead {
-            Some(tx) => {
-                if let Err(mpsc::error::SendError(d)) = tx.send(DeadLetter { event, stage, reason }).await {
-                    tracing::error!(sink = %self.name, "dead-letter sink is gone; message will be redelivered");
-                    d.event.ack.settle(Outcome::Failed);
-                }
-            }
+            Some(tx) => super::dead_letter::send(tx, DeadLetter { event, stage, reason }).await,
             None => {
                 tracing::error!(sink = %self.name, pipeline = %self.pipeline, message_id = %event.message_id, %reason,
                     "dead letter cannot be written; message will be redelivered");
