@@ -8,7 +8,7 @@ use google_cloud_pubsub::model::DeadLetterPolicy;
 
 use crate::config::global::PubsubConfig;
 use crate::config::Config;
-use crate::source::pubsub::credentials;
+use crate::source::pubsub::at_endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -33,23 +33,10 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
     e.status().is_some_and(|s| s.code == Code::AlreadyExists)
 }
 
-macro_rules! admin_client {
-    ($ty:ty, $ps:expr) => {{
-        let mut b = <$ty>::builder();
-        if let Some(e) = $ps.endpoint_url() {
-            b = b.with_endpoint(e);
-        }
-        if let Some(c) = credentials($ps) {
-            b = b.with_credentials(c);
-        }
-        b.build().await?
-    }};
-}
-
 pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
     let ps: &PubsubConfig = config.global.pubsub.as_ref().ok_or(ProvisionError::NoPubsub)?;
-    let topics = admin_client!(TopicAdmin, ps);
-    let subscriptions = admin_client!(SubscriptionAdmin, ps);
+    let topics = at_endpoint!(TopicAdmin::builder(), ps).build().await?;
+    let subscriptions = at_endpoint!(SubscriptionAdmin::builder(), ps).build().await?;
     let mut report = Report::default();
 
     let mut wanted_topics: Vec<String> = Vec::new();

@@ -184,14 +184,9 @@ async fn publish_all(
     attributes: &BTreeMap<String, String>,
     started: Instant,
 ) -> Result<Vec<Attempt>, PublishError> {
-    let mut b = google_cloud_pubsub::client::Publisher::builder(topic);
-    if let Some(e) = pubsub.endpoint_url() {
-        b = b.with_endpoint(e);
-    }
-    if let Some(c) = crate::source::pubsub::credentials(pubsub) {
-        b = b.with_credentials(c);
-    }
-    let publisher = b.build().await?;
+    let publisher = crate::source::pubsub::at_endpoint!(google_cloud_pubsub::client::Publisher::builder(topic), pubsub)
+        .build()
+        .await?;
     let attrs: Vec<(String, String)> = attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     // The publisher batches internally; many publishes in flight let it fill its batches.
     let results = futures::stream::iter(messages.into_iter().enumerate())

@@ -34,15 +34,24 @@ pub fn credentials(config: &PubsubConfig) -> Option<google_cloud_auth::credentia
     config.endpoint_url().map(|_| google_cloud_auth::credentials::anonymous::Builder::new().build())
 }
 
+/// Point any Google client builder (subscriber, publisher, admin) at the configured endpoint with
+/// the matching credentials. The builders share no trait, hence a macro.
+macro_rules! at_endpoint {
+    ($builder:expr, $config:expr) => {{
+        let (mut b, config) = ($builder, $config);
+        if let Some(e) = config.endpoint_url() {
+            b = b.with_endpoint(e);
+        }
+        if let Some(c) = $crate::source::pubsub::credentials(config) {
+            b = b.with_credentials(c);
+        }
+        b
+    }};
+}
+pub(crate) use at_endpoint;
+
 pub async fn subscriber(config: &PubsubConfig) -> Result<Subscriber, ConnectError> {
-    let mut b = Subscriber::builder();
-    if let Some(e) = config.endpoint_url() {
-        b = b.with_endpoint(e);
-    }
-    if let Some(c) = credentials(config) {
-        b = b.with_credentials(c);
-    }
-    b.build().await.map_err(|source| ConnectError {
+    at_endpoint!(Subscriber::builder(), config).build().await.map_err(|source| ConnectError {
         endpoint: config.endpoint_url().unwrap_or_else(|| "pubsub.googleapis.com".into()),
         source,
     })
