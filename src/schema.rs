@@ -85,7 +85,21 @@ pub struct Schema {
     pub description: String,
     /// The TIMESTAMP column that places a row in its `dt=/hour=` partition.
     pub time_field: Option<String>,
+    /// BigQuery table layout; `sluice provision` and `infra/` both follow it.
+    #[serde(default)]
+    pub table: TableLayout,
     pub fields: Vec<Field>,
+}
+
+/// Partitioning and clustering of the BigQuery table that holds this kind of event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableLayout {
+    /// TIMESTAMP column the table is partitioned on, by day.
+    pub partition_by: Option<String>,
+    /// Up to four columns the table is clustered by, in order.
+    #[serde(default)]
+    pub cluster_by: Vec<String>,
 }
 
 /// A BigQuery table-schema entry, as `bq mk --schema` and the tables API take it.
@@ -141,6 +155,28 @@ impl Schema {
                 Some(f) if f.ty == FieldType::Timestamp => {}
                 Some(_) => return Err(format!("time_field: '{tf}' must be a TIMESTAMP field")),
                 None => return Err(format!("time_field: '{tf}' is not one of the fields")),
+            }
+        }
+        if let Some(p) = &self.table.partition_by {
+            match self.field(p) {
+                Some(f) if f.ty == FieldType::Timestamp => {}
+                Some(_) => return Err(format!("table.partition_by: '{p}' must be a TIMESTAMP field")),
+                None => return Err(format!("table.partition_by: '{p}' is not one of the fields")),
+            }
+        }
+        if self.table.cluster_by.len() > 4 {
+            return Err("table.cluster_by: BigQuery allows at most 4 clustering columns".into());
+        }
+        for (i, c) in self.table.cluster_by.iter().enumerate() {
+            match self.field(c) {
+                Some(f) if matches!(f.ty, FieldType::Json | FieldType::Float64) => {
+                    return Err(format!(
+                        "table.cluster_by[{i}]: '{c}' is {}, which BigQuery cannot cluster by",
+                        f.ty.bigquery_name()
+                    ))
+                }
+                Some(_) => {}
+                None => return Err(format!("table.cluster_by[{i}]: '{c}' is not one of the fields")),
             }
         }
         Ok(())
@@ -297,6 +333,12 @@ fields:
         let mut s = schema();
         s.fields[1].name = "ts".into();
         assert_eq!(s.check_definition().unwrap_err(), "fields[1].name: 'ts' is defined twice");
+        let mut s = schema();
+        s.table.cluster_by = vec!["msg".into(), "nope".into()];
+        assert_eq!(s.check_definition().unwrap_err(), "table.cluster_by[1]: 'nope' is not one of the fields");
+        let mut s = schema();
+        s.table.partition_by = Some("msg".into());
+        assert_eq!(s.check_definition().unwrap_err(), "table.partition_by: 'msg' must be a TIMESTAMP field");
     }
 
     #[test]
