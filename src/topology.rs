@@ -31,6 +31,8 @@ pub enum StartError {
     Lake { location: String, source: object_store::Error },
     #[error("{file}: {field}: {message}")]
     Chain { file: String, field: String, message: String },
+    #[error("sink {0}: bigquery sinks are not built yet")]
+    NotBuilt(String),
 }
 
 /// Where sources hand events to one pipeline.
@@ -96,6 +98,7 @@ impl Topology {
                         };
                         tasks.push(tokio::spawn(sink.run(rx, drain.clone())));
                     }
+                    Sink::BigQuery { .. } => return Err(StartError::NotBuilt(s.name().to_owned())),
                 }
                 sinks.push((Arc::<str>::from(s.name()), tx));
             }

@@ -24,7 +24,7 @@ fn problems(root: &Path) -> Vec<Problem> {
 /// (what is broken, file, text replaced, replacement, expected field, expected message part)
 const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("unknown global key", "config/sluice.yaml", "http:\n", "colour: blue\nhttp:\n", "colour",
-     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `limits`, `pubsub`, `warehouse`, `pipelines_dir`, `schemas_dir`"),
+     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `limits`, `pubsub`, `bigquery`, `pipelines_dir`, `schemas_dir`"),
     ("bad listen address", "config/sluice.yaml", "${SLUICE_LISTEN:-127.0.0.1:8080}", "localhost:http", "http.listen",
      "invalid socket address syntax"),
     ("zero batch rows", "config/sluice.yaml", "max_rows: 10000 ", "max_rows: 0 ", "limits.batch.max_rows",

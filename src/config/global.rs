@@ -20,8 +20,8 @@ pub struct GlobalConfig {
     pub limits: Limits,
     /// Pub/Sub streaming pull; absent means pipelines are fed by the push endpoint only.
     pub pubsub: Option<PubsubConfig>,
-    /// BigQuery; absent means no pipeline may use a `bigquery` sink.
-    pub warehouse: Option<WarehouseConfig>,
+    /// BigQuery through the Storage Write API; absent or disabled, `bigquery` sinks are skipped.
+    pub bigquery: Option<BigQueryConfig>,
     /// Folder of pipeline files, relative to this file.
     #[serde(default = "default_pipelines_dir")]
     pub pipelines_dir: PathBuf,
@@ -195,14 +195,7 @@ fn default_max_delivery_attempts() -> u32 {
 impl PubsubConfig {
     /// The endpoint URL to use, if any (scheme added to a bare `host:port`).
     pub fn endpoint_url(&self) -> Option<String> {
-        let e = self.endpoint.as_deref()?.trim();
-        if e.is_empty() {
-            None
-        } else if e.contains("://") {
-            Some(e.to_owned())
-        } else {
-            Some(format!("http://{e}"))
-        }
+        endpoint_url(self.endpoint.as_deref())
     }
 
     /// `projects/<project>/subscriptions/<name>` unless already a full path.
@@ -226,9 +219,57 @@ fn full_path(project: &str, kind: &str, name: &str) -> String {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WarehouseConfig {
+pub struct BigQueryConfig {
+    /// Write to BigQuery; off, pipelines' `bigquery` sinks are skipped (logged at start).
+    #[serde(default = "yes")]
+    pub enabled: bool,
     pub project: String,
     pub dataset: String,
-    /// Emulator or private endpoint.
+    /// Dataset location for `sluice provision` (e.g. `EU`, `us-central1`).
+    #[serde(default = "default_bq_location")]
+    pub location: String,
+    /// REST endpoint of an emulator, e.g. `http://127.0.0.1:9050` (tables, queries). Empty or
+    /// absent: bigquery.googleapis.com with application default credentials.
     pub endpoint: Option<String>,
+    /// gRPC endpoint of an emulator for the Storage Write API, e.g. `http://127.0.0.1:9060`.
+    pub grpc_endpoint: Option<String>,
+    /// How rows are appended, unless a sink says otherwise.
+    #[serde(default)]
+    pub write_mode: WriteMode,
+}
+
+fn default_bq_location() -> String {
+    "US".into()
+}
+
+/// Storage Write API mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// The table's default stream: at-least-once, a retried append may duplicate rows.
+    #[default]
+    DefaultStream,
+    /// A stream per writer with offsets: a retried append is never written twice.
+    ExactlyOnce,
+}
+
+impl BigQueryConfig {
+    pub fn endpoint_url(&self) -> Option<String> {
+        endpoint_url(self.endpoint.as_deref())
+    }
+    pub fn grpc_endpoint_url(&self) -> Option<String> {
+        endpoint_url(self.grpc_endpoint.as_deref())
+    }
+}
+
+/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
+pub fn endpoint_url(e: Option<&str>) -> Option<String> {
+    let e = e?.trim();
+    if e.is_empty() {
+        None
+    } else if e.contains("://") {
+        Some(e.to_owned())
+    } else {
+        Some(format!("http://{e}"))
+    }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-pub use global::{BatchLimits, GlobalConfig};
+pub use global::{BatchLimits, GlobalConfig, WriteMode};
 pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
 
 use crate::schema::Schema;
@@ -77,12 +77,13 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 pub enum Sink {
     Lake { name: String, prefix: String, batch: BatchLimits },
+    BigQuery { name: String, table: String, mode: WriteMode, batch: BatchLimits },
 }
 
 impl Sink {
     pub fn name(&self) -> &str {
         match self {
-            Sink::Lake { name, .. } => name,
+            Sink::Lake { name, .. } | Sink::BigQuery { name, .. } => name,
         }
     }
 }
@@ -196,6 +197,27 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
     if g.http.max_body.0 == 0 {
         report("http.max_body", "expected a size above zero".into());
     }
+    if let Some(b) = &g.bigquery {
+        if b.project.trim().is_empty() {
+            report("bigquery.project", "expected a project id, found an empty string".into());
+        }
+        if !valid_table(&b.dataset) {
+            report(
+                "bigquery.dataset",
+                format!("expected a dataset name (letters, digits, '_'), found '{}'", b.dataset),
+            );
+        }
+        for (field, e) in [("bigquery.endpoint", b.endpoint_url()), ("bigquery.grpc_endpoint", b.grpc_endpoint_url())] {
+            if let Some(e) = e {
+                if url::Url::parse(&e).is_err() {
+                    report(field, format!("expected host:port or a URL, found '{e}'"));
+                }
+            }
+        }
+        if b.endpoint_url().is_some() != b.grpc_endpoint_url().is_some() {
+            report("bigquery.grpc_endpoint", "an emulator needs both `endpoint` (REST) and `grpc_endpoint`".into());
+        }
+    }
     if let Some(p) = &g.pubsub {
         if p.project.trim().is_empty() {
             report("pubsub.project", "expected a project id, found an empty string".into());
@@ -212,6 +234,52 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
             );
         }
     }
+}
+
+fn valid_table(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A sink's batch limits: the global defaults with the sink's overrides, each checked.
+fn effective_batch(
+    global: &GlobalConfig,
+    pulled: Option<&global::PubsubConfig>,
+    o: &pipeline::BatchOverride,
+    report: &mut impl FnMut(&str, String),
+) -> BatchLimits {
+    let d = global.limits.batch;
+    let max_rows = match o.max_rows {
+        None => d.max_rows,
+        Some(n) => std::num::NonZeroUsize::new(n).unwrap_or_else(|| {
+            report("max_rows", "expected a number above zero".into());
+            d.max_rows
+        }),
+    };
+    let batch = BatchLimits {
+        max_rows,
+        max_bytes: o.max_bytes.unwrap_or(d.max_bytes),
+        max_age: o.max_age.unwrap_or(d.max_age),
+        max_idle: o.max_idle.or(d.max_idle),
+    };
+    if batch.max_bytes.0 == 0 {
+        report("max_bytes", "expected a size above zero".into());
+    }
+    if batch.max_age.0.is_zero() {
+        report("max_age", "expected a duration above zero".into());
+    }
+    if let Some(p) = pulled {
+        // Un-acked messages are capped by flow control: a larger batch could only close by age.
+        if batch.max_rows > p.max_outstanding_messages {
+            report(
+                "max_rows",
+                format!(
+                    "{} is more than pubsub.max_outstanding_messages ({}): such a batch never fills and waits for max_age; lower it or raise the flow-control limit",
+                    batch.max_rows, p.max_outstanding_messages
+                ),
+            );
+        }
+    }
+    batch
 }
 
 fn check_pipeline(
@@ -249,48 +317,31 @@ fn check_pipeline(
         if !valid_name(s.name()) {
             report(&format!("sinks[{i}].name"), format!("expected letters, digits, '-' or '_', found '{}'", s.name()));
         }
+        let batch = effective_batch(global, pulled, s.batch(), &mut |f, m| report(&format!("sinks[{i}].batch.{f}"), m));
         match s {
             SinkConfig::Lake(c) => {
-                let d = global.limits.batch;
-                let max_rows = match c.batch.max_rows {
-                    None => d.max_rows,
-                    Some(n) => match std::num::NonZeroUsize::new(n) {
-                        Some(n) => n,
-                        None => {
-                            report(&format!("sinks[{i}].batch.max_rows"), "expected a number above zero".into());
-                            d.max_rows
-                        }
-                    },
-                };
-                let batch = BatchLimits {
-                    max_rows,
-                    max_bytes: c.batch.max_bytes.unwrap_or(d.max_bytes),
-                    max_age: c.batch.max_age.unwrap_or(d.max_age),
-                    max_idle: c.batch.max_idle.or(d.max_idle),
-                };
-                if batch.max_bytes.0 == 0 {
-                    report(&format!("sinks[{i}].batch.max_bytes"), "expected a size above zero".into());
-                }
-                if batch.max_age.0.is_zero() {
-                    report(&format!("sinks[{i}].batch.max_age"), "expected a duration above zero".into());
-                }
-                if let Some(p) = pulled {
-                    // Un-acked messages are capped by flow control: a larger batch could only close by age.
-                    if batch.max_rows > p.max_outstanding_messages {
-                        report(
-                            &format!("sinks[{i}].batch.max_rows"),
-                            format!(
-                                "{} is more than pubsub.max_outstanding_messages ({}): such a batch never fills and waits for max_age; lower it or raise the flow-control limit",
-                                batch.max_rows, p.max_outstanding_messages
-                            ),
-                        );
-                    }
-                }
                 let prefix = c.prefix.clone().unwrap_or_else(|| spec.name.clone());
                 if prefix.trim_matches('/').is_empty() {
                     report(&format!("sinks[{i}].prefix"), "expected a non-empty prefix".into());
                 }
                 sinks.push(Sink::Lake { name: c.name.clone(), prefix, batch });
+            }
+            SinkConfig::Bigquery(c) => {
+                if !valid_table(&c.table) {
+                    report(
+                        &format!("sinks[{i}].table"),
+                        format!("expected a BigQuery table name (letters, digits, '_'), found '{}'", c.table),
+                    );
+                }
+                let Some(bq) = &global.bigquery else {
+                    report(
+                        &format!("sinks[{i}]"),
+                        "a bigquery sink needs the `bigquery` section in the global config".into(),
+                    );
+                    continue;
+                };
+                let mode = c.write_mode.unwrap_or(bq.write_mode);
+                sinks.push(Sink::BigQuery { name: c.name.clone(), table: c.table.clone(), mode, batch });
             }
         }
     }

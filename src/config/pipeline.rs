@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::global::WriteMode;
 use super::units::{ByteSize, HumanDuration};
 use crate::transform::StageConfig;
 
@@ -37,12 +38,22 @@ pub struct SourceConfig {
 pub enum SinkConfig {
     /// Parquet files in the lake.
     Lake(LakeSinkConfig),
+    /// Rows in a BigQuery table, through the Storage Write API.
+    Bigquery(BigQuerySinkConfig),
 }
 
 impl SinkConfig {
     pub fn name(&self) -> &str {
         match self {
             SinkConfig::Lake(c) => &c.name,
+            SinkConfig::Bigquery(c) => &c.name,
+        }
+    }
+
+    pub fn batch(&self) -> &BatchOverride {
+        match self {
+            SinkConfig::Lake(c) => &c.batch,
+            SinkConfig::Bigquery(c) => &c.batch,
         }
     }
 }
@@ -54,6 +65,19 @@ pub struct LakeSinkConfig {
     /// Prefix under the lake location; defaults to the pipeline name.
     pub prefix: Option<String>,
     /// Overrides of the global batch limits.
+    #[serde(default)]
+    pub batch: BatchOverride,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigQuerySinkConfig {
+    pub name: String,
+    /// Table in the `bigquery.dataset`; its schema and layout come from the pipeline's schema.
+    pub table: String,
+    /// Overrides `bigquery.write_mode`.
+    pub write_mode: Option<WriteMode>,
+    /// Overrides of the global batch limits (one append per batch).
     #[serde(default)]
     pub batch: BatchOverride,
 }
