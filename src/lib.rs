@@ -22,6 +22,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod topology;
 pub mod transform;

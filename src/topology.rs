@@ -22,7 +22,7 @@ use crate::event::{DeadLetter, Event};
 use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
 use crate::sink::lake::LakeSink;
-use crate::sink::store::Location;
+use crate::store::Location;
 use crate::transform::Output;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ impl Topology {
     pub fn start(config: &Config) -> Result<Topology, StartError> {
         let location = Location::parse(&config.global.lake.location).expect("checked by config::load");
         let (store, base) = location
-            .open()
+            .open(config.global.lake.endpoint_url().as_deref())
             .map_err(|source| StartError::Lake { location: config.global.lake.location.clone(), source })?;
         let drain = CancellationToken::new();
         let mut inputs = HashMap::new();

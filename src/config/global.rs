@@ -79,6 +79,16 @@ pub struct LakeConfig {
     /// Prefix under `location` for dead letters.
     #[serde(default = "default_dead_letters")]
     pub dead_letters: String,
+    /// GCS emulator for `gs://` locations, e.g. `http://127.0.0.1:4443` (or `host:port`, as
+    /// STORAGE_EMULATOR_HOST is written), reached anonymously. Empty or absent:
+    /// storage.googleapis.com with application default credentials.
+    pub endpoint: Option<String>,
+}
+
+impl LakeConfig {
+    pub fn endpoint_url(&self) -> Option<String> {
+        endpoint_url(self.endpoint.as_deref())
+    }
 }
 
 fn default_dead_letters() -> String {

@@ -185,8 +185,13 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
             format!("expected letters, digits, '-' or '_' (it is part of object names), found '{}'", g.instance),
         );
     }
-    if let Err(e) = crate::sink::store::Location::parse(&g.lake.location) {
+    if let Err(e) = crate::store::Location::parse(&g.lake.location) {
         report("lake.location", e);
+    }
+    if let Some(e) = g.lake.endpoint_url() {
+        if !url::Url::parse(&e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+            report("lake.endpoint", format!("expected host:port or an http(s) URL, found '{e}'"));
+        }
     }
     if g.lake.dead_letters.trim_matches('/').is_empty() {
         report("lake.dead_letters", "expected a non-empty prefix".into());

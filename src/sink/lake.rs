@@ -45,11 +45,6 @@ pub enum WriteError {
     Store { path: String, source: object_store::Error },
 }
 
-/// Retrying helps with transport and server errors, not with permissions or bad paths.
-fn retryable(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::Generic { .. } | object_store::Error::JoinError { .. })
-}
-
 pub struct LakeSink {
     /// Sink name from the pipeline file (`lake`), or `dead_letters`; used in logs and dead letters.
     pub name: String,
@@ -209,7 +204,8 @@ impl LakeSink {
                     .with_max_times(6)
                     .with_jitter(),
             )
-            .when(retryable)
+            // Transport and server errors may pass; permissions, bad paths and bad requests will not.
+            .when(crate::store::gcs::retryable)
             .notify(|e, wait| tracing::warn!(sink = %self.name, error = %e, retry_in_ms = wait.as_millis() as u64, "write failed; retrying"))
             .await
             .map_err(|source| WriteError::Store { path: path.to_string(), source })

@@ -3,7 +3,6 @@
 //!
 //! - `batcher`: groups events per partition by rows, bytes and age.
 //! - `encode`: records -> Arrow -> Parquet bytes.
-//! - `store`: the object store behind `file://` and `gs://` lake locations.
 //! - `lake`: the Parquet lake sink.
 //! - `dead_letter`: refused events as rows of the dead-letter schema.
 
@@ -11,4 +10,3 @@ pub mod batcher;
 pub mod dead_letter;
 pub mod encode;
 pub mod lake;
-pub mod store;

@@ -100,17 +100,30 @@ pub fn signal(pid: u32, sig: &str) {
     assert_eq!(rc, 0, "kill -{sig} {pid}: {}", std::io::Error::last_os_error());
 }
 
-/// A tiny blocking GET that needs no extra client features: true on HTTP 200.
+/// A tiny blocking HTTP/1.1 client for readiness checks and setup calls outside a runtime.
 mod reqwest {
     use std::io::{Read, Write};
+
+    /// True on HTTP 200.
     pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+        Ok(blocking_request("GET", url, "")?.0 == 200)
+    }
+
+    /// Status code and body of one request with a JSON body.
+    pub fn blocking_request(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut s = std::net::TcpStream::connect(host)?;
-        write!(s, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
-        Ok(buf.starts_with("HTTP/1.1 200"))
+        let status = buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Ok((status, body))
     }
 }
 
@@ -132,19 +145,20 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Read every row of every Parquet file under `dir` as a JSON object.
 pub fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
+    parquet_files(dir).into_iter().flat_map(|f| parquet_rows(std::fs::File::open(&f).unwrap())).collect()
+}
+
+/// Every row of one Parquet file (a `File` or the object's `Bytes`) as a JSON object.
+pub fn parquet_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Vec<Map<String, Value>> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
     let mut rows = Vec::new();
-    for f in parquet_files(dir) {
-        let file = std::fs::File::open(&f).unwrap();
-        let reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let mut w = arrow::json::ArrayWriter::new(Vec::new());
-            w.write(&batch).unwrap();
-            w.finish().unwrap();
-            let v: Vec<Map<String, Value>> = serde_json::from_slice(&w.into_inner()).unwrap();
-            rows.extend(v);
-        }
+    for batch in reader {
+        let batch = batch.unwrap();
+        let mut w = arrow::json::ArrayWriter::new(Vec::new());
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let v: Vec<Map<String, Value>> = serde_json::from_slice(&w.into_inner()).unwrap();
+        rows.extend(v);
     }
     rows
 }
@@ -239,4 +253,127 @@ pub fn sluice_cmd(args: &[&str], env: &[(&str, String)]) -> String {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "sluice {args:?} failed:\n{text}");
     text
+}
+
+/// Where `scripts/install-emulators` put the GCS and BigQuery emulators.
+pub fn emulators_dir() -> PathBuf {
+    std::env::var_os("SLUICE_EMULATORS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join(".emulators"))
+}
+
+/// fake-gcs-server on a loopback port, stopped (killed) when dropped.
+pub struct FakeGcs {
+    child: Option<Child>,
+    pub port: u16,
+    /// Base URL, as STORAGE_EMULATOR_HOST and `lake.endpoint` take it.
+    pub url: String,
+    /// Filesystem backend root, so data outlives a restart; `None`: memory.
+    root: Option<PathBuf>,
+}
+
+impl FakeGcs {
+    /// On a free port with the memory backend.
+    pub fn start() -> FakeGcs {
+        Self::launch(free_port(), None)
+    }
+
+    /// On a free port, keeping objects under `root` so a restart on the same port finds them.
+    pub fn start_persistent(root: &Path) -> FakeGcs {
+        Self::launch(free_port(), Some(root.to_owned()))
+    }
+
+    fn launch(port: u16, root: Option<PathBuf>) -> FakeGcs {
+        let bin = emulators_dir().join("fake-gcs-server");
+        assert!(bin.exists(), "fake-gcs-server is not installed at {} (run scripts/install-emulators)", bin.display());
+        let url = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-external-url", &url]);
+        match &root {
+            Some(dir) => cmd.args(["-backend", "filesystem", "-filesystem-root", dir.to_str().unwrap()]),
+            None => cmd.args(["-backend", "memory"]),
+        };
+        let log = std::env::temp_dir().join(format!("fake-gcs-{port}.log"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("fake-gcs-server starts");
+        let gcs = FakeGcs { child: Some(child), port, url, root };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::blocking_get(&format!("{}/storage/v1/b", gcs.url)).unwrap_or(false) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(Instant::now() < deadline, "fake-gcs-server did not start within 30s:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gcs
+    }
+
+    /// Kill it (objects stay on disk with the filesystem backend).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = child.id() as libc::pid_t;
+            assert!(pgid > 1);
+            // SAFETY: a negative pid signals exactly the group process_group(0) gave the server.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same backend.
+    pub fn restart(&mut self) {
+        self.stop();
+        let again = Self::launch(self.port, self.root.clone());
+        *self = again;
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        self.create(serde_json::json!({ "name": name }));
+    }
+
+    /// A bucket keeping every generation of its objects (old ones readable by version).
+    pub fn create_versioned_bucket(&self, name: &str) {
+        self.create(serde_json::json!({ "name": name, "versioning": {"enabled": true} }));
+    }
+
+    fn create(&self, bucket: Value) {
+        let url = format!("{}/storage/v1/b", self.url);
+        let (status, body) = reqwest::blocking_request("POST", &url, &bucket.to_string()).unwrap();
+        let name = &bucket["name"];
+        assert_eq!(status, 200, "creating bucket {name}: {body}");
+    }
+
+    /// The bucket through sluice's own store, as the lake sink opens it.
+    pub fn store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        let location = sluice::store::Location::parse(&format!("gs://{bucket}")).unwrap();
+        location.open(Some(&self.url)).unwrap().0
+    }
+
+    /// Name and content of every object under `prefix`, sorted by name.
+    pub async fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, bytes::Bytes)> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let store = self.store(bucket);
+        let prefix = object_store::path::Path::from(prefix);
+        let mut metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        let mut out = Vec::new();
+        for m in metas {
+            let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            out.push((m.location.to_string(), bytes));
+        }
+        out
+    }
+
+    /// Every row of every Parquet object under `prefix`.
+    pub async fn rows(&self, bucket: &str, prefix: &str) -> Vec<Map<String, Value>> {
+        let objects = self.objects(bucket, prefix).await;
+        objects.into_iter().filter(|(n, _)| n.ends_with(".parquet")).flat_map(|(_, b)| parquet_rows(b)).collect()
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

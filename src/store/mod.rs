@@ -1,5 +1,9 @@
 //! Where the lake lives: one `object_store` abstraction for local folders and GCS buckets, so
-//! `file://` and `gs://` locations run the same sink code.
+//! `file://` and `gs://` locations run the same sink (and reader) code.
+//!
+//! - `gcs`: a bucket over the GCS JSON API (production, or an emulator at `lake.endpoint`).
+
+pub mod gcs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,8 +46,10 @@ impl Location {
         Ok(Location::Local(text.into()))
     }
 
-    /// Open the store and return it with the prefix every object name starts with.
-    pub fn open(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath), object_store::Error> {
+    /// Open the store and return it with the prefix every object name starts with. A bucket is
+    /// reached at `endpoint` anonymously (an emulator), else at storage.googleapis.com with
+    /// application default credentials; a local folder ignores it.
+    pub fn open(&self, endpoint: Option<&str>) -> Result<(Arc<dyn ObjectStore>, ObjectPath), object_store::Error> {
         match self {
             Location::Local(dir) => {
                 std::fs::create_dir_all(dir)
@@ -52,8 +58,7 @@ impl Location {
                 Ok((Arc::new(store), ObjectPath::default()))
             }
             Location::Gcs { bucket, prefix } => {
-                let store =
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build()?;
+                let store = gcs::GcsStore::new(bucket, endpoint)?;
                 Ok((Arc::new(store), ObjectPath::from(prefix.as_str())))
             }
         }
