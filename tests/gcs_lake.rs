@@ -126,3 +126,124 @@ async fn a_parquet_reader_reads_row_groups_by_range() {
     let keys = keys.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
     assert_eq!((keys.value(0), keys.value(999)), ("k0", "k999"));
 }
+
+/// `sluice publish` of `n` sample config changes (seed `seed`) to a running sluice; returns its
+/// report line once it has finished.
+fn publish(sluice_url: &str, n: u64, seed: u64) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["publish", "--pipeline", "config-changes", "-n", &n.to_string(), "--seed", &seed.to_string()])
+        .args(["--url", sluice_url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finished(child: std::process::Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "publish failed: {stderr}");
+    stderr
+}
+
+/// A `sluice run` whose lake is `gs://<bucket>/lake` on this emulator.
+fn sluice_on(gcs: &FakeGcs, bucket: &str) -> common::Sluice {
+    let lake = format!("gs://{bucket}/lake");
+    common::Sluice::start_with(
+        std::path::Path::new(&lake),
+        &[("STORAGE_EMULATOR_HOST", gcs.url.clone()), ("SLUICE_BATCH_MAX_AGE", "500ms".into())],
+    )
+}
+
+type Row = serde_json::Map<String, serde_json::Value>;
+
+/// Each sample (seeds and counts as published) is in `rows` with its values, and nothing else is.
+fn assert_samples(rows: &[Row], published: &[(u64, u64)]) {
+    use std::collections::HashMap;
+    let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r["message_id"].as_str().unwrap(), r)).collect();
+    let total: u64 = published.iter().map(|(_, n)| n).sum();
+    assert_eq!(by_id.len() as u64, total, "distinct message ids");
+    for &(seed, n) in published {
+        let mut gen = sluice::sample::Generator::new(sluice::sample::Kind::ConfigChange, seed);
+        for i in 0..n {
+            let sent = gen.next_event();
+            let id = format!("sample-{seed}-{i}");
+            let row = by_id.get(id.as_str()).unwrap_or_else(|| panic!("{id} is in the lake"));
+            let instant = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+            assert_eq!(instant(&row["timestamp"]), instant(&sent["timestamp"]), "timestamp of {id}");
+            for f in ["service", "key", "version", "author", "reason"] {
+                assert_eq!(row[f], sent[f], "{f} of {id}");
+            }
+            for f in ["old_value", "new_value"] {
+                let v: serde_json::Value = serde_json::from_str(row[f].as_str().unwrap()).unwrap();
+                assert_eq!(v, sent[f], "{f} of {id}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_writes_its_lake_and_dead_letters_into_a_bucket() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("sluice-lake");
+    let sluice = sluice_on(&gcs, "sluice-lake");
+
+    let report = finished(publish(&sluice.url, 500, 5));
+    assert!(report.contains("500 delivered, 0 rejected, 0 failed"), "{report}");
+    let client = reqwest::Client::new();
+    let poison: [(&str, &[u8]); 2] =
+        [("bad-json", b"{\"service\": "), ("bad-field", br#"{"service": "s", "key": "k", "version": 1, "colour": 2}"#)];
+    for (id, data) in poison {
+        let body = sluice::source::push::envelope(data, id, &Default::default(), "s").to_string();
+        let r = client.post(format!("{}/push/config-changes", sluice.url)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{id}: {}", r.text().await.unwrap());
+    }
+    assert!(sluice.stop().success(), "clean exit after SIGTERM");
+
+    let objects = gcs.objects("sluice-lake", "lake").await;
+    for (name, bytes) in &objects {
+        assert!(
+            name.starts_with("lake/config-changes/dt=2026-11-26/hour=09/test-")
+                || name.starts_with("lake/dead-letters/config-changes/dt="),
+            "{name}"
+        );
+        assert!(name.ends_with(".parquet") && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "{name}");
+    }
+    assert_samples(&gcs.rows("sluice-lake", "lake/config-changes").await, &[(5, 500)]);
+
+    let dead = gcs.rows("sluice-lake", "lake/dead-letters/config-changes").await;
+    assert_eq!(dead.len(), poison.len(), "{dead:#?}");
+    for (id, data) in poison {
+        let d = dead.iter().find(|d| d["message_id"] == id).unwrap_or_else(|| panic!("{id} in dead letters"));
+        let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(d["data"], hex, "{id}: original bytes kept");
+        assert_eq!(d["pipeline"], "config-changes");
+    }
+    let stage = |id: &str| dead.iter().find(|d| d["message_id"] == id).unwrap()["stage"].as_str().unwrap().to_owned();
+    assert!(stage("bad-json").ends_with("parse_json") && stage("bad-field").ends_with("validate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arriving_while_the_server_is_down_wait_and_are_not_lost() {
+    let root = tempfile::tempdir().unwrap();
+    // The filesystem backend keeps the bucket and what was written across the restart.
+    let mut gcs = FakeGcs::start_persistent(root.path());
+    gcs.create_bucket("outage");
+    let sluice = sluice_on(&gcs, "outage");
+    let report = finished(publish(&sluice.url, 100, 11));
+    assert!(report.contains("100 delivered, 0 rejected, 0 failed"), "{report}");
+
+    gcs.stop();
+    let during = publish(&sluice.url, 300, 12);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    gcs.restart();
+    let report = finished(during);
+    assert!(report.contains("300 delivered, 0 rejected, 0 failed"), "{report}");
+    let port = sluice.url.rsplit(':').next().unwrap().to_owned();
+    assert!(sluice.stop().success());
+
+    // The outage was felt: writes failed and were retried.
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sluice-{port}.log"))).unwrap();
+    assert!(log.contains("write failed; retrying"), "no retried write in the sluice log");
+    assert_samples(&gcs.rows("outage", "lake/config-changes").await, &[(11, 100), (12, 300)]);
+}

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub enum GcsError {
     #[error("{method} {url}: HTTP {status}: {message}")]
     Status { method: reqwest::Method, url: String, status: u16, message: String },
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {}", causes(source))]
     Transport { method: reqwest::Method, url: String, source: reqwest::Error },
     #[error("credentials: {0}")]
     Credentials(#[from] google_cloud_auth::errors::CredentialsError),
@@ -41,6 +41,19 @@ impl GcsError {
             _ => None,
         }
     }
+}
+
+/// An error and its causes on one line: reqwest's own message ("error sending request") hides
+/// the reason (connection refused, timeout) in its source.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// What a 412 means for the request that got it.
