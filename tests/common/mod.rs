@@ -199,15 +199,9 @@ impl PubsubEmulator {
             "the Pub/Sub emulator is not installed at {PUBSUB_EMULATOR} (Debian package google-cloud-cli-pubsub-emulator)"
         );
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"));
-        let child = Command::new(PUBSUB_EMULATOR)
-            .args(["--host=127.0.0.1", &format!("--port={port}")])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("emulator starts");
+        let mut cmd = Command::new(PUBSUB_EMULATOR);
+        cmd.args(["--host=127.0.0.1", &format!("--port={port}")]);
+        let (child, log) = spawn_in_group(cmd, &format!("pubsub-emulator-{port}"));
         let emu = PubsubEmulator { child, host: format!("127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -232,14 +226,32 @@ impl PubsubEmulator {
 
 impl Drop for PubsubEmulator {
     fn drop(&mut self) {
-        // The launcher script starts a JVM child: end the whole process group, which
-        // process_group(0) made the emulator's own (pgid = its pid, never ours).
-        let pgid = self.child.id() as libc::pid_t;
-        assert!(pgid > 1);
-        // SAFETY: a negative pid signals exactly the emulator's process group.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
+        // The launcher script starts a JVM child: end the whole group.
+        kill_group(&mut self.child);
     }
+}
+
+/// Start `cmd` as the leader of a process group of its own (so it and any children it starts
+/// can be ended together), stdout and stderr to `<temp>/<name>.log`; returns the log's path.
+pub fn spawn_in_group(mut cmd: Command, name: &str) -> (Child, PathBuf) {
+    let log = std::env::temp_dir().join(format!("{name}.log"));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+    (child, log)
+}
+
+/// SIGKILL the process group `spawn_in_group` made for `child` (pgid = its pid, never ours), and reap it.
+pub fn kill_group(child: &mut Child) {
+    let pgid = child.id() as libc::pid_t;
+    assert!(pgid > 1);
+    // SAFETY: a negative pid signals exactly that process group.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
 }
 
 /// Run the sluice binary to completion with the shipped config and `env`; panics on failure.
@@ -291,14 +303,7 @@ impl FakeGcs {
             Some(dir) => cmd.args(["-backend", "filesystem", "-filesystem-root", dir.to_str().unwrap()]),
             None => cmd.args(["-backend", "memory"]),
         };
-        let log = std::env::temp_dir().join(format!("fake-gcs-{port}.log"));
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("fake-gcs-server starts");
+        let (child, log) = spawn_in_group(cmd, &format!("fake-gcs-{port}"));
         let gcs = FakeGcs { child: Some(child), port, url, root };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !reqwest::blocking_get(&format!("{}/storage/v1/b", gcs.url)).unwrap_or(false) {
@@ -312,11 +317,7 @@ impl FakeGcs {
     /// Kill it (objects stay on disk with the filesystem backend).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pgid = child.id() as libc::pid_t;
-            assert!(pgid > 1);
-            // SAFETY: a negative pid signals exactly the group process_group(0) gave the server.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = child.wait();
+            kill_group(&mut child);
         }
     }
 
