@@ -16,7 +16,7 @@ pub enum GcsError {
     Status { method: reqwest::Method, url: String, status: u16, message: String },
     #[error("{method} {url}: {}", causes(source))]
     Transport { method: reqwest::Method, url: String, source: reqwest::Error },
-    #[error("credentials: {0}")]
+    #[error("application default credentials: {}", causes(.0))]
     Credentials(#[from] google_cloud_auth::errors::CredentialsError),
     #[error("{url}: unexpected answer: {message}")]
     Decode { url: String, message: String },
@@ -211,7 +211,14 @@ pub struct ListPage {
     pub items: Vec<Object>,
     #[serde(default)]
     pub prefixes: Vec<String>,
-    pub next_page_token: Option<String>,
+    next_page_token: Option<String>,
+}
+
+impl ListPage {
+    /// The token of the next page; `None` on the last (an empty token would restart the listing).
+    pub fn next(&self) -> Option<String> {
+        self.next_page_token.clone().filter(|t| !t.is_empty())
+    }
 }
 
 /// The answer to `rewriteTo`: large copies take several calls.
@@ -337,6 +344,11 @@ mod tests {
         );
         let o: Object = serde_json::from_str(r#"{"name": "x", "size": 3}"#).unwrap();
         assert_eq!((o.size, o.generation), (3, None));
+        let page: ListPage = serde_json::from_str(r#"{"prefixes": ["a/"], "nextPageToken": ""}"#).unwrap();
+        assert_eq!((page.items.len(), page.next()), (0, None), "an empty token ends the listing");
+        let page: ListPage =
+            serde_json::from_str(r#"{"items": [{"name": "a", "size": "1"}], "nextPageToken": "t"}"#).unwrap();
+        assert_eq!(page.next().as_deref(), Some("t"));
         assert_eq!(error_message(r#"{"error": {"code": 404, "message": "Not Found"}}"#), "Not Found");
         assert_eq!(error_message("plain"), "plain");
     }

@@ -2,9 +2,10 @@
 //!
 //! object_store's own GCS backend speaks the XML API, which the local emulator
 //! (fake-gcs-server) does not serve; the JSON API is served by both, so production and tests run
-//! this same code. Writes are one `uploadType=media` request, so an object appears whole or not
-//! at all; reads fetch the object resource first (size, generation, preconditions), then its
-//! bytes pinned to that generation.
+//! this same code. A put is one request (`uploadType=multipart`: metadata and bytes), so an
+//! object appears whole or not at all; `PutMode::Create` is `ifGenerationMatch=0`. Reads fetch
+//! the object resource first (size, generation, preconditions), then its bytes pinned to that
+//! generation. Failures become `object_store` errors by status (see `api::to_store_error`).
 
 mod api;
 mod auth;
@@ -304,7 +305,7 @@ impl ObjectStore for GcsStore {
                 let Some(token) = state else { return Ok::<_, object_store::Error>(None) };
                 let page = store.list_page(prefix.as_ref(), false, token.as_deref()).await?;
                 let metas: Vec<_> = page.items.iter().map(|o| o.meta().map_err(invalid_name)).collect();
-                Ok(Some((futures::stream::iter(metas), page.next_page_token.map(Some))))
+                Ok(Some((futures::stream::iter(metas), page.next().map(Some))))
             }
         })
         .try_flatten()
@@ -323,7 +324,7 @@ impl ObjectStore for GcsStore {
             for p in &page.prefixes {
                 result.common_prefixes.push(Path::parse(p.trim_end_matches('/')).map_err(invalid_name)?);
             }
-            match page.next_page_token {
+            match page.next() {
                 Some(t) => token = Some(t),
                 None => return Ok(result),
             }
