@@ -146,12 +146,12 @@ fn finished(child: std::process::Child) -> String {
     stderr
 }
 
-/// A `sluice run` whose lake is `gs://<bucket>/lake` on this emulator.
-fn sluice_on(gcs: &FakeGcs, bucket: &str) -> common::Sluice {
+/// A `sluice run` whose lake is `gs://<bucket>/lake` on the emulator at `endpoint`.
+fn sluice_on(endpoint: &str, bucket: &str) -> common::Sluice {
     let lake = format!("gs://{bucket}/lake");
     common::Sluice::start_with(
         std::path::Path::new(&lake),
-        &[("STORAGE_EMULATOR_HOST", gcs.url.clone()), ("SLUICE_BATCH_MAX_AGE", "500ms".into())],
+        &[("STORAGE_EMULATOR_HOST", endpoint.to_owned()), ("SLUICE_BATCH_MAX_AGE", "500ms".into())],
     )
 }
 
@@ -186,7 +186,8 @@ fn assert_samples(rows: &[Row], published: &[(u64, u64)]) {
 async fn sluice_writes_its_lake_and_dead_letters_into_a_bucket() {
     let gcs = FakeGcs::start();
     gcs.create_bucket("sluice-lake");
-    let sluice = sluice_on(&gcs, "sluice-lake");
+    // STORAGE_EMULATOR_HOST as some tools write it: host:port, no scheme.
+    let sluice = sluice_on(gcs.url.trim_start_matches("http://"), "sluice-lake");
 
     let report = finished(publish(&sluice.url, 500, 5));
     assert!(report.contains("500 delivered, 0 rejected, 0 failed"), "{report}");
@@ -229,7 +230,7 @@ async fn events_arriving_while_the_server_is_down_wait_and_are_not_lost() {
     // The filesystem backend keeps the bucket and what was written across the restart.
     let mut gcs = FakeGcs::start_persistent(root.path());
     gcs.create_bucket("outage");
-    let sluice = sluice_on(&gcs, "outage");
+    let sluice = sluice_on(&gcs.url, "outage");
     let report = finished(publish(&sluice.url, 100, 11));
     assert!(report.contains("100 delivered, 0 rejected, 0 failed"), "{report}");
 
