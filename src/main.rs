@@ -1,7 +1,9 @@
 //! The `sluice` command line. Each subcommand is a thin call into the library.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -77,6 +79,16 @@ enum Command {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+    },
+    /// Probe a running sluice's `GET /healthz`: exit 0 when it answers 200, 1 otherwise. For
+    /// container health checks (the distroless image has no curl).
+    Healthcheck {
+        /// The address sluice listens on (its `http.listen`); 0.0.0.0 or :: is probed on loopback.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_LISTEN")]
+        listen: SocketAddr,
+        /// Give up after this long, e.g. 500ms or 3s.
+        #[arg(long, default_value = "3s", value_parser = sluice::config::units::parse_duration)]
+        timeout: Duration,
     },
 }
 
@@ -157,5 +169,31 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let summary = runtime()?.block_on(sluice::publish::run(args))?;
             Ok(if summary.rejected + summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Healthcheck { listen, timeout } => {
+            let url = healthz_url(listen);
+            let client = reqwest::Client::builder().timeout(timeout).build()?;
+            let status = runtime()?.block_on(async { client.get(&url).send().await.map(|r| r.status()) });
+            match status {
+                Ok(s) if s.is_success() => Ok(ExitCode::SUCCESS),
+                Ok(s) => {
+                    eprintln!("unhealthy: {url} answered {s}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {:#}", anyhow::Error::from(e));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
+}
+
+/// `/healthz` at `listen`, reached on loopback when sluice listens on every interface.
+fn healthz_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
 }

@@ -1,0 +1,129 @@
+# sluice on Cloud Run: the service (streaming pull with always-on CPU, or push with request-driven
+# autoscaling) and a job that runs `sluice replay` one-off, started by the Workflows workflow.
+
+resource "google_cloud_run_v2_service" "sluice" {
+  project             = var.project
+  name                = var.name
+  location            = var.region
+  labels              = var.labels
+  ingress             = var.ingress
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account                  = var.service_account
+    timeout                          = "${var.request_timeout_seconds}s"
+    max_instance_request_concurrency = var.concurrency
+
+    scaling {
+      min_instance_count = var.min_instances
+      max_instance_count = var.max_instances
+    }
+
+    containers {
+      image = var.image
+      args  = ["run"]
+
+      ports {
+        container_port = var.port
+      }
+
+      dynamic "env" {
+        for_each = var.env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+        # Streaming pull works between requests: it needs the CPU always allocated.
+        cpu_idle          = var.cpu_idle
+        startup_cpu_boost = true
+      }
+
+      startup_probe {
+        period_seconds    = 2
+        failure_threshold = 30
+        http_get {
+          path = "/readyz"
+          port = var.port
+        }
+      }
+
+      liveness_probe {
+        period_seconds    = 15
+        failure_threshold = 4
+        http_get {
+          path = "/healthz"
+          port = var.port
+        }
+      }
+    }
+  }
+}
+
+# Who may call the service: the push subscriptions' service account. Nobody else, so the push
+# endpoint is reachable only with a Google-signed token for that account.
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = var.invokers
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_service.sluice.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
+resource "google_cloud_run_v2_job" "replay" {
+  project             = var.project
+  name                = "${var.name}-replay"
+  location            = var.region
+  labels              = var.labels
+  deletion_protection = var.deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = var.replay_service_account
+      timeout         = "${var.replay_timeout_seconds}s"
+      # A replay resumes from its checkpoints, so a retried task continues where it stopped.
+      max_retries = 3
+
+      containers {
+        image = var.image
+        # Each execution overrides these with the replay's own arguments (see the workflow).
+        args = ["replay", "--help"]
+
+        dynamic "env" {
+          for_each = var.env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        resources {
+          limits = {
+            cpu    = var.replay_cpu
+            memory = var.replay_memory
+          }
+        }
+      }
+    }
+  }
+}
+
+# Who may start replays with their own arguments (the workflow).
+resource "google_cloud_run_v2_job_iam_member" "replay_runner" {
+  for_each = var.replay_runners
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_job.replay.name
+  role     = "roles/run.developer"
+  member   = each.value
+}

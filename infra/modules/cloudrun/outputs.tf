@@ -1,0 +1,12 @@
+output "url" {
+  description = "The service URL: push endpoint base and OIDC audience."
+  value       = google_cloud_run_v2_service.sluice.uri
+}
+
+output "service" {
+  value = google_cloud_run_v2_service.sluice.name
+}
+
+output "replay_job" {
+  value = google_cloud_run_v2_job.replay.name
+}

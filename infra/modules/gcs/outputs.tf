@@ -1,0 +1,7 @@
+output "bucket" {
+  value = google_storage_bucket.lake.name
+}
+
+output "url" {
+  value = google_storage_bucket.lake.url
+}

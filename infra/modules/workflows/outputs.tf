@@ -1,0 +1,3 @@
+output "workflow" {
+  value = google_workflows_workflow.replay.id
+}
