@@ -9,9 +9,16 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Sink};
+use crate::config_state::{ConfigState, LakeFollower};
+use crate::health::liveness::Liveness;
+use crate::health::probe::Probe;
+use crate::health::producers::Producers;
+use crate::health::Clock;
+use crate::metrics::Metrics;
 use crate::server::{router, AppState};
-use crate::topology::Topology;
+use crate::status::Status;
+use crate::topology::{Observer, Topology};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -40,10 +47,64 @@ async fn start_pulling(
     for p in &config.pipelines {
         if let Some(sub) = &p.source.subscription {
             let input = topology.inputs[&p.name].clone();
-            tasks.extend(crate::source::pubsub::spawn(&client, ps, ps.subscription_path(sub), input, stop.clone()));
+            let path = ps.subscription_path(sub);
+            let metrics = topology.metrics.subscription(&p.name, &path);
+            tasks.extend(crate::source::pubsub::spawn(&client, ps, path, input, metrics, stop.clone()));
         }
     }
     Ok(tasks)
+}
+
+/// The observers of the chains' output: producer liveness and the configuration state.
+struct Observers {
+    producers: Option<Arc<Producers>>,
+    config_state: Option<Arc<ConfigState>>,
+}
+
+impl Observers {
+    fn new(config: &Config, metrics: &Arc<Metrics>) -> Observers {
+        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        let h = &config.global.health;
+        let watched = h.producers.watched(&names);
+        let producers = (!watched.is_empty())
+            .then(|| Arc::new(Producers::new(h.producers.clone(), watched, Clock::default(), metrics.clone())));
+        let config_state = h.config_state.pipeline(&names).map(|p| Arc::new(ConfigState::new(p, metrics.clone())));
+        Observers { producers, config_state }
+    }
+
+    fn all(&self) -> Vec<Arc<dyn Observer>> {
+        let mut all: Vec<Arc<dyn Observer>> = Vec::new();
+        all.extend(self.producers.clone().map(|p| p as Arc<dyn Observer>));
+        all.extend(self.config_state.clone().map(|c| c as Arc<dyn Observer>));
+        all
+    }
+}
+
+/// The configuration state rebuilt from its snapshot and lake files, and the follower that
+/// keeps reading the lake; `None` when there is no config pipeline with a lake sink.
+async fn rebuild_config_state(config: &Config, state: &Arc<ConfigState>) -> Option<LakeFollower> {
+    let pipeline = config.pipelines.iter().find(|p| p.name == state.pipeline())?;
+    let prefix = pipeline.sinks.iter().find_map(|s| match s {
+        Sink::Lake { prefix, .. } => Some(prefix.clone()),
+        _ => None,
+    })?;
+    let location = crate::store::Location::parse(&config.global.lake.location).ok()?;
+    let (store, base) = match location.open(config.global.lake.endpoint_url().as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the lake; the configuration state starts empty");
+            return None;
+        }
+    };
+    let mut follower = LakeFollower::new(store, &base, &prefix, &config.global.instance, state.clone());
+    match follower.rebuild().await {
+        Ok(changes) => {
+            let (services, keys) = state.size();
+            tracing::info!(changes, services, keys, "configuration state rebuilt from the lake");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot rebuild the configuration state from the lake"),
+    }
+    Some(follower)
 }
 
 /// Run until `shutdown` resolves. `listener` overrides `http.listen` (tests bind port 0).
@@ -52,7 +113,13 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let topology = Topology::start(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let observers = Observers::new(&config, &metrics);
+    let topology = Topology::start_with(&config, metrics.clone(), &observers.all())?;
+    let follower = match &observers.config_state {
+        Some(c) => rebuild_config_state(&config, c).await,
+        None => None,
+    };
     let stop_pulling = tokio_util::sync::CancellationToken::new();
     let pullers = start_pulling(&config, &topology, &stop_pulling).await?;
     let listener = match listener {
@@ -63,15 +130,47 @@ pub async fn run(
         }
     };
     let addr = listener.local_addr().map_err(RunError::Serve)?;
+
+    let health = &config.global.health;
+    let pubsub = config.global.pubsub.as_ref().filter(|p| p.enabled);
+    let shutting_down = tokio_util::sync::CancellationToken::new();
+    let max_outstanding = pubsub.map_or(i64::MAX, |p| p.max_outstanding_messages.get() as i64);
+    let liveness = Arc::new(Liveness::new(metrics.clone(), health, max_outstanding, shutting_down.clone()));
+    let probe = pubsub.and_then(|p| match Probe::new(p, health.check_interval.0) {
+        Ok(probe) => Some(probe),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check subscriptions; readiness follows the streams alone");
+            None
+        }
+    });
+    let background = tokio_util::sync::CancellationToken::new();
+    let mut chores = vec![tokio::spawn(liveness.clone().run(probe, background.clone()))];
+    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+    if let Some(p) = &observers.producers {
+        let emit = health.producers.emit_to(&names).and_then(|n| topology.inputs.get(&n).cloned());
+        chores.push(tokio::spawn(p.clone().run(config.global.instance.clone(), emit, background.clone())));
+    }
+    if let Some(f) = follower {
+        chores.push(tokio::spawn(f.run(health.config_state.refresh.0, background.clone())));
+    }
+    let status = Arc::new(Status::new(
+        config.global.instance.clone(),
+        names.iter().map(|n| n.to_string()).collect(),
+        metrics.clone(),
+        liveness,
+        observers.producers.clone(),
+        observers.config_state.clone(),
+    ));
     let state = AppState {
         inputs: Arc::new(topology.inputs.clone()),
         request_timeout: config.global.http.request_timeout.0,
-        shutting_down: tokio_util::sync::CancellationToken::new(),
+        shutting_down,
+        metrics,
+        status,
     };
     let app = router(state.clone(), config.global.http.max_body.0 as usize);
-    let pipelines: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
     tracing::info!(%addr, lake = %config.global.lake.location, instance = %config.global.instance,
-        pipelines = %pipelines.join(","), "sluice is running");
+        pipelines = %names.join(","), "sluice is running");
 
     let drain = topology.drain.clone();
     let stopping = state.shutting_down.clone();
@@ -87,6 +186,11 @@ pub async fn run(
         .await
         .map_err(RunError::Serve)?;
     tracing::info!("http server stopped; writing what remains");
+    // The producer tracker holds an input of the health pipeline: it must let go before the join.
+    background.cancel();
+    for t in chores {
+        let _ = t.await;
+    }
     for t in pullers {
         let _ = t.await;
     }

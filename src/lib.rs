@@ -12,7 +12,10 @@
 pub mod ack;
 pub mod app;
 pub mod config;
+pub mod config_state;
 pub mod event;
+pub mod health;
+pub mod metrics;
 pub mod path;
 pub mod provision;
 pub mod publish;
@@ -22,6 +25,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod topology;

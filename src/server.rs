@@ -1,5 +1,7 @@
 //! The HTTP surface: `POST /push/{pipeline}` (Cloud Run push subscriptions, `sluice publish`),
-//! `GET /healthz` and `GET /readyz`.
+//! `GET /healthz` (not stalled, sinks not failing on and on), `GET /readyz` (sources connected,
+//! sinks writable, not shutting down), `GET /status` (JSON), `GET /metrics` (OpenMetrics text)
+//! and `GET /config/{service}` (current configuration state).
 //!
 //! A push request is answered only once its event has settled: 200 when durable (or in dead
 //! letters), 503 when it could not be made durable or sluice is shutting down, 429 when the
@@ -20,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Ack, Outcome};
 use crate::event::Event;
+use crate::metrics::Metrics;
 use crate::source::push;
+use crate::status::Status;
 use crate::topology::PipelineInput;
 
 /// How long a push request may wait for room in a full pipeline before being told to retry.
@@ -33,13 +37,18 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Cancelled when shutdown starts: new pushes are refused with 503 so Pub/Sub retries elsewhere.
     pub shutting_down: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .route("/push/{pipeline}", post(push_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthy))
         .route("/readyz", get(ready))
+        .route("/status", get(|State(s): State<AppState>| async move { Json(s.status.to_json()) }))
+        .route("/metrics", get(metrics))
+        .route("/config/{service}", get(config_of))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -49,10 +58,35 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.shutting_down.is_cancelled() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    let r = state.status.liveness.report();
+    if r.ready {
+        return (StatusCode::OK, "ready\n").into_response();
     }
-    (StatusCode::OK, "ready\n").into_response()
+    let body = json!({ "error": "not ready", "not_ready": r.not_ready, "unhealthy": r.unhealthy });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+async fn healthy(State(state): State<AppState>) -> Response {
+    let r = state.status.liveness.report();
+    if r.healthy {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "unhealthy", "unhealthy": r.unhealthy }))).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
+}
+
+async fn config_of(State(state): State<AppState>, Path(service): Path<String>) -> Response {
+    let Some(config) = &state.status.config_state else {
+        return error(StatusCode::NOT_FOUND, "no configuration-changes pipeline: the configuration state is off");
+    };
+    match config.service(&service) {
+        Some(keys) => Json(json!({ "service": service, "keys": keys })).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no configuration change seen for service '{service}'")),
+    }
 }
 
 async fn push_handler(
@@ -80,7 +114,13 @@ async fn push_handler(
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let (ack, outcome) = Ack::channel();
+    let counted = state.metrics.input(&pipeline, "push");
+    counted.received(msg.publish_time);
+    let (tx, outcome) = tokio::sync::oneshot::channel();
+    let ack = Ack::new(move |o| {
+        counted.settled(o);
+        let _ = tx.send(o);
+    });
     let message_id = msg.message_id.clone();
     let event = Event::new(
         msg.message_id,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::Outcome;
 use crate::config::{BatchLimits, Config, Sink};
 use crate::event::{DeadLetter, Event};
+use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
 use crate::sink::lake::LakeSink;
@@ -44,9 +45,19 @@ pub struct PipelineInput {
     pub tx: mpsc::Sender<Event>,
 }
 
+/// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
+/// Called on the chain's task, so it must be quick.
+pub trait Observer: Send + Sync {
+    /// Whether this observer wants the events of `pipeline` (asked once, at start).
+    fn wants(&self, pipeline: &str) -> bool;
+    fn observe(&self, pipeline: &str, event: &Event);
+}
+
 /// The running pipelines.
 pub struct Topology {
     pub inputs: HashMap<String, PipelineInput>,
+    /// Counters and liveness state of every source and sink.
+    pub metrics: Arc<Metrics>,
     /// Cancelled at shutdown: sinks stop waiting for full batches and write at once.
     pub drain: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -54,6 +65,15 @@ pub struct Topology {
 
 impl Topology {
     pub fn start(config: &Config) -> Result<Topology, StartError> {
+        Self::start_with(config, Arc::new(Metrics::new()), &[])
+    }
+
+    /// Start with shared metrics and observers of the chains' output.
+    pub fn start_with(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        observers: &[Arc<dyn Observer>],
+    ) -> Result<Topology, StartError> {
         let location = Location::parse(&config.global.lake.location).expect("checked by config::load");
         let (store, base) = location
             .open(config.global.lake.endpoint_url().as_deref())
@@ -78,8 +98,10 @@ impl Topology {
                 schema: dead_letter::schema(),
                 limits: limits(&config.global.limits.batch),
                 dead: None,
+                metrics: metrics.sink(&p.name, "dead_letters"),
             };
-            tasks.push(spawn_dead_letters(dead_sink, dead_rx, drain.clone(), queue));
+            let dead_count = metrics.dead_lettered(&p.name);
+            tasks.push(spawn_dead_letters(dead_sink, dead_rx, drain.clone(), queue, dead_count));
 
             let mut sinks = Vec::new();
             for s in &p.sinks {
@@ -95,6 +117,7 @@ impl Topology {
                             schema: p.schema.clone(),
                             limits: limits(batch),
                             dead: Some(dead_tx.clone()),
+                            metrics: metrics.sink(&p.name, name),
                         };
                         tasks.push(tokio::spawn(sink.run(rx, drain.clone())));
                     }
@@ -104,10 +127,11 @@ impl Topology {
             }
 
             let (tx, rx) = mpsc::channel::<Event>(queue);
-            tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx)));
+            let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
+            tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
             inputs.insert(p.name.clone(), PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx });
         }
-        Ok(Topology { inputs, drain, tasks })
+        Ok(Topology { inputs, metrics, drain, tasks })
     }
 
     /// Wait for every task to finish. Call after every input sender has been dropped.
@@ -140,6 +164,7 @@ fn spawn_dead_letters(
     mut rx: mpsc::Receiver<DeadLetter>,
     drain: CancellationToken,
     queue: usize,
+    count: prometheus_client::metrics::counter::Counter,
 ) -> JoinHandle<()> {
     let pipeline = sink.pipeline.clone();
     let (tx, events) = mpsc::channel(queue);
@@ -148,6 +173,7 @@ fn spawn_dead_letters(
         while let Some(d) = rx.recv().await {
             tracing::warn!(pipeline = %pipeline, stage = %d.stage, reason = %d.reason,
                 message_id = %d.event.message_id, "dead letter");
+            count.inc();
             if tx.send(dead_letter::to_event(d, &pipeline)).await.is_err() {
                 break;
             }
@@ -164,10 +190,16 @@ async fn run_chain(
     mut rx: mpsc::Receiver<Event>,
     sinks: Vec<(Arc<str>, mpsc::Sender<Event>)>,
     dead: mpsc::Sender<DeadLetter>,
+    observers: Vec<Arc<dyn Observer>>,
 ) {
     while let Some(event) = rx.recv().await {
         match chain.process(event) {
-            Output::Forward(event) => deliver(&pipeline, event, &sinks).await,
+            Output::Forward(event) => {
+                for o in &observers {
+                    o.observe(&pipeline, &event);
+                }
+                deliver(&pipeline, event, &sinks).await
+            }
             Output::Dropped => {}
             Output::Dead(d) => dead_letter::send(&dead, d).await,
         }

@@ -24,7 +24,13 @@ fn problems(root: &Path) -> Vec<Problem> {
 /// (what is broken, file, text replaced, replacement, expected field, expected message part)
 const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("unknown global key", "config/sluice.yaml", "http:\n", "colour: blue\nhttp:\n", "colour",
-     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `limits`, `pubsub`, `bigquery`, `pipelines_dir`, `schemas_dir`"),
+     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `limits`, `pubsub`, `bigquery`, `health`, `pipelines_dir`, `schemas_dir`"),
+    ("down before late", "config/sluice.yaml", "down_after: 5 ", "down_after: 1.5 ", "health.producers.down_after",
+     "expected more intervals than late_after (2), found 1.5"),
+    ("unknown producer pipeline", "config/sluice.yaml", "    late_after: 2", "    pipelines: [health, metrics]\n    late_after: 2",
+     "health.producers.pipelines[1]", "no pipeline named 'metrics'; pipelines are: config-changes, health, logs"),
+    ("bad producer interval", "config/sluice.yaml", "intervals: {}", "intervals: {billing: soon}",
+     "health.producers.intervals.billing", "expected a duration"),
     ("bad listen address", "config/sluice.yaml", "${SLUICE_LISTEN:-127.0.0.1:8080}", "localhost:http", "http.listen",
      "invalid socket address syntax"),
     ("zero batch rows", "config/sluice.yaml", "max_rows: 10000 ", "max_rows: 0 ", "limits.batch.max_rows",

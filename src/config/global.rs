@@ -22,6 +22,9 @@ pub struct GlobalConfig {
     pub pubsub: Option<PubsubConfig>,
     /// BigQuery through the Storage Write API; absent or disabled, `bigquery` sinks are skipped.
     pub bigquery: Option<BigQueryConfig>,
+    /// Producer liveness, sluice's own liveness checks, the configuration-state view.
+    #[serde(default)]
+    pub health: super::health::HealthConfig,
     /// Folder of pipeline files, relative to this file.
     #[serde(default = "default_pipelines_dir")]
     pub pipelines_dir: PathBuf,

@@ -5,6 +5,7 @@
 //! them all at once.
 
 pub mod global;
+pub mod health;
 pub mod interpolate;
 pub mod pipeline;
 pub mod units;
@@ -159,6 +160,11 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
         }
     }
     check_across(&pipelines, &mut problems);
+    if problems.is_empty() {
+        // Only against a complete set of pipelines, or a broken pipeline file would read as missing.
+        let names: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
+        health::check(&global.health, &names, &mut |f, m| problems.push(problem(f, m)));
+    }
 
     if problems.is_empty() {
         Ok(Config { file: file.to_owned(), global, pipelines })

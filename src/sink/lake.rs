@@ -19,6 +19,7 @@ use super::batcher::{Batch, Batcher, Limits};
 use super::encode;
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
+use crate::metrics::SinkMetrics;
 use crate::schema::{parse_timestamp, Schema};
 
 /// The hour a row belongs to.
@@ -57,6 +58,8 @@ pub struct LakeSink {
     pub limits: Limits,
     /// Where rows this sink cannot encode go; `None` for the dead-letter sink itself.
     pub dead: Option<mpsc::Sender<DeadLetter>>,
+    /// Rows written, flush times and failures; readiness and liveness read it.
+    pub metrics: SinkMetrics,
 }
 
 impl LakeSink {
@@ -116,11 +119,15 @@ impl LakeSink {
 
     /// Write one batch and settle every event in it: delivered, dead-lettered, or failed.
     pub async fn write_batch(&self, partition: Partition, events: Vec<Event>) {
+        let started = std::time::Instant::now();
         let mut good = Vec::with_capacity(events.len());
         for e in events {
             match self.schema.check(&e.record, true) {
                 Ok(()) => good.push(e),
-                Err(reason) => self.refuse(e, reason).await,
+                Err(reason) => {
+                    self.metrics.failed("schema", &reason);
+                    self.refuse(e, reason).await
+                }
             }
         }
         if good.is_empty() {
@@ -139,12 +146,14 @@ impl LakeSink {
                 // The events were moved into the task and dropped with it: their acks fail,
                 // so the source redelivers. Nothing is acknowledged.
                 tracing::error!(sink = %self.name, pipeline = %self.pipeline, error = %e, "encoding task failed");
+                self.metrics.failed("encode", &e.to_string());
                 return;
             }
         };
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
+                self.metrics.failed("encode", &e.to_string());
                 for ev in good {
                     self.refuse(ev, format!("cannot encode batch: {e}")).await;
                 }
@@ -153,9 +162,9 @@ impl LakeSink {
         };
         let rows = good.len();
         let path = self.object_path(partition);
-        let started = std::time::Instant::now();
         match self.put(&path, bytes.clone()).await {
             Ok(()) => {
+                self.metrics.flushed(rows, started.elapsed());
                 tracing::info!(sink = %self.name, pipeline = %self.pipeline, object = %path, rows, bytes = bytes.len(),
                     millis = started.elapsed().as_millis() as u64, "wrote batch");
                 for ev in good {
@@ -163,6 +172,7 @@ impl LakeSink {
                 }
             }
             Err(e) => {
+                self.metrics.failed("write", &e.to_string());
                 tracing::error!(sink = %self.name, pipeline = %self.pipeline, rows, error = %e,
                     "batch not written; its messages will be redelivered");
                 for ev in good {
@@ -230,6 +240,7 @@ mod tests {
             schema: Arc::new(Schema::load(&dir, "config_change").unwrap()),
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             dead,
+            metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
         }
     }
 

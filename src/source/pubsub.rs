@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{Ack, Outcome};
 use crate::config::global::PubsubConfig;
 use crate::event::Event;
+use crate::metrics::SourceMetrics;
 use crate::topology::PipelineInput;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +59,14 @@ pub async fn subscriber(config: &PubsubConfig) -> Result<Subscriber, ConnectErro
 }
 
 /// Start the pulling tasks for one subscription feeding one pipeline. They stop pulling when
-/// `stop` is cancelled; messages they already handed over settle through their acks.
+/// `stop` is cancelled; messages they already handed over settle through their acks. They
+/// report to `metrics`, and reopen when the liveness check asks through it.
 pub fn spawn(
     client: &Subscriber,
     config: &PubsubConfig,
     subscription: String,
     input: PipelineInput,
+    metrics: SourceMetrics,
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let streams = config.streams.get();
@@ -80,6 +83,7 @@ pub fn spawn(
                 max_bytes: bytes,
                 lease_extension: config.ack_deadline.0,
                 stream: n,
+                metrics: metrics.clone(),
             };
             tokio::spawn(pull.run(stop.clone()))
         })
@@ -98,11 +102,12 @@ struct Pull {
     /// How far each lease is extended: how soon Pub/Sub redelivers if this process dies.
     lease_extension: Duration,
     stream: usize,
+    metrics: SourceMetrics,
 }
 
 impl Pull {
     async fn run(self, stop: CancellationToken) {
-        let Pull { client, subscription, input, max_messages, max_bytes, lease_extension, stream: n } = self;
+        let Pull { client, subscription, input, max_messages, max_bytes, lease_extension, stream: n, metrics } = self;
         let mut backoff = Duration::from_millis(200);
         while !stop.is_cancelled() {
             let mut stream = client
@@ -125,29 +130,52 @@ impl Pull {
                         }
                         return;
                     }
+                    _ = metrics.state.restart.notified() => {
+                        tracing::warn!(subscription = %subscription, stream = n, "stream stalled; reopening");
+                        break;
+                    }
                     next = stream.next() => next,
                 };
                 match next {
                     Some(Ok((message, handler))) => {
                         backoff = Duration::from_millis(200);
-                        let ack = Ack::new(move |outcome| match outcome {
-                            Outcome::Delivered => handler.ack(),
-                            Outcome::Failed => handler.nack(),
+                        let publish_time = message.publish_time.and_then(to_chrono).unwrap_or_else(Utc::now);
+                        let bytes = message.data.len();
+                        metrics.received(publish_time, bytes);
+                        let settled = metrics.clone();
+                        let ack = Ack::new(move |outcome| {
+                            match outcome {
+                                Outcome::Delivered => handler.ack(),
+                                Outcome::Failed => handler.nack(),
+                            }
+                            settled.settled(outcome, bytes);
                         });
                         let event = Event::new(
                             message.message_id,
-                            message.publish_time.and_then(to_chrono).unwrap_or_else(Utc::now),
+                            publish_time,
                             message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
                             message.data,
                             subscription.clone(),
                             ack,
                         );
-                        // Waits while the pipeline is full: back-pressure on the stream.
-                        if input.tx.send(event).await.is_err() {
+                        // Waits while the pipeline is full: back-pressure on the stream, which the
+                        // liveness check must not mistake for a stall.
+                        let sent = match input.tx.try_send(event) {
+                            Ok(()) => Ok(()),
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
+                                metrics.state.blocked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let r = input.tx.send(event).await.map_err(drop);
+                                metrics.state.blocked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                                r
+                            }
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(()),
+                        };
+                        if sent.is_err() {
                             return; // pipeline closed: shutting down; the dropped event nacks itself
                         }
                     }
                     Some(Err(e)) => {
+                        metrics.stream_error(&e.to_string());
                         tracing::warn!(subscription = %subscription, stream = n, error = %e,
                             retry_in_ms = backoff.as_millis() as u64, "streaming pull failed; reopening");
                         break;

@@ -1,0 +1,408 @@
+//! Producer health from liveness: every service seen on the watched pipelines (`health`,
+//! `logs`) has a last-seen time, an expected interval, and a state.
+//!
+//! A producer is late once silent for `late_after` intervals and down after `down_after`;
+//! otherwise its state is what its last explicit report said (`healthy`, `degraded`,
+//! `unhealthy`; a plain heartbeat or log line counts as healthy). Each change of state is logged
+//! and sent, as a `health` event from sluice, into the `emit_to` pipeline, so its sinks keep the
+//! history. Those events carry the attribute `origin: sluice-liveness` and are not themselves
+//! signs of life. Their message id is derived from the producer and the last-seen time, so
+//! instances that see the same heartbeats emit the same ids (deduplicated downstream).
+//!
+//! Event time is the record's `timestamp` (capped at now), so a backlog of old heartbeats does
+//! not make a dead producer look alive.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Clock;
+use crate::ack::{Ack, Outcome};
+use crate::config::health::ProducersConfig;
+use crate::event::Event;
+use crate::metrics::{Metrics, StateLabel};
+use crate::topology::{Observer, PipelineInput};
+
+/// Attribute marking events sluice emits itself.
+pub const ORIGIN: &str = "origin";
+pub const ORIGIN_LIVENESS: &str = "sluice-liveness";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Late,
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Degraded => "degraded",
+            State::Unhealthy => "unhealthy",
+            State::Late => "late",
+            State::Down => "down",
+        }
+    }
+
+    const ALL: [State; 5] = [State::Healthy, State::Degraded, State::Unhealthy, State::Late, State::Down];
+}
+
+/// An explicit health report's content.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Value>,
+}
+
+impl Report {
+    fn state(&self) -> State {
+        match self.status.as_str() {
+            "degraded" => State::Degraded,
+            "unhealthy" => State::Unhealthy,
+            _ => State::Healthy,
+        }
+    }
+}
+
+struct Producer {
+    last_seen: DateTime<Utc>,
+    /// `None` until first evaluated: the first sighting is not a transition.
+    state: Option<State>,
+    report: Option<Report>,
+}
+
+/// One producer as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProducerView {
+    pub state: State,
+    pub last_seen: String,
+    pub interval_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+}
+
+/// A change of a producer's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub service: String,
+    pub from: State,
+    pub to: State,
+    /// When it happened: the threshold crossed, or the sign of life that ended it.
+    pub at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub interval: Duration,
+}
+
+pub struct Producers {
+    config: ProducersConfig,
+    watched: Vec<String>,
+    clock: Clock,
+    inner: Mutex<HashMap<String, Producer>>,
+    wake: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Producers {
+    pub fn new(config: ProducersConfig, watched: Vec<String>, clock: Clock, metrics: Arc<Metrics>) -> Producers {
+        Producers { config, watched, clock, inner: Mutex::new(HashMap::new()), wake: Notify::new(), metrics }
+    }
+
+    fn thresholds(&self, service: &str) -> (Duration, Duration, Duration) {
+        let i = self.config.interval(service);
+        (i, i.mul_f64(self.config.late_after), i.mul_f64(self.config.down_after))
+    }
+
+    fn state_of(&self, service: &str, p: &Producer, now: DateTime<Utc>) -> State {
+        let (_, late, down) = self.thresholds(service);
+        let silent = (now - p.last_seen).to_std().unwrap_or_default();
+        if silent >= down {
+            State::Down
+        } else if silent >= late {
+            State::Late
+        } else {
+            p.report.as_ref().map_or(State::Healthy, Report::state)
+        }
+    }
+
+    /// A sign of life from `service` at `at`, with its report if it was an explicit one.
+    pub fn seen(&self, service: &str, at: DateTime<Utc>, report: Option<Report>) {
+        let now = self.clock.now();
+        let at = at.min(now);
+        let mut inner = self.inner.lock().expect("not poisoned");
+        let p = inner.entry(service.to_owned()).or_insert(Producer { last_seen: at, state: None, report: None });
+        if at >= p.last_seen {
+            p.last_seen = at;
+            if report.is_some() {
+                p.report = report;
+            }
+        }
+        let state = self.state_of(service, p, now);
+        if p.state != Some(state) {
+            drop(inner);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Bring every producer's state up to `now`; returns the changes, oldest first.
+    pub fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let mut inner = self.inner.lock().expect("not poisoned");
+        for (service, p) in inner.iter_mut() {
+            let to = self.state_of(service, p, now);
+            match p.state {
+                None => p.state = Some(to),
+                Some(from) if from != to => {
+                    let (interval, late, down) = self.thresholds(service);
+                    let at = match to {
+                        State::Late => p.last_seen + late,
+                        State::Down => p.last_seen + down,
+                        _ => p.last_seen,
+                    };
+                    out.push(Transition { service: service.clone(), from, to, at, last_seen: p.last_seen, interval });
+                    p.state = Some(to);
+                }
+                Some(_) => {}
+            }
+        }
+        let mut counts: HashMap<State, i64> = HashMap::new();
+        for p in inner.values() {
+            *counts.entry(p.state.unwrap_or(State::Healthy)).or_default() += 1;
+        }
+        drop(inner);
+        for s in State::ALL {
+            let n = counts.get(&s).copied().unwrap_or(0);
+            self.metrics.producers.get_or_create(&StateLabel { state: s.as_str().into() }).set(n);
+        }
+        out.sort_by(|a, b| (a.at, &a.service).cmp(&(b.at, &b.service)));
+        out
+    }
+
+    /// When the next threshold is crossed, if any producer has one ahead.
+    fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let inner = self.inner.lock().expect("not poisoned");
+        inner
+            .iter()
+            .filter_map(|(service, p)| {
+                let (_, late, down) = self.thresholds(service);
+                match p.state {
+                    Some(State::Down) => None,
+                    Some(State::Late) => Some(p.last_seen + down),
+                    _ => Some(p.last_seen + late),
+                }
+            })
+            .min()
+    }
+
+    /// Every producer, by name.
+    pub fn view(&self) -> BTreeMap<String, ProducerView> {
+        let now = self.clock.now();
+        let inner = self.inner.lock().expect("not poisoned");
+        inner
+            .iter()
+            .map(|(service, p)| {
+                let view = ProducerView {
+                    state: self.state_of(service, p, now),
+                    last_seen: p.last_seen.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    interval_seconds: self.config.interval(service).as_secs_f64(),
+                    report: p.report.clone(),
+                };
+                (service.clone(), view)
+            })
+            .collect()
+    }
+
+    /// Evaluate at each threshold and each sign of life that changes a state; log every
+    /// transition and send it into `emit` (the `emit_to` pipeline) until `stop`.
+    pub async fn run(self: Arc<Self>, instance: String, emit: Option<PipelineInput>, stop: CancellationToken) {
+        let counted = emit.as_ref().map(|i| self.metrics.input(&i.name, "liveness"));
+        loop {
+            for t in self.evaluate(self.clock.now()) {
+                tracing::info!(service = %t.service, from = t.from.as_str(), to = t.to.as_str(),
+                    at = %t.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    last_seen = %t.last_seen.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    interval_s = t.interval.as_secs_f64(), "producer health changed");
+                if let (Some(input), Some(counted)) = (&emit, &counted) {
+                    let event = transition_event(&t, &instance, counted.clone());
+                    counted.received(event.publish_time);
+                    if input.tx.send(event).await.is_err() {
+                        return; // the pipeline has shut down
+                    }
+                }
+            }
+            let deadline = self.next_deadline().map(|d| self.clock.instant_at(d));
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => {}
+            }
+        }
+    }
+}
+
+/// The `health` event that records a transition.
+pub fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
+    let ts = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let record = json!({
+        "timestamp": ts(t.at),
+        "service": t.service,
+        "instance": format!("sluice/{instance}"),
+        "status": t.to.as_str(),
+        "checks": {"liveness": {
+            "from": t.from.as_str(),
+            "to": t.to.as_str(),
+            "last_seen": ts(t.last_seen),
+            "interval_seconds": t.interval.as_secs_f64(),
+        }},
+    });
+    let id = format!("liveness:{}:{}:{}", t.service, t.to.as_str(), t.last_seen.timestamp_micros());
+    let service = t.service.clone();
+    let ack = Ack::new(move |o| {
+        counted.settled(o);
+        if o == Outcome::Failed {
+            tracing::error!(service, "producer health transition could not be written");
+        }
+    });
+    let attributes = BTreeMap::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]);
+    Event::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness"), ack)
+}
+
+impl Observer for Producers {
+    fn wants(&self, pipeline: &str) -> bool {
+        self.watched.iter().any(|w| w == pipeline)
+    }
+
+    fn observe(&self, _pipeline: &str, event: &Event) {
+        if event.attributes.get(ORIGIN).is_some_and(|o| o == ORIGIN_LIVENESS) {
+            return;
+        }
+        let r = &event.record;
+        let Some(service) = r.get("service").and_then(Value::as_str) else { return };
+        let at = r
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(crate::schema::parse_timestamp)
+            .unwrap_or(event.publish_time);
+        let report = r.get("status").and_then(Value::as_str).map(|status| Report {
+            status: status.to_owned(),
+            latency_ms: r.get("latency_ms").and_then(Value::as_f64),
+            checks: r.get("checks").filter(|c| !c.is_null()).cloned(),
+        });
+        self.seen(service, at, report);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::units::HumanDuration;
+    use tokio::sync::mpsc;
+
+    fn producers() -> Arc<Producers> {
+        let mut config = ProducersConfig::default();
+        config.intervals.insert("billing".into(), HumanDuration(Duration::from_secs(10)));
+        config.late_after = 2.0;
+        config.down_after = 5.0;
+        Arc::new(Producers::new(config, vec!["health".into()], Clock::default(), Arc::new(Metrics::new())))
+    }
+
+    fn record(e: &Event) -> Value {
+        serde_json::from_slice(&e.data).unwrap()
+    }
+
+    /// Heartbeats stop: late at 2 intervals, down at 5, healthy again at the next heartbeat;
+    /// each transition emitted once, at its threshold.
+    #[tokio::test(start_paused = true)]
+    async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat() {
+        let p = producers();
+        let (tx, mut rx) = mpsc::channel(16);
+        let input = PipelineInput { name: Arc::from("health"), push: false, tx };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(p.clone().run("test".into(), Some(input), stop.clone()));
+        let start = tokio::time::Instant::now();
+        let t0 = p.clock.now();
+        p.seen("billing", t0, Some(Report { status: "healthy".into(), latency_ms: Some(12.0), checks: None }));
+        tokio::time::sleep(Duration::from_secs(19)).await;
+        assert!(rx.try_recv().is_err(), "still healthy 19s after the last heartbeat (late at 20s)");
+        assert_eq!(p.view()["billing"].state, State::Healthy);
+
+        let late = rx.recv().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(20), "late exactly at 2 x 10s");
+        let r = record(&late);
+        assert_eq!(r["status"], "late");
+        assert_eq!(r["service"], "billing");
+        assert_eq!(r["checks"]["liveness"]["from"], "healthy");
+        assert_eq!(late.publish_time, t0 + chrono::Duration::seconds(20));
+        assert_eq!(late.attributes[ORIGIN], ORIGIN_LIVENESS);
+
+        let down = rx.recv().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(50), "down exactly at 5 x 10s");
+        assert_eq!(record(&down)["status"], "down");
+        assert_eq!(record(&down)["checks"]["liveness"]["from"], "late");
+
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(rx.try_recv().is_err(), "down is emitted once, and nothing follows while silent");
+
+        let back = p.clock.now();
+        p.seen("billing", back, None);
+        let healthy = rx.recv().await.unwrap();
+        assert_eq!(record(&healthy)["status"], "healthy");
+        assert_eq!(record(&healthy)["checks"]["liveness"]["from"], "down");
+        assert_eq!(healthy.publish_time, back);
+        assert_ne!(healthy.message_id, down.message_id);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(rx.try_recv().is_err(), "recovery emitted once");
+
+        let now = p.clock.now();
+        p.seen("billing", now, Some(Report { status: "degraded".into(), latency_ms: None, checks: None }));
+        assert_eq!(record(&rx.recv().await.unwrap())["status"], "degraded", "an explicit report counts");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_interval_applies_and_old_heartbeats_do_not_revive() {
+        let p = producers();
+        let now = p.clock.now();
+        p.seen("search", now - chrono::Duration::seconds(200), None);
+        assert!(p.evaluate(now).is_empty(), "first sighting is not a transition");
+        assert_eq!(p.view()["search"].state, State::Down, "200s silent at 30s interval: down");
+        p.seen("search", now - chrono::Duration::seconds(300), None);
+        assert_eq!(p.view()["search"].state, State::Down, "an older heartbeat changes nothing");
+        p.seen("search", now - chrono::Duration::seconds(61), None);
+        assert_eq!(p.view()["search"].state, State::Late, "61s silent: late (60s), not down (150s)");
+        assert!(p.evaluate(now).iter().any(|t| t.from == State::Down && t.to == State::Late));
+        assert!(p.evaluate(now).is_empty(), "each transition once");
+    }
+
+    #[test]
+    fn transition_ids_are_the_same_on_every_instance() {
+        let t = Transition {
+            service: "s".into(),
+            from: State::Healthy,
+            to: State::Late,
+            at: Utc::now(),
+            last_seen: Utc::now(),
+            interval: Duration::from_secs(1),
+        };
+        let m = Metrics::new();
+        let a = transition_event(&t, "a", m.input("health", "liveness"));
+        let b = transition_event(&t, "b", m.input("health", "liveness"));
+        assert_eq!(a.message_id, b.message_id);
+        a.ack.settle(Outcome::Delivered);
+        b.ack.settle(Outcome::Delivered);
+    }
+}
