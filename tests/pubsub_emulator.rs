@@ -7,63 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{PubsubEmulator, Sluice};
-use sluice::publish::{PublishArgs, Target};
-
-/// Publish `count` sample events for `pipeline` to its topic; returns the Pub/Sub message ids.
-async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
-    let env: HashMap<&str, String> = emu.env().into_iter().collect();
-    let config =
-        sluice::config::load_with_env(&common::repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
-    let pubsub = config.global.pubsub.clone().unwrap();
-    let summary = sluice::publish::run(PublishArgs {
-        target: Target::Topic { topic: pubsub.topic_path(pipeline), pubsub },
-        pipeline: pipeline.into(),
-        file: None,
-        count,
-        seed,
-        kind: None,
-        concurrency: 64,
-        rate: None,
-    })
-    .await
-    .unwrap();
-    assert_eq!(summary.delivered, count, "every publish succeeded");
-    summary.ids
-}
-
-/// Message ids in the lake for a pipeline, with how often each occurs.
-fn lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for row in common::read_rows(&lake.join(pipeline)) {
-        *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
-    }
-    ids
-}
-
-/// Wait until every id is in the lake for `pipeline`, or panic after `limit`.
-fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) -> HashMap<String, usize> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let found = lake_ids(lake, pipeline);
-        let missing = ids.iter().filter(|id| !found.contains_key(*id)).count();
-        if missing == 0 {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pipeline}: {missing} of {} events still missing after {limit:?}",
-            ids.len()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn env_with(emu: &PubsubEmulator, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    let mut env = emu.env();
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    env
-}
+use common::{env_with, lake_ids, publish, wait_for_all, PubsubEmulator, Sluice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_events_across_three_topics_land_once_each() {

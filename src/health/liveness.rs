@@ -112,9 +112,9 @@ impl Liveness {
                 _ = tick.tick() => {}
             }
             if let Some(probe) = &probe {
-                for s in self.metrics.sources() {
-                    self.check(probe, &s, started).await;
-                }
+                // All at once, so one slow subscription does not delay the verdict on the others.
+                let sources = self.metrics.sources();
+                futures::future::join_all(sources.iter().map(|s| self.check(probe, s, started))).await;
             }
             let report = self.report();
             if !report.healthy {

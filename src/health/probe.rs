@@ -35,6 +35,7 @@ impl ProbeError {
 
 pub struct Probe {
     http: reqwest::Client,
+    timeout: Duration,
     base: String,
     /// Application default credentials for production; `None` for an emulator or private endpoint.
     credentials: Option<google_cloud_auth::credentials::Credentials>,
@@ -54,7 +55,7 @@ impl Probe {
         };
         let http =
             reqwest::Client::builder().timeout(timeout).build().map_err(|e| ProbeError::Unreachable(e.to_string()))?;
-        Ok(Probe { http, base, credentials })
+        Ok(Probe { http, timeout, base, credentials })
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, ProbeError> {
@@ -69,7 +70,13 @@ impl Probe {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| ProbeError::Unreachable(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| {
+            ProbeError::Unreachable(if e.is_timeout() {
+                format!("no answer within {:?}", self.timeout)
+            } else {
+                e.to_string()
+            })
+        })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ProbeError::Unreachable(e.to_string()))?;
         if !status.is_success() {

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: run the real `sluice` binary and read back what it wrote.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -224,6 +225,32 @@ impl PubsubEmulator {
     }
 }
 
+impl PubsubEmulator {
+    /// Freeze (`STOP`) or thaw (`CONT`) the emulator: its JVM stops answering but keeps its state.
+    pub fn freeze(&self, on: bool) {
+        let sig = if on { libc::SIGSTOP } else { libc::SIGCONT };
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill(2) with a positive pid signals only that process, one we started.
+            unsafe { libc::kill(pid as libc::pid_t, sig) };
+        }
+    }
+}
+
+/// `pid` and every process below it, from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            out.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+        i += 1;
+    }
+    out
+}
+
 impl Drop for PubsubEmulator {
     fn drop(&mut self) {
         // The launcher script starts a JVM child: end the whole group.
@@ -377,4 +404,59 @@ impl Drop for FakeGcs {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Publish `count` sample events for `pipeline` to its topic; returns the Pub/Sub message ids.
+pub async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
+    let env: HashMap<&str, String> = emu.env().into_iter().collect();
+    let config = sluice::config::load_with_env(&repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
+    let pubsub = config.global.pubsub.clone().unwrap();
+    let summary = sluice::publish::run(sluice::publish::PublishArgs {
+        target: sluice::publish::Target::Topic { topic: pubsub.topic_path(pipeline), pubsub },
+        pipeline: pipeline.into(),
+        file: None,
+        count,
+        seed,
+        kind: None,
+        concurrency: 64,
+        rate: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.delivered, count, "every publish succeeded");
+    summary.ids
+}
+
+/// Message ids in the lake for a pipeline, with how often each occurs.
+pub fn lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for row in read_rows(&lake.join(pipeline)) {
+        *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    ids
+}
+
+/// Wait until every id is in the lake for `pipeline`, or panic after `limit`.
+pub fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) -> HashMap<String, usize> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let found = lake_ids(lake, pipeline);
+        let missing = ids.iter().filter(|id| !found.contains_key(*id)).count();
+        if missing == 0 {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pipeline}: {missing} of {} events still missing after {limit:?}",
+            ids.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The emulator's environment plus `extra`.
+pub fn env_with(emu: &PubsubEmulator, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = emu.env();
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    env
 }
