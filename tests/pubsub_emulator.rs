@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{env_with, lake_ids, publish, wait_for_all, PubsubEmulator, Sluice};
