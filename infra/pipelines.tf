@@ -74,7 +74,7 @@ locals {
         { name = "timestamp", type = "TIMESTAMP", mode = "REQUIRED", description = "When the report was made (UTC)." },
         { name = "service", type = "STRING", mode = "REQUIRED", description = "Reporting service." },
         { name = "instance", type = "STRING", mode = "NULLABLE", description = "Instance of the service (pod, VM)." },
-        { name = "status", type = "STRING", mode = "REQUIRED", description = "heartbeat, healthy, degraded or unhealthy." },
+        { name = "status", type = "STRING", mode = "REQUIRED", description = "heartbeat, healthy, degraded or unhealthy; late or down in rows sluice writes when a producer goes silent (instance sluice/<name>)." },
         { name = "latency_ms", type = "FLOAT", mode = "NULLABLE", description = "Latency the service measured for its own checks." },
         { name = "checks", type = "JSON", mode = "NULLABLE", description = "Individual check results." },
         { name = "version", type = "STRING", mode = "NULLABLE", description = "Version of the reporting service." },
