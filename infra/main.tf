@@ -57,9 +57,9 @@ module "gcs" {
 
   # sluice writes objects and reads the lake back (state rebuilt after a restart); replay reads
   # the archive and writes only under replay_prefix.
-  object_creators = { run = local.members.run }
-  object_viewers  = { run = local.members.run, replay = local.members.replay }
-  replay_writers  = { replay = local.members.replay }
+  object_users   = { run = local.members.run }
+  object_viewers = { replay = local.members.replay }
+  replay_writers = { replay = local.members.replay }
 
   depends_on = [google_project_service.api]
 }

@@ -1,6 +1,6 @@
 # The lake bucket: Parquet files under <lake_prefix>/<pipeline>/dt=/hour=, dead letters under
-# <lake_prefix>/<dead_letters>/. sluice writes each object with one put and never rewrites it, so
-# the runtime only needs to create (and, for state rebuilt from the lake, read) objects.
+# <lake_prefix>/<dead_letters>/. sluice writes each object once under a new name and reads the lake
+# back (state rebuilt after a restart).
 
 resource "google_storage_bucket" "lake" {
   project                     = var.project
@@ -84,10 +84,12 @@ resource "google_storage_bucket" "lake" {
   }
 }
 
-resource "google_storage_bucket_iam_member" "object_creator" {
-  for_each = var.object_creators
+# objectUser, not objectCreator: a put retried after a lost response replaces the object its first
+# attempt already wrote, which needs storage.objects.delete. No bucket or IAM administration.
+resource "google_storage_bucket_iam_member" "object_user" {
+  for_each = var.object_users
   bucket   = google_storage_bucket.lake.name
-  role     = "roles/storage.objectCreator"
+  role     = "roles/storage.objectUser"
   member   = each.value
 }
 

@@ -53,14 +53,14 @@ variable "replay_retention_days" {
   default = 14
 }
 
-variable "object_creators" {
-  description = "IAM members that create objects (sluice), by a name known at plan time."
+variable "object_users" {
+  description = "IAM members that write and read objects (sluice), by a name known at plan time."
   type        = map(string)
   default     = {}
 }
 
 variable "object_viewers" {
-  description = "IAM members that read objects (sluice, replay), by a name known at plan time."
+  description = "IAM members that only read objects (replay), by a name known at plan time."
   type        = map(string)
   default     = {}
 }
