@@ -119,7 +119,8 @@ module "pubsub" {
   consumer_member      = local.members.run
   publisher_members    = { replay = local.members.replay }
 
-  depends_on = [google_project_service.api]
+  # push_service_account is an email spelled out, not a reference: wait for the accounts.
+  depends_on = [google_project_service.api, google_service_account.sa]
 }
 
 module "workflows" {
