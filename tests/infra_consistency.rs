@@ -285,6 +285,23 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
     let config_dir = config_file.parent().unwrap();
     let schemas_dir = config_dir.join(&g.schemas_dir);
 
+    // Every variable Terraform sets is one the config or the CLI reads: a misspelt one would be
+    // silently ignored and its default used.
+    let mut read = String::new();
+    read.push_str(&std::fs::read_to_string(config_file).unwrap_or_default());
+    for p in &config.pipelines {
+        read.push_str(&std::fs::read_to_string(&p.file).unwrap_or_default());
+    }
+    let cli = std::fs::read_to_string(common::repo().join("src/main.rs")).unwrap();
+    for k in env.keys() {
+        if !read.contains(&format!("${{{k}")) && !cli.contains(&format!("env = \"{k}\"")) {
+            out.push(format!(
+                "infra/ sets {k} for the service, which neither {} nor its pipelines nor the CLI read",
+                config_file.display()
+            ));
+        }
+    }
+
     // HTTP: the container port.
     if g.http.listen.port() as u64 != port.as_u64().unwrap_or(0) || !g.http.listen.ip().is_unspecified() {
         out.push(format!(
@@ -568,6 +585,10 @@ fn drift_in_terraform_is_reported() {
     // Without SLUICE_LAKE the service would write to the image's scratch folder.
     let p = drift_with(replaced("pipelines.tf", "    SLUICE_LAKE ", "    X_SLUICE_LAKE "));
     assert_reports(&p, "lake.location is './data/lake' with infra/'s environment, but infra/ creates the lake at gs://sample-lake/events");
+
+    let p = drift_with(replaced("pipelines.tf", "    SLUICE_PROJECT ", "    SLUICE_PROJECT_ID "));
+    assert_reports(&p, "infra/ sets SLUICE_PROJECT_ID for the service, which neither");
+    assert_reports(&p, "pubsub.project is 'sluice-local' but infra/ deploys to project \"sample-project\"");
 
     // A misspelt module input, an undeclared variable, a missing module.
     let p = drift_with(replaced(

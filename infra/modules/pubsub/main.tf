@@ -85,12 +85,16 @@ resource "google_pubsub_subscription" "pipeline" {
   }
 }
 
-# sluice (pull) may only consume its own subscriptions.
+# sluice (pull) may consume its own subscriptions and read their settings (its readiness check
+# gets each subscription every health.check_interval), and nothing else.
 resource "google_pubsub_subscription_iam_member" "consumer" {
-  for_each     = local.push ? {} : var.pipelines
+  for_each = {
+    for pair in setproduct(keys(var.pipelines), ["roles/pubsub.subscriber", "roles/pubsub.viewer"]) :
+    "${pair[0]} ${pair[1]}" => pair if !local.push
+  }
   project      = var.project
-  subscription = google_pubsub_subscription.pipeline[each.key].name
-  role         = "roles/pubsub.subscriber"
+  subscription = google_pubsub_subscription.pipeline[each.value[0]].name
+  role         = each.value[1]
   member       = var.consumer_member
 }
 
