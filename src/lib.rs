@@ -6,6 +6,7 @@
 //!        └──── ack::Ack settles once every sink has made the event durable ◀────┘
 //! ```
 //! `config` loads and checks YAML; `schema` derives Arrow and BigQuery schemas from `schemas/`;
+//! `store` opens the lake location (a local folder, or a GCS bucket over the JSON API);
 //! `app` runs it all and shuts down in order; `server` is the HTTP surface; `publish` and
 //! `sample` feed it.
 
