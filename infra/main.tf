@@ -97,8 +97,9 @@ module "cloudrun" {
   min_instances = var.delivery == "pull" ? var.min_instances : 0
   cpu_idle      = var.delivery == "push"
 
-  invokers       = { for k, m in { push = local.members.push } : k => m if var.delivery == "push" }
-  replay_runners = { workflow = local.members.workflow }
+  custom_audiences = [local.push_audience]
+  invokers         = { for k, m in { push = local.members.push } : k => m if var.delivery == "push" }
+  replay_runners   = { workflow = local.members.workflow }
 
   depends_on = [google_service_account.sa]
 }
@@ -115,6 +116,7 @@ module "pubsub" {
   labels                = var.labels
 
   push_url             = module.cloudrun.url
+  push_audience        = local.push_audience
   push_service_account = local.emails.push
   consumer_member      = local.members.run
   publisher_members    = { replay = local.members.replay }

@@ -32,6 +32,9 @@ locals {
   # sluice's HTTP port in the container.
   port = 8080
 
+  # Audience of the push subscriptions' OIDC tokens, a custom audience of the service.
+  push_audience = "https://${var.service_name}.push.${var.project}"
+
   # The environment of the service and the replay job: what config/sluice.yaml interpolates.
   service_env = {
     SLUICE_INSTANCE     = var.service_name

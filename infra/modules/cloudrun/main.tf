@@ -8,6 +8,9 @@ resource "google_cloud_run_v2_service" "sluice" {
   labels              = var.labels
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
+  # Tokens for this audience are accepted besides the service URL, so the push subscriptions
+  # (and sluice's own token check) need not know the URL, which exists only after the service.
+  custom_audiences = var.custom_audiences
 
   template {
     service_account                  = var.service_account

@@ -92,6 +92,12 @@ variable "replay_timeout_seconds" {
   default = 86400
 }
 
+variable "custom_audiences" {
+  description = "OIDC audiences the service accepts besides its URL (the push subscriptions' audience)."
+  type        = list(string)
+  default     = []
+}
+
 variable "invokers" {
   description = "IAM members that may call the service (the push service account), by a name known at plan time."
   type        = map(string)

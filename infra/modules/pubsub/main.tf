@@ -72,15 +72,15 @@ resource "google_pubsub_subscription" "pipeline" {
       push_endpoint = "${var.push_url}/push/${push_config.value}"
       oidc_token {
         service_account_email = var.push_service_account
-        audience              = var.push_url
+        audience              = var.push_audience
       }
     }
   }
 
   lifecycle {
     precondition {
-      condition     = !local.push || (var.push_url != "" && var.push_service_account != "")
-      error_message = "Push delivery needs push_url (the Cloud Run service URL) and push_service_account."
+      condition     = !local.push || (var.push_url != "" && var.push_audience != "" && var.push_service_account != "")
+      error_message = "Push delivery needs push_url (the Cloud Run service URL), push_audience and push_service_account."
     }
   }
 }

@@ -71,6 +71,12 @@ variable "push_url" {
   default     = ""
 }
 
+variable "push_audience" {
+  description = "Audience of the push OIDC tokens: one of the service's custom audiences."
+  type        = string
+  default     = ""
+}
+
 variable "push_service_account" {
   description = "Email of the service account whose OIDC token Pub/Sub sends with each push."
   type        = string
