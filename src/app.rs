@@ -113,6 +113,13 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let project = std::env::var("GOOGLE_CLOUD_PROJECT").ok().or_else(|| {
+        let g = &config.global;
+        g.pubsub.as_ref().map(|p| p.project.clone()).or_else(|| g.bigquery.as_ref().map(|b| b.project.clone()))
+    });
+    if let Some(p) = project {
+        crate::telemetry::set_project(&p);
+    }
     let metrics = Arc::new(Metrics::new());
     let observers = Observers::new(&config, &metrics);
     let topology = Topology::start_with(&config, metrics.clone(), &observers.all())?;

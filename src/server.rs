@@ -95,6 +95,18 @@ async fn push_handler(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    use tracing::Instrument;
+    // Lines logged while handling a traced request land under its trace in Cloud Logging.
+    match crate::telemetry::TraceContext::from_headers(|h| headers.get(h).and_then(|v| v.to_str().ok())) {
+        Some(trace) => {
+            let span = trace.span("push", &pipeline);
+            push(state, pipeline, headers, body).instrument(span).await
+        }
+        None => push(state, pipeline, headers, body).await,
+    }
+}
+
+async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Bytes) -> Response {
     let Some(input) = state.inputs.get(&pipeline).filter(|i| i.push) else {
         let mut accepting: Vec<&str> = state.inputs.values().filter(|i| i.push).map(|i| &*i.name).collect();
         accepting.sort();

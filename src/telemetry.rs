@@ -1,13 +1,20 @@
 //! Logs: one JSON object per line in Cloud Logging's structured format (`severity`, `message`,
-//! `time`, `logging.googleapis.com/sourceLocation`, plus the event's fields), or human text.
+//! `time`, `logging.googleapis.com/sourceLocation`, the trace fields, plus the fields of the event
+//! and of the spans around it), or human text.
+//!
+//! A span with `trace_id` (and `span_id`, `trace_sampled`) fields, such as the one each push
+//! request runs in ([`TraceContext::span`]), puts its lines under that trace in Cloud Logging:
+//! `logging.googleapis.com/trace` is `projects/<project>/traces/<trace_id>` once [`set_project`]
+//! named the project.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +31,7 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.event_format(CloudLogging).try_init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(CloudLogging).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -39,6 +46,54 @@ fn severity(level: &Level) -> &'static str {
     }
 }
 
+static PROJECT: OnceLock<String> = OnceLock::new();
+
+/// The Google Cloud project traces belong to (the first call wins).
+pub fn set_project(project: &str) {
+    let _ = PROJECT.set(project.to_owned());
+}
+
+/// A request's trace, from `traceparent` (W3C) or `X-Cloud-Trace-Context`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub span_id: Option<String>,
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// From request headers, looked up by lower-case name.
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<TraceContext> {
+        if let Some(tp) = header("traceparent") {
+            // 00-<32 hex trace>-<16 hex span>-<2 hex flags>
+            let parts: Vec<&str> = tp.trim().split('-').collect();
+            if let [_, trace, span, flags] = parts[..] {
+                if trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace.bytes().any(|b| b != b'0')
+                {
+                    let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+                    return Some(TraceContext { trace_id: trace.into(), span_id: Some(span.into()), sampled });
+                }
+            }
+        }
+        // TRACE_ID/SPAN_ID;o=1 (span id in decimal)
+        let cloud = header("x-cloud-trace-context")?;
+        let (ids, options) = cloud.trim().split_once(';').unwrap_or((cloud.trim(), ""));
+        let (trace, span) = ids.split_once('/').map_or((ids, None), |(t, s)| (t, Some(s)));
+        if trace.is_empty() || !trace.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let span_id = span.and_then(|s| s.parse::<u64>().ok()).map(|s| format!("{s:016x}"));
+        Some(TraceContext { trace_id: trace.into(), span_id, sampled: options.contains("o=1") })
+    }
+
+    /// A span whose log lines carry this trace.
+    pub fn span(&self, name: &'static str, pipeline: &str) -> tracing::Span {
+        let span = self.span_id.as_deref().unwrap_or("");
+        tracing::info_span!("request", request = name, pipeline, trace_id = %self.trace_id, span_id = span,
+            trace_sampled = self.sampled)
+    }
+}
+
 pub struct CloudLogging;
 
 impl<S, N> FormatEvent<S, N> for CloudLogging
@@ -46,15 +101,46 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        writeln!(writer, "{}", Value::Object(to_json(event)))
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        // Span fields, outermost first, as the JSON field formatter stored them.
+        let mut spans = Map::new();
+        for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
+            if let Some(f) = span.extensions().get::<FormattedFields<N>>() {
+                if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(f) {
+                    spans.extend(m);
+                }
+            }
+        }
+        writeln!(writer, "{}", Value::Object(to_json(event, spans)))
     }
 }
 
-fn to_json(event: &Event<'_>) -> Map<String, Value> {
+/// Move trace fields to the names Cloud Logging reads.
+fn trace_fields(fields: &mut Map<String, Value>, out: &mut Map<String, Value>) {
+    if let Some(Value::String(trace)) = fields.remove("trace_id") {
+        let trace = match PROJECT.get() {
+            Some(p) => format!("projects/{p}/traces/{trace}"),
+            None => trace,
+        };
+        out.insert("logging.googleapis.com/trace".into(), trace.into());
+    }
+    match fields.remove("span_id") {
+        Some(Value::String(s)) if !s.is_empty() => {
+            out.insert("logging.googleapis.com/spanId".into(), s.into());
+        }
+        _ => {}
+    }
+    if let Some(sampled) = fields.remove("trace_sampled") {
+        out.insert("logging.googleapis.com/trace_sampled".into(), sampled);
+    }
+}
+
+fn to_json(event: &Event<'_>, mut spans: Map<String, Value>) -> Map<String, Value> {
     let meta = event.metadata();
     let mut fields = Fields(Map::new());
     event.record(&mut fields);
+    spans.extend(std::mem::take(&mut fields.0));
+    let mut fields = Fields(spans);
     let mut out = Map::new();
     out.insert("severity".into(), severity(meta.level()).into());
     out.insert("message".into(), fields.0.remove("message").unwrap_or(Value::String(String::new())));
@@ -63,6 +149,7 @@ fn to_json(event: &Event<'_>) -> Map<String, Value> {
         "logging.googleapis.com/sourceLocation".into(),
         serde_json::json!({ "file": meta.file(), "line": meta.line().map(|l| l.to_string()), "function": meta.target() }),
     );
+    trace_fields(&mut fields.0, &mut out);
     out.extend(fields.0);
     out
 }
@@ -112,7 +199,10 @@ mod tests {
     fn writes_cloud_logging_json() {
         let buf = Buf::default();
         let out = buf.clone();
-        let layer = tracing_subscriber::fmt::layer().event_format(CloudLogging).with_writer(move || out.clone());
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(CloudLogging)
+            .with_writer(move || out.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(pipeline = "logs", rows = 3u64, "wrote batch");
@@ -125,5 +215,46 @@ mod tests {
         assert_eq!(line["rows"], 3);
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
         assert!(line["logging.googleapis.com/sourceLocation"]["file"].as_str().unwrap().ends_with("telemetry.rs"));
+    }
+
+    #[test]
+    fn lines_in_a_traced_span_carry_cloud_logging_trace_fields() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(JsonFields::new())
+            .event_format(CloudLogging)
+            .with_writer(move || out.clone());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        set_project("proj-1");
+        let ctx = TraceContext::from_headers(|h| {
+            (h == "traceparent").then_some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        })
+        .unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            let _g = ctx.span("push", "logs").entered();
+            tracing::info!(rows = 2u64, "wrote batch");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["logging.googleapis.com/trace"], "projects/proj-1/traces/4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(line["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
+        assert_eq!(line["logging.googleapis.com/trace_sampled"], true);
+        assert_eq!(line["pipeline"], "logs", "span fields are kept: {line}");
+        assert_eq!(line["rows"], 2);
+        assert!(line.get("trace_id").is_none());
+    }
+
+    #[test]
+    fn reads_x_cloud_trace_context() {
+        let ctx = TraceContext::from_headers(|h| {
+            (h == "x-cloud-trace-context").then_some("105445aa7843bc8bf206b120001000/1;o=1")
+        })
+        .unwrap();
+        assert_eq!(ctx.trace_id, "105445aa7843bc8bf206b120001000");
+        assert_eq!(ctx.span_id.as_deref(), Some("0000000000000001"));
+        assert!(ctx.sampled);
+        assert!(TraceContext::from_headers(|h| (h == "x-cloud-trace-context").then_some("not a trace")).is_none());
+        assert!(TraceContext::from_headers(|_| None).is_none());
     }
 }

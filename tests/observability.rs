@@ -107,6 +107,26 @@ async fn metrics_status_and_producer_transitions() {
     // Poison: counted as dead-lettered.
     push(&client, &sluice.url, "logs", "poison-1", &json!({"service": "x"})).await;
 
+    // A malformed push in a traced request: its log line carries the trace, as Cloud Logging reads it.
+    let r = client
+        .post(format!("{}/push/logs", sluice.url))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .body(r#"{"message": {"data": "%%%", "messageId": "traced"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let port = sluice.url.rsplit(':').next().unwrap();
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sluice-{port}.log"))).unwrap();
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "rejected push request")
+        .unwrap_or_else(|| panic!("no rejected-push line in:\n{log}"));
+    assert_eq!(line["severity"], "WARNING");
+    assert_eq!(line["logging.googleapis.com/trace"], "projects/sluice-local/traces/4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
+
     let (status, text) = get(&client, &format!("{}/metrics", sluice.url)).await;
     assert_eq!(status, 200);
     let scrape = parse_strict(&text);
