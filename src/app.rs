@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use object_store::path::Path as ObjectPath;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Sink};
@@ -15,6 +16,7 @@ use crate::health::liveness::Liveness;
 use crate::health::probe::Probe;
 use crate::health::producers::Producers;
 use crate::health::Clock;
+use crate::lake_tail::LakeTail;
 use crate::metrics::Metrics;
 use crate::server::{router, AppState};
 use crate::status::Status;
@@ -83,19 +85,7 @@ impl Observers {
 /// The configuration state rebuilt from its snapshot and lake files, and the follower that
 /// keeps reading the lake; `None` when there is no config pipeline with a lake sink.
 async fn rebuild_config_state(config: &Config, state: &Arc<ConfigState>) -> Option<LakeFollower> {
-    let pipeline = config.pipelines.iter().find(|p| p.name == state.pipeline())?;
-    let prefix = pipeline.sinks.iter().find_map(|s| match s {
-        Sink::Lake { prefix, .. } => Some(prefix.clone()),
-        _ => None,
-    })?;
-    let location = crate::store::Location::parse(&config.global.lake.location).ok()?;
-    let (store, base) = match location.open(config.global.lake.endpoint_url().as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot open the lake; the configuration state starts empty");
-            return None;
-        }
-    };
+    let (store, base, prefix) = lake_of(config, state.pipeline())?;
     let mut follower = LakeFollower::new(store, &base, &prefix, &config.global.instance, state.clone());
     match follower.rebuild().await {
         Ok(changes) => {
@@ -105,6 +95,23 @@ async fn rebuild_config_state(config: &Config, state: &Arc<ConfigState>) -> Opti
         Err(e) => tracing::warn!(error = %e, "cannot rebuild the configuration state from the lake"),
     }
     Some(follower)
+}
+
+/// The lake store, its base path and the prefix of `pipeline`'s (first) lake sink.
+fn lake_of(config: &Config, pipeline: &str) -> Option<(Arc<dyn object_store::ObjectStore>, ObjectPath, String)> {
+    let pipeline = config.pipelines.iter().find(|p| p.name == pipeline)?;
+    let prefix = pipeline.sinks.iter().find_map(|s| match s {
+        Sink::Lake { prefix, .. } => Some(prefix.clone()),
+        _ => None,
+    })?;
+    let location = crate::store::Location::parse(&config.global.lake.location).ok()?;
+    match location.open(config.global.lake.endpoint_url().as_deref()) {
+        Ok((store, base)) => Some((store, base, prefix)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the lake to read it back");
+            None
+        }
+    }
 }
 
 /// Run until `shutdown` resolves. `listener` overrides `http.listen` (tests bind port 0).
@@ -154,8 +161,14 @@ pub async fn run(
     let mut chores = vec![tokio::spawn(liveness.clone().run(probe, background.clone()))];
     let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
     if let Some(p) = &observers.producers {
-        let emit = health.producers.emit_to(&names).and_then(|n| topology.inputs.get(&n).cloned());
+        let emit_to = health.producers.emit_to(&names);
+        let emit = emit_to.as_ref().and_then(|n| topology.inputs.get(n).cloned());
         chores.push(tokio::spawn(p.clone().run(config.global.instance.clone(), emit, background.clone())));
+        if let Some((store, base, prefix)) = emit_to.and_then(|n| lake_of(&config, &n)) {
+            let tail = LakeTail::new(store, crate::lake_tail::join(&base, &prefix), Some(p.window_hours()));
+            let every = health.producers.lake_refresh.0;
+            chores.push(tokio::spawn(p.clone().follow_lake(tail, every, background.clone())));
+        }
     }
     if let Some(f) = follower {
         chores.push(tokio::spawn(f.run(health.config_state.refresh.0, background.clone())));

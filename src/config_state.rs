@@ -14,11 +14,10 @@
 //! without re-reading Pub/Sub. Another instance's changes show here within about
 //! `refresh` + the sink's batch age.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
+use crate::lake_tail::{join, LakeError, LakeTail};
 use crate::metrics::Metrics;
 use crate::topology::Observer;
 
@@ -158,14 +158,6 @@ impl Observer for ConfigState {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    #[error("lake {path}: {source}")]
-    Store { path: String, source: object_store::Error },
-    #[error("reading {path}: {reason}")]
-    Read { path: String, reason: String },
-}
-
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     /// Lake files modified before this (less a margin) are in `state`.
@@ -178,15 +170,9 @@ const MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Reads the config pipeline's lake files into a [`ConfigState`] and keeps a snapshot.
 pub struct LakeFollower {
-    pub store: Arc<dyn ObjectStore>,
-    /// Prefix of the pipeline's lake sink objects.
-    pub prefix: ObjectPath,
-    pub snapshot: ObjectPath,
-    pub state: Arc<ConfigState>,
-    /// Files already read.
-    seen: HashSet<ObjectPath>,
-    /// Files last modified before this are in the state.
-    since: Option<DateTime<Utc>>,
+    tail: LakeTail,
+    snapshot: ObjectPath,
+    state: Arc<ConfigState>,
 }
 
 impl LakeFollower {
@@ -197,26 +183,21 @@ impl LakeFollower {
         instance: &str,
         state: Arc<ConfigState>,
     ) -> Self {
-        let join =
-            |p: &ObjectPath, rest: &str| rest.split('/').filter(|s| !s.is_empty()).fold(p.clone(), |p, s| p.join(s));
         LakeFollower {
-            store,
-            prefix: join(base, prefix),
+            tail: LakeTail::new(store, join(base, prefix), None),
             snapshot: join(base, &format!("_sluice/config-state/{instance}.json")),
             state,
-            seen: HashSet::new(),
-            since: None,
         }
     }
 
     /// Load the snapshot, if any, then every lake file written since it.
     pub async fn rebuild(&mut self) -> Result<usize, LakeError> {
-        match self.store.get(&self.snapshot).await {
+        match self.tail.store().get(&self.snapshot).await {
             Ok(r) => {
-                let bytes = r.bytes().await.map_err(|source| self.store_error(&self.snapshot, source))?;
+                let bytes = r.bytes().await.map_err(|e| LakeError::store(&self.snapshot, e))?;
                 match serde_json::from_slice::<Snapshot>(&bytes) {
                     Ok(s) => {
-                        self.since = Some(s.written_at - MARGIN);
+                        self.tail.since = Some(s.written_at - MARGIN);
                         self.state.apply_all(s.state);
                     }
                     Err(e) => {
@@ -225,57 +206,32 @@ impl LakeFollower {
                 }
             }
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(self.store_error(&self.snapshot, source)),
+            Err(e) => return Err(LakeError::store(&self.snapshot, e)),
         }
         self.refresh().await
     }
 
-    fn store_error(&self, path: &ObjectPath, source: object_store::Error) -> LakeError {
-        LakeError::Store { path: path.to_string(), source }
-    }
-
     /// Read the lake files not read yet; returns how many changes they held.
     pub async fn refresh(&mut self) -> Result<usize, LakeError> {
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|source| self.store_error(&self.prefix, source))?;
         let mut changes = 0;
-        for meta in listed {
-            let fresh = self.since.is_none_or(|s| meta.last_modified >= s);
-            if !fresh || !meta.location.as_ref().ends_with(".parquet") || self.seen.contains(&meta.location) {
-                continue;
+        for row in self.tail.new_rows().await? {
+            if let Some(c) = Change::from_record(&row) {
+                self.state.apply(c);
+                changes += 1;
             }
-            let bytes = self
-                .store
-                .get(&meta.location)
-                .await
-                .map_err(|source| self.store_error(&meta.location, source))?
-                .bytes()
-                .await
-                .map_err(|source| self.store_error(&meta.location, source))?;
-            for row in rows(bytes).map_err(|reason| LakeError::Read { path: meta.location.to_string(), reason })? {
-                if let Some(c) = Change::from_record(&row) {
-                    self.state.apply(c);
-                    changes += 1;
-                }
-            }
-            self.seen.insert(meta.location);
         }
         Ok(changes)
     }
 
     /// Write the snapshot: the state now, and the time it covers the lake up to.
     pub async fn save(&mut self) -> Result<(), LakeError> {
-        let written_at = Utc::now();
-        let snap = Snapshot { written_at, state: self.state.snapshot() };
+        let snap = Snapshot { written_at: Utc::now(), state: self.state.snapshot() };
         let bytes = serde_json::to_vec(&snap).expect("state serializes");
-        self.store
+        self.tail
+            .store()
             .put(&self.snapshot, PutPayload::from(bytes))
             .await
-            .map_err(|source| self.store_error(&self.snapshot, source))?;
+            .map_err(|e| LakeError::store(&self.snapshot, e))?;
         Ok(())
     }
 
@@ -301,27 +257,6 @@ impl LakeFollower {
             tracing::warn!(error = %e, "cannot write the configuration-state snapshot");
         }
     }
-}
-
-/// Every row of a Parquet file as a JSON object, marked as read from the lake.
-fn rows(bytes: bytes::Bytes) -> Result<Vec<serde_json::Map<String, Value>>, String> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let mut w = arrow::json::ArrayWriter::new(Vec::new());
-        w.write(&batch).map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| e.to_string())?;
-        let mut rows: Vec<serde_json::Map<String, Value>> =
-            serde_json::from_slice(&w.into_inner()).map_err(|e| e.to_string())?;
-        for r in &mut rows {
-            r.insert("_lake".into(), Value::Bool(true));
-        }
-        out.extend(rows);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

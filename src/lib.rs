@@ -16,6 +16,7 @@ pub mod config;
 pub mod config_state;
 pub mod event;
 pub mod health;
+pub mod lake_tail;
 pub mod metrics;
 pub mod path;
 pub mod provision;

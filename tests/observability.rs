@@ -95,7 +95,10 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 async fn metrics_status_and_producer_transitions() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let sluice = common::Sluice::start(&lake, &[("SLUICE_BATCH_MAX_AGE", "300ms"), ("SLUICE_PRODUCER_INTERVAL", "1s")]);
+    let sluice = common::Sluice::start(
+        &lake,
+        &[("SLUICE_BATCH_MAX_AGE", "300ms"), ("SLUICE_PRODUCER_INTERVAL", "1s"), ("SLUICE_PRODUCER_REFRESH", "1s")],
+    );
     let client = reqwest::Client::new();
     for i in 0..20 {
         let line =
@@ -177,6 +180,37 @@ async fn metrics_status_and_producer_transitions() {
     wait_for("billing healthy again in the lake", Duration::from_secs(30), || {
         health_rows(&lake).keys().any(|k| k.starts_with(&id("billing", "healthy")))
     });
+
+    // A heartbeat another instance took in reaches this one through the lake.
+    let other = dir.path().join("other");
+    let peer = common::Sluice::start_with(
+        &other,
+        &[("SLUICE_BATCH_MAX_AGE", "300ms".into()), ("SLUICE_INSTANCE", "peer".into())],
+    );
+    let at = now();
+    push(
+        &client,
+        &peer.url,
+        "health",
+        "peer-beat",
+        &json!({"timestamp": at, "service": "payments", "status": "degraded"}),
+    )
+    .await;
+    assert!(peer.stop().success());
+    copy_lake(&other, &lake, "health");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = get(&client, &format!("{}/status", sluice.url)).await;
+        let s: Value = serde_json::from_str(&text).unwrap();
+        if let Some(p) = s["producers"].get("payments") {
+            assert_eq!(p["report"]["status"], "degraded", "{p}");
+            assert_eq!(p["last_seen"], at.as_str(), "{p}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the peer's heartbeat was not read from the lake: {s:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     assert!(sluice.stop().success());
     let rows = health_rows(&lake);
     let transitions: Vec<&serde_json::Map<String, Value>> = rows
@@ -193,6 +227,16 @@ async fn metrics_status_and_producer_transitions() {
     assert_eq!(&order[..3], &["late", "down", "healthy"], "{states:?}");
     let checks: Value = serde_json::from_str(transitions[0]["checks"].as_str().unwrap()).unwrap();
     assert_eq!(checks["liveness"]["interval_seconds"], 1.0, "{checks}");
+}
+
+/// Copy one pipeline's Parquet files from one lake into another, as a second instance sharing
+/// the lake would have written them.
+fn copy_lake(from: &Path, to: &Path, pipeline: &str) {
+    for f in common::parquet_files(&from.join(pipeline)) {
+        let dest = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dest).unwrap();
+    }
 }
 
 /// A change of one key as the config-changes topic carries it.
@@ -279,11 +323,7 @@ async fn config_state_after_shuffled_duplicated_changes_and_after_restarts() {
     );
     push(&client, &peer.url, "config-changes", "limit-13", &change("limit", 13, json!(1300))).await;
     assert!(peer.stop().success());
-    for f in common::parquet_files(&other.join("config-changes")) {
-        let to = lake.join(f.strip_prefix(&other).unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&f, &to).unwrap();
-    }
+    copy_lake(&other, &lake, "config-changes");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, body) = config_of(&client, &sluice.url, "billing").await;

@@ -75,6 +75,10 @@ pub struct ProducersConfig {
     /// Down once silent for this many intervals.
     #[serde(default = "default_down_after")]
     pub down_after: f64,
+    /// How often the `emit_to` pipeline's recent lake files are read for signs of life other
+    /// instances took in (instances sharing a subscription each see part of it).
+    #[serde(default = "default_refresh")]
+    pub lake_refresh: HumanDuration,
 }
 
 impl Default for ProducersConfig {
@@ -86,6 +90,7 @@ impl Default for ProducersConfig {
             intervals: BTreeMap::new(),
             late_after: default_late_after(),
             down_after: default_down_after(),
+            lake_refresh: default_refresh(),
         }
     }
 }
@@ -161,6 +166,7 @@ pub fn check(h: &HealthConfig, pipelines: &[&str], report: &mut impl FnMut(&str,
         ("health.stall_after", h.stall_after),
         ("health.producers.default_interval", h.producers.default_interval),
         ("health.config_state.refresh", h.config_state.refresh),
+        ("health.producers.lake_refresh", h.producers.lake_refresh),
     ] {
         if d.0.is_zero() {
             report(field, "expected a duration above zero".into());

@@ -11,6 +11,10 @@
 //!
 //! Event time is the record's `timestamp` (capped at now), so a backlog of old heartbeats does
 //! not make a dead producer look alive.
+//!
+//! Several instances on one subscription each see part of the heartbeats; every
+//! `producers.lake_refresh` each also reads the `emit_to` pipeline's recent lake files
+//! ([`Producers::follow_lake`]), so every instance's view holds every instance's heartbeats.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,7 @@ use super::Clock;
 use crate::ack::{Ack, Outcome};
 use crate::config::health::ProducersConfig;
 use crate::event::Event;
+use crate::lake_tail::LakeTail;
 use crate::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
 
@@ -289,19 +294,62 @@ impl Observer for Producers {
         if event.attributes.get(ORIGIN).is_some_and(|o| o == ORIGIN_LIVENESS) {
             return;
         }
-        let r = &event.record;
-        let Some(service) = r.get("service").and_then(Value::as_str) else { return };
-        let at = r
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(crate::schema::parse_timestamp)
-            .unwrap_or(event.publish_time);
-        let report = r.get("status").and_then(Value::as_str).map(|status| Report {
-            status: status.to_owned(),
-            latency_ms: r.get("latency_ms").and_then(Value::as_f64),
-            checks: r.get("checks").filter(|c| !c.is_null()).cloned(),
-        });
-        self.seen(service, at, report);
+        if let Some((service, at, report)) = event.record.as_object().and_then(sign_of_life) {
+            self.seen(service, at.unwrap_or(event.publish_time), report);
+        }
+    }
+}
+
+/// What a record tells: the service, when (if its `timestamp` says), and its report if explicit.
+type SignOfLife<'a> = (&'a str, Option<DateTime<Utc>>, Option<Report>);
+
+/// The sign of life a record carries; `None` without a service.
+fn sign_of_life(r: &serde_json::Map<String, Value>) -> Option<SignOfLife<'_>> {
+    let service = r.get("service").and_then(Value::as_str)?;
+    let at = r.get("timestamp").and_then(Value::as_str).and_then(crate::schema::parse_timestamp);
+    let report = r.get("status").and_then(Value::as_str).map(|status| Report {
+        status: status.to_owned(),
+        latency_ms: r.get("latency_ms").and_then(Value::as_f64),
+        checks: match r.get("checks") {
+            // In the lake a JSON column holds JSON text.
+            Some(Value::String(text)) if r.contains_key("_lake") => serde_json::from_str(text).ok(),
+            Some(c) if !c.is_null() => Some(c.clone()),
+            _ => None,
+        },
+    });
+    Some((service, at, report))
+}
+
+impl Producers {
+    /// The hour partitions that can hold a heartbeat of a producer not yet down.
+    pub fn window_hours(&self) -> u32 {
+        let longest = self.config.intervals.values().map(|d| d.0).chain([self.config.default_interval.0]).max();
+        let window = longest.unwrap_or_default().mul_f64(self.config.down_after);
+        (window.as_secs() / 3600) as u32 + 1
+    }
+
+    /// Every `every` until `stop`, take the signs of life other instances wrote to the lake
+    /// (`tail` follows the `emit_to` pipeline's lake sink); sluice's own transition rows are skipped.
+    pub async fn follow_lake(self: Arc<Self>, mut tail: LakeTail, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match tail.new_rows().await {
+                Ok(rows) => {
+                    for r in &rows {
+                        let ours =
+                            r.get("message_id").and_then(Value::as_str).is_some_and(|m| m.starts_with("liveness:"));
+                        if let Some((service, Some(at), report)) = sign_of_life(r).filter(|_| !ours) {
+                            self.seen(service, at, report);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read producer signs of life from the lake"),
+            }
+        }
     }
 }
 

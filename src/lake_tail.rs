@@ -1,0 +1,124 @@
+//! Follows a lake prefix: hands out the rows of Parquet files not read before.
+//!
+//! Several instances pulling one subscription each receive part of the stream, but all write the
+//! same lake, so reading it back is how every instance sees the whole stream (configuration state,
+//! producer heartbeats). Files are read once; `since` skips files last modified before it, and
+//! `hours` limits listing to the `dt=/hour=` partitions of the last hours, so a large history is
+//! not listed at every refresh.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{Map, Value};
+
+use crate::sink::lake::Partition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The store failed (listing, reading, writing): the next refresh tries again.
+    #[error("lake {path}: {source}")]
+    Store { path: String, source: object_store::Error },
+    /// A file is not the Parquet sluice writes: retrying will not help.
+    #[error("reading {path}: {reason}")]
+    Read { path: String, reason: String },
+}
+
+impl LakeError {
+    pub fn store(path: &ObjectPath, source: object_store::Error) -> LakeError {
+        LakeError::Store { path: path.to_string(), source }
+    }
+}
+
+/// `rest` (slash-separated) under `base`.
+pub fn join(base: &ObjectPath, rest: &str) -> ObjectPath {
+    rest.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, s| p.join(s))
+}
+
+pub struct LakeTail {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// List only the hour partitions of this many past hours (and the current one); `None`: all.
+    hours: Option<u32>,
+    /// Files already read.
+    seen: HashSet<ObjectPath>,
+    /// Files last modified before this are skipped.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl LakeTail {
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: ObjectPath, hours: Option<u32>) -> LakeTail {
+        LakeTail { store, prefix, hours, seen: HashSet::new(), since: None }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn prefixes(&self) -> Vec<ObjectPath> {
+        match self.hours {
+            None => vec![self.prefix.clone()],
+            Some(h) => {
+                let now = Utc::now();
+                (0..=h as i64)
+                    .map(|back| join(&self.prefix, &Partition::of(now - chrono::TimeDelta::hours(back)).path()))
+                    .collect()
+            }
+        }
+    }
+
+    /// Rows of the files not read yet, each marked `_lake: true`.
+    pub async fn new_rows(&mut self) -> Result<Vec<Map<String, Value>>, LakeError> {
+        let mut out = Vec::new();
+        let prefixes = self.prefixes();
+        if self.hours.is_some() {
+            // Files of partitions no longer listed will not be met again.
+            self.seen.retain(|p| prefixes.iter().any(|pre| p.prefix_matches(pre)));
+        }
+        for prefix in prefixes {
+            let listed: Vec<_> =
+                self.store.list(Some(&prefix)).try_collect().await.map_err(|e| LakeError::store(&prefix, e))?;
+            for meta in listed {
+                let fresh = self.since.is_none_or(|s| meta.last_modified >= s);
+                if !fresh || !meta.location.as_ref().ends_with(".parquet") || self.seen.contains(&meta.location) {
+                    continue;
+                }
+                let path = &meta.location;
+                let bytes = self
+                    .store
+                    .get(path)
+                    .await
+                    .map_err(|e| LakeError::store(path, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| LakeError::store(path, e))?;
+                out.extend(rows(bytes).map_err(|reason| LakeError::Read { path: path.to_string(), reason })?);
+                self.seen.insert(meta.location);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every row of a Parquet file as a JSON object, marked as read from the lake.
+fn rows(bytes: bytes::Bytes) -> Result<Vec<Map<String, Value>>, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let mut w = arrow::json::ArrayWriter::new(Vec::new());
+        w.write(&batch).map_err(|e| e.to_string())?;
+        w.finish().map_err(|e| e.to_string())?;
+        let mut rows: Vec<Map<String, Value>> = serde_json::from_slice(&w.into_inner()).map_err(|e| e.to_string())?;
+        for r in &mut rows {
+            r.insert("_lake".into(), Value::Bool(true));
+        }
+        out.extend(rows);
+    }
+    Ok(out)
+}
