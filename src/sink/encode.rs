@@ -123,6 +123,11 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// Records that passed `Schema::check` as one complete Parquet file in memory.
+pub fn parquet_file(schema: &Schema, records: &[&Value]) -> Result<Bytes, EncodeError> {
+    to_parquet(&to_record_batch(schema, records)?)
+}
+
 /// Encode a batch as one complete Parquet file in memory.
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, EncodeError> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);

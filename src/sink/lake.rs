@@ -34,6 +34,18 @@ impl Partition {
         Partition { date: t.date_naive(), hour: t.hour() }
     }
 
+    /// The partition of the event's `time_field`, or of its publish time when it has none.
+    pub fn for_event(schema: &Schema, event: &Event) -> Self {
+        let t = schema
+            .time_field
+            .as_deref()
+            .and_then(|f| event.record.get(f))
+            .and_then(|v| v.as_str())
+            .and_then(parse_timestamp)
+            .unwrap_or(event.publish_time);
+        Partition::of(t)
+    }
+
     /// `dt=2026-11-26/hour=09`
     pub fn path(&self) -> String {
         format!("dt={:04}-{:02}-{:02}/hour={:02}", self.date.year(), self.date.month(), self.date.day(), self.hour)
@@ -99,16 +111,8 @@ impl LakeSink {
     }
 
     fn add(&self, batcher: &mut Batcher<Partition, Event>, event: Event) -> Vec<Batch<Partition, Event>> {
-        let t = self
-            .schema
-            .time_field
-            .as_deref()
-            .and_then(|f| event.record.get(f))
-            .and_then(|v| v.as_str())
-            .and_then(parse_timestamp)
-            .unwrap_or(event.publish_time);
         let size = event.size_hint();
-        batcher.push(Partition::of(t), event, size, tokio::time::Instant::now())
+        batcher.push(Partition::for_event(&self.schema, &event), event, size, tokio::time::Instant::now())
     }
 
     async fn write_all(&self, batches: Vec<Batch<Partition, Event>>) {
@@ -136,7 +140,7 @@ impl LakeSink {
         let schema = self.schema.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
-            let bytes = encode::to_record_batch(&schema, &records).and_then(|b| encode::to_parquet(&b));
+            let bytes = encode::parquet_file(&schema, &records);
             (good, bytes)
         })
         .await;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use google_cloud_pubsub::client::Subscriber;
+use google_cloud_pubsub::model::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +140,7 @@ impl Pull {
                 match next {
                     Some(Ok((message, handler))) => {
                         backoff = Duration::from_millis(200);
-                        let publish_time = message.publish_time.and_then(to_chrono).unwrap_or_else(Utc::now);
+                        let publish_time = publish_time(&message);
                         let bytes = message.data.len();
                         metrics.received(publish_time, bytes);
                         let settled = metrics.clone();
@@ -150,14 +151,7 @@ impl Pull {
                             }
                             settled.settled(outcome, bytes);
                         });
-                        let event = Event::new(
-                            message.message_id,
-                            publish_time,
-                            message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
-                            message.data,
-                            subscription.clone(),
-                            ack,
-                        );
+                        let event = to_event(message, publish_time, subscription.clone(), ack);
                         // Waits while the pipeline is full: back-pressure on the stream, which the
                         // liveness check must not mistake for a stall.
                         let sent = match input.tx.try_send(event) {
@@ -193,6 +187,23 @@ impl Pull {
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
+}
+
+/// When Pub/Sub accepted the message (now, if it did not say).
+pub fn publish_time(message: &Message) -> DateTime<Utc> {
+    message.publish_time.and_then(to_chrono).unwrap_or_else(Utc::now)
+}
+
+/// The pipeline's view of a pulled message (also what the hot-path benchmark decodes into).
+pub fn to_event(message: Message, publish_time: DateTime<Utc>, subscription: Arc<str>, ack: Ack) -> Event {
+    Event::new(
+        message.message_id,
+        publish_time,
+        message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+        message.data,
+        subscription,
+        ack,
+    )
 }
 
 fn to_chrono(t: google_cloud_wkt::Timestamp) -> Option<DateTime<Utc>> {

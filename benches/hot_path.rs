@@ -1,0 +1,378 @@
+//! Benchmark: the hot path on one core, no I/O. Events generated from a seed are packed 100 to a
+//! `StreamingPullResponse` (as the emulator sends them), then for each pipeline (`logs`, `health`,
+//! `config-changes`, with their shipped chains and schemas): decode the protobuf into events as
+//! the Pub/Sub source does, run the transform chain, batch by partition as the lake sink does,
+//! check rows, build Arrow columns and encode Parquet (zstd) into memory.
+//!
+//! Figures are per core: events and payload MB per CPU second of this thread, plus wall time.
+//! With `SLUICE_BENCH_PYTHON` set (see `scripts/bench`) the Python baseline
+//! (`benches/python/hot_path.py`) runs the logs chain on the same messages and the table shows
+//! sluice/baseline; the first Parquet file of each is compared row for row.
+//!
+//! Run: `scripts/bench` (everything), or `cargo bench --bench hot_path` (sluice alone).
+//! Env: EVENTS per pipeline (200000), SEED (7), ROUNDS (5, the median is reported),
+//! SLUICE_BENCH_DIR (target/bench).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use sluice::ack::{Ack, Outcome};
+use sluice::event::Event;
+use sluice::sample::{Generator, Kind};
+use sluice::sink::batcher::{Batch, Batcher, Limits};
+use sluice::sink::encode;
+use sluice::sink::lake::Partition;
+use sluice::transform::Output;
+
+/// The wire messages of `google.pubsub.v1` that streaming pull returns (same tags as the proto).
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StreamingPullResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub received_messages: Vec<ReceivedMessage>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReceivedMessage {
+        #[prost(string, tag = "1")]
+        pub ack_id: String,
+        #[prost(message, optional, tag = "2")]
+        pub message: Option<PubsubMessage>,
+        #[prost(int32, tag = "3")]
+        pub delivery_attempt: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PubsubMessage {
+        #[prost(bytes = "bytes", tag = "1")]
+        pub data: bytes::Bytes,
+        #[prost(map = "string, string", tag = "2")]
+        pub attributes: std::collections::HashMap<String, String>,
+        #[prost(string, tag = "3")]
+        pub message_id: String,
+        #[prost(message, optional, tag = "4")]
+        pub publish_time: Option<prost_types::Timestamp>,
+        #[prost(string, tag = "5")]
+        pub ordering_key: String,
+    }
+}
+
+/// Messages per streaming-pull response, as the emulator sends them.
+const PER_RESPONSE: usize = 100;
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall and CPU time spent in one phase, summed over calls.
+#[derive(Default, Clone, Copy)]
+struct Phase {
+    wall: Duration,
+    cpu: Duration,
+}
+
+struct Clock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock { wall: Instant::now(), cpu: thread_cpu() }
+    }
+    /// Add the time since the last lap to `phase` and start the next lap.
+    fn lap(&mut self, phase: &mut Phase) {
+        let (wall, cpu) = (Instant::now(), thread_cpu());
+        phase.wall += wall - self.wall;
+        phase.cpu += cpu - self.cpu;
+        (self.wall, self.cpu) = (wall, cpu);
+    }
+}
+
+const PHASES: [&str; 5] = ["decode", "transform chain", "batch + row check", "arrow columns", "parquet (zstd)"];
+
+#[derive(Default, Clone)]
+struct Round {
+    phases: [Phase; 5],
+    written: usize,
+    dropped: usize,
+    parquet_bytes: usize,
+}
+
+impl Round {
+    fn cpu(&self) -> Duration {
+        self.phases.iter().map(|p| p.cpu).sum()
+    }
+    fn wall(&self) -> Duration {
+        self.phases.iter().map(|p| p.wall).sum()
+    }
+}
+
+/// Generated events of one kind as serialized streaming-pull responses, and their payload bytes.
+fn responses(kind: Kind, pipeline: &str, seed: u64, n: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut g = Generator::new(kind, seed);
+    let publish = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z").unwrap();
+    let mut out = Vec::new();
+    let mut payload = 0;
+    let mut i = 0;
+    while i < n {
+        let received_messages = (i..n.min(i + PER_RESPONSE))
+            .map(|j| {
+                let data = g.next_event().to_string();
+                payload += data.len();
+                // What `sluice publish --topic` sets, and the emulator's numeric ids.
+                let attributes = [("publisher", "sluice-publish"), ("pipeline", pipeline)]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                proto::ReceivedMessage {
+                    ack_id: format!("projects/sluice-local/subscriptions/{pipeline}-sluice:{}", j + 1),
+                    message: Some(proto::PubsubMessage {
+                        data: data.into(),
+                        attributes,
+                        message_id: (j + 1).to_string(),
+                        publish_time: Some(prost_types::Timestamp {
+                            seconds: publish.timestamp() + (j / 1000) as i64,
+                            nanos: ((j % 1000) * 1_000_000) as i32,
+                        }),
+                        ordering_key: String::new(),
+                    }),
+                    delivery_attempt: 0,
+                }
+            })
+            .collect();
+        i = n.min(i + PER_RESPONSE);
+        out.push(proto::StreamingPullResponse { received_messages }.encode_to_vec());
+    }
+    (out, payload)
+}
+
+/// Decode one response into events, as the client and `source::pubsub::to_event` do.
+fn decode(frame: &[u8], subscription: &Arc<str>, out: &mut Vec<Event>) {
+    let response = proto::StreamingPullResponse::decode(frame).expect("valid frame");
+    for rm in response.received_messages {
+        let m = rm.message.expect("message present");
+        let mut message = google_cloud_pubsub::model::Message::new()
+            .set_data(m.data)
+            .set_attributes(m.attributes)
+            .set_message_id(m.message_id)
+            .set_ordering_key(m.ordering_key);
+        if let Some(t) = m.publish_time {
+            message = message.set_publish_time(google_cloud_wkt::Timestamp::clamp(t.seconds, t.nanos));
+        }
+        // The source's ack callback acks through the stream's handler; this one only records it.
+        let ack = Ack::new(|o| assert_eq!(o, Outcome::Delivered, "no event fails in the benchmark"));
+        let publish_time = sluice::source::pubsub::publish_time(&message);
+        out.push(sluice::source::pubsub::to_event(message, publish_time, subscription.clone(), ack));
+    }
+}
+
+/// The lake sink's work on one closed batch: check rows, Arrow columns, Parquet bytes, acks.
+fn write(
+    schema: &sluice::schema::Schema,
+    batch: Batch<Partition, Event>,
+    round: &mut Round,
+    clock: &mut Clock,
+    keep_first: &mut Option<PathBuf>,
+) {
+    let mut good = Vec::with_capacity(batch.items.len());
+    for e in batch.items {
+        match schema.check(&e.record, true) {
+            Ok(()) => good.push(e),
+            Err(reason) => panic!("row refused by the sink: {reason}"),
+        }
+    }
+    clock.lap(&mut round.phases[2]);
+    let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
+    let rb = encode::to_record_batch(schema, &records).expect("rows encode");
+    clock.lap(&mut round.phases[3]);
+    let bytes = encode::to_parquet(&rb).expect("parquet encodes");
+    round.parquet_bytes += bytes.len();
+    round.written += good.len();
+    for e in good {
+        e.ack.settle(Outcome::Delivered);
+    }
+    clock.lap(&mut round.phases[4]);
+    if let Some(path) = keep_first.take() {
+        std::fs::write(&path, &bytes).unwrap();
+        *clock = Clock::start(); // the file write is not part of the hot path
+    }
+}
+
+fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_first: Option<PathBuf>) -> Round {
+    let mut chain = pipeline.chain().unwrap();
+    let sluice::config::Sink::Lake { batch, .. } = &pipeline.sinks[0] else { panic!("a lake sink") };
+    let limits = Limits {
+        max_rows: batch.max_rows.get(),
+        max_bytes: batch.max_bytes.0 as usize,
+        max_age: Duration::from_secs(3600),
+        max_idle: None,
+    };
+    let mut batcher: Batcher<Partition, Event> = Batcher::new(limits);
+    let subscription: Arc<str> = Arc::from(format!("projects/sluice-local/subscriptions/{}-sluice", pipeline.name));
+    let schema = &pipeline.schema;
+    let mut round = Round::default();
+    let (mut events, mut kept) = (Vec::with_capacity(PER_RESPONSE), Vec::with_capacity(PER_RESPONSE));
+    let now = tokio::time::Instant::now();
+    let mut clock = Clock::start();
+    for frame in frames {
+        decode(frame, &subscription, &mut events);
+        clock.lap(&mut round.phases[0]);
+        for e in events.drain(..) {
+            match chain.process(e) {
+                Output::Forward(e) => kept.push(e),
+                Output::Dropped => round.dropped += 1,
+                Output::Dead(d) => panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason),
+            }
+        }
+        clock.lap(&mut round.phases[1]);
+        let mut full = Vec::new();
+        for e in kept.drain(..) {
+            let size = e.size_hint();
+            full.extend(batcher.push(Partition::for_event(schema, &e), e, size, now));
+        }
+        clock.lap(&mut round.phases[2]);
+        for b in full {
+            write(schema, b, &mut round, &mut clock, &mut keep_first);
+        }
+    }
+    for b in batcher.drain() {
+        write(schema, b, &mut round, &mut clock, &mut keep_first);
+    }
+    round
+}
+
+fn median_round(mut rounds: Vec<Round>) -> Round {
+    rounds.sort_by_key(|r| r.cpu());
+    rounds[rounds.len() / 2].clone()
+}
+
+/// What the Python baseline reported (one JSON object on its stdout).
+struct Baseline {
+    cpu: f64,
+    wall: f64,
+    phases: Vec<(String, f64)>,
+    matches: String,
+}
+
+fn run_baseline(python: &str, frames: &Path, sluice_parquet: &Path, events: usize) -> Option<Baseline> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/hot_path.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(frames)
+        .arg("--compare")
+        .arg(sluice_parquet)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("python starts");
+    if !out.status.success() {
+        eprintln!("python baseline failed ({})", out.status);
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("baseline prints JSON");
+    assert_eq!(v["written"].as_u64(), Some(events as u64), "baseline wrote every event: {v}");
+    let phases = v["phases"].as_object()?.iter().map(|(k, p)| (k.clone(), p["cpu_s"].as_f64().unwrap())).collect();
+    Some(Baseline {
+        cpu: v["cpu_s"].as_f64()?,
+        wall: v["wall_s"].as_f64()?,
+        phases,
+        matches: v["compare"].as_str().unwrap_or("not compared").to_owned(),
+    })
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // built by `cargo test --benches`: nothing to measure there
+    }
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (n, seed, rounds) = (env("EVENTS", 200_000), env("SEED", 7) as u64, env("ROUNDS", 5).max(1));
+    let dir = std::env::var_os("SLUICE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let python = std::env::var("SLUICE_BENCH_PYTHON").ok().filter(|p| !p.is_empty());
+    let config = sluice::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sluice.yaml"))
+        .expect("shipped config loads");
+
+    println!();
+    println!("hot path, one core: protobuf decode -> transform chain -> batch -> Arrow -> Parquet (zstd) in memory");
+    println!("seed {seed}, {n} events per pipeline, median of {rounds} rounds by CPU time; MB = 10^6 payload bytes");
+    println!();
+    println!("| pipeline | payload B/event | events/s per CPU s | MB/s per CPU s | CPU µs/event | wall events/s | Parquet B/event |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut logs = None;
+    for (name, kind) in [("logs", Kind::Log), ("health", Kind::Health), ("config-changes", Kind::ConfigChange)] {
+        let pipeline = config.pipelines.iter().find(|p| p.name == name).expect("shipped pipeline");
+        let (frames, payload) = responses(kind, name, seed, n);
+        let keep = dir.join(format!("sluice-{name}-first.parquet"));
+        let all: Vec<Round> = (0..rounds).map(|i| run_round(pipeline, &frames, (i == 0).then(|| keep.clone()))).collect();
+        let r = median_round(all);
+        assert_eq!(r.written + r.dropped, n, "every event written or dropped");
+        let cpu = r.cpu().as_secs_f64();
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} |",
+            payload as f64 / n as f64,
+            n as f64 / cpu,
+            payload as f64 / 1e6 / cpu,
+            cpu * 1e6 / n as f64,
+            n as f64 / r.wall().as_secs_f64(),
+            r.parquet_bytes as f64 / n as f64,
+        );
+        if name == "logs" {
+            logs = Some((r, frames, payload, keep));
+        }
+    }
+    let (r, frames, payload, keep) = logs.unwrap();
+    let cpu = r.cpu().as_secs_f64();
+
+    let baseline = python.as_deref().and_then(|py| {
+        let path = dir.join("logs.frames");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for frame in &frames {
+            f.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+            f.write_all(frame).unwrap();
+        }
+        f.flush().unwrap();
+        drop(f);
+        run_baseline(py, &path, &keep, n)
+    });
+
+    println!();
+    println!("logs: where the CPU time goes");
+    println!();
+    println!("| phase | sluice µs/event | sluice share |{}", if baseline.is_some() { " python µs/event |" } else { "" });
+    println!("| --- | ---: | ---: |{}", if baseline.is_some() { " ---: |" } else { "" });
+    for (i, name) in PHASES.iter().enumerate() {
+        let c = r.phases[i].cpu.as_secs_f64();
+        let py = baseline
+            .as_ref()
+            .and_then(|b| b.phases.iter().find(|(k, _)| k == name))
+            .map(|(_, s)| format!(" {:.2} |", s * 1e6 / n as f64))
+            .unwrap_or_default();
+        println!("| {name} | {:.2} | {:.0}% |{py}", c * 1e6 / n as f64, 100.0 * c / cpu);
+    }
+
+    if let Some(b) = baseline {
+        println!();
+        println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
+        println!();
+        println!("| measure | sluice | python | sluice/python |");
+        println!("| --- | ---: | ---: | ---: |");
+        let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
+        row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
+        row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
+        println!(
+            "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
+            payload as f64 / 1e6 / cpu,
+            payload as f64 / 1e6 / b.cpu,
+            b.cpu / cpu
+        );
+        println!();
+        println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
+    }
+}
