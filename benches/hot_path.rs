@@ -27,6 +27,10 @@ use sluice::sink::encode;
 use sluice::sink::lake::Partition;
 use sluice::transform::Output;
 
+/// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The wire messages of `google.pubsub.v1` that streaming pull returns (same tags as the proto).
 mod proto {
     #[derive(Clone, PartialEq, prost::Message)]

@@ -1,8 +1,12 @@
 //! Benchmark: a backlog on the Pub/Sub emulator drained into the local lake by the release
 //! `sluice` binary with the shipped defaults (4 streams per subscription, flow control on).
-//! Prints events/s and the peak RSS of the sluice process against the flow-control bound.
+//! Prints events/s, the CPU used by sluice and by the emulator while draining, and the peak RSS
+//! of the sluice process against the flow-control bound. With `SLUICE_BENCH_PYTHON` set (see
+//! `scripts/bench`) the same backlog, on a second subscription, is then drained by the Python
+//! baseline (`benches/python/pubsub_to_lake.py`) and the table shows both.
 //!
-//! Run: `cargo bench --bench pubsub_to_lake` (BACKLOG=100000 by default).
+//! Run: `scripts/bench pubsub_to_lake`, or `cargo bench --bench pubsub_to_lake` (sluice alone).
+//! Env: BACKLOG (100000).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,16 +38,92 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) a live process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// One consumer's drain of the backlog.
+struct Drain {
+    secs: f64,
+    cpu_secs: f64,
+    emulator_cpu_secs: f64,
+    peak_rss_mib: f64,
+}
+
+fn drain_with_sluice(emu: &common::PubsubEmulator, env: &[(&str, String)], backlog: u64) -> Drain {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let (started, emu_cpu) = (Instant::now(), emu.cpu_secs());
+    let sluice = common::Sluice::start_with(&lake, env);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while count_rows(&lake.join("logs")) < backlog {
+        assert!(Instant::now() < deadline, "backlog not drained in 15 minutes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let drain = Drain {
+        secs: started.elapsed().as_secs_f64(),
+        cpu_secs: cpu_secs(sluice.child.id()),
+        emulator_cpu_secs: emu.cpu_secs() - emu_cpu,
+        peak_rss_mib: peak_rss_mib(sluice.child.id()),
+    };
+    assert!(sluice.stop().success());
+    drain
+}
+
+fn drain_with_python(python: &str, emu: &common::PubsubEmulator, subscription: &str, backlog: u64) -> Option<Drain> {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let script = common::repo().join("benches/python/pubsub_to_lake.py");
+    let emu_cpu = emu.cpu_secs();
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(["--project", "sluice-test", "--subscription", subscription, "--expect", &backlog.to_string()])
+        .arg("--lake")
+        .arg(&lake)
+        .env("PUBSUB_EMULATOR_HOST", &emu.host)
+        .stderr(common::log_file("python-baseline.log"))
+        .output()
+        .expect("python starts");
+    let emulator_cpu_secs = emu.cpu_secs() - emu_cpu;
+    let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+        Ok(v) if out.status.success() => v,
+        _ => {
+            eprintln!("python baseline failed ({}); see {}", out.status, std::env::temp_dir().join("python-baseline.log").display());
+            return None;
+        }
+    };
+    assert_eq!(v["finished"], true, "python baseline drained the backlog: {v}");
+    assert_eq!(count_rows(&lake.join("logs")), backlog, "python baseline wrote every row");
+    Some(Drain {
+        secs: v["wall_s"].as_f64()?,
+        cpu_secs: v["cpu_s"].as_f64()?,
+        emulator_cpu_secs,
+        peak_rss_mib: v["peak_rss_mib"].as_f64()?,
+    })
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
     let backlog: u64 = std::env::var("BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let python = std::env::var("SLUICE_BENCH_PYTHON").ok().filter(|p| !p.is_empty());
     let emu = common::PubsubEmulator::start();
     let env = emu.env();
     common::sluice_cmd(&["provision"], &env);
+    let python_sub = "logs-python";
+    if python.is_some() {
+        // A second subscription on the same topic: the same backlog for the baseline.
+        let mut e = env.clone();
+        e.push(("SLUICE_LOGS_SUBSCRIPTION", python_sub.into()));
+        common::sluice_cmd(&["provision"], &e);
+    }
     let publish_started = Instant::now();
-    let host = emu.host.clone();
     let out = common::sluice_cmd(
         &["publish", "--topic", "logs", "-p", "logs", "-n", &backlog.to_string(), "--seed", "7", "--concurrency", "64"],
         &env,
@@ -51,41 +131,47 @@ fn main() {
     assert!(out.contains(&format!("{backlog} delivered")), "{out}");
     let publish_secs = publish_started.elapsed().as_secs_f64();
 
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let started = Instant::now();
-    let sluice = common::Sluice::start_with(&lake, &env);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while count_rows(&lake.join("logs")) < backlog {
-        assert!(Instant::now() < deadline, "backlog not drained in 15 minutes");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let rss = peak_rss_mib(sluice.child.id());
-    // CPU time the sluice process used while draining (utime + stime, in clock ticks).
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", sluice.child.id())).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let cpu_secs = ticks / 100.0;
-    assert!(sluice.stop().success());
+    let sluice = drain_with_sluice(&emu, &env, backlog);
+    let baseline = python.as_deref().and_then(|py| drain_with_python(py, &emu, python_sub, backlog));
 
     // pubsub.max_outstanding_bytes in config/sluice.yaml (per subscription; only `logs` has a
     // backlog here), plus the fixed overhead the memory target allows.
     let (bound_mib, overhead_mib) = (100.0, 64.0);
-    println!();
-    println!("pubsub_to_lake  (emulator at {host}, shipped config: 4 streams/subscription)");
-    println!("| measure                               | value |");
-    println!("| ------------------------------------- | ----- |");
-    println!("| backlog published (log events)        | {backlog} in {publish_secs:.1}s |");
-    println!("| drained into the lake                 | {secs:.1}s |");
-    println!("| throughput                            | {:.0} events/s |", backlog as f64 / secs);
-    println!(
-        "| sluice CPU while draining             | {cpu_secs:.1}s ({:.0}% of one core) |",
-        100.0 * cpu_secs / secs
-    );
-    println!("| peak RSS of sluice                    | {rss:.1} MiB |");
     let limit = bound_mib + overhead_mib;
-    let verdict = if rss <= limit { "within" } else { "OVER" };
-    println!("| flow-control bound + fixed overhead   | {bound_mib:.0} + {overhead_mib:.0} = {limit:.0} MiB: peak RSS {verdict} ({:.0}%) |", 100.0 * rss / limit);
+    println!();
+    println!(
+        "pubsub_to_lake: {backlog} log events published in {publish_secs:.1}s to the emulator at {}, drained into a local lake",
+        emu.host
+    );
+    println!("(sluice: shipped config, 4 streaming-pull streams; CPU figures are seconds of CPU while draining)");
+    println!();
+    let cols = if baseline.is_some() { " python | sluice/python |" } else { "" };
+    println!("| measure | sluice |{cols}");
+    println!("| --- | ---: |{}", if baseline.is_some() { " ---: | ---: |" } else { "" });
+    let row = |what: &str, f: &dyn Fn(&Drain) -> f64, fmt: &dyn Fn(f64) -> String, ratio: &dyn Fn(f64, f64) -> f64| {
+        let extra = baseline
+            .as_ref()
+            .map(|b| match ratio(f(&sluice), f(b)) {
+                r if r.is_finite() => format!(" {} | {r:.1}x |", fmt(f(b))),
+                _ => format!(" {} | |", fmt(f(b))),
+            })
+            .unwrap_or_default();
+        println!("| {what} | {} |{extra}", fmt(f(&sluice)));
+    };
+    let per_s = |s: f64, p: f64| s / p;
+    let less = |s: f64, p: f64| p / s;
+    row("drain time", &|d| d.secs, &|v| format!("{v:.1} s"), &less);
+    row("events/s (wall)", &|d| backlog as f64 / d.secs, &|v| format!("{v:.0}"), &per_s);
+    row("consumer CPU", &|d| d.cpu_secs, &|v| format!("{v:.1} s"), &less);
+    row("consumer CPU share of one core", &|d| 100.0 * d.cpu_secs / d.secs, &|v| format!("{v:.0}%"), &less);
+    row("consumer CPU µs/event", &|d| 1e6 * d.cpu_secs / backlog as f64, &|v| format!("{v:.1}"), &less);
+    row("emulator CPU meanwhile", &|d| d.emulator_cpu_secs, &|v| format!("{v:.1} s"), &|_, _| f64::NAN);
+    row("peak RSS of the consumer", &|d| d.peak_rss_mib, &|v| format!("{v:.0} MiB"), &less);
+    let verdict = if sluice.peak_rss_mib <= limit { "within" } else { "OVER" };
+    println!();
+    println!(
+        "sluice peak RSS {:.0} MiB: {verdict} the flow-control bound + fixed overhead ({bound_mib:.0} + {overhead_mib:.0} = {limit:.0} MiB, {:.0}%)",
+        sluice.peak_rss_mib,
+        100.0 * sluice.peak_rss_mib / limit
+    );
 }

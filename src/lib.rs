@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod path;
 pub mod provision;
 pub mod publish;
+pub mod rfc3339;
 pub mod sample;
 pub mod schema;
 pub mod server;

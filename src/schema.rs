@@ -214,8 +214,12 @@ impl Schema {
     /// column's type. With `allow_unknown` false, fields the schema does not name are errors too.
     pub fn check(&self, record: &Value, allow_unknown: bool) -> Result<(), String> {
         let obj = record.as_object().ok_or_else(|| format!("expected a JSON object for schema '{}'", self.name))?;
+        // Schema fields present in the record (null or not): if that is every key, none is unknown.
+        let mut known = 0;
         for f in &self.fields {
-            match obj.get(&f.name) {
+            let v = obj.get(&f.name);
+            known += usize::from(v.is_some());
+            match v {
                 None | Some(Value::Null) => {
                     if f.mode == Mode::Required {
                         return Err(format!("field '{}' is required by schema '{}'", f.name, self.name));
@@ -224,7 +228,7 @@ impl Schema {
                 Some(v) => check_value(f, v)?,
             }
         }
-        if !allow_unknown {
+        if !allow_unknown && known != obj.len() {
             if let Some(k) = obj.keys().find(|k| self.field(k).is_none()) {
                 return Err(format!("field '{k}' is not in schema '{}'", self.name));
             }
@@ -235,12 +239,12 @@ impl Schema {
 
 /// The canonical text form of a timestamp in records: RFC 3339, UTC, microseconds, `Z`.
 pub fn format_timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    crate::rfc3339::format(t)
 }
 
 /// Parse an RFC 3339 timestamp, the only text form the schema accepts.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    crate::rfc3339::parse(s)
 }
 
 fn check_value(f: &Field, v: &Value) -> Result<(), String> {

@@ -33,11 +33,14 @@ pub enum EncodeError {
 pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatch, EncodeError> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields.len());
     for f in &schema.fields {
-        let values = records.iter().map(|r| r.get(&f.name).filter(|v| !v.is_null()));
+        // One lookup per row and column; the column's values are walked again to size its buffer.
+        let column: Vec<Option<&Value>> = records.iter().map(|r| r.get(&f.name).filter(|v| !v.is_null())).collect();
+        let values = column.iter().copied();
         let bad = |row: usize, reason: &str| EncodeError::Value { row, field: f.name.clone(), reason: reason.into() };
         let col: ArrayRef = match f.ty {
             FieldType::String => {
-                let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
+                let text_bytes = column.iter().flatten().filter_map(|v| v.as_str()).map(str::len).sum();
+                let mut b = StringBuilder::with_capacity(records.len(), text_bytes);
                 for (i, v) in values.enumerate() {
                     match v {
                         None => b.append_null(),
@@ -47,11 +50,17 @@ pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatc
                 Arc::new(b.finish())
             }
             FieldType::Json => {
-                let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
+                let mut b = StringBuilder::with_capacity(records.len(), records.len() * 32);
+                let mut text = String::new();
                 for v in values {
                     match v {
                         None => b.append_null(),
-                        Some(v) => b.append_value(v.to_string()),
+                        Some(v) => {
+                            use std::fmt::Write;
+                            text.clear();
+                            write!(text, "{v}").expect("writing to a String cannot fail");
+                            b.append_value(&text);
+                        }
                     }
                 }
                 Arc::new(b.finish())

@@ -11,7 +11,7 @@
 //!    in_fields: [message], replacement: "[REDACTED]"}`; every key is optional. Defaults: the
 //! names in [`DEFAULT_FIELDS`], every built-in pattern, every string, `[REDACTED]`.
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -107,6 +107,8 @@ impl Pattern {
 pub struct Redact {
     fields: Vec<String>,
     patterns: Vec<Pattern>,
+    /// All patterns at once: most text holds no secret, and one pass over it says so.
+    any: Option<RegexSet>,
     in_fields: Option<Vec<FieldPath>>,
     replacement: String,
 }
@@ -143,7 +145,7 @@ impl Config {
             Some(f) => f.clone(),
             None => DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
         };
-        let patterns = match &self.patterns {
+        let patterns: Vec<Pattern> = match &self.patterns {
             None => BUILT_IN.iter().filter_map(|(n, _)| built_in(n)).collect(),
             Some(list) => {
                 list.iter().enumerate().map(|(i, p)| pattern(format!("patterns[{i}]"), p)).collect::<Result<_, _>>()?
@@ -151,7 +153,9 @@ impl Config {
         };
         let in_fields = self.in_fields.as_deref().map(|f| parse_paths("in_fields", f)).transpose()?;
         let replacement = self.replacement.clone().unwrap_or_else(|| "[REDACTED]".into());
-        Ok(Redact { fields, patterns, in_fields, replacement })
+        // Each pattern compiled on its own, so the set only fails on size; then go without it.
+        let any = RegexSet::new(patterns.iter().map(|p| p.re.as_str())).ok();
+        Ok(Redact { fields, patterns, any, in_fields, replacement })
     }
 }
 
@@ -187,12 +191,22 @@ impl Redact {
 
     /// The text with every secret replaced, or `None` when there was nothing to mask.
     fn mask_text(&self, text: &str) -> Option<String> {
+        let in_text = self.any.as_ref().map(|set| set.matches(text));
+        if in_text.as_ref().is_some_and(|m| !m.matched_any()) {
+            return None;
+        }
         let mut out: Option<String> = None;
-        for p in &self.patterns {
-            let cur = out.as_deref().unwrap_or(text);
-            if !p.re.is_match(cur) {
+        for (i, p) in self.patterns.iter().enumerate() {
+            // Until a pattern has masked something the text is the original, which the set has
+            // already searched; after that a later pattern looks at the masked text.
+            let found = match (&out, &in_text) {
+                (None, Some(m)) => m.matched(i),
+                (cur, _) => p.re.is_match(cur.as_deref().unwrap_or(text)),
+            };
+            if !found {
                 continue;
             }
+            let cur = out.as_deref().unwrap_or(text);
             let replaced = p.re.replace_all(cur, |caps: &regex::Captures| {
                 let whole = caps.get(0).expect("group 0 always matches");
                 match p.secret_groups.iter().find_map(|&i| caps.get(i)) {

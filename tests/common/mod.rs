@@ -215,6 +215,20 @@ impl PubsubEmulator {
         }
     }
 
+    /// CPU seconds (user + system) used so far by the emulator's processes (launcher and JVM).
+    pub fn cpu_secs(&self) -> f64 {
+        let pgid = self.child.id().to_string();
+        let mut ticks = 0.0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+            if fields.get(2) == Some(&pgid.as_str()) {
+                ticks += fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        ticks / 100.0
+    }
+
     /// Environment for a sluice that pulls from this emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
