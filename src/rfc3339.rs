@@ -1,7 +1,8 @@
 //! The canonical timestamp text of records, `2026-11-26T09:00:00.250000Z` (RFC 3339, UTC,
 //! microseconds): written and read by hand because every row is formatted once or twice and
-//! parsed several times (validate, partition, Parquet). Any other form goes through chrono, so
-//! results are exactly chrono's.
+//! parsed several times (timestamp stage, validate, partition, Parquet). UTC text with any
+//! precision is read the same way; every other form goes through chrono, and results are
+//! exactly chrono's.
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Timelike, Utc};
 
@@ -34,26 +35,31 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
     parse_canonical(s).or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)))
 }
 
-/// The canonical form only; `None` for anything else (including second 60, left to chrono).
+/// `YYYY-MM-DDTHH:MM:SS[.f]Z` with 0 to 9 fraction digits (the canonical form among them);
+/// `None` for anything else, including second 60, which is left to chrono.
 fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    let shape = b.len() == 27
+    let shape = b.len() >= 20
         && b[4] == b'-'
         && b[7] == b'-'
         && b[10] == b'T'
         && b[13] == b':'
         && b[16] == b':'
-        && b[19] == b'.'
-        && b[26] == b'Z';
+        && b[b.len() - 1] == b'Z';
     if !shape {
         return None;
     }
-    let num = |at: usize, width: usize| {
-        b[at..at + width].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    let num = |digits: &[u8]| {
+        digits.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
     };
-    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
-    let second = num(17, 2).filter(|&s| s < 60)?;
-    let time = NaiveTime::from_hms_micro_opt(num(11, 2)?, num(14, 2)?, second, num(20, 6)?)?;
+    let nanos = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => num(frac)? * 10u32.pow(9 - frac.len() as u32),
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+    let second = num(&b[17..19]).filter(|&s| s < 60)?;
+    let time = NaiveTime::from_hms_nano_opt(num(&b[11..13])?, num(&b[14..16])?, second, nanos)?;
     Some(NaiveDateTime::new(date, time).and_utc())
 }
 
@@ -76,6 +82,15 @@ mod tests {
             let text = format(t);
             assert_eq!(text, t.to_rfc3339_opts(SecondsFormat::Micros, true));
             assert_eq!(parse(&text), chrono_parse(&text), "{text}");
+            // Other precisions, as producers write them (`…T09:00:00.037Z`).
+            let digits = r.below(11) as usize;
+            let short = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+            let short = match digits {
+                0 => format!("{}Z", &short[..19]),
+                10 => format!("{}0Z", &short[..29]),
+                d => format!("{}Z", &short[..20 + d]),
+            };
+            assert_eq!(parse(&short), chrono_parse(&short), "{short}");
         }
     }
 
@@ -89,6 +104,10 @@ mod tests {
             "2026-02-30T09:00:00.000000Z",
             "2026-11-26T24:00:00.000000Z",
             "2026-11-26T09:00:00.00000xZ",
+            "2026-11-26T09:00:00.Z",
+            "2026-11-26T09:00:00,5Z",
+            "2026-11-26T09:00:00.1234567891Z",
+            "2026-11-26T09:00:0aZ",
             "+2026-11-26T09:00:00.00000Z",
             "yesterday",
             "",

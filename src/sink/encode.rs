@@ -29,12 +29,31 @@ pub enum EncodeError {
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
+/// Every record's value for every schema field, column after column (`cells[field * rows + row]`),
+/// null as absent. Each record's keys are walked once, rather than each record searched once per
+/// column: a batch of records is larger than the caches, and a search touches every key's text.
+fn cells<'a>(schema: &Schema, records: &[&'a Value]) -> Vec<Option<&'a Value>> {
+    let rows = records.len();
+    let mut by_name: Vec<(&str, usize)> = schema.fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+    by_name.sort_unstable();
+    let mut cells = vec![None; schema.fields.len() * rows];
+    for (row, record) in records.iter().enumerate() {
+        for (key, v) in record.as_object().into_iter().flatten() {
+            if let Ok(at) = by_name.binary_search_by(|(name, _)| (*name).cmp(key.as_str())) {
+                cells[by_name[at].1 * rows + row] = Some(v).filter(|v| !v.is_null());
+            }
+        }
+    }
+    cells
+}
+
 /// Build one Arrow batch from records that already passed `Schema::check`.
 pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatch, EncodeError> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields.len());
-    for f in &schema.fields {
-        // One lookup per row and column; the column's values are walked again to size its buffer.
-        let column: Vec<Option<&Value>> = records.iter().map(|r| r.get(&f.name).filter(|v| !v.is_null())).collect();
+    let cells = cells(schema, records);
+    for (fi, f) in schema.fields.iter().enumerate() {
+        // The column's values are walked twice for text: once to size its buffer.
+        let column = &cells[fi * records.len()..(fi + 1) * records.len()];
         let values = column.iter().copied();
         let bad = |row: usize, reason: &str| EncodeError::Value { row, field: f.name.clone(), reason: reason.into() };
         let col: ArrayRef = match f.ty {

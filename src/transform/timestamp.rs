@@ -64,8 +64,8 @@ pub fn parse_any(v: &Value) -> Result<DateTime<Utc>, String> {
         },
         Value::String(s) => {
             let s = s.trim();
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Ok(t.with_timezone(&Utc));
+            if let Some(t) = crate::rfc3339::parse(s) {
+                return Ok(t);
             }
             for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
                 if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
