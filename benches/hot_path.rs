@@ -314,7 +314,8 @@ fn main() {
         let pipeline = config.pipelines.iter().find(|p| p.name == name).expect("shipped pipeline");
         let (frames, payload) = responses(kind, name, seed, n);
         let keep = dir.join(format!("sluice-{name}-first.parquet"));
-        let all: Vec<Round> = (0..rounds).map(|i| run_round(pipeline, &frames, (i == 0).then(|| keep.clone()))).collect();
+        let all: Vec<Round> =
+            (0..rounds).map(|i| run_round(pipeline, &frames, (i == 0).then(|| keep.clone()))).collect();
         let r = median_round(all);
         assert_eq!(r.written + r.dropped, n, "every event written or dropped");
         let cpu = r.cpu().as_secs_f64();
@@ -349,7 +350,10 @@ fn main() {
     println!();
     println!("logs: where the CPU time goes");
     println!();
-    println!("| phase | sluice µs/event | sluice share |{}", if baseline.is_some() { " python µs/event |" } else { "" });
+    println!(
+        "| phase | sluice µs/event | sluice share |{}",
+        if baseline.is_some() { " python µs/event |" } else { "" }
+    );
     println!("| --- | ---: | ---: |{}", if baseline.is_some() { " ---: |" } else { "" });
     for (i, name) in PHASES.iter().enumerate() {
         let c = r.phases[i].cpu.as_secs_f64();

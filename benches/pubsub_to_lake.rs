@@ -6,7 +6,8 @@
 //! baseline (`benches/python/pubsub_to_lake.py`) and the table shows both.
 //!
 //! Run: `scripts/bench pubsub_to_lake`, or `cargo bench --bench pubsub_to_lake` (sluice alone).
-//! Env: BACKLOG (100000).
+//! When fake-gcs-server is installed (`scripts/install-emulators`), the backlog is drained once
+//! more by sluice into a `gs://` lake on it. Env: BACKLOG (100000).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -75,6 +76,45 @@ fn drain_with_sluice(emu: &common::PubsubEmulator, env: &[(&str, String)], backl
     drain
 }
 
+/// Rows in the Parquet objects under `gs://bucket/lake/logs` on fake-gcs-server, from their footers.
+fn count_gcs_rows(gcs: &common::FakeGcs, bucket: &str, rt: &tokio::runtime::Runtime) -> u64 {
+    use parquet::file::reader::FileReader;
+    let objects = rt.block_on(gcs.objects(bucket, "lake/logs"));
+    objects
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".parquet"))
+        .filter_map(|(_, bytes)| parquet::file::serialized_reader::SerializedFileReader::new(bytes).ok())
+        .map(|r| r.metadata().file_metadata().num_rows() as u64)
+        .sum()
+}
+
+/// The same drain with the lake on fake-gcs-server (`gs://bench/lake`, JSON API uploads).
+fn drain_into_gcs(emu: &common::PubsubEmulator, env: &[(&str, String)], backlog: u64) -> Drain {
+    let gcs = common::FakeGcs::start();
+    gcs.create_bucket("bench");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut env = env.to_vec();
+    env.push(("STORAGE_EMULATOR_HOST", gcs.url.clone()));
+    env.push(("SLUICE_LOGS_SUBSCRIPTION", GCS_SUBSCRIPTION.into()));
+    let (started, emu_cpu) = (Instant::now(), emu.cpu_secs());
+    let sluice = common::Sluice::start_with(Path::new("gs://bench/lake"), &env);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while count_gcs_rows(&gcs, "bench", &rt) < backlog {
+        assert!(Instant::now() < deadline, "backlog not drained into GCS in 15 minutes");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let drain = Drain {
+        secs: started.elapsed().as_secs_f64(),
+        cpu_secs: cpu_secs(sluice.child.id()),
+        emulator_cpu_secs: emu.cpu_secs() - emu_cpu,
+        peak_rss_mib: peak_rss_mib(sluice.child.id()),
+    };
+    assert!(sluice.stop().success());
+    drain
+}
+
+const GCS_SUBSCRIPTION: &str = "logs-gcs";
+
 fn drain_with_python(python: &str, emu: &common::PubsubEmulator, subscription: &str, backlog: u64) -> Option<Drain> {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
@@ -93,7 +133,11 @@ fn drain_with_python(python: &str, emu: &common::PubsubEmulator, subscription: &
     let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) if out.status.success() => v,
         _ => {
-            eprintln!("python baseline failed ({}); see {}", out.status, std::env::temp_dir().join("python-baseline.log").display());
+            eprintln!(
+                "python baseline failed ({}); see {}",
+                out.status,
+                std::env::temp_dir().join("python-baseline.log").display()
+            );
             return None;
         }
     };
@@ -117,11 +161,14 @@ fn main() {
     let env = emu.env();
     common::sluice_cmd(&["provision"], &env);
     let python_sub = "logs-python";
-    if python.is_some() {
-        // A second subscription on the same topic: the same backlog for the baseline.
-        let mut e = env.clone();
-        e.push(("SLUICE_LOGS_SUBSCRIPTION", python_sub.into()));
-        common::sluice_cmd(&["provision"], &e);
+    let gcs = common::emulators_dir().join("fake-gcs-server").exists();
+    // More subscriptions on the same topic: the same backlog for the baseline and the GCS lake.
+    for (wanted, sub) in [(python.is_some(), python_sub), (gcs, GCS_SUBSCRIPTION)] {
+        if wanted {
+            let mut e = env.clone();
+            e.push(("SLUICE_LOGS_SUBSCRIPTION", sub.into()));
+            common::sluice_cmd(&["provision"], &e);
+        }
     }
     let publish_started = Instant::now();
     let out = common::sluice_cmd(
@@ -133,6 +180,7 @@ fn main() {
 
     let sluice = drain_with_sluice(&emu, &env, backlog);
     let baseline = python.as_deref().and_then(|py| drain_with_python(py, &emu, python_sub, backlog));
+    let into_gcs = gcs.then(|| drain_into_gcs(&emu, &env, backlog));
 
     // pubsub.max_outstanding_bytes in config/sluice.yaml (per subscription; only `logs` has a
     // backlog here), plus the fixed overhead the memory target allows.
@@ -174,4 +222,18 @@ fn main() {
         sluice.peak_rss_mib,
         100.0 * sluice.peak_rss_mib / limit
     );
+    match into_gcs {
+        Some(g) => println!(
+            "into the GCS emulator (fake-gcs-server, gs://bench/lake): {:.1} s, {:.0} events/s, sluice CPU {:.1} s \
+             ({:.0}% of one core, {:.1} µs/event), emulator CPU {:.1} s, peak RSS {:.0} MiB",
+            g.secs,
+            backlog as f64 / g.secs,
+            g.cpu_secs,
+            100.0 * g.cpu_secs / g.secs,
+            1e6 * g.cpu_secs / backlog as f64,
+            g.emulator_cpu_secs,
+            g.peak_rss_mib
+        ),
+        None => println!("into the GCS emulator: skipped (fake-gcs-server not installed; scripts/install-emulators)"),
+    }
 }

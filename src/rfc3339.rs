@@ -49,9 +49,8 @@ fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
     if !shape {
         return None;
     }
-    let num = |digits: &[u8]| {
-        digits.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
-    };
+    let num =
+        |digits: &[u8]| digits.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
     let nanos = match &b[19..b.len() - 1] {
         [] => 0,
         [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => num(frac)? * 10u32.pow(9 - frac.len() as u32),
