@@ -129,7 +129,7 @@ pub async fn run(
     }
     let metrics = Arc::new(Metrics::new());
     let observers = Observers::new(&config, &metrics);
-    let topology = Topology::start_with(&config, metrics.clone(), &observers.all())?;
+    let topology = Topology::start_with(&config, metrics.clone(), &observers.all()).await?;
     let follower = match &observers.config_state {
         Some(c) => rebuild_config_state(&config, c).await,
         None => None,

@@ -12,9 +12,11 @@
 
 pub mod ack;
 pub mod app;
+pub mod bigquery;
 pub mod config;
 pub mod config_state;
 pub mod event;
+pub mod gcp;
 pub mod health;
 pub mod lake_tail;
 pub mod metrics;

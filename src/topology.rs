@@ -1,8 +1,9 @@
 //! Wires each pipeline: input channel -> transform chain -> sink channels, plus its dead letters.
 //!
 //! ```text
-//! sources ─▶ input (bounded) ─▶ chain ─┬─▶ sink "lake" (bounded) ─┐
-//!                                      └─▶ dead letters ◀─────────┘ (rows a sink cannot write)
+//! sources ─▶ input (bounded) ─▶ chain ─┬─▶ sink group (bounded) ─┬─▶ lake (Parquet)
+//!                                      │                         └─▶ BigQuery (Storage Write)
+//!                                      └─▶ dead letters ◀──────── rows a sink refused
 //! ```
 //! Every channel is bounded, so a slow sink slows the chain, which slows the sources.
 //! Shutdown: the sources drop their input senders; each task ends when its input closes, after
@@ -17,12 +18,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Outcome;
+use crate::bigquery::Warehouse;
 use crate::config::{BatchLimits, Config, Sink};
 use crate::event::{DeadLetter, Event};
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
-use crate::sink::lake::LakeSink;
+use crate::sink::group::{SinkGroup, Writer};
+use crate::sink::lake::LakeWriter;
 use crate::store::Location;
 use crate::transform::Output;
 
@@ -32,8 +35,12 @@ pub enum StartError {
     Lake { location: String, source: object_store::Error },
     #[error("{file}: {field}: {message}")]
     Chain { file: String, field: String, message: String },
-    #[error("sink {0}: bigquery sinks are not built yet")]
-    NotBuilt(String),
+    #[error("{file}: sinks: no sink is active (bigquery is disabled and the pipeline has no other sink)")]
+    NoSink { file: String },
+    #[error("bigquery: {0}")]
+    BigQuery(String),
+    #[error("{file}: sinks.{sink}: table {table} does not take the schema's rows:\n  {}", problems.join("\n  "))]
+    TableMismatch { file: String, sink: String, table: String, problems: Vec<String> },
 }
 
 /// Where sources hand events to one pipeline.
@@ -64,12 +71,12 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn start(config: &Config) -> Result<Topology, StartError> {
-        Self::start_with(config, Arc::new(Metrics::new()), &[])
+    pub async fn start(config: &Config) -> Result<Topology, StartError> {
+        Self::start_with(config, Arc::new(Metrics::new()), &[]).await
     }
 
     /// Start with shared metrics and observers of the chains' output.
-    pub fn start_with(
+    pub async fn start_with(
         config: &Config,
         metrics: Arc<Metrics>,
         observers: &[Arc<dyn Observer>],
@@ -78,6 +85,7 @@ impl Topology {
         let (store, base) = location
             .open(config.global.lake.endpoint_url().as_deref())
             .map_err(|source| StartError::Lake { location: config.global.lake.location.clone(), source })?;
+        let warehouse = Warehouse::connect(config).await?;
         let drain = CancellationToken::new();
         let mut inputs = HashMap::new();
         let mut tasks = Vec::new();
@@ -89,42 +97,60 @@ impl Topology {
                 message: e.message,
             })?;
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            let dead_sink = LakeSink {
-                name: "dead_letters".into(),
+            let dead_group = SinkGroup {
                 pipeline: p.name.clone(),
-                store: store.clone(),
-                prefix: join(&base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
-                instance: config.global.instance.clone(),
                 schema: dead_letter::schema(),
+                writers: vec![Box::new(LakeWriter {
+                    name: "dead_letters".into(),
+                    pipeline: p.name.clone(),
+                    store: store.clone(),
+                    prefix: join(&base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
+                    instance: config.global.instance.clone(),
+                    metrics: metrics.sink(&p.name, "dead_letters"),
+                })],
                 limits: limits(&config.global.limits.batch),
                 dead: None,
-                metrics: metrics.sink(&p.name, "dead_letters"),
             };
             let dead_count = metrics.dead_lettered(&p.name);
-            tasks.push(spawn_dead_letters(dead_sink, dead_rx, drain.clone(), queue, dead_count));
+            tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
 
-            let mut sinks = Vec::new();
+            let mut writers: Vec<Box<dyn Writer>> = Vec::new();
+            let mut batch: Option<Limits> = None;
             for s in &p.sinks {
-                let (tx, rx) = mpsc::channel::<Event>(queue);
                 match s {
-                    Sink::Lake { name, prefix, batch } => {
-                        let sink = LakeSink {
-                            name: name.clone(),
-                            pipeline: p.name.clone(),
-                            store: store.clone(),
-                            prefix: join(&base, prefix),
-                            instance: config.global.instance.clone(),
-                            schema: p.schema.clone(),
-                            limits: limits(batch),
-                            dead: Some(dead_tx.clone()),
-                            metrics: metrics.sink(&p.name, name),
-                        };
-                        tasks.push(tokio::spawn(sink.run(rx, drain.clone())));
-                    }
-                    Sink::BigQuery { .. } => return Err(StartError::NotBuilt(s.name().to_owned())),
+                    Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
+                        name: name.clone(),
+                        pipeline: p.name.clone(),
+                        store: store.clone(),
+                        prefix: join(&base, prefix),
+                        instance: config.global.instance.clone(),
+                        metrics: metrics.sink(&p.name, name),
+                    })),
+                    Sink::BigQuery { name, table, mode, .. } => match &warehouse {
+                        Some(w) => {
+                            writers.push(Box::new(w.writer(p, name, table, *mode, metrics.sink(&p.name, name)).await?))
+                        }
+                        None => {
+                            tracing::info!(pipeline = %p.name, sink = %name,
+                                "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
+                            continue;
+                        }
+                    },
                 }
-                sinks.push((Arc::<str>::from(s.name()), tx));
+                batch = Some(tightest(batch, limits(s.batch())));
             }
+            let Some(batch) = batch else {
+                return Err(StartError::NoSink { file: p.file.display().to_string() });
+            };
+            let group = SinkGroup {
+                pipeline: p.name.clone(),
+                schema: p.schema.clone(),
+                writers,
+                limits: batch,
+                dead: Some(dead_tx.clone()),
+            };
+            let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
+            tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
 
             let (tx, rx) = mpsc::channel::<Event>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
@@ -155,12 +181,26 @@ fn limits(b: &BatchLimits) -> Limits {
     }
 }
 
+/// A group's batch limits: a batch closes when any of its sinks' limits is reached.
+fn tightest(a: Option<Limits>, b: Limits) -> Limits {
+    let Some(a) = a else { return b };
+    Limits {
+        max_rows: a.max_rows.min(b.max_rows),
+        max_bytes: a.max_bytes.min(b.max_bytes),
+        max_age: a.max_age.min(b.max_age),
+        max_idle: match (a.max_idle, b.max_idle) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        },
+    }
+}
+
 fn join(base: &ObjectPath, rest: &str) -> ObjectPath {
     rest.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, s| p.join(s))
 }
 
 fn spawn_dead_letters(
-    sink: LakeSink,
+    sink: SinkGroup,
     mut rx: mpsc::Receiver<DeadLetter>,
     drain: CancellationToken,
     queue: usize,
@@ -188,7 +228,7 @@ async fn run_chain(
     pipeline: String,
     mut chain: crate::transform::Chain,
     mut rx: mpsc::Receiver<Event>,
-    sinks: Vec<(Arc<str>, mpsc::Sender<Event>)>,
+    sinks: mpsc::Sender<Event>,
     dead: mpsc::Sender<DeadLetter>,
     observers: Vec<Arc<dyn Observer>>,
 ) {
@@ -206,28 +246,15 @@ async fn run_chain(
     }
 }
 
-async fn deliver(pipeline: &str, mut event: Event, sinks: &[(Arc<str>, mpsc::Sender<Event>)]) {
-    let targets: Vec<&mpsc::Sender<Event>> = match &event.routes {
-        None => sinks.iter().map(|(_, tx)| tx).collect(),
-        Some(routes) => sinks.iter().filter(|(n, _)| routes.contains(n)).map(|(_, tx)| tx).collect(),
-    };
-    let Some((last, rest)) = targets.split_last() else {
+async fn deliver(pipeline: &str, event: Event, sinks: &mpsc::Sender<Event>) {
+    if event.routes.as_ref().is_some_and(|r| r.is_empty()) {
         // Routed to no sink on purpose: nothing to write, so it is done.
-        event.ack.take().settle(Outcome::Delivered);
+        event.ack.settle(Outcome::Delivered);
         return;
-    };
-    for tx in rest {
-        if let Err(mpsc::error::SendError(e)) = tx.send(event.fork()).await {
-            return sink_gone(pipeline, e);
-        }
     }
-    if let Err(mpsc::error::SendError(e)) = last.send(event).await {
-        sink_gone(pipeline, e);
+    if let Err(mpsc::error::SendError(e)) = sinks.send(event).await {
+        // Only happens if the sink task died: fail the message so the source redelivers it.
+        tracing::error!(pipeline, message_id = %e.message_id, "sink task is gone; message will be redelivered");
+        e.ack.settle(Outcome::Failed);
     }
-}
-
-fn sink_gone(pipeline: &str, event: Event) {
-    // Only happens if a sink task died: fail the message so the source redelivers it.
-    tracing::error!(pipeline, message_id = %event.message_id, "sink task is gone; message will be redelivered");
-    event.ack.settle(Outcome::Failed);
 }

@@ -87,6 +87,12 @@ impl Sink {
             Sink::Lake { name, .. } | Sink::BigQuery { name, .. } => name,
         }
     }
+
+    pub fn batch(&self) -> &BatchLimits {
+        match self {
+            Sink::Lake { batch, .. } | Sink::BigQuery { batch, .. } => batch,
+        }
+    }
 }
 
 impl Pipeline {

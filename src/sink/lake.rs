@@ -1,4 +1,4 @@
-//! The lake sink: events -> batches per hour partition -> Parquet -> one object each.
+//! The lake sink: each batch (one hour partition) -> Parquet -> one object.
 //!
 //! Objects are named `<prefix>/dt=YYYY-MM-DD/hour=HH/<instance>-<uuid>.parquet`: unique per
 //! writer, so instances sharing a lake never collide. Each object is written with a single put,
@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use futures::future::BoxFuture;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use super::batcher::{Batch, Batcher, Limits};
 use super::encode;
-use crate::ack::Outcome;
-use crate::event::{DeadLetter, Event};
+use super::group::{Encoded, WriteResult, Writer, Written};
+use crate::event::Event;
 use crate::metrics::SinkMetrics;
 use crate::schema::{parse_timestamp, Schema};
 
@@ -58,7 +56,8 @@ pub enum WriteError {
     Store { path: String, source: object_store::Error },
 }
 
-pub struct LakeSink {
+/// Writes each batch as one Parquet object under its partition.
+pub struct LakeWriter {
     /// Sink name from the pipeline file (`lake`), or `dead_letters`; used in logs and dead letters.
     pub name: String,
     pub pipeline: String,
@@ -66,139 +65,46 @@ pub struct LakeSink {
     /// Full prefix of this sink's objects inside the store.
     pub prefix: ObjectPath,
     pub instance: String,
-    pub schema: Arc<Schema>,
-    pub limits: Limits,
-    /// Where rows this sink cannot encode go; `None` for the dead-letter sink itself.
-    pub dead: Option<mpsc::Sender<DeadLetter>>,
     /// Rows written, flush times and failures; readiness and liveness read it.
     pub metrics: SinkMetrics,
 }
 
-impl LakeSink {
-    /// Consume events until the channel closes, then write what is left.
-    /// Once `drain` is cancelled every open batch is written at once and new events are
-    /// written as they come, so in-flight requests settle quickly during shutdown.
-    pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
-        let mut batcher: Batcher<Partition, Event> = Batcher::new(self.limits);
-        let mut draining = false;
-        loop {
-            let deadline = batcher.next_deadline();
-            tokio::select! {
-                _ = drain.cancelled(), if !draining => {
-                    draining = true;
-                    self.write_all(batcher.drain()).await;
-                }
-                next = rx.recv() => match next {
-                    Some(event) => {
-                        let mut closed = self.add(&mut batcher, event);
-                        if draining {
-                            while let Ok(more) = rx.try_recv() {
-                                closed.extend(self.add(&mut batcher, more));
-                            }
-                            closed.extend(batcher.drain());
-                        }
-                        self.write_all(closed).await;
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                    let due = batcher.due(tokio::time::Instant::now());
-                    self.write_all(due).await;
-                }
-            }
-        }
-        self.write_all(batcher.drain()).await;
+impl Writer for LakeWriter {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    fn add(&self, batcher: &mut Batcher<Partition, Event>, event: Event) -> Vec<Batch<Partition, Event>> {
-        let size = event.size_hint();
-        batcher.push(Partition::for_event(&self.schema, &event), event, size, tokio::time::Instant::now())
-    }
-
-    async fn write_all(&self, batches: Vec<Batch<Partition, Event>>) {
-        for b in batches {
-            self.write_batch(b.key, b.items).await;
-        }
-    }
-
-    /// Write one batch and settle every event in it: delivered, dead-lettered, or failed.
-    pub async fn write_batch(&self, partition: Partition, events: Vec<Event>) {
-        let started = std::time::Instant::now();
-        let mut good = Vec::with_capacity(events.len());
-        for e in events {
-            match self.schema.check(&e.record, true) {
-                Ok(()) => good.push(e),
-                Err(reason) => {
-                    self.metrics.failed("schema", &reason);
-                    self.refuse(e, reason).await
+    fn write<'a>(&'a self, encoded: &'a Encoded) -> BoxFuture<'a, WriteResult> {
+        Box::pin(async move {
+            let batch = encoded.batch.clone();
+            let bytes = tokio::task::spawn_blocking(move || encode::to_parquet(&batch))
+                .await
+                .map_err(|e| format!("encoding task failed: {e}"))?;
+            let bytes = match bytes {
+                Ok(b) => b,
+                // Deterministic: the same rows would fail again, so they go to dead letters.
+                Err(e) => {
+                    self.metrics.failed("encode", &e.to_string());
+                    let reason = format!("cannot encode Parquet: {e}");
+                    return Ok(Written::Except((0..encoded.batch.num_rows()).map(|i| (i, reason.clone())).collect()));
                 }
-            }
-        }
-        if good.is_empty() {
-            return;
-        }
-        let schema = self.schema.clone();
-        let encoded = tokio::task::spawn_blocking(move || {
-            let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
-            let bytes = encode::parquet_file(&schema, &records);
-            (good, bytes)
-        })
-        .await;
-        let (good, bytes) = match encoded {
-            Ok(r) => r,
-            Err(e) => {
-                // The events were moved into the task and dropped with it: their acks fail,
-                // so the source redelivers. Nothing is acknowledged.
-                tracing::error!(sink = %self.name, pipeline = %self.pipeline, error = %e, "encoding task failed");
-                self.metrics.failed("encode", &e.to_string());
-                return;
-            }
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                self.metrics.failed("encode", &e.to_string());
-                for ev in good {
-                    self.refuse(ev, format!("cannot encode batch: {e}")).await;
-                }
-                return;
-            }
-        };
-        let rows = good.len();
-        let path = self.object_path(partition);
-        match self.put(&path, bytes.clone()).await {
-            Ok(()) => {
-                self.metrics.flushed(rows, started.elapsed());
-                tracing::info!(sink = %self.name, pipeline = %self.pipeline, object = %path, rows, bytes = bytes.len(),
-                    millis = started.elapsed().as_millis() as u64, "wrote batch");
-                for ev in good {
-                    ev.ack.settle(Outcome::Delivered);
-                }
-            }
-            Err(e) => {
+            };
+            let path = self.object_path(encoded.partition);
+            let started = std::time::Instant::now();
+            let size = bytes.len();
+            if let Err(e) = self.put(&path, bytes).await {
                 self.metrics.failed("write", &e.to_string());
-                tracing::error!(sink = %self.name, pipeline = %self.pipeline, rows, error = %e,
-                    "batch not written; its messages will be redelivered");
-                for ev in good {
-                    ev.ack.settle(Outcome::Failed);
-                }
+                return Err(e.to_string());
             }
-        }
+            self.metrics.flushed(encoded.batch.num_rows(), started.elapsed());
+            tracing::info!(sink = %self.name, pipeline = %self.pipeline, object = %path, rows = encoded.batch.num_rows(),
+                bytes = size, millis = started.elapsed().as_millis() as u64, "wrote batch");
+            Ok(Written::All)
+        })
     }
+}
 
-    /// Send an event this sink cannot write to dead letters (or fail it if this is that sink).
-    async fn refuse(&self, event: Event, reason: String) {
-        let stage = format!("sink.{}", self.name);
-        match &self.dead {
-            Some(tx) => super::dead_letter::send(tx, DeadLetter { event, stage, reason }).await,
-            None => {
-                tracing::error!(sink = %self.name, pipeline = %self.pipeline, message_id = %event.message_id, %reason,
-                    "dead letter cannot be written; message will be redelivered");
-                event.ack.settle(Outcome::Failed);
-            }
-        }
-    }
-
+impl LakeWriter {
     fn object_path(&self, partition: Partition) -> ObjectPath {
         let name = format!("{}-{}.parquet", self.instance, uuid::Uuid::new_v4());
         let mut p = self.prefix.clone();
@@ -229,22 +135,31 @@ impl LakeSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Ack;
+    use crate::ack::{Ack, Outcome};
+    use crate::event::{DeadLetter, Event};
+    use crate::schema::Schema;
+    use crate::sink::batcher::Limits;
+    use crate::sink::group::SinkGroup;
     use object_store::memory::InMemory;
     use serde_json::json;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
 
-    fn sink(store: Arc<dyn ObjectStore>, dead: Option<mpsc::Sender<DeadLetter>>) -> LakeSink {
+    fn group(store: Arc<dyn ObjectStore>, dead: Option<mpsc::Sender<DeadLetter>>) -> SinkGroup {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
-        LakeSink {
-            name: "lake".into(),
+        SinkGroup {
             pipeline: "config-changes".into(),
-            store,
-            prefix: ObjectPath::from("lake/config-changes"),
-            instance: "test".into(),
             schema: Arc::new(Schema::load(&dir, "config_change").unwrap()),
+            writers: vec![Box::new(LakeWriter {
+                name: "lake".into(),
+                pipeline: "config-changes".into(),
+                store,
+                prefix: ObjectPath::from("lake/config-changes"),
+                instance: "test".into(),
+                metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
+            })],
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             dead,
-            metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
         }
     }
 
@@ -260,7 +175,7 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (dtx, mut drx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(sink(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
+        let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
         let row = |id: &str| json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": id});
         let (a, arx) = event("a", row("a"));
         let (b, brx) = event("b", row("b"));
@@ -271,7 +186,7 @@ mod tests {
         assert_eq!(arx.await.unwrap(), Outcome::Delivered);
         assert_eq!(brx.await.unwrap(), Outcome::Delivered);
         let dead = drx.recv().await.unwrap();
-        assert_eq!(dead.stage, "sink.lake");
+        assert_eq!(dead.stage, "sinks");
         assert!(dead.reason.contains("required"), "{}", dead.reason);
         dead.event.ack.settle(Outcome::Delivered);
         assert_eq!(crx.await.unwrap(), Outcome::Delivered);
@@ -296,7 +211,7 @@ mod tests {
         );
         tx.send(a).await.unwrap();
         drop(tx);
-        sink(store, None).run(rx, CancellationToken::new()).await;
+        group(store, None).run(rx, CancellationToken::new()).await;
         assert_eq!(arx.await.unwrap(), Outcome::Delivered);
     }
 }

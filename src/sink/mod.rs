@@ -1,12 +1,16 @@
-//! Sinks: where events end up. Each sink runs as a task that owns a bounded input channel and
-//! settles every event's ack once the event is durable (or hands it to dead letters).
+//! Sinks: where events end up. A pipeline's sinks run as one task that owns a bounded input
+//! channel and settles every event's ack once every sink has it durably (or dead letters do).
 //!
+//! - `group`: a pipeline's sinks sharing one batcher and one Arrow encoding per batch.
 //! - `batcher`: groups events per partition by rows, bytes and age.
 //! - `encode`: records -> Arrow -> Parquet bytes.
-//! - `lake`: the Parquet lake sink.
+//! - `lake`: Parquet objects in the lake (a `store`).
+//! - `bigquery`: rows in a BigQuery table through the Storage Write API.
 //! - `dead_letter`: refused events as rows of the dead-letter schema.
 
 pub mod batcher;
+pub mod bigquery;
 pub mod dead_letter;
 pub mod encode;
+pub mod group;
 pub mod lake;

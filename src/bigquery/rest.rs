@@ -1,0 +1,186 @@
+//! The BigQuery REST API, as much as sluice needs: datasets and tables (`sluice provision`, the
+//! start-up schema check) and queries (tests, operators). Emulator or bigquery.googleapis.com.
+
+use google_cloud_auth::credentials::Credentials;
+use serde_json::{json, Value};
+
+use crate::config::global::BigQueryConfig;
+use crate::gcp;
+use crate::schema::Schema;
+
+const PRODUCTION: &str = "https://bigquery.googleapis.com";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error(transparent)]
+    Auth(#[from] gcp::AuthError),
+    #[error("{what}: {source}")]
+    Transport { what: String, source: reqwest::Error },
+    #[error("{what}: HTTP {status}: {message}")]
+    Api { what: String, status: u16, message: String },
+}
+
+impl RestError {
+    /// Transport failures and 429/5xx answers may pass; the rest will not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            RestError::Transport { .. } => true,
+            RestError::Api { status, .. } => *status == 429 || *status >= 500,
+            RestError::Auth(_) => false,
+        }
+    }
+}
+
+/// A column as the tables API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: String,
+    pub mode: String,
+}
+
+#[derive(Clone)]
+pub struct Rest {
+    http: reqwest::Client,
+    /// `<endpoint>/bigquery/v2/projects/<project>`
+    base: String,
+    dataset: String,
+    location: String,
+    creds: Credentials,
+}
+
+impl Rest {
+    pub fn new(config: &BigQueryConfig) -> Result<Rest, RestError> {
+        let endpoint = config.endpoint_url();
+        let creds = gcp::credentials(endpoint.is_some())?;
+        let root = endpoint.unwrap_or_else(|| PRODUCTION.into());
+        Ok(Rest {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .expect("static HTTP client settings"),
+            base: format!("{}/bigquery/v2/projects/{}", root.trim_end_matches('/'), config.project),
+            dataset: config.dataset.clone(),
+            location: config.location.clone(),
+            creds,
+        })
+    }
+
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    async fn call(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Option<Value>, RestError> {
+        let headers = gcp::auth_headers(&self.creds).await?;
+        let resp =
+            req.headers(headers).send().await.map_err(|source| RestError::Transport { what: what.into(), source })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string());
+            return Err(RestError::Api { what: what.into(), status: status.as_u16(), message });
+        }
+        Ok(Some(body))
+    }
+
+    /// The table's columns, or `None` when the table does not exist.
+    pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>, RestError> {
+        let what = format!("reading table {}.{table}", self.dataset);
+        let url = format!("{}/datasets/{}/tables/{table}", self.base, self.dataset);
+        let Some(body) = self.call(&what, self.http.get(url)).await? else { return Ok(None) };
+        Ok(Some(columns(&body["schema"]["fields"])))
+    }
+
+    /// The table resource as the API returns it (partitioning, clustering, schema).
+    pub async fn table(&self, table: &str) -> Result<Option<Value>, RestError> {
+        let what = format!("reading table {}.{table}", self.dataset);
+        let url = format!("{}/datasets/{}/tables/{table}", self.base, self.dataset);
+        self.call(&what, self.http.get(url)).await
+    }
+
+    /// Create the dataset unless it exists; true when it was created.
+    pub async fn ensure_dataset(&self) -> Result<bool, RestError> {
+        let what = format!("creating dataset {}", self.dataset);
+        let url = format!("{}/datasets/{}", self.base, self.dataset);
+        if self.call(&what, self.http.get(url)).await?.is_some() {
+            return Ok(false);
+        }
+        let body = json!({"datasetReference": {"datasetId": self.dataset}, "location": self.location});
+        self.call(&what, self.http.post(format!("{}/datasets", self.base)).json(&body)).await.map(|_| true)
+    }
+
+    /// Create the table from the schema (columns, daily partitioning, clustering) unless it
+    /// exists; true when it was created.
+    pub async fn ensure_table(&self, table: &str, schema: &Schema) -> Result<bool, RestError> {
+        if self.table(table).await?.is_some() {
+            return Ok(false);
+        }
+        let what = format!("creating table {}.{table}", self.dataset);
+        let url = format!("{}/datasets/{}/tables", self.base, self.dataset);
+        let body = table_resource(&self.dataset, table, schema);
+        self.call(&what, self.http.post(url).json(&body)).await.map(|_| true)
+    }
+
+    /// Run a standard-SQL query and return its rows as JSON values (cells as the API types them).
+    pub async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, RestError> {
+        let what = "running a query".to_string();
+        let body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000});
+        let url = format!("{}/queries", self.base);
+        let resp = self.call(&what, self.http.post(url).json(&body)).await?.unwrap_or(Value::Null);
+        let rows = resp["rows"].as_array().cloned().unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .map(|r| r["f"].as_array().map(|cells| cells.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default())
+            .collect())
+    }
+}
+
+fn columns(fields: &Value) -> Vec<Column> {
+    fields
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| Column {
+                    name: f["name"].as_str().unwrap_or_default().to_owned(),
+                    ty: f["type"].as_str().unwrap_or_default().to_owned(),
+                    mode: f["mode"].as_str().unwrap_or("NULLABLE").to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The tables API resource for a schema: columns, daily partitioning and clustering.
+pub fn table_resource(dataset: &str, table: &str, schema: &Schema) -> Value {
+    let mut body = json!({
+        "tableReference": {"datasetId": dataset, "tableId": table},
+        "description": schema.description,
+        "schema": {"fields": schema.bigquery_fields()},
+    });
+    if let Some(p) = &schema.table.partition_by {
+        body["timePartitioning"] = json!({"type": "DAY", "field": p});
+    }
+    if !schema.table.cluster_by.is_empty() {
+        body["clustering"] = json!({"fields": schema.table.cluster_by});
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_resource_has_partitioning_and_clustering() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let s = Schema::load(&dir, "log").unwrap();
+        let r = table_resource("sluice", "logs", &s);
+        assert_eq!(r["timePartitioning"], json!({"type": "DAY", "field": "timestamp"}));
+        assert_eq!(r["clustering"]["fields"], json!(["service", "severity"]));
+        assert_eq!(r["schema"]["fields"][0]["name"], "timestamp");
+        assert_eq!(r["schema"]["fields"][0]["mode"], "REQUIRED");
+    }
+}

@@ -1,0 +1,209 @@
+//! Storage Write API streams, fed Arrow IPC.
+//!
+//! - `default_stream`: the table's default stream, shared by every writer and instance. An append
+//!   retried after a lost response may be written twice (at-least-once).
+//! - `exactly_once`: a committed stream of this writer's own, each append at an explicit offset.
+//!   A retry reuses the offset, and BigQuery answers ALREADY_EXISTS instead of writing the rows
+//!   again, so a retried append is never duplicated.
+
+use std::sync::Arc;
+
+use arrow::datatypes::Schema as ArrowSchema;
+use arrow::ipc::writer::{write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+use arrow::record_batch::RecordBatch;
+use google_cloud_bigquery::client::Write;
+use google_cloud_bigquery::model::{ArrowRecordBatch, ArrowSchema as WireSchema};
+use google_cloud_bigquery::write::format::Arrow;
+use google_cloud_bigquery::write::stream_type::CommittedStream;
+use google_cloud_bigquery::write::{CommittedWriter, DefaultWriter};
+use google_cloud_gax::error::rpc::Code;
+use tokio::sync::Mutex;
+
+use crate::config::global::{BigQueryConfig, WriteMode};
+
+/// Why an append did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendFailure {
+    /// BigQuery refused these rows (index in the appended batch, reason); nothing was written.
+    #[error("{} rows refused", .0.len())]
+    Rows(Vec<(usize, String)>),
+    /// The request as a whole was refused; retrying the same rows cannot help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Transport, overload or server trouble: the same append may pass later.
+    #[error("{0}")]
+    Transient(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("opening a Storage Write stream on {table}: {reason}")]
+pub struct OpenError {
+    pub table: String,
+    pub reason: String,
+}
+
+enum State {
+    Default(DefaultWriter<Arrow>),
+    /// A committed stream and the offset of the next row to append to it.
+    Committed {
+        writer: CommittedWriter<Arrow>,
+        next: i64,
+    },
+}
+
+/// Appends Arrow batches to one table.
+pub struct Appender {
+    client: Arc<Write>,
+    table: String,
+    mode: WriteMode,
+    wire_schema: WireSchema,
+    state: Mutex<Option<State>>,
+}
+
+/// The Storage Write client for a config: emulator endpoint with anonymous credentials, or
+/// bigquerystorage.googleapis.com with application default credentials.
+pub async fn client(config: &BigQueryConfig) -> Result<Arc<Write>, OpenError> {
+    let endpoint = config.grpc_endpoint_url();
+    let open_error = |reason: String| OpenError { table: format!("dataset {}", config.dataset), reason };
+    let creds = crate::gcp::credentials(endpoint.is_some()).map_err(|e| open_error(e.to_string()))?;
+    let mut b = Write::builder().with_credentials(creds);
+    if let Some(e) = endpoint {
+        b = b.with_endpoint(e);
+    }
+    b.build().await.map(Arc::new).map_err(|e| open_error(e.to_string()))
+}
+
+impl Appender {
+    /// Open the stream `mode` asks for on `table` (`projects/P/datasets/D/tables/T`).
+    pub async fn open(
+        client: Arc<Write>,
+        table: String,
+        schema: &ArrowSchema,
+        mode: WriteMode,
+    ) -> Result<Appender, OpenError> {
+        let wire_schema = WireSchema::new().set_serialized_schema(schema_message(schema));
+        let a = Appender { client, table, mode, wire_schema, state: Mutex::new(None) };
+        let state = a.connect().await?;
+        *a.state.lock().await = Some(state);
+        Ok(a)
+    }
+
+    async fn connect(&self) -> Result<State, OpenError> {
+        let err = |e: &dyn std::fmt::Display| OpenError { table: self.table.clone(), reason: e.to_string() };
+        Ok(match self.mode {
+            WriteMode::DefaultStream => State::Default(
+                self.client
+                    .open_default_stream(&self.table)
+                    .build_arrow(self.wire_schema.clone())
+                    .await
+                    .map_err(|e| err(&e))?,
+            ),
+            WriteMode::ExactlyOnce => {
+                let writer: CommittedWriter<Arrow> = self
+                    .client
+                    .create_stream::<CommittedStream>(&self.table)
+                    .build_arrow(self.wire_schema.clone())
+                    .await
+                    .map_err(|e| err(&e))?;
+                tracing::info!(table = %self.table, stream = %writer.write_stream(), "opened a committed write stream");
+                State::Committed { writer, next: 0 }
+            }
+        })
+    }
+
+    /// Append one batch (at most ~9 MB of IPC: the API caps a request at 10 MB). One attempt;
+    /// the caller decides about retrying, which is safe in both modes (see the module doc).
+    pub async fn append(&self, batch: &RecordBatch) -> Result<(), AppendFailure> {
+        let rows = ArrowRecordBatch::new()
+            .set_serialized_record_batch(batch_message(batch).map_err(|e| AppendFailure::Invalid(e.to_string()))?);
+        let mut guard = self.state.lock().await;
+        if guard.is_none() {
+            // A stream that failed earlier: open a new one (exactly-once: a fresh stream, offset 0).
+            *guard = Some(self.connect().await.map_err(|e| AppendFailure::Transient(e.to_string()))?);
+        }
+        let result = match guard.as_mut().expect("connected above") {
+            State::Default(w) => w.append(rows).send().await.map(|_| ()),
+            State::Committed { writer, next } => {
+                let r = writer.append(rows).set_offset(*next).send().await;
+                match r {
+                    Ok(_) => {
+                        *next += batch.num_rows() as i64;
+                        return Ok(());
+                    }
+                    // An earlier attempt at this offset landed (its answer was lost): done.
+                    Err(e) if code(&e) == Some(Code::AlreadyExists) => {
+                        tracing::info!(table = %self.table, offset = *next, "append already written by an earlier attempt");
+                        *next += batch.num_rows() as i64;
+                        return Ok(());
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        result.map_err(|e| {
+            let failure = classify(&e);
+            // A stream in an unknown state is replaced; the committed offset is then unknown, so
+            // only do that when BigQuery said the stream itself is unusable.
+            if matches!(code(&e), Some(Code::NotFound | Code::FailedPrecondition | Code::OutOfRange)) {
+                *guard = None;
+            }
+            failure
+        })
+    }
+
+    /// Stop appending: an exactly-once stream is finalized (its rows are already committed).
+    pub async fn close(&self) {
+        if let Some(State::Committed { writer, .. }) = self.state.lock().await.take() {
+            if let Err(e) = writer.finalize().await {
+                tracing::warn!(table = %self.table, error = %e, "finalizing the write stream failed (its rows are committed)");
+            }
+        }
+    }
+}
+
+fn code(e: &google_cloud_bigquery::error::AppendError) -> Option<Code> {
+    match e {
+        google_cloud_bigquery::error::AppendError::Rpc { source, .. } => source.status().map(|s| s.code),
+        _ => None,
+    }
+}
+
+fn classify(e: &google_cloud_bigquery::error::AppendError) -> AppendFailure {
+    use google_cloud_bigquery::error::AppendError;
+    match e {
+        AppendError::RowErrors { row_errors, .. } => {
+            AppendFailure::Rows(row_errors.iter().map(|r| (r.index.max(0) as usize, r.message.clone())).collect())
+        }
+        AppendError::Rpc { source, .. } => match source.status().map(|s| s.code) {
+            Some(Code::InvalidArgument) => AppendFailure::Invalid(source.to_string()),
+            Some(Code::PermissionDenied | Code::Unauthenticated) => AppendFailure::Invalid(source.to_string()),
+            _ => AppendFailure::Transient(source.to_string()),
+        },
+        other => AppendFailure::Transient(other.to_string()),
+    }
+}
+
+/// The IPC message carrying an Arrow schema, as `ArrowSchema.serialized_schema` wants it.
+fn schema_message(schema: &ArrowSchema) -> bytes::Bytes {
+    let opts = IpcWriteOptions::default();
+    let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+        schema,
+        &mut DictionaryTracker::new(false),
+        &opts,
+    );
+    let mut buf = Vec::new();
+    write_message(&mut buf, encoded, &opts).expect("writing to a Vec cannot fail");
+    buf.into()
+}
+
+/// The IPC message carrying one record batch, as `ArrowRecordBatch.serialized_record_batch` wants it.
+pub(crate) fn batch_message(batch: &RecordBatch) -> Result<bytes::Bytes, arrow::error::ArrowError> {
+    let opts = IpcWriteOptions::default();
+    // `encode`, its replacement, takes an IpcWriteContext that arrow-ipc 60 does not export.
+    #[allow(deprecated)]
+    let (_dictionaries, encoded) =
+        IpcDataGenerator::default().encoded_batch(batch, &mut DictionaryTracker::new(false), &opts)?;
+    let mut buf = Vec::new();
+    write_message(&mut buf, encoded, &opts)?;
+    Ok(buf.into())
+}

@@ -1,0 +1,35 @@
+//! Google Cloud plumbing shared by sluice's REST clients: credentials and endpoints.
+//!
+//! An emulator endpoint is always reached with anonymous credentials; production endpoints use
+//! application default credentials (a service account key, workload identity or `gcloud auth`).
+
+use google_cloud_auth::credentials::{self, Credentials};
+use http::HeaderMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("application default credentials are not available ({0}); set GOOGLE_APPLICATION_CREDENTIALS, run on GCP with a service account, or point sluice at an emulator")]
+    Unavailable(String),
+    #[error("cannot get an access token: {0}")]
+    Token(String),
+}
+
+/// Anonymous credentials for an emulator, application default credentials otherwise.
+pub fn credentials(emulator: bool) -> Result<Credentials, AuthError> {
+    if emulator {
+        return Ok(credentials::anonymous::Builder::new().build());
+    }
+    credentials::Builder::default()
+        .with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+        .build()
+        .map_err(|e| AuthError::Unavailable(e.to_string()))
+}
+
+/// The headers (Authorization) to send with one REST request; the credentials cache the token.
+pub async fn auth_headers(creds: &Credentials) -> Result<HeaderMap, AuthError> {
+    match creds.headers(http::Extensions::new()).await {
+        Ok(credentials::CacheableResource::New { data, .. }) => Ok(data),
+        Ok(credentials::CacheableResource::NotModified) => Ok(HeaderMap::new()),
+        Err(e) => Err(AuthError::Token(e.to_string())),
+    }
+}

@@ -1,0 +1,200 @@
+//! A pipeline's sinks as one group: events are batched once (per hour partition and route),
+//! each batch is encoded to Arrow once, and every sink it is routed to writes that same batch
+//! concurrently. An event is acknowledged only when every one of its sinks has it durably, or it
+//! is in dead letters with the reason a sink refused it.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::batcher::{Batch, Batcher, Limits};
+use super::encode;
+use super::lake::Partition;
+use crate::ack::Outcome;
+use crate::event::{DeadLetter, Event};
+use crate::schema::Schema;
+
+/// One batch as every sink receives it.
+pub struct Encoded {
+    pub partition: Partition,
+    pub batch: RecordBatch,
+}
+
+/// What a sink made of a batch it wrote: every row, or every row but these (index, reason).
+#[derive(Debug, PartialEq)]
+pub enum Written {
+    All,
+    Except(Vec<(usize, String)>),
+}
+
+/// `Err` means nothing of the batch is known to be durable: its messages are redelivered.
+pub type WriteResult = Result<Written, String>;
+
+/// A destination for encoded batches (the lake, a BigQuery table).
+pub trait Writer: Send + Sync {
+    fn name(&self) -> &str;
+    /// Write the batch, retrying what may pass on a later attempt.
+    fn write<'a>(&'a self, batch: &'a Encoded) -> BoxFuture<'a, WriteResult>;
+    /// Release what the writer holds (streams) once the group has written its last batch.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+type Routes = Option<Arc<[Arc<str>]>>;
+
+pub struct SinkGroup {
+    pub pipeline: String,
+    pub schema: Arc<Schema>,
+    pub writers: Vec<Box<dyn Writer>>,
+    pub limits: Limits,
+    /// Where rows a sink refuses go; `None` for the dead-letter group itself.
+    pub dead: Option<mpsc::Sender<DeadLetter>>,
+}
+
+impl SinkGroup {
+    /// Consume events until the channel closes, then write what is left. Once `drain` is
+    /// cancelled every open batch is written at once and new events as they come, so in-flight
+    /// requests settle quickly during shutdown.
+    pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
+        let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
+        let mut draining = false;
+        loop {
+            let deadline = batcher.next_deadline();
+            tokio::select! {
+                _ = drain.cancelled(), if !draining => {
+                    draining = true;
+                    self.write_all(batcher.drain()).await;
+                }
+                next = rx.recv() => match next {
+                    Some(event) => {
+                        let mut closed = self.add(&mut batcher, event);
+                        if draining {
+                            while let Ok(more) = rx.try_recv() {
+                                closed.extend(self.add(&mut batcher, more));
+                            }
+                            closed.extend(batcher.drain());
+                        }
+                        self.write_all(closed).await;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    let due = batcher.due(tokio::time::Instant::now());
+                    self.write_all(due).await;
+                }
+            }
+        }
+        self.write_all(batcher.drain()).await;
+        for w in &self.writers {
+            w.close().await;
+        }
+    }
+
+    fn add(
+        &self,
+        batcher: &mut Batcher<(Partition, Routes), Event>,
+        event: Event,
+    ) -> Vec<Batch<(Partition, Routes), Event>> {
+        let size = event.size_hint();
+        let key = (Partition::for_event(&self.schema, &event), event.routes.clone());
+        batcher.push(key, event, size, tokio::time::Instant::now())
+    }
+
+    async fn write_all(&self, batches: Vec<Batch<(Partition, Routes), Event>>) {
+        for b in batches {
+            let (partition, routes) = b.key;
+            self.write_batch(partition, routes.as_deref(), b.items).await;
+        }
+    }
+
+    /// Write one batch to its sinks and settle every event in it: delivered, dead-lettered, or failed.
+    pub async fn write_batch(&self, partition: Partition, routes: Option<&[Arc<str>]>, events: Vec<Event>) {
+        let mut good = Vec::with_capacity(events.len());
+        for e in events {
+            match self.schema.check(&e.record, true) {
+                Ok(()) => good.push(e),
+                Err(reason) => self.refuse(e, "sinks", reason).await,
+            }
+        }
+        if good.is_empty() {
+            return;
+        }
+        let schema = self.schema.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
+            let batch = encode::to_record_batch(&schema, &records);
+            (good, batch)
+        })
+        .await;
+        let (good, batch) = match encoded {
+            Ok(r) => r,
+            Err(e) => {
+                // The events were dropped with the task: their acks fail and the source redelivers.
+                tracing::error!(pipeline = %self.pipeline, error = %e, "encoding task failed");
+                return;
+            }
+        };
+        let batch = match batch {
+            Ok(b) => Encoded { partition, batch: b },
+            Err(e) => {
+                for ev in good {
+                    self.refuse(ev, "sinks", format!("cannot encode batch: {e}")).await;
+                }
+                return;
+            }
+        };
+        let writers: Vec<&dyn Writer> = self
+            .writers
+            .iter()
+            .map(|w| w.as_ref())
+            .filter(|w| routes.is_none_or(|r| r.iter().any(|n| &**n == w.name())))
+            .collect();
+        let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
+
+        let mut refused: Vec<Option<(String, String)>> = (0..good.len()).map(|_| None).collect();
+        let mut failed = None;
+        for (w, r) in writers.iter().zip(results) {
+            match r {
+                Ok(Written::All) => {}
+                Ok(Written::Except(rows)) => {
+                    for (i, reason) in rows {
+                        if let Some(slot) = refused.get_mut(i) {
+                            slot.get_or_insert_with(|| (format!("sink.{}", w.name()), reason));
+                        }
+                    }
+                }
+                Err(e) => failed = Some((w.name().to_owned(), e)),
+            }
+        }
+        if let Some((sink, error)) = failed {
+            tracing::error!(pipeline = %self.pipeline, sink, rows = good.len(), %error,
+                "batch not written; its messages will be redelivered");
+            for ev in good {
+                ev.ack.settle(Outcome::Failed);
+            }
+            return;
+        }
+        for (ev, refusal) in good.into_iter().zip(refused) {
+            match refusal {
+                None => ev.ack.settle(Outcome::Delivered),
+                Some((stage, reason)) => self.refuse(ev, &stage, reason).await,
+            }
+        }
+    }
+
+    /// Send an event a sink cannot write to dead letters (or fail it if this is that sink).
+    async fn refuse(&self, event: Event, stage: &str, reason: String) {
+        match &self.dead {
+            Some(tx) => super::dead_letter::send(tx, DeadLetter { event, stage: stage.into(), reason }).await,
+            None => {
+                tracing::error!(pipeline = %self.pipeline, message_id = %event.message_id, %reason,
+                    "dead letter cannot be written; message will be redelivered");
+                event.ack.settle(Outcome::Failed);
+            }
+        }
+    }
+}
