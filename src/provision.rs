@@ -1,19 +1,23 @@
-//! `sluice provision`: create the Pub/Sub topics and subscriptions the config names, where
-//! missing (useful against emulators; in production Terraform owns them). Existing resources are
-//! left as they are.
+//! `sluice provision`: create what the config names, where missing: Pub/Sub topics and
+//! subscriptions (with the dead-letter policy), and the BigQuery dataset and tables (columns from
+//! `schemas/`, daily partitioning and clustering as each schema's `table:` block says). Useful
+//! against emulators; in production Terraform owns them. Existing resources are left as they are.
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::DeadLetterPolicy;
 
-use crate::config::global::PubsubConfig;
-use crate::config::Config;
+use crate::bigquery::rest::Rest;
+use crate::config::global::{BigQueryConfig, PubsubConfig};
+use crate::config::{Config, Sink};
 use crate::source::pubsub::at_endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("the config has no `pubsub` section: nothing to provision")]
-    NoPubsub,
+    #[error("neither `pubsub` nor `bigquery` is enabled in the config (SLUICE_PUBSUB=true, SLUICE_BIGQUERY=true): nothing to provision")]
+    Nothing,
+    #[error("bigquery: {0}")]
+    BigQuery(#[from] crate::bigquery::rest::RestError),
     #[error("{file}: source.topic: expected the topic of subscription '{subscription}' (needed to create it)")]
     NoTopic { file: String, subscription: String },
     #[error("cannot create the Pub/Sub admin client: {0}")]
@@ -34,10 +38,50 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
 }
 
 pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
-    let ps: &PubsubConfig = config.global.pubsub.as_ref().ok_or(ProvisionError::NoPubsub)?;
+    let bigquery = config.global.bigquery.as_ref().filter(|b| b.enabled);
+    let pubsub = config.global.pubsub.as_ref().filter(|p| p.enabled);
+    if pubsub.is_none() && bigquery.is_none() {
+        return Err(ProvisionError::Nothing);
+    }
+    let mut report = Report::default();
+    if let Some(ps) = pubsub {
+        topics_and_subscriptions(config, ps, &mut report).await?;
+    }
+    if let Some(bq) = bigquery {
+        tables(config, bq, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn tables(config: &Config, bq: &BigQueryConfig, report: &mut Report) -> Result<(), ProvisionError> {
+    let rest = Rest::new(bq)?;
+    let dataset = format!("dataset {}.{}", bq.project, bq.dataset);
+    if rest.ensure_dataset().await? {
+        report.created.push(dataset);
+    } else {
+        report.existing.push(dataset);
+    }
+    for p in &config.pipelines {
+        for s in &p.sinks {
+            let Sink::BigQuery { table, .. } = s else { continue };
+            let name = format!("table {}.{table} (schema {})", bq.dataset, p.schema.name);
+            if rest.ensure_table(table, &p.schema).await? {
+                report.created.push(name);
+            } else {
+                report.existing.push(name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn topics_and_subscriptions(
+    config: &Config,
+    ps: &PubsubConfig,
+    report: &mut Report,
+) -> Result<(), ProvisionError> {
     let topics = at_endpoint!(TopicAdmin::builder(), ps).build().await?;
     let subscriptions = at_endpoint!(SubscriptionAdmin::builder(), ps).build().await?;
-    let mut report = Report::default();
 
     let mut wanted_topics: Vec<String> = Vec::new();
     let dead_letter_topic = ps.dead_letter_topic.as_deref().map(|t| ps.topic_path(t));
@@ -81,5 +125,5 @@ pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
             Err(source) => return Err(ProvisionError::Create { what: "subscription", name: s, source }),
         }
     }
-    Ok(report)
+    Ok(())
 }

@@ -17,6 +17,9 @@ use google_cloud_bigquery::write::format::Arrow;
 use google_cloud_bigquery::write::stream_type::CommittedStream;
 use google_cloud_bigquery::write::{CommittedWriter, DefaultWriter};
 use google_cloud_gax::error::rpc::Code;
+// The sink retries appends itself (with backoff, bounded, logged): the default-stream client
+// must not retry underneath it for minutes, nor retry what can never pass.
+use google_cloud_gax::retry_policy::NeverRetry;
 use tokio::sync::Mutex;
 
 use crate::config::global::{BigQueryConfig, WriteMode};
@@ -58,6 +61,8 @@ pub struct Appender {
     mode: WriteMode,
     wire_schema: WireSchema,
     state: Mutex<Option<State>>,
+    /// A committed stream to reconnect to (name, next offset) after its connection broke.
+    pending_reattach: std::sync::Mutex<Option<(String, i64)>>,
 }
 
 /// The Storage Write client for a config: emulator endpoint with anonymous credentials, or
@@ -82,7 +87,14 @@ impl Appender {
         mode: WriteMode,
     ) -> Result<Appender, OpenError> {
         let wire_schema = WireSchema::new().set_serialized_schema(schema_message(schema));
-        let a = Appender { client, table, mode, wire_schema, state: Mutex::new(None) };
+        let a = Appender {
+            client,
+            table,
+            mode,
+            wire_schema,
+            state: Mutex::new(None),
+            pending_reattach: Default::default(),
+        };
         let state = a.connect().await?;
         *a.state.lock().await = Some(state);
         Ok(a)
@@ -90,10 +102,26 @@ impl Appender {
 
     async fn connect(&self) -> Result<State, OpenError> {
         let err = |e: &dyn std::fmt::Display| OpenError { table: self.table.clone(), reason: e.to_string() };
+        let reattach = self.pending_reattach.lock().expect("not poisoned").take();
+        if let Some((stream, next)) = reattach {
+            let writer: CommittedWriter<Arrow> = self
+                .client
+                .attach_to_stream::<CommittedStream>(&stream)
+                .build_arrow(self.wire_schema.clone())
+                .await
+                .map_err(|e| {
+                    // Keep trying the same stream: a new one would lose track of what landed.
+                    self.pending_reattach.lock().expect("not poisoned").replace((stream.clone(), next));
+                    err(&e)
+                })?;
+            tracing::info!(table = %self.table, %stream, offset = next, "reconnected to the committed write stream");
+            return Ok(State::Committed { writer, next });
+        }
         Ok(match self.mode {
             WriteMode::DefaultStream => State::Default(
                 self.client
                     .open_default_stream(&self.table)
+                    .with_retry_policy(NeverRetry)
                     .build_arrow(self.wire_schema.clone())
                     .await
                     .map_err(|e| err(&e))?,
@@ -142,13 +170,31 @@ impl Appender {
         };
         result.map_err(|e| {
             let failure = classify(&e);
-            // A stream in an unknown state is replaced; the committed offset is then unknown, so
-            // only do that when BigQuery said the stream itself is unusable.
-            if matches!(code(&e), Some(Code::NotFound | Code::FailedPrecondition | Code::OutOfRange)) {
-                *guard = None;
+            match code(&e) {
+                // BigQuery says the stream itself is unusable: start over on a new one.
+                Some(Code::NotFound | Code::FailedPrecondition | Code::OutOfRange) => *guard = None,
+                // The connection broke (the append may or may not have landed): reconnect to the
+                // same stream, keeping the offset, so a retry lands once.
+                _ if matches!(failure, AppendFailure::Transient(_)) => {
+                    if let Some(state) = guard.take() {
+                        *guard = self.reattach(state);
+                    }
+                }
+                _ => {}
             }
             failure
         })
+    }
+
+    /// The same stream over a new connection (opened lazily by the next append).
+    fn reattach(&self, state: State) -> Option<State> {
+        match state {
+            State::Default(_) => None,
+            State::Committed { writer, next } => {
+                self.pending_reattach.lock().expect("not poisoned").replace((writer.write_stream().to_owned(), next));
+                None
+            }
+        }
     }
 
     /// Stop appending: an exactly-once stream is finalized (its rows are already committed).
@@ -174,13 +220,23 @@ fn classify(e: &google_cloud_bigquery::error::AppendError) -> AppendFailure {
         AppendError::RowErrors { row_errors, .. } => {
             AppendFailure::Rows(row_errors.iter().map(|r| (r.index.max(0) as usize, r.message.clone())).collect())
         }
-        AppendError::Rpc { source, .. } => match source.status().map(|s| s.code) {
-            Some(Code::InvalidArgument) => AppendFailure::Invalid(source.to_string()),
-            Some(Code::PermissionDenied | Code::Unauthenticated) => AppendFailure::Invalid(source.to_string()),
+        AppendError::Rpc { source, .. } => match source.status() {
+            Some(s) if matches!(s.code, Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated) => {
+                AppendFailure::Invalid(s.message.clone())
+            }
+            // Quota trouble passes with time; a request too large for the service never does.
+            Some(s) if s.code == Code::ResourceExhausted && too_large(&s.message) => {
+                AppendFailure::Invalid(s.message.clone())
+            }
             _ => AppendFailure::Transient(source.to_string()),
         },
         other => AppendFailure::Transient(other.to_string()),
     }
+}
+
+fn too_large(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("too large") || m.contains("exceeds")
 }
 
 /// The IPC message carrying an Arrow schema, as `ArrowSchema.serialized_schema` wants it.

@@ -24,6 +24,15 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Message ids in the lake for a pipeline, with how often each occurs.
+pub fn lake_ids(lake: &Path, pipeline: &str) -> std::collections::HashMap<String, usize> {
+    let mut ids = std::collections::HashMap::new();
+    for row in read_rows(&lake.join(pipeline)) {
+        *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    ids
+}
+
 /// A `sluice run` child process on the shipped config, with its lake in `lake`.
 pub struct Sluice {
     pub child: Child,
@@ -441,15 +450,6 @@ pub async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64
     summary.ids
 }
 
-/// Message ids in the lake for a pipeline, with how often each occurs.
-pub fn lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for row in read_rows(&lake.join(pipeline)) {
-        *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
-    }
-    ids
-}
-
 /// Wait until every id is in the lake for `pipeline`, or panic after `limit`.
 pub fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) -> HashMap<String, usize> {
     let deadline = Instant::now() + limit;
@@ -473,4 +473,79 @@ pub fn env_with(emu: &PubsubEmulator, extra: &[(&'static str, &str)]) -> Vec<(&'
     let mut env = emu.env();
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     env
+}
+
+/// A BigQuery emulator (bqemulator) on free REST and gRPC ports, killed on drop.
+pub struct BigQueryEmulator {
+    child: Child,
+    pub rest: String,
+    pub grpc: String,
+}
+
+impl BigQueryEmulator {
+    pub fn start() -> BigQueryEmulator {
+        Self::start_with(&[])
+    }
+
+    /// Start with extra environment (the emulator's settings are `BQEMU_*` variables).
+    pub fn start_with(env: &[(&str, &str)]) -> BigQueryEmulator {
+        let bin = emulators_dir().join("bigquery-emulator");
+        assert!(
+            bin.exists(),
+            "the BigQuery emulator is not installed at {}: run scripts/install-emulators",
+            bin.display()
+        );
+        let (rest, grpc) = (free_port(), free_port());
+        let mut cmd = Command::new(&bin);
+        cmd.args(["start", "--rest-host", "127.0.0.1", "--rest-port", &rest.to_string()])
+            .args(["--grpc-host", "127.0.0.1", "--grpc-port", &grpc.to_string(), "--project", "sluice-test"])
+            .envs(env.iter().copied());
+        let (child, log) = spawn_in_group(cmd, &format!("bigquery-emulator-{rest}"));
+        let emu = BigQueryEmulator { child, rest: format!("127.0.0.1:{rest}"), grpc: format!("127.0.0.1:{grpc}") };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("grpc.listen") && std::net::TcpStream::connect(&emu.rest).is_ok() {
+                return emu;
+            }
+            assert!(Instant::now() < deadline, "BigQuery emulator did not start within 90s:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Environment for a sluice (or `sluice provision`) that writes to this emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SLUICE_BIGQUERY", "true".into()),
+            ("BIGQUERY_EMULATOR_HOST", self.rest.clone()),
+            ("BIGQUERY_EMULATOR_GRPC_HOST", self.grpc.clone()),
+            ("SLUICE_PROJECT", "sluice-test".into()),
+            ("SLUICE_DATASET", "sluice".into()),
+        ]
+    }
+
+    /// The emulator's settings as sluice's own config type, for its REST client in tests.
+    pub fn config(&self) -> sluice::config::global::BigQueryConfig {
+        sluice::config::global::BigQueryConfig {
+            enabled: true,
+            project: "sluice-test".into(),
+            dataset: "sluice".into(),
+            location: "US".into(),
+            endpoint: Some(self.rest.clone()),
+            grpc_endpoint: Some(self.grpc.clone()),
+            write_mode: Default::default(),
+        }
+    }
+
+    /// Run a query and return its rows (cells as the REST API gives them: strings or null).
+    pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+        let rest = sluice::bigquery::rest::Rest::new(&self.config()).unwrap();
+        rest.query(sql).await.unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"))
+    }
+}
+
+impl Drop for BigQueryEmulator {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
 }
