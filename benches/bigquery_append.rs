@@ -75,6 +75,7 @@ fn main() {
                 table: table.into(),
                 appender,
                 retry: sluice::sink::bigquery::default_retry(),
+                metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
             };
             let appends = rows.div_ceil(batch_rows);
             let started = Instant::now();

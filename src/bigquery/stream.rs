@@ -253,7 +253,7 @@ fn schema_message(schema: &ArrowSchema) -> bytes::Bytes {
 }
 
 /// The IPC message carrying one record batch, as `ArrowRecordBatch.serialized_record_batch` wants it.
-pub(crate) fn batch_message(batch: &RecordBatch) -> Result<bytes::Bytes, arrow::error::ArrowError> {
+pub fn batch_message(batch: &RecordBatch) -> Result<bytes::Bytes, arrow::error::ArrowError> {
     let opts = IpcWriteOptions::default();
     // `encode`, its replacement, takes an IpcWriteContext that arrow-ipc 60 does not export.
     #[allow(deprecated)]
