@@ -30,6 +30,8 @@ pub enum RunError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("http server: {0}")]
     Serve(std::io::Error),
+    #[error("push_auth.keys: {0}")]
+    PushKeys(#[from] crate::source::jwks::KeysError),
     #[error(transparent)]
     Pubsub(#[from] crate::source::pubsub::ConnectError),
 }
@@ -127,6 +129,7 @@ pub async fn run(
     if let Some(p) = project {
         crate::telemetry::set_project(&p);
     }
+    let push_auth = Arc::new(crate::source::push_auth::PushAuth::from_config(config.global.push_auth.as_ref())?);
     let metrics = Arc::new(Metrics::new());
     let observers = Observers::new(&config, &metrics);
     let topology = Topology::start_with(&config, metrics.clone(), &observers.all()).await?;
@@ -187,6 +190,7 @@ pub async fn run(
         shutting_down,
         metrics,
         status,
+        push_auth,
     };
     let app = router(state.clone(), config.global.http.max_body.0 as usize);
     tracing::info!(%addr, lake = %config.global.lake.location, instance = %config.global.instance,

@@ -24,6 +24,7 @@ use crate::ack::{Ack, Outcome};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::source::push;
+use crate::source::push_auth::PushAuth;
 use crate::status::Status;
 use crate::topology::PipelineInput;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub shutting_down: CancellationToken,
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
+    /// Checks each push's OIDC token (or lets everyone in, with `push_auth.mode: none`).
+    pub push_auth: Arc<PushAuth>,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -107,6 +110,15 @@ async fn push_handler(
 }
 
 async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Bytes) -> Response {
+    // Before anything else, so a caller without a valid token learns nothing (not even pipeline names).
+    if let Err(refusal) = state.push_auth.check(&headers).await {
+        tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
+        let mut r = error(refusal.status(), refusal.to_string());
+        if refusal.status() == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        return r;
+    }
     let Some(input) = state.inputs.get(&pipeline).filter(|i| i.push) else {
         let mut accepting: Vec<&str> = state.inputs.values().filter(|i| i.push).map(|i| &*i.name).collect();
         accepting.sort();

@@ -24,13 +24,17 @@ fn problems(root: &Path) -> Vec<Problem> {
 /// (what is broken, file, text replaced, replacement, expected field, expected message part)
 const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("unknown global key", "config/sluice.yaml", "http:\n", "colour: blue\nhttp:\n", "colour",
-     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `limits`, `pubsub`, `bigquery`, `health`, `pipelines_dir`, `schemas_dir`"),
+     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `push_auth`, `limits`, `pubsub`, `bigquery`, `health`, `pipelines_dir`, `schemas_dir`"),
     ("down before late", "config/sluice.yaml", "down_after: 5 ", "down_after: 1.5 ", "health.producers.down_after",
      "expected more intervals than late_after (2), found 1.5"),
     ("unknown producer pipeline", "config/sluice.yaml", "    late_after: 2", "    pipelines: [health, metrics]\n    late_after: 2",
      "health.producers.pipelines[1]", "no pipeline named 'metrics'; pipelines are: config-changes, health, logs"),
     ("bad producer interval", "config/sluice.yaml", "intervals: {}", "intervals: {billing: soon}",
      "health.producers.intervals.billing", "expected a duration"),
+    ("oidc push auth without an audience", "config/sluice.yaml", "${SLUICE_PUSH_AUTH:-none}", "oidc", "push_auth.audience",
+     "expected the push subscription's audience (mode is oidc)"),
+    ("unknown push auth mode", "config/sluice.yaml", "${SLUICE_PUSH_AUTH:-none}", "iap", "push_auth.mode",
+     "unknown variant `iap`, expected `none` or `oidc`"),
     ("bad listen address", "config/sluice.yaml", "${SLUICE_LISTEN:-127.0.0.1:8080}", "localhost:http", "http.listen",
      "invalid socket address syntax"),
     ("zero batch rows", "config/sluice.yaml", "max_rows: 10000 ", "max_rows: 0 ", "limits.batch.max_rows",
@@ -90,6 +94,27 @@ fn each_bad_config_names_file_field_and_expectation() {
         );
     }
     assert!(CASES.len() >= 10);
+}
+
+#[test]
+fn push_without_a_push_auth_section_is_refused() {
+    let root = shipped_copy();
+    let path = root.path().join("config/sluice.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Drop the section and its indented lines: unauthenticated push must be chosen explicitly.
+    let mut in_section = false;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            in_section = l.starts_with("push_auth:") || (in_section && l.starts_with("  "));
+            !in_section
+        })
+        .collect();
+    std::fs::write(&path, kept.join("\n")).unwrap();
+    let found = problems(root.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].field, "push_auth");
+    assert!(found[0].message.contains("expected `push_auth` with `mode: oidc`"), "{}", found[0]);
 }
 
 #[test]

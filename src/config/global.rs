@@ -16,6 +16,8 @@ pub struct GlobalConfig {
     #[serde(default)]
     pub http: HttpConfig,
     pub lake: LakeConfig,
+    /// Who may push; required when a pipeline accepts push (`mode: none` must be chosen explicitly).
+    pub push_auth: Option<super::push_auth::PushAuthConfig>,
     #[serde(default)]
     pub limits: Limits,
     /// Pub/Sub streaming pull; absent means pipelines are fed by the push endpoint only.

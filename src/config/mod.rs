@@ -8,6 +8,7 @@ pub mod global;
 pub mod health;
 pub mod interpolate;
 pub mod pipeline;
+pub mod push_auth;
 pub mod units;
 
 use std::collections::HashMap;
@@ -166,6 +167,12 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
         }
     }
     check_across(&pipelines, &mut problems);
+    if global.push_auth.is_none() && pipelines.iter().any(|p| p.source.push) {
+        problems.push(problem(
+            "push_auth",
+            "pipelines accept push: expected `push_auth` with `mode: oidc` (Google-signed tokens) or, for local use, `mode: none`".into(),
+        ));
+    }
     if problems.is_empty() {
         // Only against a complete set of pipelines, or a broken pipeline file would read as missing.
         let names: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
@@ -213,6 +220,9 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
     }
     if g.http.max_body.0 == 0 {
         report("http.max_body", "expected a size above zero".into());
+    }
+    if let Some(a) = &g.push_auth {
+        a.check(report);
     }
     if let Some(b) = &g.bigquery {
         if b.project.trim().is_empty() {

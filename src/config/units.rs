@@ -30,7 +30,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => n * 86400.0,
         other => return Err(format!("unknown duration unit '{other}' in '{text}'; expected ms, s, m, h or d")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // Too large for a Duration (e.g. `99999999999999999999d`): an error, not a panic.
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration '{text}' is too large"))
 }
 
 /// Parse a byte size: a plain integer, or a number with B, KB, MB, GB (powers of 1000) or
@@ -52,7 +53,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
             return Err(format!("unknown size unit '{other}' in '{text}'; expected B, KB, MB, GB, KiB, MiB or GiB"))
         }
     };
-    Ok((n * mult) as u64)
+    let bytes = n * mult;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("size '{text}' is too large"));
+    }
+    Ok(bytes as u64)
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
@@ -94,6 +99,10 @@ mod tests {
         assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("10").unwrap_err().contains("with a unit"));
         assert!(parse_duration("10w").unwrap_err().contains("unknown duration unit 'w'"));
+        assert_eq!(
+            parse_duration("99999999999999999999d").unwrap_err(),
+            "duration '99999999999999999999d' is too large"
+        );
     }
 
     #[test]
@@ -102,5 +111,6 @@ mod tests {
         assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("1MB").unwrap(), 1_000_000);
         assert!(parse_bytes("3 parsecs").is_err());
+        assert_eq!(parse_bytes("99999999999999999999GiB").unwrap_err(), "size '99999999999999999999GiB' is too large");
     }
 }

@@ -1,0 +1,162 @@
+//! Who may push: the Google-signed OIDC token on each `POST /push/{pipeline}`.
+//!
+//! A Cloud Run push subscription sends `Authorization: Bearer <JWT>` signed by Google (RS256) for
+//! its service account. The token is accepted only if its signature verifies against Google's keys
+//! ([`jwks`](super::jwks)), it was issued by Google for the configured audience, it has not
+//! expired (30 s leeway for clock skew), and it names the configured service account with a
+//! verified email. Refusals say why, and never contain the token.
+
+use axum::http::{HeaderMap, StatusCode};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use super::jwks::{KeySource, KeysError};
+use crate::config::push_auth::{PushAuthConfig, PushAuthMode};
+
+/// Issuers Google puts in its ID tokens.
+const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// Why a push was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Refusal {
+    /// 401: no token, or one that is not a valid Google token for this audience.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: a valid token for someone other than the configured service account.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 503: the signing keys could not be fetched; Pub/Sub retries.
+    #[error("{0}")]
+    KeysUnavailable(String),
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::KeysUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The push endpoint's gate.
+pub enum PushAuth {
+    /// `mode: none`: every push is let in.
+    Open,
+    Oidc(Verifier),
+}
+
+pub struct Verifier {
+    keys: KeySource,
+    validation: Validation,
+    service_account: String,
+}
+
+/// The claims sluice reads; `exp`, `iss` and `aud` are checked by [`Validation`].
+#[derive(Deserialize)]
+struct Claims {
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: EmailVerified,
+}
+
+/// Google writes `email_verified` as a boolean; some issuers as the string "true".
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum EmailVerified {
+    Bool(bool),
+    Text(String),
+    #[default]
+    Absent,
+}
+
+impl PushAuth {
+    /// Build from the checked config; a local key file is read now, so a bad one stops the start.
+    pub fn from_config(config: Option<&PushAuthConfig>) -> Result<PushAuth, KeysError> {
+        let Some(c) = config.filter(|c| c.mode == PushAuthMode::Oidc) else {
+            tracing::warn!(
+                "push_auth.mode is none: POST /push accepts unauthenticated requests; set push_auth.mode: oidc \
+                 (SLUICE_PUSH_AUTH=oidc) wherever the endpoint is reachable by others"
+            );
+            return Ok(PushAuth::Open);
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&GOOGLE_ISSUERS);
+        validation.set_audience(&[c.audience.as_deref().unwrap_or_default().trim()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = LEEWAY_SECS;
+        let keys = KeySource::from_setting(c.keys.trim())?;
+        let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
+        tracing::info!(keys = %c.keys, service_account, "push requests must carry a Google OIDC token");
+        Ok(PushAuth::Oidc(Verifier { keys, validation, service_account }))
+    }
+
+    /// Check a request's `Authorization` header.
+    pub async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match self {
+            PushAuth::Open => Ok(()),
+            PushAuth::Oidc(v) => v.check(headers).await,
+        }
+    }
+}
+
+impl Verifier {
+    async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        let unauthenticated = |m: &str| Refusal::Unauthenticated(m.to_owned());
+        let value = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthenticated("no Authorization header; expected a Google-signed OIDC bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| unauthenticated("Authorization is not a Bearer token"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", describe(e.kind()))))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(Refusal::Unauthenticated(format!("token is signed with {:?}, expected RS256", header.alg)));
+        }
+        let kid = header.kid.as_deref();
+        let key = self.keys.get(kid).await.map_err(|e| Refusal::KeysUnavailable(e.to_string()))?.ok_or_else(|| {
+            Refusal::Unauthenticated(format!("token is signed by unknown key '{}'", kid.unwrap_or("(no kid)")))
+        })?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
+            .map_err(|e| Refusal::Unauthenticated(format!("token refused: {}", describe(e.kind()))))?
+            .claims;
+        let email = claims.email.unwrap_or_default();
+        if email != self.service_account {
+            return Err(Refusal::Forbidden(format!(
+                "token is for '{email}', not the service account in push_auth.service_account"
+            )));
+        }
+        match claims.email_verified {
+            EmailVerified::Bool(true) => Ok(()),
+            EmailVerified::Text(t) if t == "true" => Ok(()),
+            _ => Err(Refusal::Forbidden(format!("token's email '{email}' is not verified"))),
+        }
+    }
+}
+
+/// A token error in words; never includes the token.
+fn describe(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::ExpiredSignature => "it has expired".into(),
+        ErrorKind::ImmatureSignature => "it is not valid yet (nbf)".into(),
+        ErrorKind::InvalidSignature => "its signature does not verify against Google's key".into(),
+        ErrorKind::InvalidAudience => "its audience is not push_auth.audience".into(),
+        ErrorKind::InvalidIssuer => "it was not issued by accounts.google.com".into(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "its algorithm is not RS256".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("it has no `{c}` claim"),
+        ErrorKind::InvalidToken => "it is not a JWT (three base64url parts)".into(),
+        ErrorKind::Base64(_) => "it is not valid base64url".into(),
+        ErrorKind::Json(_) => "its header or claims are not the JSON expected".into(),
+        ErrorKind::Utf8(_) => "it is not UTF-8".into(),
+        other => format!("{other:?}"),
+    }
+}
