@@ -60,23 +60,7 @@ fn main() {
             let rest = sluice::bigquery::rest::Rest::new(&config).unwrap();
             rest.ensure_dataset().await.unwrap();
             rest.ensure_table(table, &schema).await.unwrap();
-            let client = sluice::bigquery::stream::client(&config).await.unwrap();
-            let appender = sluice::bigquery::stream::Appender::open(
-                client,
-                sluice::bigquery::table_path(&config, table),
-                &schema.arrow_schema(),
-                mode,
-            )
-            .await
-            .unwrap();
-            let writer = sluice::sink::bigquery::BigQueryWriter {
-                name: "warehouse".into(),
-                pipeline: "logs".into(),
-                table: table.into(),
-                appender,
-                retry: sluice::sink::bigquery::default_retry(),
-                metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
-            };
+            let writer = common::bigquery_writer(&config, table, &schema, mode).await;
             let appends = rows.div_ceil(batch_rows);
             let started = Instant::now();
             for _ in 0..appends {

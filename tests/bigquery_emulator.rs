@@ -211,28 +211,12 @@ async fn append_with_lost_answer(bq: &BigQueryEmulator, table: &str, mode: Write
     let proxy = LossyProxy::start(bq.grpc.clone()).await;
     let mut config = bq.config();
     config.grpc_endpoint = Some(proxy.addr.clone());
-    let client = sluice::bigquery::stream::client(&config).await.unwrap();
-    let appender = sluice::bigquery::stream::Appender::open(
-        client,
-        sluice::bigquery::table_path(&config, table),
-        &schema.arrow_schema(),
-        mode,
-    )
-    .await
-    .unwrap();
+    let writer = common::bigquery_writer(&config, table, &schema, mode).await;
     let records: Vec<Value> = (0..100)
         .map(|i| serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO", "message": "m", "message_id": format!("r-{i}")}))
         .collect();
     let refs: Vec<&Value> = records.iter().collect();
     let batch = sluice::sink::encode::to_record_batch(&schema, &refs).unwrap();
-    let writer = sluice::sink::bigquery::BigQueryWriter {
-        name: "warehouse".into(),
-        pipeline: "logs".into(),
-        table: table.into(),
-        appender,
-        retry: sluice::sink::bigquery::default_retry(),
-        metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
-    };
     let encoded =
         sluice::sink::group::Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch };
     use sluice::sink::group::Writer;

@@ -177,7 +177,7 @@ impl Appender {
                 // same stream, keeping the offset, so a retry lands once.
                 _ if matches!(failure, AppendFailure::Transient(_)) => {
                     if let Some(state) = guard.take() {
-                        *guard = self.reattach(state);
+                        self.remember_stream(state);
                     }
                 }
                 _ => {}
@@ -186,14 +186,10 @@ impl Appender {
         })
     }
 
-    /// The same stream over a new connection (opened lazily by the next append).
-    fn reattach(&self, state: State) -> Option<State> {
-        match state {
-            State::Default(_) => None,
-            State::Committed { writer, next } => {
-                self.pending_reattach.lock().expect("not poisoned").replace((writer.write_stream().to_owned(), next));
-                None
-            }
+    /// Reconnect to the same committed stream (lazily, on the next append), keeping its offset.
+    fn remember_stream(&self, state: State) {
+        if let State::Committed { writer, next } = state {
+            self.pending_reattach.lock().expect("not poisoned").replace((writer.write_stream().to_owned(), next));
         }
     }
 

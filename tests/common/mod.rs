@@ -544,6 +544,32 @@ impl BigQueryEmulator {
     }
 }
 
+/// The BigQuery sink's writer for `table`, on a stream opened as the sink opens it.
+pub async fn bigquery_writer(
+    config: &sluice::config::global::BigQueryConfig,
+    table: &str,
+    schema: &sluice::schema::Schema,
+    mode: sluice::config::WriteMode,
+) -> sluice::sink::bigquery::BigQueryWriter {
+    let client = sluice::bigquery::stream::client(config).await.unwrap();
+    let appender = sluice::bigquery::stream::Appender::open(
+        client,
+        sluice::bigquery::table_path(config, table),
+        &schema.arrow_schema(),
+        mode,
+    )
+    .await
+    .unwrap();
+    sluice::sink::bigquery::BigQueryWriter {
+        name: "warehouse".into(),
+        pipeline: "logs".into(),
+        table: table.into(),
+        appender,
+        retry: sluice::sink::bigquery::default_retry(),
+        metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
+    }
+}
+
 impl Drop for BigQueryEmulator {
     fn drop(&mut self) {
         kill_group(&mut self.child);
