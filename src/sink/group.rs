@@ -113,6 +113,22 @@ impl SinkGroup {
 
     /// Write one batch to its sinks and settle every event in it: delivered, dead-lettered, or failed.
     pub async fn write_batch(&self, partition: Partition, routes: Option<&[Arc<str>]>, events: Vec<Event>) {
+        let writers: Vec<&dyn Writer> = self
+            .writers
+            .iter()
+            .map(|w| w.as_ref())
+            .filter(|w| routes.is_none_or(|r| r.iter().any(|n| &**n == w.name())))
+            .collect();
+        if writers.is_empty() {
+            // Routed only to sinks this process skipped (a bigquery sink while bigquery is off):
+            // acking would lose the events, so they go to dead letters, ready for a replay.
+            let named = routes.unwrap_or_default().join(", ");
+            for e in events {
+                let reason = format!("routed only to sink(s) {named}, none of which is active in this process");
+                self.refuse(e, "sinks", reason).await;
+            }
+            return;
+        }
         let mut good = Vec::with_capacity(events.len());
         for e in events {
             match self.schema.check(&e.record, true) {
@@ -147,12 +163,6 @@ impl SinkGroup {
                 return;
             }
         };
-        let writers: Vec<&dyn Writer> = self
-            .writers
-            .iter()
-            .map(|w| w.as_ref())
-            .filter(|w| routes.is_none_or(|r| r.iter().any(|n| &**n == w.name())))
-            .collect();
         let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
 
         let mut refused: Vec<Option<(String, String)>> = (0..good.len()).map(|_| None).collect();

@@ -202,6 +202,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_routed_only_to_inactive_sinks_go_to_dead_letters() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (dtx, mut drx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
+        let (mut a, arx) = event(
+            "a",
+            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
+        );
+        a.routes = Some(Arc::from(vec![Arc::from("warehouse")]));
+        tx.send(a).await.unwrap();
+        drop(tx);
+        let dead = drx.recv().await.unwrap();
+        assert_eq!(dead.stage, "sinks");
+        assert_eq!(dead.reason, "routed only to sink(s) warehouse, none of which is active in this process");
+        dead.event.ack.settle(Outcome::Delivered);
+        assert_eq!(arx.await.unwrap(), Outcome::Delivered);
+        task.await.unwrap();
+        use futures::TryStreamExt;
+        let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(objects.is_empty(), "nothing written to the lake: {objects:?}");
+    }
+
+    #[tokio::test]
     async fn open_batches_are_written_when_the_channel_closes() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (tx, rx) = mpsc::channel(8);
