@@ -49,7 +49,7 @@ fn main() {
         .collect();
     let refs: Vec<&Value> = records.iter().collect();
     let batch = sluice::sink::encode::to_record_batch(&schema, &refs).unwrap();
-    let encoded = Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch };
+    let encoded = Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch, object: None };
     let ipc_bytes = sluice::bigquery::stream::batch_message(&encoded.batch).unwrap().len();
 
     println!("| mode | rows | batch | seconds | rows/s | MB/s (Arrow IPC) |");

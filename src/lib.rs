@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod path;
 pub mod provision;
 pub mod publish;
+pub mod replay;
 pub mod rfc3339;
 pub mod sample;
 pub mod schema;

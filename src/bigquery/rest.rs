@@ -126,16 +126,39 @@ impl Rest {
 
     /// Run a standard-SQL query and return its rows as JSON values (cells as the API types them).
     pub async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, RestError> {
+        self.query_with(sql, Vec::new()).await
+    }
+
+    /// A query with named parameters (`@name` in the SQL), each a `QueryParameter` resource such
+    /// as [`string_array_param`] builds. The answer must fit one page (no `pageToken`).
+    pub async fn query_with(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, RestError> {
         let what = "running a query".to_string();
-        let body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000});
+        let mut body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000});
+        if !params.is_empty() {
+            body["parameterMode"] = json!("NAMED");
+            body["queryParameters"] = Value::Array(params);
+        }
         let url = format!("{}/queries", self.base);
         let resp = self.call(&what, self.http.post(url).json(&body)).await?.unwrap_or(Value::Null);
+        if resp["jobComplete"] == json!(false) || resp.get("pageToken").is_some_and(|t| !t.is_null()) {
+            // Transient: the job is slow or the answer large; the caller may retry with less.
+            return Err(RestError::Api { what, status: 503, message: "the query answer is incomplete".into() });
+        }
         let rows = resp["rows"].as_array().cloned().unwrap_or_default();
         Ok(rows
             .into_iter()
             .map(|r| r["f"].as_array().map(|cells| cells.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default())
             .collect())
     }
+}
+
+/// A named `ARRAY<STRING>` query parameter.
+pub fn string_array_param(name: &str, values: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "parameterType": {"type": "ARRAY", "arrayType": {"type": "STRING"}},
+        "parameterValue": {"arrayValues": values.iter().map(|v| json!({"value": v})).collect::<Vec<_>>()},
+    })
 }
 
 fn columns(fields: &Value) -> Vec<Column> {

@@ -21,6 +21,9 @@ use crate::schema::Schema;
 pub struct Encoded {
     pub partition: Partition,
     pub batch: RecordBatch,
+    /// A fixed object name (without `.parquet`) for this batch, so writing it again replaces the
+    /// object instead of adding one (replay: one per source row group); `None`: a unique name.
+    pub object: Option<String>,
 }
 
 /// What a sink made of a batch it wrote: every row, or every row but these (index, reason).
@@ -113,6 +116,17 @@ impl SinkGroup {
 
     /// Write one batch to its sinks and settle every event in it: delivered, dead-lettered, or failed.
     pub async fn write_batch(&self, partition: Partition, routes: Option<&[Arc<str>]>, events: Vec<Event>) {
+        self.write_named(partition, routes, events, None).await
+    }
+
+    /// [`SinkGroup::write_batch`], with a fixed object name for the lake (see [`Encoded::object`]).
+    pub async fn write_named(
+        &self,
+        partition: Partition,
+        routes: Option<&[Arc<str>]>,
+        events: Vec<Event>,
+        object: Option<String>,
+    ) {
         let writers: Vec<&dyn Writer> = self
             .writers
             .iter()
@@ -155,7 +169,7 @@ impl SinkGroup {
             }
         };
         let batch = match batch {
-            Ok(b) => Encoded { partition, batch: b },
+            Ok(b) => Encoded { partition, batch: b, object },
             Err(e) => {
                 for ev in good {
                     self.refuse(ev, "sinks", format!("cannot encode batch: {e}")).await;

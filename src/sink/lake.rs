@@ -1,7 +1,8 @@
 //! The lake sink: each batch (one hour partition) -> Parquet -> one object.
 //!
 //! Objects are named `<prefix>/dt=YYYY-MM-DD/hour=HH/<instance>-<uuid>.parquet`: unique per
-//! writer, so instances sharing a lake never collide. Each object is written with a single put,
+//! writer, so instances sharing a lake never collide (a replay names its batches after their
+//! source row groups instead, so a second replay replaces its objects rather than adding). Each object is written with a single put,
 //! which both backends make atomic (local: temp file + rename; GCS: one upload), so a file
 //! appears whole or not at all. Events are acknowledged only after their object is written.
 
@@ -89,7 +90,7 @@ impl Writer for LakeWriter {
                     return Ok(Written::Except((0..encoded.batch.num_rows()).map(|i| (i, reason.clone())).collect()));
                 }
             };
-            let path = self.object_path(encoded.partition);
+            let path = self.object_path(encoded.partition, encoded.object.as_deref());
             let started = std::time::Instant::now();
             let size = bytes.len();
             if let Err(e) = self.put(&path, bytes).await {
@@ -105,8 +106,11 @@ impl Writer for LakeWriter {
 }
 
 impl LakeWriter {
-    fn object_path(&self, partition: Partition) -> ObjectPath {
-        let name = format!("{}-{}.parquet", self.instance, uuid::Uuid::new_v4());
+    fn object_path(&self, partition: Partition, fixed: Option<&str>) -> ObjectPath {
+        let name = match fixed {
+            Some(stem) => format!("{stem}.parquet"),
+            None => format!("{}-{}.parquet", self.instance, uuid::Uuid::new_v4()),
+        };
         let mut p = self.prefix.clone();
         for part in partition.path().split('/') {
             p = p.join(part);

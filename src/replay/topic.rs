@@ -1,0 +1,44 @@
+//! `--to topic`: the rebuilt messages published back onto the pipeline's Pub/Sub topic, for the
+//! running service to process (its own chain and sinks). Pub/Sub gives each a new message id, so
+//! the original travels as the `sluice_replay_of` attribute; this target is at-least-once, and a
+//! second replay of a range publishes it again.
+
+use google_cloud_pubsub::client::Publisher;
+
+use crate::config::global::PubsubConfig;
+use crate::event::Event;
+
+/// The attribute carrying the archived message id.
+pub const REPLAY_OF: &str = "sluice_replay_of";
+
+pub struct TopicTarget {
+    pub topic: String,
+    publisher: Publisher,
+}
+
+impl TopicTarget {
+    pub async fn connect(pubsub: &PubsubConfig, topic: &str) -> Result<TopicTarget, String> {
+        let topic = pubsub.topic_path(topic);
+        let publisher = crate::source::pubsub::at_endpoint!(Publisher::builder(&topic), pubsub)
+            .build()
+            .await
+            .map_err(|e| format!("creating a publisher for {topic}: {e}"))?;
+        Ok(TopicTarget { topic, publisher })
+    }
+
+    /// Publish every event's original bytes and attributes; all must be accepted.
+    pub async fn publish(&self, events: &[&Event]) -> Result<(), String> {
+        let sends = events.iter().map(|e| {
+            let mut attrs: Vec<(String, String)> =
+                e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            attrs.push((REPLAY_OF.to_owned(), e.message_id.clone()));
+            let msg = google_cloud_pubsub::model::Message::new().set_data(e.data.clone()).set_attributes(attrs);
+            self.publisher.publish(msg)
+        });
+        let results = futures::future::join_all(sends).await;
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => Err(format!("publishing to {}: {e}", self.topic)),
+            None => Ok(()),
+        }
+    }
+}
