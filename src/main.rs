@@ -240,7 +240,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    sluice::schema::parse_timestamp(text).ok_or_else(|| format!("expected an RFC 3339 instant such as 2026-11-20T00:00:00Z, found '{text}'"))
+    sluice::schema::parse_timestamp(text)
+        .ok_or_else(|| format!("expected an RFC 3339 instant such as 2026-11-20T00:00:00Z, found '{text}'"))
 }
 
 /// The replay's outcome on stdout: the plan for a dry run, else the counts.

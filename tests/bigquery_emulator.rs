@@ -217,8 +217,11 @@ async fn append_with_lost_answer(bq: &BigQueryEmulator, table: &str, mode: Write
         .collect();
     let refs: Vec<&Value> = records.iter().collect();
     let batch = sluice::sink::encode::to_record_batch(&schema, &refs).unwrap();
-    let encoded =
-        sluice::sink::group::Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch, object: None };
+    let encoded = sluice::sink::group::Encoded {
+        partition: sluice::sink::lake::Partition::of(chrono::Utc::now()),
+        batch,
+        object: None,
+    };
     use sluice::sink::group::Writer;
     proxy.lose.store(true, Ordering::SeqCst);
     let written = writer.write(&encoded).await;

@@ -111,7 +111,8 @@ impl Selector {
                     (0..batch.num_rows())
                         .map(|i| {
                             times.is_valid(i)
-                                && DateTime::from_timestamp_micros(times.value(i)).is_some_and(|t| self.window.contains(t))
+                                && DateTime::from_timestamp_micros(times.value(i))
+                                    .is_some_and(|t| self.window.contains(t))
                         })
                         .collect(),
                 );
@@ -176,11 +177,8 @@ pub async fn plan(
     schema: &Schema,
     selector: &Selector,
 ) -> Result<Plan, ReplayError> {
-    let listed: Vec<_> = store
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(|e| ReplayError::store(format!("listing {prefix}"), e))?;
+    let listed: Vec<_> =
+        store.list(Some(prefix)).try_collect().await.map_err(|e| ReplayError::store(format!("listing {prefix}"), e))?;
     let mut listed: Vec<_> = listed
         .into_iter()
         .filter(|m| m.location.as_ref().ends_with(".parquet"))
@@ -256,10 +254,7 @@ mod tests {
 
     #[test]
     fn partitions_come_from_hive_folders() {
-        assert_eq!(
-            partition_of("lake/logs/dt=2026-11-26/hour=09/local-x.parquet"),
-            Some(hour("2026-11-26T09:00:00Z"))
-        );
+        assert_eq!(partition_of("lake/logs/dt=2026-11-26/hour=09/local-x.parquet"), Some(hour("2026-11-26T09:00:00Z")));
         assert_eq!(partition_of("lake/logs/dt=2026-11-26/x.parquet"), None);
         assert_eq!(partition_of("dt=2026-13-01/hour=01/x.parquet"), None);
         assert_eq!(partition_of("dt=2026-11-01/hour=24/x.parquet"), None);

@@ -27,10 +27,8 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(rows_total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} rows ({percent}%) {msg} {per_sec} eta {eta}",
-                )
-                .expect("static template"),
+                ProgressStyle::with_template("{bar:30} {pos}/{len} rows ({percent}%) {msg} {per_sec} eta {eta}")
+                    .expect("static template"),
             );
             bar.set_position(rows_done);
             bar
@@ -82,8 +80,15 @@ impl Progress {
         let rate = self.rate();
         let left = self.rows_total.saturating_sub(self.rows_done);
         let eta = if rate > 0.0 { (left as f64 / rate).round() as u64 } else { 0 };
-        tracing::info!(files_done = self.files_done, files = self.files, rows_done = self.rows_done,
-            rows = self.rows_total, rows_per_sec = rate.round() as u64, eta_secs = eta, "{message}");
+        tracing::info!(
+            files_done = self.files_done,
+            files = self.files,
+            rows_done = self.rows_done,
+            rows = self.rows_total,
+            rows_per_sec = rate.round() as u64,
+            eta_secs = eta,
+            "{message}"
+        );
     }
 
     pub fn finish(&self) {

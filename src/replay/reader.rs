@@ -109,18 +109,17 @@ pub async fn count_selected(
     kind: Kind,
     selector: &Selector,
 ) -> Result<u64, ReplayError> {
-    let wanted: Vec<&str> = [selector.time_column(kind), (kind == Kind::DeadLetters).then_some("pipeline")]
-        .into_iter()
-        .flatten()
-        .collect();
+    let wanted: Vec<&str> =
+        [selector.time_column(kind), (kind == Kind::DeadLetters).then_some("pipeline")].into_iter().flatten().collect();
     let schema = footer.schema();
     let roots: Vec<usize> = wanted.iter().filter_map(|c| schema.index_of(c).ok()).collect();
     let mask = ProjectionMask::roots(footer.metadata().file_metadata().schema_descr(), roots);
-    let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(object_reader(store, path, size), footer.clone())
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| read_error(path, e))?;
+    let mut stream =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(object_reader(store, path, size), footer.clone())
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| read_error(path, e))?;
     let mut n = 0;
     while let Some(batch) = next(&mut stream, path).await? {
         n += match selector.mask(kind, &batch).map_err(|e| read_error(path, e))? {

@@ -199,10 +199,12 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     cp_store.save(&cp).await?;
 
     let mut outputs = outputs(config, p, &to, &out_store, &out_base).await?;
-    let mut chain = p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
+    let mut chain =
+        p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
     let ingest = ingest_field(p);
     let files_done = plan.files.iter().filter(|f| cp.done(f.path.as_ref()) >= f.row_groups.len()).count();
-    let mut progress = super::progress::Progress::new(plan.files.len(), plan.selected_rows(), files_done, cp.rows_done());
+    let mut progress =
+        super::progress::Progress::new(plan.files.len(), plan.selected_rows(), files_done, cp.rows_done());
     let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };
     for file in &plan.files {
         let first = cp.done(file.path.as_ref());
@@ -287,7 +289,8 @@ async fn outputs(
         for s in &p.sinks {
             if let Sink::BigQuery { name, table, .. } = s {
                 // Exactly-once whatever the service uses: a retried append must not double rows.
-                let inner = warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
+                let inner =
+                    warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
                 writers.push(Box::new(MissingOnly {
                     inner: Box::new(inner),
                     rest: warehouse.rest().clone(),
@@ -312,19 +315,21 @@ async fn outputs(
         }
     }
     let topic = if to.contains(&Target::Topic) {
-        let pubsub = config
-            .global
-            .pubsub
-            .as_ref()
-            .ok_or_else(|| usage("topic", "the config has no pubsub section".into()))?;
-        let name = p.source.topic.as_deref().ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
+        let pubsub =
+            config.global.pubsub.as_ref().ok_or_else(|| usage("topic", "the config has no pubsub section".into()))?;
+        let name = p
+            .source
+            .topic
+            .as_deref()
+            .ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
         Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e))?)
     } else {
         None
     };
     // Batches are written as they are formed (one per row-group batch and partition), so the
     // batcher's limits are not used.
-    let limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
+    let limits =
+        Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
     let group = (!writers.is_empty()).then(|| SinkGroup {
         pipeline: p.name.clone(),
         schema: p.schema.clone(),
@@ -374,7 +379,12 @@ type Routes = Option<Arc<[Arc<str>]>>;
 impl Unit<'_> {
     /// Rebuild the rows as events, run them through the chain and write them; fails if any
     /// event could not be made durable in its targets or in dead letters.
-    async fn process(&mut self, file: &SourceFile, records: Vec<Map<String, Value>>, object: &str) -> Result<(), ReplayError> {
+    async fn process(
+        &mut self,
+        file: &SourceFile,
+        records: Vec<Map<String, Value>>,
+        object: &str,
+    ) -> Result<(), ReplayError> {
         let n = records.len();
         self.summary.rows += n as u64;
         let (outcome_tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
@@ -392,7 +402,7 @@ impl Unit<'_> {
             };
             match rebuilt {
                 Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
-                Err(d) => dead.push(d),
+                Err(d) => dead.push(*d),
             }
         }
         drop(outcome_tx);
@@ -463,7 +473,7 @@ impl Unit<'_> {
 }
 
 /// An archived row as the message that would produce it: payload = the row as JSON.
-fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Result<Event, DeadLetter> {
+fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
     let id = record.get("message_id").and_then(Value::as_str).map(str::to_owned);
     let publish_time = schema
         .time_field
@@ -473,15 +483,18 @@ fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Resu
         .and_then(parse_timestamp)
         .unwrap_or_else(Utc::now);
     let data = Bytes::from(serde_json::to_vec(&record).expect("a JSON map serializes"));
-    let event = Event::new(id.clone().unwrap_or_default(), publish_time, BTreeMap::new(), data, Arc::from("replay"), ack);
+    let event =
+        Event::new(id.clone().unwrap_or_default(), publish_time, BTreeMap::new(), data, Arc::from("replay"), ack);
     match id {
         Some(_) => Ok(event),
-        None => Err(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }),
+        None => {
+            Err(Box::new(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }))
+        }
     }
 }
 
 /// A dead letter as the message it was: original bytes, attributes, id and publish time.
-fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, DeadLetter> {
+fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
     let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
     let attributes: BTreeMap<String, String> = record
         .get("attributes")
@@ -492,10 +505,16 @@ fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Dead
     let data = base64::engine::general_purpose::STANDARD.decode(text("data"));
     let subscription: Arc<str> = Arc::from(text("subscription").as_str());
     match data {
-        Ok(bytes) => Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack)),
+        Ok(bytes) => {
+            Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack))
+        }
         Err(e) => {
             let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);
-            Err(DeadLetter { event, stage: "replay".into(), reason: format!("dead letter's data is not base64: {e}") })
+            Err(Box::new(DeadLetter {
+                event,
+                stage: "replay".into(),
+                reason: format!("dead letter's data is not base64: {e}"),
+            }))
         }
     }
 }

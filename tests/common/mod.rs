@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod replay;
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
