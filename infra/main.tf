@@ -85,6 +85,7 @@ module "cloudrun" {
   image                  = var.image
   port                   = local.port
   env                    = local.service_env
+  replay_env             = local.replay_env
   service_account        = local.emails.run
   replay_service_account = local.emails.replay
   cpu                    = var.cpu
@@ -137,6 +138,13 @@ module "workflows" {
   deletion_protection = var.deletion_protection
 
   depends_on = [google_service_account.sa]
+}
+
+# Replay asks BigQuery which message ids a table already has before appending (a query job).
+resource "google_project_iam_member" "replay_jobs" {
+  project = var.project
+  role    = "roles/bigquery.jobUser"
+  member  = local.members.replay
 }
 
 # The workflow waits on the job's long-running operation (run.operations.get, which has no

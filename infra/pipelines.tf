@@ -45,6 +45,14 @@ locals {
     SLUICE_ACK_DEADLINE = "${local.ack_deadline_seconds}s"
   }
 
+  # Added for the replay job: its output and checkpoints go under replay_prefix (the only place
+  # it may write), and `--to bigquery` needs BigQuery on.
+  replay_env = {
+    SLUICE_REPLAY_OUTPUT = "gs://${var.lake_bucket}/${local.replay_prefix}"
+    SLUICE_BIGQUERY      = "true"
+    SLUICE_DATASET       = local.dataset
+  }
+
   # BigQuery: bigquery.dataset, and per table (a pipeline's bigquery sink `table`) the schema it
   # follows with its columns as `sluice schema KIND` prints them and the schema's `table:` layout.
   dataset = "sluice"

@@ -271,7 +271,7 @@ fn print_replay(s: &sluice::replay::Summary, dry_run: bool) {
         return;
     }
     println!(
-        "replayed {} rows from {} files in {:.1}s{}: {} through the transforms, {} dropped, {} dead letters; \
+        "replayed {} rows from {} files in {:.1}s{}: {} through the transforms, {} dropped, {} routed elsewhere, {} dead letters; \
          bigquery {} appended, {} already present; {} published",
         s.rows,
         s.files_done,
@@ -279,6 +279,7 @@ fn print_replay(s: &sluice::replay::Summary, dry_run: bool) {
         if s.resumed { " (resumed)" } else { "" },
         s.forwarded,
         s.dropped,
+        s.not_routed,
         s.dead_letters,
         s.appended,
         s.already_present,

@@ -266,6 +266,8 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
     let ack_deadline = input("pubsub", "ack_deadline_seconds");
     let dataset = input("bigquery", "dataset");
     let tables = input("bigquery", "tables");
+    let replay_env = input("cloudrun", "replay_env");
+    let replay_prefix = input("gcs", "replay_prefix");
     let project = tf.ctx_vars["project"].clone();
 
     // The config as the service runs it: with the environment Terraform gives it.
@@ -300,6 +302,22 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
                 config_file.display()
             ));
         }
+    }
+
+    // The replay job: what it adds to the environment is read too, and its output (checkpoints,
+    // lake output) is under the only prefix it may write to.
+    let replay_env: BTreeMap<String, String> = serde_json::from_value(replay_env).unwrap_or_default();
+    for k in replay_env.keys() {
+        if !read.contains(&format!("${{{k}")) && !cli.contains(&format!("env = \"{k}\"")) {
+            out.push(format!("infra/ sets {k} for the replay job, which neither the config nor the CLI read"));
+        }
+    }
+    let writable = format!("gs://{}/{}", as_str(&bucket), as_str(&replay_prefix).trim_end_matches('/'));
+    match replay_env.get("SLUICE_REPLAY_OUTPUT").map(|o| o.trim_end_matches('/')) {
+        Some(o) if o == writable || o.starts_with(&format!("{writable}/")) => {}
+        other => out.push(format!(
+            "the replay job's SLUICE_REPLAY_OUTPUT is {other:?}, but infra/ lets it write only under {writable}"
+        )),
     }
 
     // HTTP: the container port.
@@ -600,6 +618,13 @@ fn drift_in_terraform_is_reported() {
     assert_reports(&p, "module \"gcs\" needs `replay_prefix`");
     let p = drift_with(replaced("main.tf", "var.lake_retention_days", "var.lake_retention"));
     assert_reports(&p, "var.lake_retention is not declared in the module");
+    let p = drift_with(replaced(
+        "pipelines.tf",
+        "gs://${var.lake_bucket}/${local.replay_prefix}",
+        "gs://${var.lake_bucket}/elsewhere",
+    ));
+    assert_reports(&p, "the replay job's SLUICE_REPLAY_OUTPUT is Some(\"gs://sample-lake/elsewhere\"), but infra/ lets it write only under gs://sample-lake/replay");
+
     let p = drift_with(replaced("main.tf", "module \"workflows\" {", "module \"replay_workflow\" {"));
     assert_reports(&p, "the root module does not call module \"workflows\"");
 }

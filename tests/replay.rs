@@ -216,7 +216,10 @@ async fn dead_letters_of_a_since_fixed_config_reach_the_table_when_replayed() {
     let config = s(&fixed.path().join("config/sluice.yaml"));
     let out = dir.path().join("replay-fixed");
     let text = rp::ok(&["--config", &config, "--pipeline", "logs", "--from", &from, "--output", &s(&out)], &env);
-    assert!(text.contains("4 through the transforms, 0 dropped, 0 dead letters; bigquery 4 appended"), "{text}");
+    assert!(
+        text.contains("4 through the transforms, 0 dropped, 0 routed elsewhere, 0 dead letters; bigquery 4 appended"),
+        "{text}"
+    );
     let in_table = table_ids(&bq, "logs").await;
     assert!(dead.iter().all(|id| in_table.get(id) == Some(&1)), "every fixed dead letter is in the table once");
     assert_eq!(in_table.len(), 40);

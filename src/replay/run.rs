@@ -82,6 +82,8 @@ pub struct Summary {
     pub forwarded: u64,
     /// Removed on purpose by a stage (filter, dedupe).
     pub dropped: u64,
+    /// Routed (by a `route` stage) only to sinks the replay does not feed.
+    pub not_routed: u64,
     /// Refused by a stage or a sink, written under the output's dead letters.
     pub dead_letters: u64,
     /// BigQuery rows appended, and rows left out because the table had their id.
@@ -98,6 +100,14 @@ struct Outputs {
     dead: SinkGroup,
     topic: Option<TopicTarget>,
     counts: Arc<Counts>,
+}
+
+impl Outputs {
+    /// Whether an event with these routes goes to any of the replay's sinks.
+    fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
+        let Some(group) = &self.group else { return false };
+        routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
+    }
 }
 
 /// Run a replay with a checked config.
@@ -425,7 +435,9 @@ impl Unit<'_> {
                     if let (Some(f), Some(v)) = (self.ingest, original_ingest) {
                         let _ = f.set(&mut e.record, v);
                     }
-                    if e.routes.as_ref().is_some_and(|r| r.is_empty()) {
+                    if !self.outputs.takes(e.routes.as_deref()) {
+                        // Routed to no sink, or only to sinks this replay was not asked to feed.
+                        self.summary.not_routed += 1;
                         e.ack.settle(Outcome::Delivered);
                         continue;
                     }

@@ -103,7 +103,7 @@ resource "google_cloud_run_v2_job" "replay" {
         args = ["replay", "--help"]
 
         dynamic "env" {
-          for_each = var.env
+          for_each = merge(var.env, var.replay_env)
           content {
             name  = env.key
             value = env.value

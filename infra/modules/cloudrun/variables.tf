@@ -31,6 +31,12 @@ variable "service_account" {
   type        = string
 }
 
+variable "replay_env" {
+  description = "Environment the replay job has on top of env (its output location, BigQuery on)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "replay_service_account" {
   description = "Email of the replay job's runtime service account."
   type        = string
