@@ -161,8 +161,9 @@ async fn an_archive_replays_into_bigquery_once_whether_repeated_or_killed_and_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_of_a_since_fixed_config_reach_the_table_when_replayed() {
+    let ps = PubsubEmulator::start();
     let bq = BigQueryEmulator::start();
-    let env = env_of(&[bq.env()]);
+    let env = env_of(&[ps.env(), bq.env()]);
     common::sluice_cmd(&["provision"], &env);
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
@@ -175,7 +176,9 @@ async fn dead_letters_of_a_since_fixed_config_reach_the_table_when_replayed() {
         lines.push_str(&format!("{{\"service\": \"billing\", \"{lvl}\": \"WARNING\", \"message\": \"line {i}\"}}\n"));
     }
     std::fs::write(&ndjson, lines).unwrap();
-    let sluice = Sluice::start_with(&lake, &env);
+    // Push only: a stopped sluice's streaming pulls would hold the topic's messages until their
+    // lease lapsed, and the replay below publishes to that topic.
+    let sluice = Sluice::start_with(&lake, &env_of(&[bq.env()]));
     let summary = sluice::publish::run(sluice::publish::PublishArgs {
         target: sluice::publish::Target::Push { url: sluice.url.clone() },
         pipeline: "logs".into(),
@@ -229,6 +232,23 @@ async fn dead_letters_of_a_since_fixed_config_reach_the_table_when_replayed() {
         in_table.len()
     );
     assert_eq!(rows, vec![vec![Value::from("WARNING"), Value::from("40")]]);
+
+    // --to topic: the rebuilt messages go back onto the pipeline's topic for the running service,
+    // original bytes and attributes, the archived id in an attribute.
+    let out = dir.path().join("replay-topic");
+    let text = rp::ok(&["--pipeline", "logs", "--from", &from, "--to", "topic", "--output", &s(&out)], &env);
+    assert!(text.contains("; 4 published"), "{text}");
+    let pulled = rp::pull(&ps, "logs-sluice", 4).await;
+    let replay_of: BTreeSet<&str> =
+        pulled.iter().map(|m| m["attributes"]["sluice_replay_of"].as_str().unwrap()).collect();
+    assert_eq!(replay_of, dead.iter().map(String::as_str).collect());
+    use base64::Engine;
+    for m in &pulled {
+        let data = base64::engine::general_purpose::STANDARD.decode(m["data"].as_str().unwrap()).unwrap();
+        assert!(String::from_utf8(data).unwrap().contains(r#""lvl": "WARNING""#), "original bytes: {m}");
+        assert_eq!(m["attributes"]["publisher"], "sluice-publish", "original attributes kept: {m}");
+    }
+    println!("topic: {} messages published back, each naming its archived id", pulled.len());
 
     // A bad prefix and an unknown pipeline are clear errors.
     let (ok, text) = rp::run(&["--pipeline", "logs", "--from", &s(&dir.path().join("nowhere"))], &env);

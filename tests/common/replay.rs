@@ -45,3 +45,32 @@ pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, us
     }
     ids
 }
+
+/// Pull (and ack) until `want` messages came from `subscription` on the Pub/Sub emulator, over its
+/// REST API; each as the API gives it (`data` base64, `attributes`).
+pub async fn pull(emu: &super::PubsubEmulator, subscription: &str, want: usize) -> Vec<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/v1/projects/sluice-test/subscriptions/{subscription}", emu.host);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < want {
+        assert!(std::time::Instant::now() < deadline, "{} of {want} messages pulled in 30s", got.len());
+        let body: serde_json::Value = client
+            .post(format!("{base}:pull"))
+            .json(&serde_json::json!({"maxMessages": 100}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let received = body["receivedMessages"].as_array().cloned().unwrap_or_default();
+        let acks: Vec<serde_json::Value> = received.iter().map(|m| m["ackId"].clone()).collect();
+        if !acks.is_empty() {
+            let ack = client.post(format!("{base}:acknowledge")).json(&serde_json::json!({"ackIds": acks}));
+            assert!(ack.send().await.unwrap().status().is_success());
+        }
+        got.extend(received.into_iter().map(|m| m["message"].clone()));
+    }
+    got
+}
