@@ -27,26 +27,7 @@ fn main() {
     let schema = sluice::schema::Schema::load(&common::repo().join("schemas"), "log").unwrap();
 
     // Realistic log rows: sample events through the shipped `logs` chain, as the sink gets them.
-    let config = sluice::config::load(&common::repo().join("config/sluice.yaml")).unwrap();
-    let mut chain = config.pipelines.iter().find(|p| p.name == "logs").unwrap().chain().unwrap();
-    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, 7);
-    let records: Vec<Value> = (0..batch_rows)
-        .map(|i| {
-            let data = bytes::Bytes::from(sample.next_event().to_string());
-            let event = sluice::event::Event::new(
-                format!("bench-{i}"),
-                chrono::Utc::now(),
-                Default::default(),
-                data,
-                std::sync::Arc::from("bench"),
-                sluice::ack::Ack::none(),
-            );
-            match chain.process(event) {
-                sluice::transform::Output::Forward(e) => e.record,
-                _ => panic!("sample event {i} did not pass the logs chain"),
-            }
-        })
-        .collect();
+    let records = common::samples::log_rows(0..batch_rows, 7);
     let refs: Vec<&Value> = records.iter().collect();
     let batch = sluice::sink::encode::to_record_batch(&schema, &refs).unwrap();
     let encoded = Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch, object: None };

@@ -33,28 +33,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let hour = dir.path().join("lake/logs/dt=2026-11-20/hour=10");
     std::fs::create_dir_all(&hour).unwrap();
-    let mut chain = pipeline.chain().unwrap();
-    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, 7);
     let per_file = rows.div_ceil(files);
     let mut bytes = 0;
     for f in 0..files {
-        let records: Vec<Value> = (f * per_file..((f + 1) * per_file).min(rows))
-            .map(|i| {
-                let data = bytes::Bytes::from(sample.next_event().to_string());
-                let event = sluice::event::Event::new(
-                    format!("bench-{i}"),
-                    chrono::Utc::now(),
-                    Default::default(),
-                    data,
-                    std::sync::Arc::from("bench"),
-                    sluice::ack::Ack::none(),
-                );
-                match chain.process(event) {
-                    sluice::transform::Output::Forward(e) => e.record,
-                    _ => panic!("sample event {i} did not pass the logs chain"),
-                }
-            })
-            .collect();
+        let records = common::samples::log_rows(f * per_file..((f + 1) * per_file).min(rows), 7 + f as u64);
         let refs: Vec<&Value> = records.iter().collect();
         let file = sluice::sink::encode::parquet_file(&pipeline.schema, &refs).unwrap();
         bytes += file.len();

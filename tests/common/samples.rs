@@ -1,0 +1,26 @@
+//! Realistic rows for benchmarks: sample events through the shipped `logs` chain, as sinks get them.
+
+use serde_json::Value;
+
+/// Log rows with message ids `bench-<i>` for `i` in `ids`, from the sample generator's `seed`.
+pub fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
+    let config = sluice::config::load(&super::repo().join("config/sluice.yaml")).unwrap();
+    let mut chain = config.pipelines.iter().find(|p| p.name == "logs").unwrap().chain().unwrap();
+    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
+    ids.map(|i| {
+        let data = bytes::Bytes::from(sample.next_event().to_string());
+        let event = sluice::event::Event::new(
+            format!("bench-{i}"),
+            chrono::Utc::now(),
+            Default::default(),
+            data,
+            std::sync::Arc::from("bench"),
+            sluice::ack::Ack::none(),
+        );
+        match chain.process(event) {
+            sluice::transform::Output::Forward(e) => e.record,
+            _ => panic!("sample event {i} did not pass the logs chain"),
+        }
+    })
+    .collect()
+}
