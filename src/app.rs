@@ -34,6 +34,21 @@ pub enum RunError {
     PushKeys(#[from] crate::source::jwks::KeysError),
     #[error(transparent)]
     Pubsub(#[from] crate::source::pubsub::ConnectError),
+    #[error("push_auth.token: {0}")]
+    Secret(#[from] crate::secret::SecretError),
+}
+
+/// `push_auth.token` resolved (environment or Secret Manager) when `mode: token` needs it.
+async fn push_token(config: &Config) -> Result<Option<crate::secret::Secret>, RunError> {
+    let Some(auth) =
+        config.global.push_auth.as_ref().filter(|a| a.mode == crate::config::push_auth::PushAuthMode::Token)
+    else {
+        return Ok(None);
+    };
+    let Some(setting) = &auth.token else { return Ok(None) };
+    let dir = crate::config::secrets_dir(&config.file, &config.global);
+    let endpoint = config.global.secrets.endpoint.as_deref();
+    Ok(Some(setting.resolve(&dir, endpoint, |k| std::env::var(k).ok()).await?))
 }
 
 /// Streaming pull for every pipeline with a subscription, when `pubsub.enabled`.
@@ -129,7 +144,10 @@ pub async fn run(
     if let Some(p) = project {
         crate::telemetry::set_project(&p);
     }
-    let push_auth = Arc::new(crate::source::push_auth::PushAuth::from_config(config.global.push_auth.as_ref())?);
+    let push_auth = Arc::new(crate::source::push_auth::PushAuth::from_config(
+        config.global.push_auth.as_ref(),
+        push_token(&config).await?,
+    )?);
     let metrics = Arc::new(Metrics::new());
     let observers = Observers::new(&config, &metrics);
     let topology = Topology::start_with(&config, metrics.clone(), &observers.all()).await?;

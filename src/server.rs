@@ -46,7 +46,10 @@ pub struct AppState {
 
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
-        .route("/push/{pipeline}", post(push_handler))
+        .route(
+            "/push/{pipeline}",
+            post(move |state, pipeline, headers, body| push_handler(state, pipeline, headers, body, max_body)),
+        )
         .route("/healthz", get(healthy))
         .route("/readyz", get(ready))
         .route("/status", get(|State(s): State<AppState>| async move { Json(s.status.to_json()) }))
@@ -92,24 +95,28 @@ async fn config_of(State(state): State<AppState>, Path(service): Path<String>) -
     }
 }
 
+/// A request body, or why it could not be read (over `http.max_body`, a broken connection).
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
 async fn push_handler(
     State(state): State<AppState>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
+    max_body: usize,
 ) -> Response {
     use tracing::Instrument;
     // Lines logged while handling a traced request land under its trace in Cloud Logging.
     match crate::telemetry::TraceContext::from_headers(|h| headers.get(h).and_then(|v| v.to_str().ok())) {
         Some(trace) => {
             let span = trace.span("push", &pipeline);
-            push(state, pipeline, headers, body).instrument(span).await
+            push(state, pipeline, headers, body, max_body).instrument(span).await
         }
-        None => push(state, pipeline, headers, body).await,
+        None => push(state, pipeline, headers, body, max_body).await,
     }
 }
 
-async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Bytes) -> Response {
+async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Body, max_body: usize) -> Response {
     // Before anything else, so a caller without a valid token learns nothing (not even pipeline names).
     if let Err(refusal) = state.push_auth.check(&headers).await {
         tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
@@ -130,6 +137,14 @@ async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Bytes
     if state.shutting_down.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "sluice is shutting down; retry");
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            tracing::warn!(pipeline, max_body, "rejected push request: body over http.max_body");
+            return error(e.status(), format!("request body is over http.max_body ({max_body} bytes)"));
+        }
+        Err(e) => return error(e.status(), e.body_text()),
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let msg = match push::decode(body, header) {
         Ok(m) => m,

@@ -27,12 +27,36 @@ pub struct GlobalConfig {
     /// Producer liveness, sluice's own liveness checks, the configuration-state view.
     #[serde(default)]
     pub health: super::health::HealthConfig,
+    /// Where secret references live and how they are fetched.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// Folder of pipeline files, relative to this file.
     #[serde(default = "default_pipelines_dir")]
     pub pipelines_dir: PathBuf,
     /// Folder of schema files, relative to this file.
     #[serde(default = "default_schemas_dir")]
     pub schemas_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Folder of `{secret: NAME}` reference files (`NAME.yaml`), relative to this file.
+    #[serde(default = "default_secrets_dir")]
+    pub dir: PathBuf,
+    /// Secret Manager endpoint for tests (reached anonymously); empty or absent:
+    /// secretmanager.googleapis.com with application default credentials.
+    pub endpoint: Option<String>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig { dir: default_secrets_dir(), endpoint: None }
+    }
+}
+
+fn default_secrets_dir() -> PathBuf {
+    "secrets".into()
 }
 
 fn default_pipelines_dir() -> PathBuf {

@@ -110,16 +110,44 @@ impl Pipeline {
 
 /// Parse YAML text into `T`, reporting the dotted path of the field that failed.
 ///
-/// YAML is read into a JSON value first so enums are written as one-key maps (`- parse_json: {}`),
-/// then deserialized with the path tracked. Returns `(field, message)` on failure.
+/// YAML is read into a JSON value first (a repeated key is an error) so enums are written as
+/// one-key maps (`- parse_json: {}`), then deserialized with the path tracked. Returns `(field, message)` on failure.
 pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
-    let value: serde_json::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| (String::new(), format!("invalid YAML: {e}")))?;
+    check_flow_depth(text).map_err(|m| (String::new(), format!("invalid YAML: {m}")))?;
+    // Strictly: serde_json's own Value would keep the last of two equal keys without a word.
+    let value = crate::json::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .map_err(|e| (String::new(), format!("invalid YAML: {e}")))?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { String::new() } else { path };
         (field, e.into_inner().to_string())
     })
+}
+
+/// Deepest nesting of `[` / `{` accepted; serde_yaml_ng refuses more than 128 levels anyway.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Refuse deeply nested flow collections before the YAML parser sees them: libyaml scans every
+/// open level for each token, so 100,000 `[` take minutes to be refused (quadratic). Brackets are
+/// counted outside comments only; quoted ones count too, which no real file notices.
+fn check_flow_depth(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let mut prev = ' ';
+        for c in line.chars() {
+            match c {
+                '#' if prev.is_whitespace() => break,
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_FLOW_DEPTH {
+                return Err(format!("line {}: '[' and '{{' nested more than {MAX_FLOW_DEPTH} deep", i + 1));
+            }
+            prev = c;
+        }
+    }
+    Ok(())
 }
 
 /// Load and check the configuration rooted at `file`, with `${VAR}` taken from the environment.
@@ -155,6 +183,10 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
         ));
     }
 
+    if let Some(token) = global.push_auth.as_ref().and_then(|a| a.token.as_ref()) {
+        token.check(&secrets_dir(file, &global), &mut |m| problems.push(problem("push_auth.token", m)));
+    }
+
     let mut pipelines = Vec::new();
     for pfile in files {
         match read_file::<PipelineFile>(&pfile, env) {
@@ -186,10 +218,17 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
     }
 }
 
+/// The folder of secret reference files, `secrets.dir` relative to the config file.
+pub fn secrets_dir(file: &Path, global: &GlobalConfig) -> PathBuf {
+    clean(&file.parent().unwrap_or(Path::new(".")).join(&global.secrets.dir))
+}
+
 fn read_file<T: serde::de::DeserializeOwned>(file: &Path, env: impl Fn(&str) -> Option<String>) -> Result<T, Problem> {
     let problem = |field: String, message: String| Problem { file: file.to_owned(), field, message };
     let text = std::fs::read_to_string(file).map_err(|e| problem(String::new(), format!("cannot read: {e}")))?;
-    let text = interpolate::interpolate(&text, env).map_err(|m| problem(String::new(), m))?;
+    // A byte-order mark is allowed at the start of a YAML stream; serde_yaml_ng misreads it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = interpolate::interpolate(text, env).map_err(|m| problem(String::new(), m))?;
     from_yaml_str(&text).map_err(|(f, m)| problem(f, m))
 }
 

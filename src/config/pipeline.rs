@@ -34,7 +34,7 @@ pub struct SourceConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(try_from = "RawSink")]
 pub enum SinkConfig {
     /// Parquet files in the lake.
     Lake(LakeSinkConfig),
@@ -58,19 +58,66 @@ impl SinkConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A sink as written: one struct for every type, so an error deep inside (`batch.max_rows`) keeps
+/// its path; serde's tagged enums buffer their content and would report only `sinks[i]`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: SinkKind,
+    name: String,
+    prefix: Option<String>,
+    table: Option<String>,
+    write_mode: Option<WriteMode>,
+    #[serde(default)]
+    batch: BatchOverride,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SinkKind {
+    Lake,
+    Bigquery,
+}
+
+impl TryFrom<RawSink> for SinkConfig {
+    type Error = String;
+
+    fn try_from(r: RawSink) -> Result<Self, String> {
+        let only = |key: &str, set: bool, kind: &str| match set {
+            true => Err(format!("`{key}` is a setting of {kind} sinks, not of this `type`")),
+            false => Ok(()),
+        };
+        match r.kind {
+            SinkKind::Lake => {
+                only("table", r.table.is_some(), "bigquery")?;
+                only("write_mode", r.write_mode.is_some(), "bigquery")?;
+                Ok(SinkConfig::Lake(LakeSinkConfig { name: r.name, prefix: r.prefix, batch: r.batch }))
+            }
+            SinkKind::Bigquery => {
+                only("prefix", r.prefix.is_some(), "lake")?;
+                let table = r.table.ok_or("missing field `table` (a bigquery sink writes one table)")?;
+                Ok(SinkConfig::Bigquery(BigQuerySinkConfig {
+                    name: r.name,
+                    table,
+                    write_mode: r.write_mode,
+                    batch: r.batch,
+                }))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct LakeSinkConfig {
     pub name: String,
     /// Prefix under the lake location; defaults to the pipeline name.
     pub prefix: Option<String>,
     /// Overrides of the global batch limits.
-    #[serde(default)]
     pub batch: BatchOverride,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct BigQuerySinkConfig {
     pub name: String,
     /// Table in the `bigquery.dataset`; its schema and layout come from the pipeline's schema.
@@ -78,7 +125,6 @@ pub struct BigQuerySinkConfig {
     /// Overrides `bigquery.write_mode`.
     pub write_mode: Option<WriteMode>,
     /// Overrides of the global batch limits (one append per batch).
-    #[serde(default)]
     pub batch: BatchOverride,
 }
 

@@ -1,10 +1,13 @@
 //! `push_auth` in `config/sluice.yaml`: who may call `POST /push/{pipeline}`.
 //!
 //! Cloud Run push subscriptions sign each request with a Google OIDC token for a service account;
-//! `mode: oidc` checks it (see `source::push_auth`). `mode: none` accepts anyone and is meant for
-//! local use only: `sluice run` logs a warning when it is set.
+//! `mode: oidc` checks it (see `source::push_auth`). `mode: token` checks a shared bearer token
+//! (a [`SecretSetting`]) for producers that post directly rather than through Pub/Sub. `mode: none`
+//! accepts anyone and is meant for local use only: `sluice run` logs a warning when it is set.
 
 use serde::Deserialize;
+
+use crate::secret::SecretSetting;
 
 /// Google's published signing keys for OIDC tokens (a JWKS).
 pub const GOOGLE_CERTS: &str = "https://www.googleapis.com/oauth2/v3/certs";
@@ -22,6 +25,8 @@ pub struct PushAuthConfig {
     /// JWKS or PEM public-key file (tests, offline use).
     #[serde(default = "google_certs")]
     pub keys: String,
+    /// `mode: token`: the bearer token every push must carry (`{env: VAR}`, `{secret: NAME}`).
+    pub token: Option<SecretSetting>,
 }
 
 fn google_certs() -> String {
@@ -35,13 +40,25 @@ pub enum PushAuthMode {
     None,
     /// Every push carries a Google-signed OIDC token for `service_account` and `audience`.
     Oidc,
+    /// Every push carries `Authorization: Bearer <token>`, the shared secret `token`.
+    Token,
 }
 
 impl PushAuthConfig {
     /// Problems as (field under `push_auth`, message).
     pub fn check(&self, report: &mut impl FnMut(&str, String)) {
-        if self.mode == PushAuthMode::None {
-            return;
+        match self.mode {
+            PushAuthMode::None => return,
+            PushAuthMode::Token => {
+                if self.token.is_none() {
+                    report(
+                        "push_auth.token",
+                        "expected the shared token, e.g. {env: SLUICE_PUSH_TOKEN} (mode is token)".into(),
+                    );
+                }
+                return;
+            }
+            PushAuthMode::Oidc => {}
         }
         let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
         if blank(&self.audience) {

@@ -70,10 +70,16 @@ pub fn decode(body: Bytes, header: impl Fn(&str) -> Option<String>) -> Result<Pu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) {
-        if value.get("message").is_some_and(|m| m.is_object()) {
-            return decode_envelope(value);
+    match crate::json::from_slice(&body) {
+        Ok(value) if is_envelope(&value) => return decode_envelope(value),
+        // An envelope with a repeated key is refused; a payload with one is dead-lettered later.
+        Err(e)
+            if crate::json::is_duplicate_key(&e)
+                && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| is_envelope(&v)) =>
+        {
+            return Err(DecodeError::Envelope(e.to_string()))
         }
+        _ => {}
     }
     let publish_time = match header(HEADER_PUBLISH_TIME) {
         Some(t) => parse_time(&t)?,
@@ -86,6 +92,10 @@ pub fn decode(body: Bytes, header: impl Fn(&str) -> Option<String>) -> Result<Pu
         data: body,
         subscription: header(HEADER_SUBSCRIPTION),
     })
+}
+
+fn is_envelope(value: &serde_json::Value) -> bool {
+    value.get("message").is_some_and(|m| m.is_object())
 }
 
 fn decode_envelope(value: serde_json::Value) -> Result<PushMessage, DecodeError> {
@@ -177,6 +187,10 @@ mod tests {
             "message.publishTime 'noon' is not an RFC 3339 timestamp"
         );
         assert_eq!(d("  \n"), "request body is empty; expected a Pub/Sub push envelope or an event");
+        assert_eq!(
+            d(r#"{"message": {"data": "e30=", "messageId": "1", "messageId": "2"}}"#),
+            "invalid push envelope: duplicate key 'messageId' at line 1 column 58"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! its service account. The token is accepted only if its signature verifies against Google's keys
 //! ([`jwks`](super::jwks)), it was issued by Google for the configured audience, it has not
 //! expired (30 s leeway for clock skew), and it names the configured service account with a
-//! verified email. Refusals say why, and never contain the token.
+//! verified email. With `mode: token` the bearer token must equal the configured shared secret
+//! (compared in constant time). Refusals say why, and never contain the token.
 
 use axum::http::{HeaderMap, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
@@ -48,6 +49,8 @@ pub enum PushAuth {
     /// `mode: none`: every push is let in.
     Open,
     Oidc(Verifier),
+    /// `mode: token`: the shared bearer token, resolved at start.
+    Token(crate::secret::Secret),
 }
 
 pub struct Verifier {
@@ -76,7 +79,15 @@ enum EmailVerified {
 
 impl PushAuth {
     /// Build from the checked config; a local key file is read now, so a bad one stops the start.
-    pub fn from_config(config: Option<&PushAuthConfig>) -> Result<PushAuth, KeysError> {
+    /// `token` is `push_auth.token` resolved (required for `mode: token`).
+    pub fn from_config(
+        config: Option<&PushAuthConfig>,
+        token: Option<crate::secret::Secret>,
+    ) -> Result<PushAuth, KeysError> {
+        if let (Some(PushAuthMode::Token), Some(token)) = (config.map(|c| c.mode), token) {
+            tracing::info!("push requests must carry the bearer token of push_auth.token");
+            return Ok(PushAuth::Token(token));
+        }
         let Some(c) = config.filter(|c| c.mode == PushAuthMode::Oidc) else {
             tracing::warn!(
                 "push_auth.mode is none: POST /push accepts unauthenticated requests; set push_auth.mode: oidc \
@@ -100,23 +111,32 @@ impl PushAuth {
         match self {
             PushAuth::Open => Ok(()),
             PushAuth::Oidc(v) => v.check(headers).await,
+            PushAuth::Token(t) => match bearer(headers)? {
+                given if t.matches(given.as_bytes()) => Ok(()),
+                _ => Err(Refusal::Unauthenticated("bearer token is not push_auth.token".into())),
+            },
         }
     }
 }
 
+/// The bearer token of the `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let unauthenticated = |m: &str| Refusal::Unauthenticated(m.to_owned());
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("no Authorization header; expected a bearer token"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| unauthenticated("Authorization is not a Bearer token"))
+}
+
 impl Verifier {
     async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let unauthenticated = |m: &str| Refusal::Unauthenticated(m.to_owned());
-        let value = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("no Authorization header; expected a Google-signed OIDC bearer token"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(|| unauthenticated("Authorization is not a Bearer token"))?;
+        let token = bearer(headers)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", describe(e.kind()))))?;
         if header.alg != Algorithm::RS256 {

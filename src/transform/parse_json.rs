@@ -1,4 +1,5 @@
-//! `parse_json`: decode the payload bytes into the event's record. The payload must be a JSON object.
+//! `parse_json`: decode the payload bytes into the event's record. The payload must be a JSON object
+//! with no repeated key at any depth (see [`crate::json`]); anything else is a dead letter.
 
 use serde::Deserialize;
 
@@ -20,7 +21,7 @@ pub struct ParseJson;
 impl Stage for ParseJson {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         let value: serde_json::Value =
-            serde_json::from_slice(&event.data).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+            crate::json::from_slice(&event.data).map_err(|e| format!("payload is not valid JSON: {e}"))?;
         if !value.is_object() {
             let kind = match value {
                 serde_json::Value::Array(_) => "an array",
