@@ -24,7 +24,7 @@ fn problems(root: &Path) -> Vec<Problem> {
 /// (what is broken, file, text replaced, replacement, expected field, expected message part)
 const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("unknown global key", "config/sluice.yaml", "http:\n", "colour: blue\nhttp:\n", "colour",
-     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `push_auth`, `limits`, `pubsub`, `bigquery`, `health`, `pipelines_dir`, `schemas_dir`"),
+     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `push_auth`, `limits`, `pubsub`, `bigquery`, `health`, `secrets`, `pipelines_dir`, `schemas_dir`"),
     ("down before late", "config/sluice.yaml", "down_after: 5 ", "down_after: 1.5 ", "health.producers.down_after",
      "expected more intervals than late_after (2), found 1.5"),
     ("unknown producer pipeline", "config/sluice.yaml", "    late_after: 2", "    pipelines: [health, metrics]\n    late_after: 2",
@@ -34,7 +34,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("oidc push auth without an audience", "config/sluice.yaml", "${SLUICE_PUSH_AUTH:-none}", "oidc", "push_auth.audience",
      "expected the push subscription's audience (mode is oidc)"),
     ("unknown push auth mode", "config/sluice.yaml", "${SLUICE_PUSH_AUTH:-none}", "iap", "push_auth.mode",
-     "unknown variant `iap`, expected `none` or `oidc`"),
+     "unknown variant `iap`, expected one of `none`, `oidc`, `token`"),
     ("bad listen address", "config/sluice.yaml", "${SLUICE_LISTEN:-127.0.0.1:8080}", "localhost:http", "http.listen",
      "invalid socket address syntax"),
     ("zero batch rows", "config/sluice.yaml", "max_rows: 10000 ", "max_rows: 0 ", "limits.batch.max_rows",

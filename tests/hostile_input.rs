@@ -55,11 +55,11 @@ fn payload_cases() -> Vec<(String, Vec<u8>, Fate)> {
             Dead(PARSE, "payload is not valid JSON: duplicate key 'severity' at line 1 column 102"),
         ),
         ("huge_number.json", Dead(PARSE, "payload is not valid JSON: number out of range at line 1 column 111")),
-        ("nan_text.json", Dead(PARSE, "payload is not valid JSON: expected value at line 1 column 104")),
+        ("nan_text.json", Dead(PARSE, "payload is not valid JSON: expected value at line 1 column 107")),
         ("big_integer.json", Kept(None)),
         ("negative_zero.json", Kept(None)),
         ("truncated.json", Dead(PARSE, "payload is not valid JSON: EOF while parsing a string at line 1 column 94")),
-        ("wrong_types.json", Dead(VALIDATE, "field 'service': expected STRING, found 5")),
+        ("wrong_types.json", Dead(VALIDATE, "field 'service': expected a string, found 5")),
         ("missing_fields.json", Dead(VALIDATE, "field 'service' is required by schema 'log'")),
         ("not_an_object.json", Dead(PARSE, "payload must be a JSON object, found an array")),
         ("empty.json", Dead(PARSE, "payload is not valid JSON: EOF while parsing a value at line 1 column 0")),
@@ -351,7 +351,8 @@ proptest! {
 
     #[test]
     fn the_logs_chain_keeps_or_refuses_any_record(v in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
-        let mut chain = logs_chain();
+        static CHAIN: std::sync::OnceLock<std::sync::Mutex<Chain>> = std::sync::OnceLock::new();
+        let mut chain = CHAIN.get_or_init(|| std::sync::Mutex::new(logs_chain())).lock().unwrap();
         for data in [v.to_string().into_bytes(), raw] {
             match run_chain(&mut chain, "p", &data) {
                 Output::Dead(d) => prop_assert!(!d.stage.is_empty() && !d.reason.is_empty()),

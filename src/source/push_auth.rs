@@ -48,7 +48,7 @@ impl Refusal {
 pub enum PushAuth {
     /// `mode: none`: every push is let in.
     Open,
-    Oidc(Verifier),
+    Oidc(Box<Verifier>),
     /// `mode: token`: the shared bearer token, resolved at start.
     Token(crate::secret::Secret),
 }
@@ -103,7 +103,7 @@ impl PushAuth {
         let keys = KeySource::from_setting(c.keys.trim())?;
         let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
         tracing::info!(keys = %c.keys, service_account, "push requests must carry a Google OIDC token");
-        Ok(PushAuth::Oidc(Verifier { keys, validation, service_account }))
+        Ok(PushAuth::Oidc(Box::new(Verifier { keys, validation, service_account })))
     }
 
     /// Check a request's `Authorization` header.
