@@ -30,7 +30,13 @@ fn main() {
     let records = common::samples::log_rows(0..batch_rows, 7);
     let refs: Vec<&Value> = records.iter().collect();
     let batch = sluice::sink::encode::to_record_batch(&schema, &refs).unwrap();
-    let encoded = Encoded { partition: sluice::sink::lake::Partition::of(chrono::Utc::now()), batch, object: None };
+    let encoded = Encoded {
+        partition: sluice::sink::lake::Partition::of(chrono::Utc::now()),
+        batch,
+        object: None,
+        maybe_written: vec![],
+        maybe_written_since: None,
+    };
     let ipc_bytes = sluice::bigquery::stream::batch_message(&encoded.batch).unwrap().len();
 
     println!("| mode | rows | batch | seconds | rows/s | MB/s (Arrow IPC) |");

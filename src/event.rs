@@ -28,6 +28,13 @@ pub struct Event {
     pub routes: Option<Arc<[Arc<str>]>>,
     /// This event's share of the message acknowledgement.
     pub ack: Ack,
+    /// Which delivery of the message this is (1: the first), as Pub/Sub counts it for
+    /// subscriptions with a dead-letter policy; `None` when unknown (no policy, push, internal
+    /// events). Anything but 1 may have been written before: exactly-once sinks check it.
+    pub delivery_attempt: Option<u32>,
+    /// When this process received it: a redelivery is checked against what the previous holder
+    /// wrote only after its in-flight writes had time to land.
+    pub received: std::time::Instant,
 }
 
 impl Event {
@@ -49,6 +56,8 @@ impl Event {
             record: Value::Null,
             routes: None,
             ack,
+            delivery_attempt: None,
+            received: std::time::Instant::now(),
         }
     }
 
@@ -56,6 +65,11 @@ impl Event {
     pub fn size_hint(&self) -> usize {
         // The record is usually the parsed payload, so twice the payload is a fair bound.
         2 * self.data.len() + self.message_id.len() + 64
+    }
+
+    /// Whether a sink may already hold it: not known to be the message's first delivery.
+    pub fn maybe_written(&self) -> bool {
+        self.delivery_attempt != Some(1)
     }
 
     /// A second copy of this event for another sink, sharing the same acknowledgement.
@@ -69,6 +83,8 @@ impl Event {
             record: self.record.clone(),
             routes: self.routes.clone(),
             ack: self.ack.split(),
+            delivery_attempt: self.delivery_attempt,
+            received: self.received,
         }
     }
 }

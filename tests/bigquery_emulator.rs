@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::faults::table_ids;
 use common::{BigQueryEmulator, PubsubEmulator, Sluice};
 use serde_json::Value;
 use sluice::config::WriteMode;
@@ -18,14 +19,6 @@ fn env_of(parts: &[Vec<(&'static str, String)>], extra: &[(&'static str, &str)])
     let mut env: Vec<(&'static str, String)> = parts.iter().flatten().cloned().collect();
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     env
-}
-
-async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    for row in bq.query(&format!("SELECT message_id FROM `sluice-test.sluice.{table}`")).await {
-        *ids.entry(row[0].as_str().unwrap().to_owned()).or_insert(0) += 1;
-    }
-    ids
 }
 
 async fn wait_for_rows(bq: &BigQueryEmulator, table: &str, want: usize, limit: Duration) -> HashMap<String, usize> {
@@ -221,6 +214,8 @@ async fn append_with_lost_answer(bq: &BigQueryEmulator, table: &str, mode: Write
         partition: sluice::sink::lake::Partition::of(chrono::Utc::now()),
         batch,
         object: None,
+        maybe_written: vec![],
+        maybe_written_since: None,
     };
     use sluice::sink::group::Writer;
     proxy.lose.store(true, Ordering::SeqCst);

@@ -4,6 +4,7 @@
 pub mod rest;
 pub mod stream;
 pub mod table_check;
+pub mod written;
 
 use std::sync::Arc;
 
@@ -65,6 +66,24 @@ impl Warehouse {
         if !problems.is_empty() {
             return Err(mismatch(problems));
         }
+        let written = match mode {
+            WriteMode::DefaultStream => None,
+            WriteMode::ExactlyOnce => {
+                if !p.schema.fields.iter().any(|f| f.name == written::ID_COLUMN) {
+                    return Err(mismatch(vec![format!(
+                        "write_mode exactly_once needs a '{}' column (the Pub/Sub message id, set by a `metadata` stage) to recognise redelivered rows; schema '{}' has none",
+                        written::ID_COLUMN,
+                        p.schema.name
+                    )]));
+                }
+                Some(written::WrittenIds::new(
+                    self.rest.clone(),
+                    &self.config.project,
+                    table,
+                    p.schema.table.partition_by.clone(),
+                ))
+            }
+        };
         let appender =
             stream::Appender::open(self.write.clone(), table_path(&self.config, table), &p.schema.arrow_schema(), mode)
                 .await
@@ -76,6 +95,7 @@ impl Warehouse {
             appender,
             retry: default_retry(),
             metrics,
+            written,
         })
     }
 }

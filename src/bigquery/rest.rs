@@ -18,6 +18,9 @@ pub enum RestError {
     Transport { what: String, source: reqwest::Error },
     #[error("{what}: HTTP {status}: {message}")]
     Api { what: String, status: u16, message: String },
+    /// The answer said more was to come but not where to read it (no job id).
+    #[error("{what}: the answer is incomplete and names no job to read the rest from")]
+    Incomplete { what: String },
 }
 
 impl RestError {
@@ -26,6 +29,7 @@ impl RestError {
         match self {
             RestError::Transport { .. } => true,
             RestError::Api { status, .. } => *status == 429 || *status >= 500,
+            RestError::Incomplete { .. } => true,
             RestError::Auth(_) => false,
         }
     }
@@ -130,26 +134,53 @@ impl Rest {
     }
 
     /// A query with named parameters (`@name` in the SQL), each a `QueryParameter` resource such
-    /// as [`string_array_param`] builds. The answer must fit one page (no `pageToken`).
+    /// as [`string_array_param`] builds; every row of the answer, page after page.
     pub async fn query_with(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, RestError> {
         let what = "running a query".to_string();
-        let mut body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000});
+        // Never a cached answer: callers ask what a table holds now.
+        let mut body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000, "useQueryCache": false});
         if !params.is_empty() {
             body["parameterMode"] = json!("NAMED");
             body["queryParameters"] = Value::Array(params);
         }
         let url = format!("{}/queries", self.base);
         let resp = self.call(&what, self.http.post(url).json(&body)).await?.unwrap_or(Value::Null);
-        if resp["jobComplete"] == json!(false) || resp.get("pageToken").is_some_and(|t| !t.is_null()) {
-            // Transient: the job is slow or the answer large; the caller may retry with less.
-            return Err(RestError::Api { what, status: 503, message: "the query answer is incomplete".into() });
+        // An unfinished job, or an answer in pages: read on through getQueryResults.
+        let mut rows = Vec::new();
+        let mut page = resp;
+        loop {
+            let complete = page["jobComplete"] != json!(false);
+            if complete {
+                rows.extend(cells(&page));
+            }
+            let token = page["pageToken"].as_str().map(str::to_owned);
+            if complete && token.is_none() {
+                return Ok(rows);
+            }
+            let job = page["jobReference"]["jobId"].as_str().ok_or(RestError::Incomplete { what: what.clone() })?;
+            let mut req = self
+                .http
+                .get(format!("{}/queries/{job}", self.base))
+                .query(&[("timeoutMs", "60000"), ("location", self.location.as_str())]);
+            if let Some(t) = &token {
+                req = req.query(&[("pageToken", t.as_str())]);
+            }
+            let next = self.call(&what, req).await?.ok_or(RestError::Incomplete { what: what.clone() })?;
+            page = next;
         }
-        let rows = resp["rows"].as_array().cloned().unwrap_or_default();
-        Ok(rows
-            .into_iter()
-            .map(|r| r["f"].as_array().map(|cells| cells.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default())
-            .collect())
     }
+}
+
+/// The rows of one answer page, cells as the API types them.
+fn cells(page: &Value) -> Vec<Vec<Value>> {
+    page["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r["f"].as_array().map(|c| c.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A named `ARRAY<STRING>` query parameter.

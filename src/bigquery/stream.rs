@@ -6,7 +6,9 @@
 //!   A retry reuses the offset, and BigQuery answers ALREADY_EXISTS instead of writing the rows
 //!   again, so a retried append is never duplicated.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::Schema as ArrowSchema;
 use arrow::ipc::writer::{write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
@@ -36,6 +38,10 @@ pub enum AppendFailure {
     /// Transport, overload or server trouble: the same append may pass later.
     #[error("{0}")]
     Transient(String),
+    /// An earlier attempt whose outcome is unknown went to a committed stream this appender had
+    /// to replace: its rows may be in the table. Nothing was appended; check before appending again.
+    #[error("an earlier attempt may have landed on a write stream that was replaced")]
+    Uncertain,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +69,14 @@ pub struct Appender {
     state: Mutex<Option<State>>,
     /// A committed stream to reconnect to (name, next offset) after its connection broke.
     pending_reattach: std::sync::Mutex<Option<(String, i64)>>,
+    /// An attempt on the current committed stream failed without saying whether it landed.
+    /// Offsets settle that while the stream is kept; if it must be replaced, the caller is told.
+    uncertain: AtomicBool,
 }
+
+/// Longest one append (or opening a stream) may take: a service that accepts the request and
+/// never answers must not stall the sink for good. Appends take seconds, so this is generous.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Storage Write client for a config: emulator endpoint with anonymous credentials, or
 /// bigquerystorage.googleapis.com with application default credentials.
@@ -94,30 +107,38 @@ impl Appender {
             wire_schema,
             state: Mutex::new(None),
             pending_reattach: Default::default(),
+            uncertain: AtomicBool::new(false),
         };
-        let state = a.connect().await?;
+        let (state, _) = a.connect().await?;
         *a.state.lock().await = Some(state);
         Ok(a)
     }
 
-    async fn connect(&self) -> Result<State, OpenError> {
+    /// The stream to append to, and whether it is a new one (not the one reconnected to).
+    async fn connect(&self) -> Result<(State, bool), OpenError> {
         let err = |e: &dyn std::fmt::Display| OpenError { table: self.table.clone(), reason: e.to_string() };
         let reattach = self.pending_reattach.lock().expect("not poisoned").take();
         if let Some((stream, next)) = reattach {
-            let writer: CommittedWriter<Arrow> = self
-                .client
-                .attach_to_stream::<CommittedStream>(&stream)
-                .build_arrow(self.wire_schema.clone())
-                .await
-                .map_err(|e| {
+            let attached =
+                self.client.attach_to_stream::<CommittedStream>(&stream).build_arrow(self.wire_schema.clone());
+            match attached.await {
+                Ok(writer) => {
+                    tracing::info!(table = %self.table, %stream, offset = next, "reconnected to the committed write stream");
+                    return Ok((State::Committed { writer, next }, false));
+                }
+                // The stream is gone (finalized, expired, or the service lost it): a new one
+                // follows, and `uncertain` makes the caller check what landed on the old one.
+                Err(e) if gone(&e.to_string()) => {
+                    tracing::warn!(table = %self.table, %stream, error = %e, "the committed write stream is gone; opening a new one");
+                }
+                Err(e) => {
                     // Keep trying the same stream: a new one would lose track of what landed.
                     self.pending_reattach.lock().expect("not poisoned").replace((stream.clone(), next));
-                    err(&e)
-                })?;
-            tracing::info!(table = %self.table, %stream, offset = next, "reconnected to the committed write stream");
-            return Ok(State::Committed { writer, next });
+                    return Err(err(&e));
+                }
+            }
         }
-        Ok(match self.mode {
+        let state = match self.mode {
             WriteMode::DefaultStream => State::Default(
                 self.client
                     .open_default_stream(&self.table)
@@ -136,7 +157,8 @@ impl Appender {
                 tracing::info!(table = %self.table, stream = %writer.write_stream(), "opened a committed write stream");
                 State::Committed { writer, next: 0 }
             }
-        })
+        };
+        Ok((state, true))
     }
 
     /// Append one batch (at most ~9 MB of IPC: the API caps a request at 10 MB). One attempt;
@@ -146,22 +168,54 @@ impl Appender {
             .set_serialized_record_batch(batch_message(batch).map_err(|e| AppendFailure::Invalid(e.to_string()))?);
         let mut guard = self.state.lock().await;
         if guard.is_none() {
-            // A stream that failed earlier: open a new one (exactly-once: a fresh stream, offset 0).
-            *guard = Some(self.connect().await.map_err(|e| AppendFailure::Transient(e.to_string()))?);
+            // A stream that failed earlier: reconnect to it, or open a new one (exactly-once: a
+            // fresh stream at offset 0).
+            let connect = tokio::time::timeout(ATTEMPT_TIMEOUT, self.connect());
+            let (state, new) = match connect.await {
+                Ok(r) => r.map_err(|e| AppendFailure::Transient(e.to_string()))?,
+                Err(_) => {
+                    return Err(AppendFailure::Transient(format!(
+                        "opening a write stream timed out after {ATTEMPT_TIMEOUT:?}"
+                    )))
+                }
+            };
+            *guard = Some(state);
+            if new && self.uncertain.swap(false, Ordering::SeqCst) {
+                return Err(AppendFailure::Uncertain);
+            }
         }
         let result = match guard.as_mut().expect("connected above") {
-            State::Default(w) => w.append(rows).send().await.map(|_| ()),
+            State::Default(w) => match tokio::time::timeout(ATTEMPT_TIMEOUT, w.append(rows).send()).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => {
+                    *guard = None;
+                    return Err(AppendFailure::Transient(format!("append timed out after {ATTEMPT_TIMEOUT:?}")));
+                }
+            },
             State::Committed { writer, next } => {
-                let r = writer.append(rows).set_offset(*next).send().await;
+                let r = match tokio::time::timeout(ATTEMPT_TIMEOUT, writer.append(rows).set_offset(*next).send()).await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // It may land yet: keep the stream and offset, so a retry lands once.
+                        self.uncertain.store(true, Ordering::SeqCst);
+                        if let Some(state) = guard.take() {
+                            self.remember_stream(state);
+                        }
+                        return Err(AppendFailure::Transient(format!("append timed out after {ATTEMPT_TIMEOUT:?}")));
+                    }
+                };
                 match r {
                     Ok(_) => {
                         *next += batch.num_rows() as i64;
+                        self.uncertain.store(false, Ordering::SeqCst);
                         return Ok(());
                     }
                     // An earlier attempt at this offset landed (its answer was lost): done.
                     Err(e) if code(&e) == Some(Code::AlreadyExists) => {
                         tracing::info!(table = %self.table, offset = *next, "append already written by an earlier attempt");
                         *next += batch.num_rows() as i64;
+                        self.uncertain.store(false, Ordering::SeqCst);
                         return Ok(());
                     }
                     Err(e) => Err(e),
@@ -176,6 +230,9 @@ impl Appender {
                 // The connection broke (the append may or may not have landed): reconnect to the
                 // same stream, keeping the offset, so a retry lands once.
                 _ if matches!(failure, AppendFailure::Transient(_)) => {
+                    if matches!(guard.as_ref(), Some(State::Committed { .. })) {
+                        self.uncertain.store(true, Ordering::SeqCst);
+                    }
                     if let Some(state) = guard.take() {
                         self.remember_stream(state);
                     }
@@ -190,6 +247,17 @@ impl Appender {
     fn remember_stream(&self, state: State) {
         if let State::Committed { writer, next } = state {
             self.pending_reattach.lock().expect("not poisoned").replace((writer.write_stream().to_owned(), next));
+        }
+    }
+
+    /// Give up the current stream after the caller gave up a batch whose last attempt may yet
+    /// land: the next batch must not reuse that offset (BigQuery would answer ALREADY_EXISTS for
+    /// other rows). The given-up rows come back as redeliveries, which are checked against the table.
+    pub async fn abandon(&self) {
+        if self.mode == WriteMode::ExactlyOnce {
+            self.pending_reattach.lock().expect("not poisoned").take();
+            self.state.lock().await.take();
+            self.uncertain.store(false, Ordering::SeqCst);
         }
     }
 
@@ -228,6 +296,12 @@ fn classify(e: &google_cloud_bigquery::error::AppendError) -> AppendFailure {
         },
         other => AppendFailure::Transient(other.to_string()),
     }
+}
+
+/// Whether an error says the write stream no longer exists or takes no more rows.
+fn gone(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not found") || m.contains("notfound") || m.contains("finalized")
 }
 
 fn too_large(message: &str) -> bool {

@@ -14,7 +14,12 @@ use futures::future::BoxFuture;
 
 use super::group::{Encoded, WriteResult, Writer, Written};
 use crate::bigquery::stream::{AppendFailure, Appender};
+use crate::bigquery::written::WrittenIds;
 use crate::metrics::SinkMetrics;
+
+/// How long after a possible redelivery arrived its rows are checked against the table: the
+/// previous holder may have died with an append of them in flight, which lands meanwhile.
+pub const REDELIVERY_GRACE: Duration = Duration::from_secs(15);
 
 /// Arrow bytes per append; the API refuses requests over 10 MB.
 const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -28,6 +33,9 @@ pub struct BigQueryWriter {
     pub retry: ExponentialBuilder,
     /// Rows written, flush times and failures; readiness and liveness read it.
     pub metrics: SinkMetrics,
+    /// Exactly-once: asks the table which rows that may have been written before it holds, so
+    /// a redelivery is not appended twice. `None` on the default stream (at-least-once).
+    pub written: Option<WrittenIds>,
 }
 
 /// The retry policy for appends: about half a minute of backoff before the batch is given back.
@@ -49,8 +57,23 @@ impl Writer for BigQueryWriter {
             let started = std::time::Instant::now();
             let rows = encoded.batch.num_rows();
             let mut refused = Vec::new();
+            let mut present = 0;
+            // Redeliveries the table already holds count as written, and are not appended again.
+            let (batch, index) = match &self.written {
+                Some(w) if !encoded.maybe_written.is_empty() => {
+                    if let Some(since) = encoded.maybe_written_since {
+                        tokio::time::sleep_until((since + REDELIVERY_GRACE).into()).await;
+                    }
+                    let (rest, index, n) =
+                        self.without_present(w, &encoded.batch, (0..rows).collect(), &encoded.maybe_written).await?;
+                    present += n;
+                    (rest, index)
+                }
+                _ => (encoded.batch.clone(), (0..rows).collect()),
+            };
             // Work list of (rows to append, their indices in the original batch).
-            let mut work: Vec<(RecordBatch, Vec<usize>)> = split(&encoded.batch);
+            let mut work: Vec<(RecordBatch, Vec<usize>)> =
+                split(&batch).into_iter().map(|(b, i)| (b, i.into_iter().map(|k| index[k]).collect())).collect();
             while let Some((batch, index)) = work.pop() {
                 match self.append(&batch).await {
                     Ok(()) => {}
@@ -78,8 +101,21 @@ impl Writer for BigQueryWriter {
                         work.push((batch.slice(half, batch.num_rows() - half), index[half..].to_vec()));
                         work.push((batch.slice(0, half), index[..half].to_vec()));
                     }
+                    Err(AppendFailure::Uncertain) => {
+                        let Some(w) = &self.written else {
+                            return Err(format!("appending to {}: {}", self.table, AppendFailure::Uncertain));
+                        };
+                        let every: Vec<usize> = (0..batch.num_rows()).collect();
+                        let (rest, index, n) = self.without_present(w, &batch, index, &every).await?;
+                        present += n;
+                        if rest.num_rows() > 0 {
+                            work.push((rest, index));
+                        }
+                    }
                     Err(AppendFailure::Transient(reason)) => {
-                        return Err(format!("appending to {}: {reason}", self.table))
+                        // The last attempt may land yet: the next batch must not take its offset.
+                        self.appender.abandon().await;
+                        return Err(format!("appending to {}: {reason}", self.table));
                     }
                 }
             }
@@ -88,7 +124,8 @@ impl Writer for BigQueryWriter {
             }
             self.metrics.flushed(rows - refused.len(), started.elapsed());
             tracing::info!(sink = %self.name, pipeline = %self.pipeline, table = %self.table, rows = rows - refused.len(),
-                refused = refused.len(), millis = started.elapsed().as_millis() as u64, "appended batch");
+                refused = refused.len(), already_written = present, millis = started.elapsed().as_millis() as u64,
+                "appended batch");
             Ok(if refused.is_empty() { Written::All } else { Written::Except(refused) })
         })
     }
@@ -99,6 +136,35 @@ impl Writer for BigQueryWriter {
 }
 
 impl BigQueryWriter {
+    /// `batch` without those of the rows `check` the table already holds; `index` maps rows to
+    /// the original batch and is narrowed alike. Also returns how many rows were taken out.
+    async fn without_present(
+        &self,
+        written: &WrittenIds,
+        batch: &RecordBatch,
+        index: Vec<usize>,
+        check: &[usize],
+    ) -> Result<(RecordBatch, Vec<usize>, usize), String> {
+        let present = (|| written.present(batch, check))
+            .retry(self.retry)
+            .when(|e| e.retryable())
+            .notify(|e, wait| {
+                tracing::warn!(sink = %self.name, table = %self.table, error = %e,
+                    retry_in_ms = wait.as_millis() as u64, "checking for rows written before failed; retrying")
+            })
+            .await
+            .map_err(|e| format!("checking {} for rows written before: {e}", self.table))?;
+        if present.is_empty() {
+            return Ok((batch.clone(), index, 0));
+        }
+        tracing::info!(sink = %self.name, table = %self.table, rows = present.len(),
+            "redelivered rows already in the table; not appended again");
+        let keep: Vec<usize> = (0..batch.num_rows()).filter(|i| !present.contains(i)).collect();
+        let take = UInt32Array::from_iter_values(keep.iter().map(|&i| i as u32));
+        let rest = arrow::compute::take_record_batch(batch, &take).map_err(|e| e.to_string())?;
+        Ok((rest, keep.iter().map(|&i| index[i]).collect(), present.len()))
+    }
+
     /// One append, retried while the failure is transient.
     async fn append(&self, batch: &RecordBatch) -> Result<(), AppendFailure> {
         (|| self.appender.append(batch))

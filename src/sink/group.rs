@@ -24,6 +24,11 @@ pub struct Encoded {
     /// A fixed object name (without `.parquet`) for this batch, so writing it again replaces the
     /// object instead of adding one (replay: one per source row group); `None`: a unique name.
     pub object: Option<String>,
+    /// Rows whose message may have been written before (a redelivery, or a delivery Pub/Sub did
+    /// not count): a sink that must not duplicate checks these first.
+    pub maybe_written: Vec<usize>,
+    /// When the last of those rows arrived.
+    pub maybe_written_since: Option<std::time::Instant>,
 }
 
 /// What a sink made of a batch it wrote: every row, or every row but these (index, reason).
@@ -169,7 +174,18 @@ impl SinkGroup {
             }
         };
         let batch = match batch {
-            Ok(b) => Encoded { partition, batch: b, object },
+            Ok(b) => {
+                let maybe: Vec<(usize, std::time::Instant)> =
+                    good.iter().enumerate().filter(|(_, e)| e.maybe_written()).map(|(i, e)| (i, e.received)).collect();
+                let maybe_written_since = maybe.iter().map(|(_, t)| *t).max();
+                Encoded {
+                    partition,
+                    batch: b,
+                    object,
+                    maybe_written: maybe.into_iter().map(|(i, _)| i).collect(),
+                    maybe_written_since,
+                }
+            }
             Err(e) => {
                 for ev in good {
                     self.refuse(ev, "sinks", format!("cannot encode batch: {e}")).await;

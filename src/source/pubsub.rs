@@ -142,6 +142,7 @@ impl Pull {
                         backoff = Duration::from_millis(200);
                         let publish_time = publish_time(&message);
                         let bytes = message.data.len();
+                        let attempt = handler.delivery_attempt().and_then(|a| u32::try_from(a).ok());
                         metrics.received(publish_time, bytes);
                         let settled = metrics.clone();
                         let ack = Ack::new(move |outcome| {
@@ -151,7 +152,8 @@ impl Pull {
                             }
                             settled.settled(outcome, bytes);
                         });
-                        let event = to_event(message, publish_time, subscription.clone(), ack);
+                        let mut event = to_event(message, publish_time, subscription.clone(), ack);
+                        event.delivery_attempt = attempt;
                         // Waits while the pipeline is full: back-pressure on the stream, which the
                         // liveness check must not mistake for a stall.
                         let sent = match input.tx.try_send(event) {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod faults;
 pub mod replay;
 pub mod samples;
 
@@ -434,23 +435,7 @@ impl Drop for FakeGcs {
 
 /// Publish `count` sample events for `pipeline` to its topic; returns the Pub/Sub message ids.
 pub async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
-    let env: HashMap<&str, String> = emu.env().into_iter().collect();
-    let config = sluice::config::load_with_env(&repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
-    let pubsub = config.global.pubsub.clone().unwrap();
-    let summary = sluice::publish::run(sluice::publish::PublishArgs {
-        target: sluice::publish::Target::Topic { topic: pubsub.topic_path(pipeline), pubsub },
-        pipeline: pipeline.into(),
-        file: None,
-        count,
-        seed,
-        kind: None,
-        concurrency: 64,
-        rate: None,
-    })
-    .await
-    .unwrap();
-    assert_eq!(summary.delivered, count, "every publish succeeded");
-    summary.ids
+    faults::publish_at(&emu.env(), pipeline, count, seed, None).await
 }
 
 /// Wait until every id is in the lake for `pipeline`, or panic after `limit`.
@@ -570,6 +555,7 @@ pub async fn bigquery_writer(
         appender,
         retry: sluice::sink::bigquery::default_retry(),
         metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
+        written: None,
     }
 }
 

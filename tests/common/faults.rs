@@ -1,0 +1,367 @@
+//! Fault-test harness: a steady publisher, a seeded random source, ids in the lake and in
+//! BigQuery, the count table every fault test prints, `/metrics` and RSS sampling of a sluice,
+//! and a gate that cuts a service off the network.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::{BigQueryEmulator, PubsubEmulator, Sluice};
+
+/// splitmix64: a small seeded generator, so a failing run can be repeated from its printed seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `SLUICE_FAULT_SEED` when set, else from the clock; the seed is printed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
+        println!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A duration in `[lo, hi)`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = (hi - lo).as_millis().max(1) as u64;
+        lo + Duration::from_millis(self.next() % span)
+    }
+}
+
+/// Publish `count` sample events for `pipeline` at `rate` per second (`None`: as fast as
+/// possible) to the emulator `env` names ([`PubsubEmulator::env`]); returns the Pub/Sub message ids.
+pub async fn publish_at(
+    env: &[(&'static str, String)],
+    pipeline: &str,
+    count: u64,
+    seed: u64,
+    rate: Option<f64>,
+) -> Vec<String> {
+    let env: HashMap<&str, String> = env.iter().cloned().collect();
+    let config =
+        sluice::config::load_with_env(&super::repo().join("config/sluice.yaml"), |k| env.get(k).cloned()).unwrap();
+    let pubsub = config.global.pubsub.clone().unwrap();
+    let summary = sluice::publish::run(sluice::publish::PublishArgs {
+        target: sluice::publish::Target::Topic { topic: pubsub.topic_path(pipeline), pubsub },
+        pipeline: pipeline.into(),
+        file: None,
+        count,
+        seed,
+        kind: None,
+        concurrency: 64,
+        rate,
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.delivered, count, "every publish succeeded");
+    summary.ids
+}
+
+/// Publishers running in the background, one per pipeline, each at a steady rate.
+pub struct Steady {
+    tasks: Vec<(&'static str, JoinHandle<Vec<String>>)>,
+}
+
+impl Steady {
+    /// Start publishing `count` events at `rate`/s to each `(pipeline, count, rate)`.
+    pub fn start(emu: &PubsubEmulator, plan: &[(&'static str, u64, f64)], seed: u64) -> Steady {
+        let tasks = plan
+            .iter()
+            .map(|&(pipeline, count, rate)| {
+                let env = emu.env();
+                (pipeline, tokio::spawn(async move { publish_at(&env, pipeline, count, seed, Some(rate)).await }))
+            })
+            .collect();
+        Steady { tasks }
+    }
+
+    /// Wait for every publisher; the ids each published.
+    pub async fn finish(self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        for (pipeline, task) in self.tasks {
+            out.push((pipeline, task.await.expect("publisher task")));
+        }
+        out
+    }
+}
+
+/// BigQuery table of each shipped pipeline.
+pub fn table_of(pipeline: &str) -> &'static str {
+    match pipeline {
+        "logs" => "logs",
+        "health" => "health",
+        "config-changes" => "config_changes",
+        other => panic!("no table for pipeline {other}"),
+    }
+}
+
+/// Message ids in a BigQuery table, with how often each occurs.
+pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for row in bq.query(&format!("SELECT message_id FROM `sluice-test.sluice.{table}`")).await {
+        *ids.entry(row[0].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    ids
+}
+
+/// One line of the count table: what was published, and what each sink holds of it.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub pipeline: String,
+    pub published: usize,
+    pub in_lake: usize,
+    pub in_bigquery: usize,
+    pub lost_lake: usize,
+    pub lost_bigquery: usize,
+    pub dup_lake: usize,
+    pub dup_bigquery: usize,
+    /// Ids in a sink that were never published (must be none).
+    pub unknown: usize,
+}
+
+impl Counts {
+    pub fn of(
+        pipeline: &str,
+        published: &[String],
+        lake: &HashMap<String, usize>,
+        table: &HashMap<String, usize>,
+    ) -> Counts {
+        let lost = |sink: &HashMap<String, usize>| published.iter().filter(|id| !sink.contains_key(*id)).count();
+        let set: std::collections::HashSet<&String> = published.iter().collect();
+        // Duplicates of published events; rows sluice makes itself (liveness) are reported apart.
+        let dups = |sink: &HashMap<String, usize>| {
+            let other: usize = sink.iter().filter(|(id, _)| !set.contains(id)).map(|(_, n)| n - 1).sum();
+            if other > 0 {
+                println!("  {pipeline}: {other} duplicated rows of sluice's own events (not published ids)");
+            }
+            sink.iter().filter(|(id, _)| set.contains(id)).map(|(_, n)| n - 1).sum()
+        };
+        let unknown =
+            lake.keys().chain(table.keys()).filter(|id| !set.contains(id) && !id.starts_with("liveness:")).count();
+        Counts {
+            pipeline: pipeline.into(),
+            published: published.len(),
+            in_lake: lake.len(),
+            in_bigquery: table.len(),
+            lost_lake: lost(lake),
+            lost_bigquery: lost(table),
+            dup_lake: dups(lake),
+            dup_bigquery: dups(table),
+            unknown,
+        }
+    }
+
+    /// Print the table under a title.
+    pub fn print(title: &str, rows: &[Counts]) {
+        println!("{title}");
+        println!(
+            "  {:<15} {:>9} {:>8} {:>11} {:>5} {:>14} {:>13}",
+            "pipeline", "published", "in lake", "in BigQuery", "lost", "dup (lake)", "dup (BigQuery)"
+        );
+        for c in rows {
+            println!(
+                "  {:<15} {:>9} {:>8} {:>11} {:>5} {:>14} {:>13}",
+                c.pipeline,
+                c.published,
+                c.in_lake,
+                c.in_bigquery,
+                c.lost_lake + c.lost_bigquery,
+                c.dup_lake,
+                c.dup_bigquery
+            );
+        }
+    }
+}
+
+/// Distinct published-looking ids in a table (sluice's own liveness rows left out): a cheap
+/// progress check, so waiting does not load the emulator with full reads.
+pub async fn distinct_ids(bq: &BigQueryEmulator, table: &str) -> usize {
+    let sql = format!(
+        "SELECT COUNT(DISTINCT message_id) FROM `sluice-test.sluice.{table}` WHERE message_id NOT LIKE 'liveness:%'"
+    );
+    bq.query(&sql).await.first().and_then(|r| r[0].as_str()?.parse().ok()).unwrap_or(0)
+}
+
+/// Wait until BigQuery and then the lake (read by `lake`) hold as many ids as were published,
+/// or `limit` passes; then count. Panics on neither: the caller asserts on the counts.
+pub async fn settle<F>(
+    bq: &BigQueryEmulator,
+    published: &[(&'static str, Vec<String>)],
+    mut lake: F,
+    limit: Duration,
+) -> Vec<Counts>
+where
+    F: AsyncFnMut(&str) -> HashMap<String, usize>,
+{
+    let deadline = Instant::now() + limit;
+    'wait: while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for (pipeline, ids) in published {
+            if distinct_ids(bq, table_of(pipeline)).await < ids.len() {
+                continue 'wait;
+            }
+        }
+        for (pipeline, ids) in published {
+            let set: std::collections::HashSet<&String> = ids.iter().collect();
+            if lake(pipeline).await.keys().filter(|id| set.contains(id)).count() < ids.len() {
+                continue 'wait;
+            }
+        }
+        break;
+    }
+    let mut counts = Vec::new();
+    for (pipeline, ids) in published {
+        let in_lake = lake(pipeline).await;
+        let in_table = table_ids(bq, table_of(pipeline)).await;
+        counts.push(Counts::of(pipeline, ids, &in_lake, &in_table));
+    }
+    counts
+}
+
+/// Resident set size of a process, in bytes (0 once it is gone).
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The value of a `/metrics` sample whose line starts with `name` and contains `label`.
+pub async fn metric(url: &str, name: &str, label: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Peaks seen while sampling a sluice: RSS, outstanding messages and bytes on one subscription.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Peaks {
+    pub rss: u64,
+    pub messages: f64,
+    pub bytes: f64,
+}
+
+/// Samples a sluice every 200 ms in the background until stopped.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    peaks: Arc<Mutex<Peaks>>,
+    task: JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn start(sluice: &Sluice, subscription: &str) -> Sampler {
+        let (pid, url, sub) = (sluice.child.id(), sluice.url.clone(), subscription.to_owned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks = Arc::new(Mutex::new(Peaks::default()));
+        let (s, p) = (stop.clone(), peaks.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let m = metric(&url, "sluice_outstanding_messages", &sub).await.unwrap_or(0.0);
+                let b = metric(&url, "sluice_outstanding_bytes", &sub).await.unwrap_or(0.0);
+                let r = rss(pid);
+                {
+                    let mut peaks = p.lock().unwrap();
+                    peaks.rss = peaks.rss.max(r);
+                    peaks.messages = peaks.messages.max(m);
+                    peaks.bytes = peaks.bytes.max(b);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Sampler { stop, peaks, task }
+    }
+
+    /// Peaks so far.
+    pub fn peaks(&self) -> Peaks {
+        *self.peaks.lock().unwrap()
+    }
+
+    /// Peaks since the last reset, then start over.
+    pub fn take(&self) -> Peaks {
+        std::mem::take(&mut *self.peaks.lock().unwrap())
+    }
+
+    pub async fn stop(self) -> Peaks {
+        self.stop.store(true, Ordering::Relaxed);
+        let peaks = self.peaks.clone();
+        let _ = self.task.await;
+        let last = *peaks.lock().unwrap();
+        last
+    }
+}
+
+/// Lines of a sluice's log (its stderr) that contain `needle`.
+pub fn log_lines(sluice: &Sluice, needle: &str) -> usize {
+    let port = sluice.url.rsplit(':').next().unwrap();
+    let text = std::fs::read_to_string(std::env::temp_dir().join(format!("sluice-{port}.log"))).unwrap_or_default();
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A TCP gate in front of a service: while closed, open connections are cut and new ones are
+/// accepted and dropped at once, as a crashed service behind a load balancer looks to a client.
+pub struct Gate {
+    pub addr: String,
+    closed: Arc<AtomicBool>,
+    /// Bumped on every close, so connection tasks of an earlier opening end themselves.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Gate {
+    pub async fn start(target: String) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let closed = Arc::new(AtomicBool::new(false));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, e) = (closed.clone(), epoch.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else { continue };
+                let (e, mine) = (e.clone(), e.load(Ordering::SeqCst));
+                tokio::spawn(async move {
+                    let (mut client, mut server) = (client, server);
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut = async {
+                        while e.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = cut => {} }
+                });
+            }
+        });
+        Gate { addr, closed, epoch }
+    }
+
+    /// Cut every connection and refuse new ones (`true`), or let them through again.
+    pub fn close(&self, closed: bool) {
+        self.closed.store(closed, Ordering::SeqCst);
+        if closed {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Message ids in a local lake for a pipeline (the shared helper, for `settle`).
+pub async fn local_lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
+    let (lake, pipeline) = (lake.to_owned(), pipeline.to_owned());
+    tokio::task::spawn_blocking(move || super::lake_ids(&lake, &pipeline)).await.unwrap()
+}
