@@ -206,7 +206,7 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
     common::signal(b.child.id(), "KILL");
     drop(b);
     let published = steady.finish().await;
-    let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(120)).await;
+    let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(180)).await;
     Counts::print("scale-out: instances a, b, c on the same subscriptions; b SIGKILLed after 6 s", &counts);
     stop(a);
     stop(c);

@@ -72,7 +72,13 @@ impl Writer for MissingOnly {
             }
             let take = UInt32Array::from_iter_values(missing.iter().map(|&i| i as u32));
             let batch = arrow::compute::take_record_batch(&encoded.batch, &take).map_err(|e| e.to_string())?;
-            let part = Encoded { partition: encoded.partition, batch, object: None };
+            let part = Encoded {
+                partition: encoded.partition,
+                batch,
+                object: None,
+                maybe_written: vec![],
+                maybe_written_since: None,
+            };
             let written = self.inner.write(&part).await?;
             let refused = match &written {
                 Written::All => 0,
