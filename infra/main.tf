@@ -140,11 +140,13 @@ module "workflows" {
   depends_on = [google_service_account.sa]
 }
 
-# Replay asks BigQuery which message ids a table already has before appending (a query job).
-resource "google_project_iam_member" "replay_jobs" {
-  project = var.project
-  role    = "roles/bigquery.jobUser"
-  member  = local.members.replay
+# Replay, and the service in exactly_once mode (redelivered rows), ask BigQuery which message
+# ids a table already has before appending: a query job.
+resource "google_project_iam_member" "bigquery_jobs" {
+  for_each = toset(["run", "replay"])
+  project  = var.project
+  role     = "roles/bigquery.jobUser"
+  member   = local.members[each.key]
 }
 
 # The workflow waits on the job's long-running operation (run.operations.get, which has no

@@ -43,14 +43,16 @@ locals {
     SLUICE_PUBSUB       = var.delivery == "pull" ? "true" : "false"
     SLUICE_PROJECT      = var.project
     SLUICE_ACK_DEADLINE = "${local.ack_deadline_seconds}s"
+    SLUICE_BIGQUERY     = "true"
+    SLUICE_DATASET      = local.dataset
+    # Committed streams plus the redelivery check: no duplicate rows after a crash or scale-in.
+    SLUICE_BIGQUERY_WRITE_MODE = "exactly_once"
   }
 
   # Added for the replay job: its output and checkpoints go under replay_prefix (the only place
-  # it may write), and `--to bigquery` needs BigQuery on.
+  # it may write).
   replay_env = {
     SLUICE_REPLAY_OUTPUT = "gs://${var.lake_bucket}/${local.replay_prefix}"
-    SLUICE_BIGQUERY      = "true"
-    SLUICE_DATASET       = local.dataset
   }
 
   # BigQuery: bigquery.dataset, and per table (a pipeline's bigquery sink `table`) the schema it

@@ -437,6 +437,13 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
         if bq.project != as_str(&project) {
             out.push(format!("bigquery.project is '{}' but infra/ deploys to project {project}", bq.project));
         }
+        // Tables created but never written: the service would skip its bigquery sinks.
+        if !bq.enabled && !written.is_empty() {
+            out.push(format!(
+                "pipelines write BigQuery tables {written:?}, but with infra/'s environment for the service \
+                 bigquery.enabled is false (set SLUICE_BIGQUERY)"
+            ));
+        }
     } else if !written.is_empty() {
         out.push("pipelines have bigquery sinks but the config has no `bigquery` section".into());
     }
