@@ -37,11 +37,6 @@ impl Warehouse {
         Ok(Some(Warehouse { config: bq.clone(), rest, write }))
     }
 
-    /// The REST client (queries, tables).
-    pub fn rest(&self) -> &rest::Rest {
-        &self.rest
-    }
-
     /// A writer for one pipeline's table, after checking the table takes the schema's rows.
     pub async fn writer(
         &self,

@@ -1,24 +1,23 @@
 //! Idempotent BigQuery writes for replay: a batch's rows whose message id the table already has
-//! are left out, the rest go to the wrapped writer (an exactly-once committed stream).
+//! are left out, the rest go to the wrapped exactly-once writer.
 //!
-//! The check is one parameterised query per batch (`message_id IN UNNEST(@ids)`, at most
-//! [`IDS_PER_QUERY`] ids bound as an array, never spliced into the SQL). It runs before every
-//! append, so rows appended just before a crash are found by the next run. Two replays of one
-//! range running at the same time could both append a row: a replay is one job at a time.
+//! The check is the one the service uses for redeliveries ([`WrittenIds`]: parameterised
+//! `message_id IN UNNEST(@ids)` queries narrowed to the rows' partitions), asked for every row and
+//! without the service's grace wait: it runs before every append, so rows appended just before a
+//! crash are found by the next run. Two replays of one range running at the same time could both
+//! append a row: a replay is one job at a time.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::array::UInt32Array;
 use backon::Retryable;
 use futures::future::BoxFuture;
 
-use crate::bigquery::rest::{string_array_param, Rest, RestError};
+use crate::bigquery::rest::RestError;
+use crate::bigquery::written::{WrittenIds, ID_COLUMN};
+use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::group::{Encoded, WriteResult, Writer, Written};
-
-/// Ids bound to one query: keeps the request small (BigQuery caps a request at 10 MB).
-pub const IDS_PER_QUERY: usize = 10_000;
 
 /// Rows appended and rows left out because the table had them; shared with the replay summary.
 #[derive(Debug, Default)]
@@ -28,26 +27,16 @@ pub struct Counts {
 }
 
 pub struct MissingOnly {
-    pub inner: Box<dyn Writer>,
-    pub rest: Rest,
-    /// `dataset.table`, quoted into the SQL (it comes from the config, not from data).
-    pub table: String,
-    pub counts: Arc<Counts>,
+    inner: BigQueryWriter,
+    written: WrittenIds,
+    counts: Arc<Counts>,
 }
 
 impl MissingOnly {
-    /// The ids among `ids` that the table already has.
-    async fn present(&self, ids: &[&str]) -> Result<HashSet<String>, RestError> {
-        let sql = format!("SELECT message_id FROM `{}` WHERE message_id IN UNNEST(@ids)", self.table);
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(IDS_PER_QUERY) {
-            let rows = (|| self.rest.query_with(&sql, vec![string_array_param("ids", chunk)]))
-                .retry(crate::sink::bigquery::default_retry())
-                .when(RestError::retryable)
-                .await?;
-            found.extend(rows.into_iter().filter_map(|r| r.first().and_then(|v| v.as_str()).map(str::to_owned)));
-        }
-        Ok(found)
+    /// `None` unless `inner` writes exactly-once (only then does it carry the id check).
+    pub fn new(inner: BigQueryWriter, counts: Arc<Counts>) -> Option<MissingOnly> {
+        let written = inner.written.clone()?;
+        Some(MissingOnly { inner, written, counts })
     }
 }
 
@@ -58,15 +47,18 @@ impl Writer for MissingOnly {
 
     fn write<'a>(&'a self, encoded: &'a Encoded) -> BoxFuture<'a, WriteResult> {
         Box::pin(async move {
-            let ids = encoded
-                .batch
-                .column_by_name("message_id")
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(|| format!("{}: the batch has no text message_id column", self.table))?;
-            let all: Vec<&str> = (0..ids.len()).map(|i| ids.value(i)).collect();
-            let present = self.present(&all).await.map_err(|e| format!("checking ids in {}: {e}", self.table))?;
-            let missing: Vec<usize> = (0..all.len()).filter(|&i| !present.contains(all[i])).collect();
-            self.counts.present.fetch_add((all.len() - missing.len()) as u64, Ordering::Relaxed);
+            let table = &self.inner.table;
+            if encoded.batch.column_by_name(ID_COLUMN).is_none() {
+                return Err(format!("{table}: the batch has no {ID_COLUMN} column"));
+            }
+            let rows: Vec<usize> = (0..encoded.batch.num_rows()).collect();
+            let present = (|| self.written.present(&encoded.batch, &rows))
+                .retry(crate::sink::bigquery::default_retry())
+                .when(RestError::retryable)
+                .await
+                .map_err(|e| format!("checking ids in {table}: {e}"))?;
+            let missing: Vec<usize> = rows.into_iter().filter(|i| !present.contains(i)).collect();
+            self.counts.present.fetch_add((encoded.batch.num_rows() - missing.len()) as u64, Ordering::Relaxed);
             if missing.is_empty() {
                 return Ok(Written::All);
             }

@@ -295,18 +295,13 @@ async fn outputs(
         let warehouse = crate::bigquery::Warehouse::connect(config).await?.ok_or_else(|| {
             usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
         })?;
-        let dataset = &config.global.bigquery.as_ref().expect("connected above").dataset;
         for s in &p.sinks {
             if let Sink::BigQuery { name, table, .. } = s {
                 // Exactly-once whatever the service uses: a retried append must not double rows.
                 let inner =
                     warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
-                writers.push(Box::new(MissingOnly {
-                    inner: Box::new(inner),
-                    rest: warehouse.rest().clone(),
-                    table: format!("{dataset}.{table}"),
-                    counts: counts.clone(),
-                }));
+                let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
+                writers.push(Box::new(checked));
             }
         }
         if writers.is_empty() {
