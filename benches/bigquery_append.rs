@@ -12,16 +12,12 @@ use serde_json::Value;
 use sluice::config::WriteMode;
 use sluice::sink::group::{Encoded, Writer, Written};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
-    let rows = env_usize("ROWS", 200_000);
-    let batch_rows = env_usize("BATCH", 10_000);
+    let rows = common::samples::env_usize("ROWS", 200_000);
+    let batch_rows = common::samples::env_usize("BATCH", 10_000);
     let bq = common::BigQueryEmulator::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let schema = sluice::schema::Schema::load(&common::repo().join("schemas"), "log").unwrap();

@@ -12,16 +12,12 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
-    let rows = env_usize("ROWS", 200_000);
-    let files = env_usize("FILES", 4).max(1);
+    let rows = common::samples::env_usize("ROWS", 200_000);
+    let files = common::samples::env_usize("FILES", 4).max(1);
     let bq = common::BigQueryEmulator::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let env: std::collections::HashMap<&str, String> = bq.env().into_iter().collect();

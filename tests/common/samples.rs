@@ -24,3 +24,8 @@ pub fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
     })
     .collect()
 }
+
+/// A benchmark's size setting from the environment (`ROWS=…`), or its default.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
