@@ -59,12 +59,24 @@ struct Drain {
 fn drain_with_sluice(emu: &common::PubsubEmulator, env: &[(&str, String)], backlog: u64) -> Drain {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
+    run_sluice_until(emu, &lake, env, Duration::from_millis(200), || count_rows(&lake.join("logs")) >= backlog)
+}
+
+/// Start sluice on `lake`, wait (at most 15 minutes, polling every `poll`) until `drained`, and
+/// measure it; the clock and the emulator's CPU count from just before the start.
+fn run_sluice_until(
+    emu: &common::PubsubEmulator,
+    lake: &Path,
+    env: &[(&str, String)],
+    poll: Duration,
+    mut drained: impl FnMut() -> bool,
+) -> Drain {
     let (started, emu_cpu) = (Instant::now(), emu.cpu_secs());
-    let sluice = common::Sluice::start_with(&lake, env);
+    let sluice = common::Sluice::start_with(lake, env);
     let deadline = Instant::now() + Duration::from_secs(900);
-    while count_rows(&lake.join("logs")) < backlog {
-        assert!(Instant::now() < deadline, "backlog not drained in 15 minutes");
-        std::thread::sleep(Duration::from_millis(200));
+    while !drained() {
+        assert!(Instant::now() < deadline, "backlog not drained into {} in 15 minutes", lake.display());
+        std::thread::sleep(poll);
     }
     let drain = Drain {
         secs: started.elapsed().as_secs_f64(),
@@ -96,21 +108,9 @@ fn drain_into_gcs(emu: &common::PubsubEmulator, env: &[(&str, String)], backlog:
     let mut env = env.to_vec();
     env.push(("STORAGE_EMULATOR_HOST", gcs.url.clone()));
     env.push(("SLUICE_LOGS_SUBSCRIPTION", GCS_SUBSCRIPTION.into()));
-    let (started, emu_cpu) = (Instant::now(), emu.cpu_secs());
-    let sluice = common::Sluice::start_with(Path::new("gs://bench/lake"), &env);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while count_gcs_rows(&gcs, "bench", &rt) < backlog {
-        assert!(Instant::now() < deadline, "backlog not drained into GCS in 15 minutes");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let drain = Drain {
-        secs: started.elapsed().as_secs_f64(),
-        cpu_secs: cpu_secs(sluice.child.id()),
-        emulator_cpu_secs: emu.cpu_secs() - emu_cpu,
-        peak_rss_mib: peak_rss_mib(sluice.child.id()),
-    };
-    assert!(sluice.stop().success());
-    drain
+    run_sluice_until(emu, Path::new("gs://bench/lake"), &env, Duration::from_millis(500), || {
+        count_gcs_rows(&gcs, "bench", &rt) >= backlog
+    })
 }
 
 const GCS_SUBSCRIPTION: &str = "logs-gcs";
