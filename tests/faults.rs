@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::faults::{local_lake_ids, log_lines, metric, settle, Counts, Gate, Rng, Sampler, Steady};
+use common::faults::{local_lake_ids, log_lines, metric, report, settle, Counts, Gate, Rng, Sampler, Steady};
 use common::{BigQueryEmulator, FakeGcs, PubsubEmulator, Sluice};
 
 /// Flow control of the shipped config (`pubsub.max_outstanding_messages` / `_bytes`).
@@ -90,7 +90,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     stop(sluice);
 
     Counts::print(&format!("chaos: SIGKILL after {} of running, then a clean run", kills.join(", ")), &counts);
-    println!("  batches with redelivered rows found already in BigQuery (not appended again): {skipped}");
+    report(format!("  batches with redelivered rows found already in BigQuery (not appended again): {skipped}"));
     assert_counts(&counts);
 }
 
@@ -185,11 +185,6 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
     assert_bounded(&[before, during, peaks]);
 }
 
-// Ignored in the suite until redelivery waves stop stalling a pipeline: after an instance dies,
-// each batch holding its redelivered rows waits REDELIVERY_GRACE (15 s) before the exactly-once
-// id check, and a sink group writes one batch at a time, so the survivors drained 1,700 of 3,000
-// logs in 180 s (CI check, 2026-11-27). Run it with `cargo test --test faults -- --ignored`.
-#[ignore = "a redelivery wave stalls the survivors' sink groups (15 s grace per batch, batches written one at a time)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and_doubles_nothing() {
     let ps = PubsubEmulator::start();
@@ -226,7 +221,7 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
         assert!(["a", "b", "c"].contains(&writer), "object {n} names its instance");
         *by_instance.entry(writer).or_default() += 1;
     }
-    println!("  lake objects: {} ({} distinct names); per instance {by_instance:?}", names.len(), unique.len());
+    report(format!("  lake objects: {} ({} distinct names); per instance {by_instance:?}", names.len(), unique.len()));
     assert_eq!(unique.len(), names.len(), "object names never collide");
     assert!(by_instance.len() >= 2, "the instances shared the work: {by_instance:?}");
 }
@@ -241,16 +236,18 @@ async fn gcs_lake_ids(gcs: &FakeGcs, pipeline: &str) -> HashMap<String, usize> {
 }
 
 fn print_peaks(phases: &[(&str, common::faults::Peaks)], nacks: f64, retries: usize) {
+    let mut text = String::new();
     for (phase, p) in phases {
-        println!(
-            "  {phase:<7} peak RSS {:>4} MiB, outstanding {:>6} messages / {:>5.1} MiB (bounds {MAX_OUTSTANDING_MESSAGES} / {} MiB)",
+        text += &format!(
+            "  {phase:<7} peak RSS {:>4} MiB, outstanding {:>6} messages / {:>5.1} MiB (bounds {MAX_OUTSTANDING_MESSAGES} / {} MiB)\n",
             p.rss >> 20,
             p.messages,
             p.bytes / 1048576.0,
             MAX_OUTSTANDING_BYTES / 1048576.0
         );
     }
-    println!("  retries logged {retries}, messages nacked for redelivery {nacks}");
+    text += &format!("  retries logged {retries}, messages nacked for redelivery {nacks}");
+    report(text);
 }
 
 fn assert_bounded(phases: &[common::faults::Peaks]) {

@@ -71,6 +71,8 @@ impl Writer for BigQueryWriter {
                 }
                 _ => (encoded.batch.clone(), (0..rows).collect()),
             };
+            // The check above may wait; appending is one batch at a time (see `Appender::turn`).
+            let _turn = self.appender.turn().await;
             // Work list of (rows to append, their indices in the original batch).
             let mut work: Vec<(RecordBatch, Vec<usize>)> =
                 split(&batch).into_iter().map(|(b, i)| (b, i.into_iter().map(|k| index[k]).collect())).collect();

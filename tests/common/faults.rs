@@ -12,6 +12,15 @@ use tokio::task::JoinHandle;
 
 use super::{BigQueryEmulator, PubsubEmulator, Sluice};
 
+/// Print `text` where CI shows it even when the test passes: the test harness captures
+/// `println!`, not direct writes to stderr. One write, so parallel tests do not interleave it.
+pub fn report(text: impl AsRef<str>) {
+    use std::io::Write;
+    let mut text = text.as_ref().to_owned();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// splitmix64: a small seeded generator, so a failing run can be repeated from its printed seed.
 pub struct Rng(u64);
 
@@ -21,7 +30,7 @@ impl Rng {
         let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
         });
-        println!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})");
+        report(format!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})"));
         Rng(seed)
     }
 
@@ -129,6 +138,8 @@ pub struct Counts {
     pub dup_bigquery: usize,
     /// Ids in a sink that were never published (must be none).
     pub unknown: usize,
+    /// The first few lost ids, each with the sink that lacks it.
+    pub missing: Vec<String>,
 }
 
 impl Counts {
@@ -144,12 +155,19 @@ impl Counts {
         let dups = |sink: &HashMap<String, usize>| {
             let other: usize = sink.iter().filter(|(id, _)| !set.contains(id)).map(|(_, n)| n - 1).sum();
             if other > 0 {
-                println!("  {pipeline}: {other} duplicated rows of sluice's own events (not published ids)");
+                report(format!("  {pipeline}: {other} duplicated rows of sluice's own events (not published ids)"));
             }
             sink.iter().filter(|(id, _)| set.contains(id)).map(|(_, n)| n - 1).sum()
         };
         let unknown =
             lake.keys().chain(table.keys()).filter(|id| !set.contains(id) && !id.starts_with("liveness:")).count();
+        let missing = [("lake", lake), ("BigQuery", table)]
+            .into_iter()
+            .flat_map(|(name, sink)| {
+                published.iter().filter(|id| !sink.contains_key(*id)).map(move |id| format!("{id} ({name})"))
+            })
+            .take(10)
+            .collect();
         Counts {
             pipeline: pipeline.into(),
             published: published.len(),
@@ -160,28 +178,27 @@ impl Counts {
             dup_lake: dups(lake),
             dup_bigquery: dups(table),
             unknown,
+            missing,
         }
     }
 
-    /// Print the table under a title.
+    /// Print the table under a title, with the first ids each sink lacks.
     pub fn print(title: &str, rows: &[Counts]) {
-        println!("{title}");
-        println!(
-            "  {:<15} {:>9} {:>8} {:>11} {:>5} {:>14} {:>13}",
-            "pipeline", "published", "in lake", "in BigQuery", "lost", "dup (lake)", "dup (BigQuery)"
-        );
+        let line = |cells: [&dyn std::fmt::Display; 7]| {
+            let [p, n, l, b, lost, dl, db] = cells;
+            format!("  {p:<15} {n:>9} {l:>8} {b:>11} {lost:>5} {dl:>14} {db:>13}\n")
+        };
+        let mut text = format!("{title}\n");
+        text +=
+            &line([&"pipeline", &"published", &"in lake", &"in BigQuery", &"lost", &"dup (lake)", &"dup (BigQuery)"]);
         for c in rows {
-            println!(
-                "  {:<15} {:>9} {:>8} {:>11} {:>5} {:>14} {:>13}",
-                c.pipeline,
-                c.published,
-                c.in_lake,
-                c.in_bigquery,
-                c.lost_lake + c.lost_bigquery,
-                c.dup_lake,
-                c.dup_bigquery
-            );
+            let lost = c.lost_lake + c.lost_bigquery;
+            text += &line([&c.pipeline, &c.published, &c.in_lake, &c.in_bigquery, &lost, &c.dup_lake, &c.dup_bigquery]);
+            if !c.missing.is_empty() {
+                text += &format!("    first missing: {}\n", c.missing.join(", "));
+            }
         }
+        report(text.trim_end());
     }
 }
 
