@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::faults::{local_lake_ids, log_lines, metric, report, settle, Counts, Gate, Rng, Sampler, Steady};
+use common::faults::{
+    local_lake_ids, log_lines, metric, report, settle, Counts, Gate, ParkedWatch, Rng, Sampler, Steady,
+};
 use common::{BigQueryEmulator, FakeGcs, PubsubEmulator, Sluice};
 
 /// Flow control of the shipped config (`pubsub.max_outstanding_messages` / `_bytes`).
@@ -66,7 +68,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     let ps = PubsubEmulator::start();
     let bq = BigQueryEmulator::start();
     let env = env_of(&[ps.env(), bq.env()], FAULT_SETTINGS);
-    common::sluice_cmd(&["provision"], &env);
+    let parked = ParkedWatch::provision(&ps, &env).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
 
@@ -90,6 +92,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     stop(sluice);
 
     Counts::print(&format!("chaos: SIGKILL after {} of running, then a clean run", kills.join(", ")), &counts);
+    parked.report().await;
     report(format!("  batches with redelivered rows found already in BigQuery (not appended again): {skipped}"));
     assert_counts(&counts);
 }
@@ -106,7 +109,7 @@ async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_
         &[ps.env(), bq.env(), vec![("STORAGE_EMULATOR_HOST", gcs.url.clone()), ("SLUICE_LAKE", lake_url.into())]],
         FAULT_SETTINGS,
     );
-    common::sluice_cmd(&["provision"], &env);
+    let parked = ParkedWatch::provision(&ps, &env).await;
     let sluice = start(Path::new(lake_url), &env);
     let sampler = Sampler::start(&sluice, "logs-sluice");
 
@@ -128,6 +131,7 @@ async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_
     let retries = log_lines(&sluice, "write failed; retrying");
     let peaks = sampler.stop().await;
     Counts::print("outage: GCS (the lake) down for 30 s mid-stream", &counts);
+    parked.report().await;
     print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
     // Not SIGTERM: the redelivered copies still queued would be drained first, one grace period
     // per batch; what is counted above is what this test is about.
@@ -151,7 +155,7 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
         env.retain(|(key, _)| *key != k);
         env.push((k, v.clone()));
     }
-    common::sluice_cmd(&["provision"], &env);
+    let parked = ParkedWatch::provision(&ps, &env).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let sluice = start(&lake, &env);
@@ -175,6 +179,7 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
     let retries = log_lines(&sluice, "append failed; retrying");
     let peaks = sampler.stop().await;
     Counts::print("outage: BigQuery cut off for 30 s mid-stream", &counts);
+    parked.report().await;
     print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
     // Not SIGTERM: the redelivered copies still queued would be drained first, one grace period
     // per batch; what is counted above is what this test is about.
@@ -190,7 +195,7 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
     let ps = PubsubEmulator::start();
     let bq = BigQueryEmulator::start();
     let env = env_of(&[ps.env(), bq.env()], FAULT_SETTINGS);
-    common::sluice_cmd(&["provision"], &env);
+    let parked = ParkedWatch::provision(&ps, &env).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let instance = |name: &str| {
@@ -208,6 +213,7 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
     let published = steady.finish().await;
     let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(180)).await;
     Counts::print("scale-out: instances a, b, c on the same subscriptions; b SIGKILLed after 6 s", &counts);
+    parked.report().await;
     stop(a);
     stop(c);
     assert_counts(&counts);

@@ -132,6 +132,10 @@ impl Writer for BigQueryWriter {
         })
     }
 
+    fn checks_redeliveries(&self) -> bool {
+        self.written.is_some()
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.appender.close())
     }

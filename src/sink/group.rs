@@ -3,7 +3,7 @@
 //! concurrently. An event is acknowledged only when every one of its sinks has it durably, or it
 //! is in dead letters with the reason a sink refused it.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -48,6 +48,10 @@ pub trait Writer: Send + Sync {
     fn name(&self) -> &str;
     /// Write the batch, retrying what may pass on a later attempt.
     fn write<'a>(&'a self, batch: &'a Encoded) -> BoxFuture<'a, WriteResult>;
+    /// Whether it looks up rows that may have been written before (see [`Encoded::maybe_written`]).
+    fn checks_redeliveries(&self) -> bool {
+        false
+    }
     /// Release what the writer holds (streams) once the group has written its last batch.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -56,6 +60,19 @@ pub trait Writer: Send + Sync {
 
 type Routes = Option<Arc<[Arc<str>]>>;
 type GroupBatch = Batch<(Partition, Routes), Event>;
+
+/// The batches a group is writing. For sinks that check redeliveries, each write also has a
+/// token cancelled when it ends and the hashes of its message ids.
+#[derive(Default)]
+struct InFlight<'a> {
+    writes: FuturesUnordered<BoxFuture<'a, ()>>,
+    running: Vec<(CancellationToken, HashSet<u64>)>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
+}
 
 pub struct SinkGroup {
     pub pipeline: String,
@@ -76,13 +93,13 @@ impl SinkGroup {
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut ready: VecDeque<GroupBatch> = VecDeque::new();
-        let mut writing = FuturesUnordered::new();
+        let mut writing = InFlight::default();
         let mut draining = false;
         loop {
             let room = self.start_writes(&mut ready, &mut writing);
             let deadline = batcher.next_deadline();
             tokio::select! {
-                Some(()) = writing.next(), if !writing.is_empty() => {}
+                Some(()) = writing.writes.next(), if !writing.writes.is_empty() => {}
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
                     ready.extend(batcher.drain());
@@ -107,7 +124,7 @@ impl SinkGroup {
         ready.extend(batcher.drain());
         loop {
             self.start_writes(&mut ready, &mut writing);
-            if writing.next().await.is_none() {
+            if writing.writes.next().await.is_none() {
                 break;
             }
         }
@@ -124,20 +141,40 @@ impl SinkGroup {
 
     /// Start writing ready batches while fewer than `in_flight` are; returns whether there is
     /// room for more.
-    fn start_writes<'a>(
-        &'a self,
-        ready: &mut VecDeque<GroupBatch>,
-        writing: &mut FuturesUnordered<BoxFuture<'a, ()>>,
-    ) -> bool {
+    ///
+    /// A sink that checks possible redeliveries against what it holds must see every earlier
+    /// write of the same message: a batch holding such rows first waits for the running writes
+    /// that carry one of its message ids (the first copy, when its lease lapsed or it was nacked
+    /// while still being written), as it did when batches went one at a time.
+    fn start_writes<'a>(&'a self, ready: &mut VecDeque<GroupBatch>, writing: &mut InFlight<'a>) -> bool {
         let most = self.in_flight.max(1);
-        while writing.len() < most {
+        let ordered = self.writers.iter().any(|w| w.checks_redeliveries());
+        while writing.writes.len() < most {
             let Some(b) = ready.pop_front() else { break };
-            writing.push(Box::pin(async move {
+            let done = CancellationToken::new();
+            let mut earlier = Vec::new();
+            if ordered {
+                writing.running.retain(|(t, _)| !t.is_cancelled());
+                let maybe: Vec<u64> =
+                    b.items.iter().filter(|e| e.maybe_written()).map(|e| id_hash(&e.message_id)).collect();
+                earlier = writing
+                    .running
+                    .iter()
+                    .filter(|(_, ids)| maybe.iter().any(|h| ids.contains(h)))
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                writing.running.push((done.clone(), b.items.iter().map(|e| id_hash(&e.message_id)).collect()));
+            }
+            writing.writes.push(Box::pin(async move {
+                let _done = done.drop_guard();
+                for write in earlier {
+                    write.cancelled().await;
+                }
                 let (partition, routes) = b.key;
                 self.write_batch(partition, routes.as_deref(), b.items).await
             }));
         }
-        writing.len() < most
+        writing.writes.len() < most
     }
 
     /// Write one batch to its sinks and settle every event in it: delivered, dead-lettered, or failed.
@@ -274,11 +311,15 @@ mod tests {
     struct Gate {
         open: Arc<Semaphore>,
         started: Arc<AtomicUsize>,
+        checks: bool,
     }
 
     impl Writer for Gate {
         fn name(&self) -> &str {
             "gate"
+        }
+        fn checks_redeliveries(&self) -> bool {
+            self.checks
         }
         fn write<'a>(&'a self, batch: &'a Encoded) -> BoxFuture<'a, WriteResult> {
             Box::pin(async move {
@@ -293,13 +334,13 @@ mod tests {
         }
     }
 
-    fn gated(in_flight: usize) -> (SinkGroup, Arc<Semaphore>, Arc<AtomicUsize>) {
+    fn gated(in_flight: usize, checks: bool) -> (SinkGroup, Arc<Semaphore>, Arc<AtomicUsize>) {
         let open = Arc::new(Semaphore::new(0));
         let started = Arc::new(AtomicUsize::new(0));
         let group = SinkGroup {
             pipeline: "config-changes".into(),
             schema: config_change_schema(),
-            writers: vec![Box::new(Gate { open: open.clone(), started: started.clone() })],
+            writers: vec![Box::new(Gate { open: open.clone(), started: started.clone(), checks })],
             limits: Limits { max_rows: 1, max_bytes: 1 << 20, max_age: Duration::from_secs(60), max_idle: None },
             in_flight,
             dead: None,
@@ -309,7 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_batch_does_not_hold_up_the_next_ones() {
-        let (group, open, _) = gated(2);
+        let (group, open, _) = gated(2, false);
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(group.run(rx, CancellationToken::new()));
         let (slow, mut slow_rx) = event("slow", config_change("slow"));
@@ -326,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_event_is_taken_while_every_write_slot_is_busy() {
-        let (group, open, started) = gated(2);
+        let (group, open, started) = gated(2, false);
         let (tx, rx) = mpsc::channel(1);
         let task = tokio::spawn(group.run(rx, CancellationToken::new()));
         let mut acks = Vec::new();
@@ -347,5 +388,32 @@ mod tests {
         for a in acks {
             assert_eq!(a.await.unwrap(), Outcome::Delivered);
         }
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_waits_for_the_running_write_of_its_first_copy_only() {
+        let (group, open, started) = gated(4, true);
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(group.run(rx, CancellationToken::new()));
+        let delivery = |id: &str, attempt: u32| {
+            let (mut e, r) = event(id, config_change(id));
+            e.delivery_attempt = Some(attempt);
+            (e, r)
+        };
+        let (first, first_rx) = delivery("slow", 1);
+        let (again, mut again_rx) = delivery("slow", 2);
+        let (other, other_rx) = delivery("other", 2);
+        tx.send(first).await.unwrap();
+        tx.send(again).await.unwrap();
+        tx.send(other).await.unwrap();
+        assert_eq!(other_rx.await.unwrap(), Outcome::Delivered, "a redelivery of another message goes ahead");
+        assert_eq!(started.load(Ordering::SeqCst), 2, "the second copy of slow waits for the first copy's write");
+        assert!(again_rx.try_recv().is_err());
+        open.add_permits(2);
+        assert_eq!(first_rx.await.unwrap(), Outcome::Delivered);
+        assert_eq!(again_rx.await.unwrap(), Outcome::Delivered);
+        assert_eq!(started.load(Ordering::SeqCst), 3);
+        drop(tx);
+        task.await.unwrap();
     }
 }

@@ -21,6 +21,54 @@ pub fn report(text: impl AsRef<str>) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// A subscription on the dead-letter topic `sluice provision` sets on every subscription: what
+/// Pub/Sub gave up on after `max_delivery_attempts` goes there instead of to sluice, so a count
+/// of it tells a slow or stuck delivery from a loss in sluice.
+pub struct ParkedWatch {
+    base: String,
+}
+
+impl ParkedWatch {
+    /// Provision with `env`, then subscribe to the dead-letter topic.
+    pub async fn provision(ps: &PubsubEmulator, env: &[(&'static str, String)]) -> ParkedWatch {
+        tokio::task::block_in_place(|| super::sluice_cmd(&["provision"], env));
+        let base = format!("http://{}/v1/projects/sluice-test/subscriptions/parked-watch", ps.host);
+        let body = serde_json::json!({"topic": "projects/sluice-test/topics/sluice-dead-letters"});
+        let r = reqwest::Client::new().put(&base).json(&body).send().await.expect("create the watch subscription");
+        assert!(r.status().is_success(), "creating the dead-letter watch: {}", r.text().await.unwrap_or_default());
+        ParkedWatch { base }
+    }
+
+    /// Report how many messages Pub/Sub dead-lettered, by the subscription they came from.
+    pub async fn report(&self) {
+        let client = reqwest::Client::new();
+        let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
+        loop {
+            let pulled: serde_json::Value = client
+                .post(format!("{}:pull", self.base))
+                .json(&serde_json::json!({"maxMessages": 1000, "returnImmediately": true}))
+                .send()
+                .await
+                .expect("pull the dead-letter watch")
+                .json()
+                .await
+                .expect("a pull response");
+            let received = pulled["receivedMessages"].as_array().cloned().unwrap_or_default();
+            if received.is_empty() {
+                break;
+            }
+            let acks: Vec<&str> = received.iter().filter_map(|m| m["ackId"].as_str()).collect();
+            for m in &received {
+                let source = m["message"]["attributes"]["CloudPubSubDeadLetterSourceSubscription"].as_str();
+                *by_source.entry(source.unwrap_or("?").rsplit('/').next().unwrap_or("?").to_owned()).or_default() += 1;
+            }
+            let ack = serde_json::json!({ "ackIds": acks });
+            client.post(format!("{}:acknowledge", self.base)).json(&ack).send().await.expect("ack the watch");
+        }
+        report(format!("  moved to the Pub/Sub dead-letter topic after max delivery attempts: {by_source:?}"));
+    }
+}
+
 /// splitmix64: a small seeded generator, so a failing run can be repeated from its printed seed.
 pub struct Rng(u64);
 
