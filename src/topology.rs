@@ -109,7 +109,6 @@ impl Topology {
                     metrics: metrics.sink(&p.name, "dead_letters"),
                 })],
                 limits: limits(&config.global.limits.batch),
-                in_flight: config.global.limits.writes_in_flight.get(),
                 dead: None,
             };
             let dead_count = metrics.dead_lettered(&p.name);
@@ -148,7 +147,6 @@ impl Topology {
                 schema: p.schema.clone(),
                 writers,
                 limits: batch,
-                in_flight: config.global.limits.writes_in_flight.get(),
                 dead: Some(dead_tx.clone()),
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);

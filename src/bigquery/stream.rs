@@ -72,8 +72,6 @@ pub struct Appender {
     /// An attempt on the current committed stream failed without saying whether it landed.
     /// Offsets settle that while the stream is kept; if it must be replaced, the caller is told.
     uncertain: AtomicBool,
-    /// Held by one batch for all its appends and their retries (see [`Appender::turn`]).
-    turn: Mutex<()>,
 }
 
 /// Longest one append (or opening a stream) may take: a service that accepts the request and
@@ -110,7 +108,6 @@ impl Appender {
             state: Mutex::new(None),
             pending_reattach: Default::default(),
             uncertain: AtomicBool::new(false),
-            turn: Mutex::new(()),
         };
         let (state, _) = a.connect().await?;
         *a.state.lock().await = Some(state);
@@ -162,13 +159,6 @@ impl Appender {
             }
         };
         Ok((state, true))
-    }
-
-    /// Exclusive use of the stream for one batch's appends, retries included. A retry must reuse
-    /// the offset of the attempt it repeats: another batch appended in between would take that
-    /// offset, and its rows would be answered ALREADY_EXISTS if the first attempt landed after all.
-    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.turn.lock().await
     }
 
     /// Append one batch (at most ~9 MB of IPC: the API caps a request at 10 MB). One attempt;

@@ -169,24 +169,12 @@ pub struct Limits {
     /// Events buffered between a pipeline's stages; a full queue pushes back on the source.
     #[serde(default = "default_queue")]
     pub queue_capacity: NonZeroUsize,
-    /// Batches a pipeline's sinks write at once. A batch waiting on a slow write (a retry, the
-    /// redelivery check's grace period) then does not stop the pipeline's intake.
-    #[serde(default = "default_writes_in_flight")]
-    pub writes_in_flight: NonZeroUsize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            batch: BatchLimits::default(),
-            queue_capacity: default_queue(),
-            writes_in_flight: default_writes_in_flight(),
-        }
+        Limits { batch: BatchLimits::default(), queue_capacity: default_queue() }
     }
-}
-
-fn default_writes_in_flight() -> NonZeroUsize {
-    NonZeroUsize::new(4).expect("nonzero")
 }
 
 fn default_queue() -> NonZeroUsize {

@@ -340,7 +340,6 @@ async fn outputs(
         schema: p.schema.clone(),
         writers,
         limits,
-        in_flight: 1,
         dead: None,
     });
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
@@ -349,7 +348,6 @@ async fn outputs(
         schema: dead_letter::schema(),
         writers: vec![Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics))],
         limits,
-        in_flight: 1,
         dead: None,
     };
     Ok(Outputs { group, dead, topic, counts })

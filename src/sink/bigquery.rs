@@ -71,8 +71,6 @@ impl Writer for BigQueryWriter {
                 }
                 _ => (encoded.batch.clone(), (0..rows).collect()),
             };
-            // The check above may wait; appending is one batch at a time (see `Appender::turn`).
-            let _turn = self.appender.turn().await;
             // Work list of (rows to append, their indices in the original batch).
             let mut work: Vec<(RecordBatch, Vec<usize>)> =
                 split(&batch).into_iter().map(|(b, i)| (b, i.into_iter().map(|k| index[k]).collect())).collect();
@@ -130,10 +128,6 @@ impl Writer for BigQueryWriter {
                 "appended batch");
             Ok(if refused.is_empty() { Written::All } else { Written::Except(refused) })
         })
-    }
-
-    fn checks_redeliveries(&self) -> bool {
-        self.written.is_some()
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -139,20 +139,21 @@ impl LakeWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Outcome;
-    use crate::event::DeadLetter;
+    use crate::ack::{Ack, Outcome};
+    use crate::event::{DeadLetter, Event};
+    use crate::schema::Schema;
     use crate::sink::batcher::Limits;
     use crate::sink::group::SinkGroup;
-    use crate::sink::testing::{config_change, config_change_schema, event};
     use object_store::memory::InMemory;
     use serde_json::json;
     use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
 
     fn group(store: Arc<dyn ObjectStore>, dead: Option<mpsc::Sender<DeadLetter>>) -> SinkGroup {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
         SinkGroup {
             pipeline: "config-changes".into(),
-            schema: config_change_schema(),
+            schema: Arc::new(Schema::load(&dir, "config_change").unwrap()),
             writers: vec![Box::new(LakeWriter {
                 name: "lake".into(),
                 pipeline: "config-changes".into(),
@@ -162,9 +163,15 @@ mod tests {
                 metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
             })],
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
-            in_flight: 2,
             dead,
         }
+    }
+
+    fn event(id: &str, record: serde_json::Value) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
+        let (ack, rx) = Ack::channel();
+        let mut e = Event::new(id, Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push"), ack);
+        e.record = record;
+        (e, rx)
     }
 
     #[tokio::test]
@@ -173,8 +180,9 @@ mod tests {
         let (dtx, mut drx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
-        let (a, arx) = event("a", config_change("a"));
-        let (b, brx) = event("b", config_change("b"));
+        let row = |id: &str| json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": id});
+        let (a, arx) = event("a", row("a"));
+        let (b, brx) = event("b", row("b"));
         let (c, crx) = event("c", json!({"service": "s"}));
         tx.send(a).await.unwrap();
         tx.send(c).await.unwrap();
@@ -203,7 +211,10 @@ mod tests {
         let (dtx, mut drx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
-        let (mut a, arx) = event("a", config_change("a"));
+        let (mut a, arx) = event(
+            "a",
+            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
+        );
         a.routes = Some(Arc::from(vec![Arc::from("warehouse")]));
         tx.send(a).await.unwrap();
         drop(tx);
@@ -222,7 +233,10 @@ mod tests {
     async fn open_batches_are_written_when_the_channel_closes() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (tx, rx) = mpsc::channel(8);
-        let (a, arx) = event("a", config_change("a"));
+        let (a, arx) = event(
+            "a",
+            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
+        );
         tx.send(a).await.unwrap();
         drop(tx);
         group(store, None).run(rx, CancellationToken::new()).await;
