@@ -164,6 +164,30 @@ pub fn table_of(pipeline: &str) -> &'static str {
     }
 }
 
+/// For ids BigQuery holds twice: when each copy was ingested, and which instances wrote the id to
+/// the local lake (object names start with the instance), to tell a late append of a killed
+/// instance from a message two survivors held at once.
+pub async fn explain_duplicates(bq: &BigQueryEmulator, lake: Option<&Path>, pipeline: &str) {
+    let table = table_of(pipeline);
+    let sql = format!(
+        "SELECT message_id, ARRAY_AGG(CAST(ingest_time AS STRING)) FROM `sluice-test.sluice.{table}` \
+         GROUP BY message_id HAVING COUNT(*) > 1 LIMIT 5"
+    );
+    for row in bq.query(&sql).await {
+        let id = row[0].as_str().unwrap_or_default().to_owned();
+        let files = lake.map(|l| super::parquet_files(&l.join(pipeline))).unwrap_or_default();
+        let writers: Vec<String> = files
+            .into_iter()
+            .filter(|f| {
+                let file = std::fs::File::open(f).unwrap();
+                super::parquet_rows(file).iter().any(|r| r["message_id"].as_str() == Some(id.as_str()))
+            })
+            .map(|f| f.file_name().unwrap().to_string_lossy().split('-').next().unwrap_or("?").to_owned())
+            .collect();
+        report(format!("  {pipeline}: {id} twice in BigQuery, ingested {}; in the lake from {writers:?}", row[1]));
+    }
+}
+
 /// Message ids in a BigQuery table, with how often each occurs.
 pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
     let mut ids = HashMap::new();
