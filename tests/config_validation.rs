@@ -172,7 +172,12 @@ fn schema_command_prints_bigquery_json() {
 fn pubsub_settings_are_checked_when_pulling() {
     let root = shipped_copy();
     edit(root.path(), "config/sluice.yaml", "max_outstanding_messages: 20000", "max_outstanding_messages: 2000");
-    edit(root.path(), "config/sluice.yaml", "max_delivery_attempts: 10", "max_delivery_attempts: 500");
+    edit(
+        root.path(),
+        "config/sluice.yaml",
+        "max_delivery_attempts: ${SLUICE_MAX_DELIVERY_ATTEMPTS:-10}",
+        "max_delivery_attempts: 500",
+    );
     let pulling = |k: &str| match k {
         "SLUICE_PUBSUB" => Some("true".to_string()),
         _ => None,

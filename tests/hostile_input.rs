@@ -266,7 +266,7 @@ fn hostile_global_config_values_name_their_field() {
         ),
         ("request_timeout: 60s", "request_timeout: NaNs", "http.request_timeout", "expected a duration"),
         (
-            "max_delivery_attempts: 10",
+            "max_delivery_attempts: ${SLUICE_MAX_DELIVERY_ATTEMPTS:-10}",
             "max_delivery_attempts: 1000000",
             "pubsub.max_delivery_attempts",
             "expected 5 to 100",
