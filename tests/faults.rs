@@ -95,7 +95,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     }
     let sluice = start(&lake, &env);
     let published = steady.finish().await;
-    let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(120)).await;
+    let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(180)).await;
     skipped += log_lines(&sluice, "already in the table");
     stop(sluice);
 
