@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::faults::{
-    explain_duplicates, local_lake_ids, log_lines, metric, report, settle, Counts, Gate, ParkedWatch, Rng, Sampler,
-    Steady,
+    between, explain_duplicates, local_lake_ids, log_lines, metric, report, seeded_rng, settle, Counts, Gate,
+    ParkedWatch, Sampler, Steady,
 };
 use common::{BigQueryEmulator, FakeGcs, PubsubEmulator, Sluice};
 
@@ -72,7 +72,7 @@ fn assert_counts(counts: &[Counts]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds_each_event_once() {
-    let mut rng = Rng::from_env("chaos");
+    let mut rng = seeded_rng("chaos");
     let ps = PubsubEmulator::start();
     let bq = BigQueryEmulator::start();
     let env = env_of(&[ps.env(), bq.env()], FAULT_SETTINGS);
@@ -82,11 +82,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
 
     // About 16 s of steady traffic on all three pipelines while sluice is killed three times.
     let plan = [("logs", 4_000, 250.0), ("health", 1_600, 100.0), ("config-changes", 320, 20.0)];
-    let steady = Steady::start(&ps, &plan, rng.next());
+    let steady = Steady::start(&ps, &plan, rng.next_u64());
     let (mut kills, mut skipped) = (Vec::new(), 0);
     for _ in 0..3 {
         let sluice = start(&lake, &env);
-        let after = rng.between(Duration::from_millis(1_500), Duration::from_millis(5_000));
+        let after = between(&mut rng, Duration::from_millis(1_500), Duration::from_millis(5_000));
         tokio::time::sleep(after).await;
         common::signal(sluice.child.id(), "KILL");
         kills.push(format!("{:.1}s", after.as_secs_f64()));

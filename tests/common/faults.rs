@@ -69,32 +69,20 @@ impl ParkedWatch {
     }
 }
 
-/// splitmix64: a small seeded generator, so a failing run can be repeated from its printed seed.
-pub struct Rng(u64);
+/// sluice's seeded generator, seeded from `SLUICE_FAULT_SEED` when set, else from the clock. The
+/// seed is printed, so a failing run can be repeated from it.
+pub fn seeded_rng(test: &str) -> sluice::sample::Rng {
+    let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    report(format!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})"));
+    sluice::sample::Rng::new(seed)
+}
 
-impl Rng {
-    /// Seeded from `SLUICE_FAULT_SEED` when set, else from the clock; the seed is printed.
-    pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        });
-        report(format!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})"));
-        Rng(seed)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A duration in `[lo, hi)`.
-    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
-        let span = (hi - lo).as_millis().max(1) as u64;
-        lo + Duration::from_millis(self.next() % span)
-    }
+/// A duration in `[lo, hi)`.
+pub fn between(rng: &mut sluice::sample::Rng, lo: Duration, hi: Duration) -> Duration {
+    let span = (hi - lo).as_millis().max(1) as u64;
+    lo + Duration::from_millis(rng.below(span))
 }
 
 /// Publish `count` sample events for `pipeline` at `rate` per second (`None`: as fast as
