@@ -251,11 +251,7 @@ async fn a_table_that_disagrees_with_the_schema_stops_start_naming_table_column_
     assert!(rest.ensure_table("health", &schema).await.unwrap());
 
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(common::repo())
-        .args(["run", "--config", "config/sluice.yaml"])
-        .env("SLUICE_LAKE", dir.path())
-        .env("SLUICE_LISTEN", format!("127.0.0.1:{}", common::free_port()))
+    let out = common::run_command(dir.path(), common::free_port())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();

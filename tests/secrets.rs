@@ -62,11 +62,7 @@ async fn a_push_token_never_appears_in_logs_status_or_metrics() {
 #[test]
 fn token_mode_without_the_token_stops_the_start_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(common::repo())
-        .args(["run", "--config", "config/sluice.yaml"])
-        .env("SLUICE_LAKE", dir.path())
-        .env("SLUICE_LISTEN", format!("127.0.0.1:{}", common::free_port()))
+    let out = common::run_command(dir.path(), common::free_port())
         .env("SLUICE_PUSH_AUTH", "token")
         .env_remove("SLUICE_PUSH_TOKEN")
         .output()

@@ -37,6 +37,16 @@ pub fn lake_ids(lake: &Path, pipeline: &str) -> std::collections::HashMap<String
     ids
 }
 
+/// `sluice run` on the shipped config, with its lake in `lake`, listening on loopback `port`.
+pub fn run_command(lake: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.current_dir(repo())
+        .args(["run", "--config", "config/sluice.yaml"])
+        .env("SLUICE_LAKE", lake)
+        .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"));
+    cmd
+}
+
 /// A `sluice run` child process on the shipped config, with its lake in `lake`.
 pub struct Sluice {
     pub child: Child,
@@ -51,14 +61,8 @@ impl Sluice {
 
     pub fn start_with(lake: &Path, extra_env: &[(&str, String)]) -> Sluice {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.current_dir(repo())
-            .args(["run", "--config", "config/sluice.yaml"])
-            .env("SLUICE_LAKE", lake)
-            .env("SLUICE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SLUICE_INSTANCE", "test")
-            .stdin(Stdio::null())
-            .stderr(log_file(&format!("sluice-{port}.log")));
+        let mut cmd = run_command(lake, port);
+        cmd.env("SLUICE_INSTANCE", "test").stdin(Stdio::null()).stderr(log_file(&format!("sluice-{port}.log")));
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
