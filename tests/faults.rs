@@ -136,20 +136,13 @@ async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_
     let mut published = steady.finish().await;
     published[0].1.extend(burst);
     let counts = settle(&bq, &published, async |p| gcs_lake_ids(&gcs, p).await, Duration::from_secs(150)).await;
-    let nacks = metric(&sluice.url, "sluice_nacks_total", "logs").await.unwrap_or(0.0);
-    let retries = log_lines(&sluice, "write failed; retrying");
-    let peaks = sampler.stop().await;
-    Counts::print("outage: GCS (the lake) down for 30 s mid-stream", &counts);
-    parked.report().await;
-    explain(&counts, &bq, None).await;
-    print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
-    // Not SIGTERM: the redelivered copies still queued would be drained first, one grace period
-    // per batch; what is counted above is what this test is about.
-    drop(sluice);
-    assert_counts(&counts);
-    assert!(retries > 0, "lake writes were retried with backoff");
-    assert!(nacks > 0.0, "batches still failing after the retries were nacked for redelivery");
-    assert_bounded(&[before, during, peaks]);
+    let outage = Outage {
+        title: "outage: GCS (the lake) down for 30 s mid-stream",
+        retry_line: "write failed; retrying",
+        retried: "lake writes were retried with backoff",
+        nacked: "batches still failing after the retries were nacked for redelivery",
+    };
+    outage.verdict(&counts, sluice, sampler, [before, during], &parked, &bq, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,20 +178,13 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
     let mut published = steady.finish().await;
     published[0].1.extend(burst);
     let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(150)).await;
-    let nacks = metric(&sluice.url, "sluice_nacks_total", "logs").await.unwrap_or(0.0);
-    let retries = log_lines(&sluice, "append failed; retrying");
-    let peaks = sampler.stop().await;
-    Counts::print("outage: BigQuery cut off for 30 s mid-stream", &counts);
-    parked.report().await;
-    explain(&counts, &bq, Some(&lake)).await;
-    print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
-    // Not SIGTERM: the redelivered copies still queued would be drained first, one grace period
-    // per batch; what is counted above is what this test is about.
-    drop(sluice);
-    assert_counts(&counts);
-    assert!(retries > 0, "appends were retried with backoff");
-    assert!(nacks > 0.0, "batches still failing after ~30 s of retries were nacked for redelivery");
-    assert_bounded(&[before, during, peaks]);
+    let outage = Outage {
+        title: "outage: BigQuery cut off for 30 s mid-stream",
+        retry_line: "append failed; retrying",
+        retried: "appends were retried with backoff",
+        nacked: "batches still failing after ~30 s of retries were nacked for redelivery",
+    };
+    outage.verdict(&counts, sluice, sampler, [before, during], &parked, &bq, Some(&lake)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,6 +246,49 @@ async fn gcs_lake_ids(gcs: &FakeGcs, pipeline: &str) -> HashMap<String, usize> {
         *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
     }
     ids
+}
+
+/// What an outage test says of its sink, for the ending the outage tests share.
+struct Outage {
+    title: &'static str,
+    /// The log line each retried write leaves.
+    retry_line: &'static str,
+    /// Assertion messages: writes were retried; batches still failing were nacked.
+    retried: &'static str,
+    nacked: &'static str,
+}
+
+impl Outage {
+    /// Once the service is back and `counts` settled: print the counts, the peaks (`earlier`:
+    /// before and during the outage) and the retries, then hold sluice to nothing lost, writes
+    /// retried, failing batches nacked and memory bounded.
+    #[allow(clippy::too_many_arguments)]
+    async fn verdict(
+        self,
+        counts: &[Counts],
+        sluice: Sluice,
+        sampler: Sampler,
+        earlier: [common::faults::Peaks; 2],
+        parked: &ParkedWatch,
+        bq: &BigQueryEmulator,
+        lake: Option<&Path>,
+    ) {
+        let [before, during] = earlier;
+        let nacks = metric(&sluice.url, "sluice_nacks_total", "logs").await.unwrap_or(0.0);
+        let retries = log_lines(&sluice, self.retry_line);
+        let peaks = sampler.stop().await;
+        Counts::print(self.title, counts);
+        parked.report().await;
+        explain(counts, bq, lake).await;
+        print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
+        // Not SIGTERM: the redelivered copies still queued would be drained first, one grace
+        // period per batch; what is counted above is what this test is about.
+        drop(sluice);
+        assert_counts(counts);
+        assert!(retries > 0, "{}", self.retried);
+        assert!(nacks > 0.0, "{}", self.nacked);
+        assert_bounded(&[before, during, peaks]);
+    }
 }
 
 fn print_peaks(phases: &[(&str, common::faults::Peaks)], nacks: f64, retries: usize) {
