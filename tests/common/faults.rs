@@ -161,18 +161,24 @@ pub async fn explain_duplicates(bq: &BigQueryEmulator, lake: Option<&Path>, pipe
         "SELECT message_id, ARRAY_AGG(CAST(ingest_time AS STRING)) FROM `sluice-test.sluice.{table}` \
          GROUP BY message_id HAVING COUNT(*) > 1 LIMIT 5"
     );
-    for row in bq.query(&sql).await {
-        let id = row[0].as_str().unwrap_or_default().to_owned();
-        let files = lake.map(|l| super::parquet_files(&l.join(pipeline))).unwrap_or_default();
-        let writers: Vec<String> = files
-            .into_iter()
-            .filter(|f| {
-                let file = std::fs::File::open(f).unwrap();
-                super::parquet_rows(file).iter().any(|r| r["message_id"].as_str() == Some(id.as_str()))
-            })
-            .map(|f| f.file_name().unwrap().to_string_lossy().split('-').next().unwrap_or("?").to_owned())
-            .collect();
-        report(format!("  {pipeline}: {id} twice in BigQuery, ingested {}; in the lake from {writers:?}", row[1]));
+    let duplicated = bq.query(&sql).await;
+    if duplicated.is_empty() {
+        return;
+    }
+    // Each lake file read once: the writing instance of every id in it.
+    let mut writers: HashMap<String, Vec<String>> = HashMap::new();
+    for f in lake.map(|l| super::parquet_files(&l.join(pipeline))).unwrap_or_default() {
+        let instance = f.file_name().unwrap().to_string_lossy().split('-').next().unwrap_or("?").to_owned();
+        for r in super::parquet_rows(std::fs::File::open(&f).unwrap()) {
+            if let Some(id) = r["message_id"].as_str() {
+                writers.entry(id.to_owned()).or_default().push(instance.clone());
+            }
+        }
+    }
+    for row in duplicated {
+        let id = row[0].as_str().unwrap_or_default();
+        let from = writers.get(id).cloned().unwrap_or_default();
+        report(format!("  {pipeline}: {id} twice in BigQuery, ingested {}; in the lake from {from:?}", row[1]));
     }
 }
 
