@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::faults::{
-    between, explain_duplicates, local_lake_ids, log_lines, metric, report, seeded_rng, settle, Counts, Gate,
-    ParkedWatch, Sampler, Steady,
+    between, explain_duplicates, local_lake_ids, log_lines, log_path, metric, report, seeded_rng, settle,
+    trace_missing, Counts, Gate, ParkedWatch, Sampler, Steady,
 };
 use common::{BigQueryEmulator, FakeGcs, PubsubEmulator, Sluice};
 
@@ -83,9 +83,12 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     // About 16 s of steady traffic on all three pipelines while sluice is killed three times.
     let plan = [("logs", 4_000, 250.0), ("health", 1_600, 100.0), ("config-changes", 320, 20.0)];
     let steady = Steady::start(&ps, &plan, rng.next_u64());
-    let (mut kills, mut skipped) = (Vec::new(), 0);
+    let (mut kills, mut skipped, mut logs) = (Vec::new(), 0, Vec::new());
+    let mut env = env;
+    env.push(("RUST_LOG", "info,sluice::source::pubsub=debug,sluice::transform::dedupe=debug".into()));
     for _ in 0..3 {
         let sluice = start(&lake, &env);
+        logs.push(log_path(&sluice));
         let after = between(&mut rng, Duration::from_millis(1_500), Duration::from_millis(5_000));
         tokio::time::sleep(after).await;
         common::signal(sluice.child.id(), "KILL");
@@ -94,6 +97,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
         drop(sluice);
     }
     let sluice = start(&lake, &env);
+    logs.push(log_path(&sluice));
     let published = steady.finish().await;
     let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(180)).await;
     skipped += log_lines(&sluice, "already in the table");
@@ -102,6 +106,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     Counts::print(&format!("chaos: SIGKILL after {} of running, then a clean run", kills.join(", ")), &counts);
     parked.report().await;
     explain(&counts, &bq, Some(&lake)).await;
+    trace_missing(&counts, &logs, Some(&lake)).await;
     report(format!("  batches with redelivered rows found already in BigQuery (not appended again): {skipped}"));
     assert_counts(&counts);
 }

@@ -140,8 +140,12 @@ impl Stage for Dedupe {
             // The first copy was untracked: it is as good as delivered.
             None => Ok(Verdict::Drop),
             Some(watch) => match watch.absorb(event.ack.take()) {
-                Absorbed::Folded => Ok(Verdict::Drop),
+                Absorbed::Folded => {
+                    tracing::debug!(message_id = %event.message_id, "repeat folded into the first copy");
+                    Ok(Verdict::Drop)
+                }
                 Absorbed::Retry(ack) => {
+                    tracing::debug!(message_id = %event.message_id, "repeat of a failed copy goes through");
                     event.ack = ack;
                     self.remember(key, event, now);
                     Ok(Verdict::Keep)

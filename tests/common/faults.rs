@@ -390,9 +390,39 @@ impl Sampler {
 
 /// Lines of a sluice's log (its stderr) that contain `needle`.
 pub fn log_lines(sluice: &Sluice, needle: &str) -> usize {
-    let port = sluice.url.rsplit(':').next().unwrap();
-    let text = std::fs::read_to_string(std::env::temp_dir().join(format!("sluice-{port}.log"))).unwrap_or_default();
+    let text = std::fs::read_to_string(log_path(sluice)).unwrap_or_default();
     text.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Where a sluice started by the harness writes its log.
+pub fn log_path(sluice: &Sluice) -> std::path::PathBuf {
+    let port = sluice.url.rsplit(':').next().unwrap();
+    std::env::temp_dir().join(format!("sluice-{port}.log"))
+}
+
+/// Follow each lost id through the logs of every instance that ran (with
+/// `RUST_LOG=…,sluice::source::pubsub=debug` they hold each delivery and how it settled) and the
+/// lake's dead letters, so a loss says where the message went.
+pub async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake: Option<&Path>) {
+    for c in counts.iter().filter(|c| !c.missing.is_empty()) {
+        let dead = match lake {
+            Some(l) => local_lake_ids(l, &format!("dead-letters/{}", c.pipeline)).await,
+            None => HashMap::new(),
+        };
+        let ids: std::collections::BTreeSet<&str> = c.missing.iter().filter_map(|m| m.split(' ').next()).collect();
+        for id in ids {
+            let mut text =
+                format!("  trace of {} id {id}: in the lake's dead letters: {}\n", c.pipeline, dead.contains_key(id));
+            let needle = format!("\"message_id\":\"{id}\"");
+            for (n, log) in logs.iter().enumerate() {
+                let lines = std::fs::read_to_string(log).unwrap_or_default();
+                for line in lines.lines().filter(|l| l.contains(&needle)) {
+                    text += &format!("    instance {n} ({}): {line}\n", log.display());
+                }
+            }
+            report(text.trim_end());
+        }
+    }
 }
 
 /// A TCP gate in front of a service: while closed, open connections are cut and new ones are
