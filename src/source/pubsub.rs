@@ -1,8 +1,10 @@
 //! Pub/Sub streaming pull, with Google's official client.
 //!
-//! Each subscription is read by `streams` parallel streaming-pull streams. The client bounds
-//! what is held un-acked (`max_outstanding_messages` / `_bytes`, split across streams) and keeps
-//! extending the leases of held messages, so an event waiting in an open batch is not redelivered.
+//! Each subscription is read by `streams` parallel streaming-pull streams. What is held un-acked
+//! is bounded twice by `max_outstanding_messages` / `_bytes`: Pub/Sub's flow control (split across
+//! streams) and sluice's own [`Budget`] for the whole subscription, which also holds when Pub/Sub
+//! sends more after a stream reset. The client keeps extending the leases of held messages, so
+//! an event waiting in an open batch is not redelivered.
 //! A message is acked only when its [`Ack`] settles `Delivered` (every sink wrote it, or it is in
 //! dead letters); `Failed` nacks it so Pub/Sub redelivers at once. Sending into the pipeline's
 //! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
@@ -17,6 +19,7 @@ use google_cloud_pubsub::model::Message;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
 use crate::ack::{Ack, Outcome};
 use crate::config::global::PubsubConfig;
 use crate::event::Event;
@@ -73,6 +76,7 @@ pub fn spawn(
     let streams = config.streams.get();
     let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
     let bytes = (config.max_outstanding_bytes.0 as usize / streams).max(1) as i64;
+    let budget = Budget::new(config.max_outstanding_messages.get(), config.max_outstanding_bytes.0 as usize);
     let name: Arc<str> = Arc::from(subscription.as_str());
     (0..streams)
         .map(|n| {
@@ -82,6 +86,7 @@ pub fn spawn(
                 input: input.clone(),
                 max_messages: messages,
                 max_bytes: bytes,
+                budget: budget.clone(),
                 lease_extension: config.ack_deadline.0,
                 stream: n,
                 metrics: metrics.clone(),
@@ -100,6 +105,8 @@ struct Pull {
     input: PipelineInput,
     max_messages: i64,
     max_bytes: i64,
+    /// What the subscription's streams together may hold un-settled.
+    budget: Budget,
     /// How far each lease is extended: how soon Pub/Sub redelivers if this process dies.
     lease_extension: Duration,
     stream: usize,
@@ -108,7 +115,8 @@ struct Pull {
 
 impl Pull {
     async fn run(self, stop: CancellationToken) {
-        let Pull { client, subscription, input, max_messages, max_bytes, lease_extension, stream: n, metrics } = self;
+        let Pull { client, subscription, input, max_messages, max_bytes, budget, lease_extension, stream: n, metrics } =
+            self;
         let mut backoff = Duration::from_millis(200);
         while !stop.is_cancelled() {
             let mut stream = client
@@ -135,10 +143,21 @@ impl Pull {
                         tracing::warn!(subscription = %subscription, stream = n, "stream stalled; reopening");
                         break;
                     }
-                    next = stream.next() => next,
+                    // Take a message only with room for it; dropped mid-wait, it is nacked.
+                    next = async {
+                        let slot = budget.slot(&metrics.state.blocked).await;
+                        match stream.next().await {
+                            Some(Ok((message, handler))) => {
+                                let held = budget.hold(slot, message.data.len(), &metrics.state.blocked).await;
+                                Some(Ok((message, handler, held)))
+                            }
+                            Some(Err(e)) => Some(Err(e)),
+                            None => None,
+                        }
+                    } => next,
                 };
                 match next {
-                    Some(Ok((message, handler))) => {
+                    Some(Ok((message, handler, held))) => {
                         backoff = Duration::from_millis(200);
                         let publish_time = publish_time(&message);
                         let bytes = message.data.len();
@@ -160,6 +179,7 @@ impl Pull {
                                 tracing::debug!(message_id = %id, ?outcome, "settled");
                             }
                             settled.settled(outcome, bytes);
+                            drop(held);
                         });
                         let mut event = to_event(message, publish_time, subscription.clone(), ack);
                         event.delivery_attempt = attempt;

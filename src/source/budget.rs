@@ -1,0 +1,120 @@
+//! Flow control that sluice enforces itself, per subscription: a stream takes the next message
+//! only while fewer than `max_outstanding_messages` (and `_bytes`) are held un-settled.
+//!
+//! Pub/Sub's own flow control is not enough to bound memory. The server counts per stream, and
+//! when a stream is reset or a lease lapses it sends more while sluice still holds the first
+//! copies (a reopened stream starts from zero). Messages the client has read but sluice has not
+//! taken stay leased in the client's pool, at most one pull response per stream.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The room one subscription has left, shared by its streams.
+#[derive(Clone)]
+pub struct Budget {
+    messages: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+/// One message's share of the budget, given back when it is dropped (the message settled).
+pub struct Held {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// Room for one message whose size is not known yet.
+pub struct Slot(OwnedSemaphorePermit);
+
+impl Budget {
+    pub fn new(max_messages: usize, max_bytes: usize) -> Budget {
+        let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Budget {
+            messages: Arc::new(Semaphore::new(max_messages.clamp(1, Semaphore::MAX_PERMITS))),
+            bytes: Arc::new(Semaphore::new(max_bytes)),
+            max_bytes,
+        }
+    }
+
+    /// Wait for room for one more message. `blocked` counts the wait as back-pressure, so the
+    /// liveness check does not take a full budget for a stalled stream.
+    pub async fn slot(&self, blocked: &AtomicU64) -> Slot {
+        let permit = match self.messages.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let _waiting = Waiting::on(blocked);
+                self.messages.clone().acquire_owned().await.expect("the budget is never closed")
+            }
+        };
+        Slot(permit)
+    }
+
+    /// Turn a slot into a hold on `bytes` more, waiting for them if needed. A message larger
+    /// than the whole budget takes all of it, so it still passes once it is alone.
+    pub async fn hold(&self, slot: Slot, bytes: usize, blocked: &AtomicU64) -> Held {
+        let n = bytes.clamp(1, self.max_bytes).min(u32::MAX as usize) as u32;
+        let permit = match self.bytes.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                let _waiting = Waiting::on(blocked);
+                self.bytes.clone().acquire_many_owned(n).await.expect("the budget is never closed")
+            }
+        };
+        Held { _message: slot.0, _bytes: permit }
+    }
+}
+
+/// Counts one waiter in `blocked` for as long as it lives, even if the wait is cancelled.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn on(blocked: &'a AtomicU64) -> Self {
+        blocked.fetch_add(1, Ordering::Relaxed);
+        Waiting(blocked)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_full_budget_waits_until_a_message_settles_and_counts_as_blocked() {
+        let budget = Budget::new(2, 1_000);
+        let blocked = Arc::new(AtomicU64::new(0));
+        let a = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
+        let _b = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
+        let (b2, bl) = (budget.clone(), blocked.clone());
+        let third = tokio::spawn(async move { b2.slot(&bl).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "a third message waits while two are held");
+        assert_eq!(blocked.load(Ordering::Relaxed), 1, "the wait counts as back-pressure");
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(5), third).await.expect("room after a settle").unwrap();
+        assert_eq!(blocked.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_the_budget_and_an_oversized_message_passes_alone() {
+        let budget = Budget::new(100, 1_000);
+        let blocked = AtomicU64::new(0);
+        let first = budget.hold(budget.slot(&blocked).await, 600, &blocked).await;
+        let slot = budget.slot(&blocked).await;
+        let wait = tokio::time::timeout(Duration::from_millis(50), budget.hold(slot, 600, &blocked)).await;
+        assert!(wait.is_err(), "600 more bytes do not fit in 1,000 while 600 are held");
+        assert_eq!(blocked.load(Ordering::Relaxed), 0, "a cancelled wait is no longer counted");
+        drop(first);
+        let slot = budget.slot(&blocked).await;
+        let huge = tokio::time::timeout(Duration::from_secs(5), budget.hold(slot, 5_000, &blocked)).await;
+        assert!(huge.is_ok(), "a message larger than the budget takes all of it");
+    }
+}
