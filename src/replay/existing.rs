@@ -10,11 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow::array::UInt32Array;
-use backon::Retryable;
 use futures::future::BoxFuture;
 
-use crate::bigquery::rest::RestError;
 use crate::bigquery::written::{WrittenIds, ID_COLUMN};
 use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::group::{Encoded, WriteResult, Writer, Written};
@@ -52,18 +49,12 @@ impl Writer for MissingOnly {
                 return Err(format!("{table}: the batch has no {ID_COLUMN} column"));
             }
             let rows: Vec<usize> = (0..encoded.batch.num_rows()).collect();
-            let present = (|| self.written.present(&encoded.batch, &rows))
-                .retry(crate::sink::bigquery::default_retry())
-                .when(RestError::retryable)
-                .await
-                .map_err(|e| format!("checking ids in {table}: {e}"))?;
-            let missing: Vec<usize> = rows.into_iter().filter(|i| !present.contains(i)).collect();
-            self.counts.present.fetch_add((encoded.batch.num_rows() - missing.len()) as u64, Ordering::Relaxed);
+            let (batch, missing, present) =
+                self.inner.without_present(&self.written, &encoded.batch, rows.clone(), &rows).await?;
+            self.counts.present.fetch_add(present as u64, Ordering::Relaxed);
             if missing.is_empty() {
                 return Ok(Written::All);
             }
-            let take = UInt32Array::from_iter_values(missing.iter().map(|&i| i as u32));
-            let batch = arrow::compute::take_record_batch(&encoded.batch, &take).map_err(|e| e.to_string())?;
             let part = Encoded {
                 partition: encoded.partition,
                 batch,

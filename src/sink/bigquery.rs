@@ -138,7 +138,8 @@ impl Writer for BigQueryWriter {
 impl BigQueryWriter {
     /// `batch` without those of the rows `check` the table already holds; `index` maps rows to
     /// the original batch and is narrowed alike. Also returns how many rows were taken out.
-    async fn without_present(
+    /// Replay's idempotent writes ([`crate::replay::existing`]) use it for every row.
+    pub(crate) async fn without_present(
         &self,
         written: &WrittenIds,
         batch: &RecordBatch,
