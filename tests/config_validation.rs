@@ -37,7 +37,7 @@ const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
      "unknown variant `iap`, expected one of `none`, `oidc`, `token`"),
     ("bad listen address", "config/sluice.yaml", "${SLUICE_LISTEN:-127.0.0.1:8080}", "localhost:http", "http.listen",
      "invalid socket address syntax"),
-    ("zero batch rows", "config/sluice.yaml", "max_rows: 10000 ", "max_rows: 0 ", "limits.batch.max_rows",
+    ("zero batch rows", "config/sluice.yaml", "max_rows: ${SLUICE_BATCH_MAX_ROWS:-10000} ", "max_rows: 0 ", "limits.batch.max_rows",
      "invalid value: integer `0`, expected a nonzero usize"),
     ("duration without a known unit", "config/sluice.yaml", "${SLUICE_BATCH_MAX_AGE:-5s}", "5 fortnights", "limits.batch.max_age",
      "unknown duration unit 'fortnights' in '5 fortnights'; expected ms, s, m, h or d"),
@@ -171,7 +171,12 @@ fn schema_command_prints_bigquery_json() {
 #[test]
 fn pubsub_settings_are_checked_when_pulling() {
     let root = shipped_copy();
-    edit(root.path(), "config/sluice.yaml", "max_outstanding_messages: 20000", "max_outstanding_messages: 2000");
+    edit(
+        root.path(),
+        "config/sluice.yaml",
+        "max_outstanding_messages: ${SLUICE_MAX_OUTSTANDING_MESSAGES:-20000}",
+        "max_outstanding_messages: 2000",
+    );
     edit(
         root.path(),
         "config/sluice.yaml",
