@@ -53,6 +53,16 @@ const FAULT_SETTINGS: &[(&str, &str)] = &[
     ("SLUICE_MAX_DELIVERY_ATTEMPTS", "100"),
 ];
 
+/// The BigQuery emulator with room for every append stream. bqemulator serves each on a thread
+/// of a pool of cores + 4 (6 here) for as long as it is open, and the streams of a killed or cut-off
+/// sluice hold theirs for a while: three instances x three tables, or a restart after SIGKILL,
+/// left new streams waiting 17-26 s for a thread. An append waiting so long came back as a minute's
+/// timeout, and rows of an append sent just before a SIGKILL were not found by the next instance's
+/// check 30 s later (318 rows twice in one chaos run). Real BigQuery has no such limit.
+fn bigquery() -> BigQueryEmulator {
+    BigQueryEmulator::start_with(&[("SLUICE_BQEMU_GRPC_THREADS", "64")])
+}
+
 fn start(lake: &Path, env: &[(&'static str, String)]) -> Sluice {
     tokio::task::block_in_place(|| Sluice::start_with(lake, env))
 }
@@ -76,7 +86,7 @@ fn assert_counts(counts: &[Counts]) {
 async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds_each_event_once() {
     let mut rng = seeded_rng("chaos");
     let ps = PubsubEmulator::start();
-    let bq = BigQueryEmulator::start();
+    let bq = bigquery();
     let env = env_of(&[ps.env(), bq.env()], FAULT_SETTINGS);
     let parked = ParkedWatch::provision(&ps, &env).await;
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +126,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_nothing_lost() {
     let ps = PubsubEmulator::start();
-    let bq = BigQueryEmulator::start();
+    let bq = bigquery();
     let root = tempfile::tempdir().unwrap();
     let mut gcs = FakeGcs::start_persistent(root.path());
     gcs.create_bucket("lake");
@@ -156,7 +166,7 @@ async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_nothing_lost() {
     let ps = PubsubEmulator::start();
-    let bq = BigQueryEmulator::start();
+    let bq = bigquery();
     // Both BigQuery APIs (REST for the redelivery check, gRPC for appends) behind gates: closed,
     // they cut open connections and drop new ones, as a service that went away does.
     let rest = Gate::start(bq.rest.clone()).await;
@@ -198,9 +208,7 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and_doubles_nothing() {
     let ps = PubsubEmulator::start();
-    // bqemulator serves each append stream on a thread of a pool of cores + 4 by default; three
-    // instances x three tables, plus the killed one's streams, need more (else appends wait minutes).
-    let bq = BigQueryEmulator::start_with(&[("SLUICE_BQEMU_GRPC_THREADS", "64")]);
+    let bq = bigquery();
     let env = env_of(&[ps.env(), bq.env()], FAULT_SETTINGS);
     let parked = ParkedWatch::provision(&ps, &env).await;
     let dir = tempfile::tempdir().unwrap();
