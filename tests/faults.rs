@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::faults::{
@@ -51,6 +51,8 @@ const FAULT_SETTINGS: &[(&str, &str)] = &[
     // to the dead-letter topic in one of six chaos runs (three SIGKILLs, 10 s deadline, 15 s
     // redelivery grace). What Pub/Sub does move is reported after each count table.
     ("SLUICE_MAX_DELIVERY_ATTEMPTS", "100"),
+    // Each delivery and how it settled, so a lost or doubled id can be followed (`trace`).
+    ("RUST_LOG", "info,sluice::source::pubsub=debug,sluice::transform::dedupe=debug"),
 ];
 
 /// The BigQuery emulator with room for every append stream. bqemulator serves each on a thread
@@ -96,8 +98,6 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
     let plan = [("logs", 4_000, 250.0), ("health", 1_600, 100.0), ("config-changes", 320, 20.0)];
     let steady = Steady::start(&ps, &plan, rng.next_u64());
     let (mut kills, mut skipped, mut logs) = (Vec::new(), 0, Vec::new());
-    let mut env = env;
-    env.push(("RUST_LOG", "info,sluice::source::pubsub=debug,sluice::transform::dedupe=debug".into()));
     for _ in 0..3 {
         let sluice = start(&lake, &env);
         logs.push(log_path(&sluice));
@@ -117,7 +117,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_exactly_once_bigquery_holds
 
     Counts::print(&format!("chaos: SIGKILL after {} of running, then a clean run", kills.join(", ")), &counts);
     parked.report().await;
-    explain(&counts, &bq, Some(&lake)).await;
+    explain(&counts, &bq, Some(&lake), &logs).await;
     trace_missing(&counts, &logs, Some(&lake)).await;
     report(format!("  batches with redelivered rows found already in BigQuery (not appended again): {skipped}"));
     assert_counts(&counts);
@@ -219,6 +219,7 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
         start(&lake, &env)
     };
     let (a, b, c) = (instance("a"), instance("b"), instance("c"));
+    let logs = [&a, &b, &c].map(log_path);
 
     let plan = [("logs", 3_000, 250.0), ("health", 1_200, 100.0), ("config-changes", 240, 20.0)];
     let steady = Steady::start(&ps, &plan, 61);
@@ -229,7 +230,8 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
     let counts = settle(&bq, &published, async |p| local_lake_ids(&lake, p).await, Duration::from_secs(180)).await;
     Counts::print("scale-out: instances a, b, c on the same subscriptions; b SIGKILLed after 6 s", &counts);
     parked.report().await;
-    explain(&counts, &bq, Some(&lake)).await;
+    explain(&counts, &bq, Some(&lake), &logs).await;
+    trace_missing(&counts, &logs, Some(&lake)).await;
     stop(a);
     stop(c);
     assert_counts(&counts);
@@ -249,9 +251,9 @@ async fn three_instances_share_the_subscriptions_and_one_killed_midway_loses_and
 }
 
 /// Which ids BigQuery holds twice, and who wrote them (see `explain_duplicates`).
-async fn explain(counts: &[Counts], bq: &BigQueryEmulator, lake: Option<&Path>) {
+async fn explain(counts: &[Counts], bq: &BigQueryEmulator, lake: Option<&Path>, logs: &[PathBuf]) {
     for c in counts.iter().filter(|c| c.dup_bigquery > 0) {
-        explain_duplicates(bq, lake, &c.pipeline).await;
+        explain_duplicates(bq, lake, &c.pipeline, logs).await;
     }
 }
 
@@ -295,7 +297,7 @@ impl Outage {
         let peaks = sampler.stop().await;
         Counts::print(self.title, counts);
         parked.report().await;
-        explain(counts, bq, lake).await;
+        explain(counts, bq, lake, &[log_path(&sluice)]).await;
         print_peaks(&[("before", before), ("outage", during), ("after", peaks)], nacks, retries);
         // Not SIGTERM: the redelivered copies still queued would be drained first, one grace
         // period per batch; what is counted above is what this test is about.

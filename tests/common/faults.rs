@@ -155,7 +155,12 @@ pub fn table_of(pipeline: &str) -> &'static str {
 /// For ids BigQuery holds twice: when each copy was ingested, and which instances wrote the id to
 /// the local lake (object names start with the instance), to tell a late append of a killed
 /// instance from a message two survivors held at once.
-pub async fn explain_duplicates(bq: &BigQueryEmulator, lake: Option<&Path>, pipeline: &str) {
+pub async fn explain_duplicates(
+    bq: &BigQueryEmulator,
+    lake: Option<&Path>,
+    pipeline: &str,
+    logs: &[std::path::PathBuf],
+) {
     let table = table_of(pipeline);
     let sql = format!(
         "SELECT message_id, ARRAY_AGG(CAST(ingest_time AS STRING)) FROM `sluice-test.sluice.{table}` \
@@ -175,10 +180,13 @@ pub async fn explain_duplicates(bq: &BigQueryEmulator, lake: Option<&Path>, pipe
             }
         }
     }
-    for row in duplicated {
+    for row in &duplicated {
         let id = row[0].as_str().unwrap_or_default();
         let from = writers.get(id).cloned().unwrap_or_default();
         report(format!("  {pipeline}: {id} twice in BigQuery, ingested {}; in the lake from {from:?}", row[1]));
+    }
+    if let Some(id) = duplicated.first().and_then(|r| r[0].as_str()) {
+        report(trace(&format!("{pipeline} id {id}, twice in BigQuery"), id, logs));
     }
 }
 
@@ -411,18 +419,23 @@ pub async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake:
         };
         let ids: std::collections::BTreeSet<&str> = c.missing.iter().filter_map(|m| m.split(' ').next()).collect();
         for id in ids {
-            let mut text =
-                format!("  trace of {} id {id}: in the lake's dead letters: {}\n", c.pipeline, dead.contains_key(id));
-            let needle = format!("\"message_id\":\"{id}\"");
-            for (n, log) in logs.iter().enumerate() {
-                let lines = std::fs::read_to_string(log).unwrap_or_default();
-                for line in lines.lines().filter(|l| l.contains(&needle)) {
-                    text += &format!("    instance {n} ({}): {line}\n", log.display());
-                }
-            }
-            report(text.trim_end());
+            let found = dead.contains_key(id);
+            report(trace(&format!("lost {} id {id} (in the lake's dead letters: {found})", c.pipeline), id, logs));
         }
     }
+}
+
+/// The log lines of every instance that name message `id`, under a heading.
+pub fn trace(heading: &str, id: &str, logs: &[std::path::PathBuf]) -> String {
+    let mut text = format!("  trace of {heading}:");
+    let needle = format!("\"message_id\":\"{id}\"");
+    for (n, log) in logs.iter().enumerate() {
+        let lines = std::fs::read_to_string(log).unwrap_or_default();
+        for line in lines.lines().filter(|l| l.contains(&needle)) {
+            text += &format!("\n    instance {n} ({}): {line}", log.display());
+        }
+    }
+    text
 }
 
 /// A TCP gate in front of a service: while closed, open connections are cut and new ones are
