@@ -9,6 +9,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Parse `bytes` as one JSON value, refusing duplicate keys in any object.
@@ -88,12 +89,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                let shown: String = key.chars().take(64).collect();
-                return Err(de::Error::custom(format_args!("duplicate key '{shown}'")));
+            // One search per key: the entry both finds a repeat and is where the value goes.
+            match out.entry(key) {
+                Entry::Occupied(repeat) => {
+                    let shown: String = repeat.key().chars().take(64).collect();
+                    return Err(de::Error::custom(format_args!("duplicate key '{shown}'")));
+                }
+                Entry::Vacant(slot) => {
+                    let Strict(v) = map.next_value()?;
+                    slot.insert(v);
+                }
             }
-            let Strict(v) = map.next_value()?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

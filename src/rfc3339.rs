@@ -27,7 +27,7 @@ pub fn format(t: DateTime<Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 6, nanos / 1_000);
-    b.iter().map(|&c| c as char).collect()
+    std::str::from_utf8(&b).expect("digits and ASCII punctuation").to_owned()
 }
 
 /// Parse RFC 3339 text; the same as chrono's `DateTime::parse_from_rfc3339` in UTC.

@@ -2,12 +2,12 @@
 //! check, the Arrow schema (Parquet) and the BigQuery table schema are all derived.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Column types, named as BigQuery's standard SQL names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +89,18 @@ pub struct Schema {
     #[serde(default)]
     pub table: TableLayout,
     pub fields: Vec<Field>,
+    /// Derived from `fields` on first use (they are not changed after loading).
+    #[serde(skip)]
+    index: OnceLock<Index>,
+}
+
+/// What a record walk needs to know about the fields, computed once per schema.
+#[derive(Debug, Clone)]
+struct Index {
+    /// Field positions in name order, the order in which a record's keys iterate.
+    by_name: Vec<usize>,
+    /// How many fields are REQUIRED.
+    required: usize,
 }
 
 /// Partitioning and clustering of the BigQuery table that holds this kind of event.
@@ -210,10 +222,69 @@ impl Schema {
             .collect()
     }
 
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let mut by_name: Vec<usize> = (0..self.fields.len()).collect();
+            by_name.sort_unstable_by(|&a, &b| self.fields[a].name.cmp(&self.fields[b].name));
+            let required = self.fields.iter().filter(|f| f.mode == Mode::Required).count();
+            Index { by_name, required }
+        })
+    }
+
+    /// A record's entries in its key order, each with the position of its field in `fields`, or
+    /// `None` for a key the schema does not name. One merge of two sorted lists, instead of a
+    /// search of the record per field.
+    pub fn fields_of<'s, 'r>(
+        &'s self,
+        record: &'r Map<String, Value>,
+    ) -> impl Iterator<Item = (Option<usize>, &'r String, &'r Value)> + use<'s, 'r> {
+        let by_name = &self.index().by_name;
+        let mut at = 0;
+        record.iter().map(move |(key, value)| {
+            while at < by_name.len() && self.fields[by_name[at]].name < *key {
+                at += 1;
+            }
+            let field = by_name.get(at).copied().filter(|&i| self.fields[i].name == *key);
+            (field, key, value)
+        })
+    }
+
     /// Check a record against the schema: an object, required fields present, every value of its
     /// column's type. With `allow_unknown` false, fields the schema does not name are errors too.
     pub fn check(&self, record: &Value, allow_unknown: bool) -> Result<(), String> {
         let obj = record.as_object().ok_or_else(|| format!("expected a JSON object for schema '{}'", self.name))?;
+        if self.conforms(obj, allow_unknown) {
+            return Ok(());
+        }
+        self.first_problem(obj, allow_unknown)
+    }
+
+    /// Whether `check` passes, in one walk of the record; the reason is found by `first_problem`.
+    fn conforms(&self, obj: &Map<String, Value>, allow_unknown: bool) -> bool {
+        let mut required = 0;
+        for (field, _, v) in self.fields_of(obj) {
+            let Some(i) = field else {
+                if allow_unknown {
+                    continue;
+                }
+                return false;
+            };
+            let f = &self.fields[i];
+            if v.is_null() {
+                if f.mode == Mode::Required {
+                    return false;
+                }
+            } else if !value_ok(f, v) {
+                return false;
+            } else {
+                required += usize::from(f.mode == Mode::Required);
+            }
+        }
+        required == self.index().required
+    }
+
+    /// The error `check` reports: fields in schema order first, then the first unknown key.
+    fn first_problem(&self, obj: &Map<String, Value>, allow_unknown: bool) -> Result<(), String> {
         // Schema fields present in the record (null or not): if that is every key, none is unknown.
         let mut known = 0;
         for f in &self.fields {
@@ -247,8 +318,9 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     crate::rfc3339::parse(s)
 }
 
-fn check_value(f: &Field, v: &Value) -> Result<(), String> {
-    let ok = match f.ty {
+/// Whether a non-null value fits its field's type.
+fn value_ok(f: &Field, v: &Value) -> bool {
+    match f.ty {
         FieldType::String => v.is_string(),
         FieldType::Int64 => v.is_i64(),
         FieldType::Float64 => v.is_number(),
@@ -259,8 +331,11 @@ fn check_value(f: &Field, v: &Value) -> Result<(), String> {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.decode(s).is_ok()
         }),
-    };
-    if ok {
+    }
+}
+
+fn check_value(f: &Field, v: &Value) -> Result<(), String> {
+    if value_ok(f, v) {
         return Ok(());
     }
     let expected = match f.ty {
@@ -317,6 +392,59 @@ fields:
         );
         s.check(&json!({"ts": "2026-01-01T00:00:00Z", "x": 1}), true).unwrap();
         assert!(s.check(&json!([1]), true).is_err());
+    }
+
+    /// `fields_of` and the one-walk check rely on a record's keys iterating in name order, as
+    /// serde_json's default map does (its `preserve_order` feature would break that).
+    #[test]
+    fn record_keys_iterate_in_name_order() {
+        let r = json!({"zeta": 1, "Alpha": 2, "alpha": 3, "_x": 4, "a_b": 5, "ab": 6, "é": 7});
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn fields_of_pairs_keys_with_their_fields() {
+        let s = schema();
+        let r = json!({"aaa": 0, "extra": {}, "msg": "m", "n": 3, "ts": "2026-01-01T00:00:00Z", "zz": null});
+        let got: Vec<(Option<usize>, &str)> =
+            s.fields_of(r.as_object().unwrap()).map(|(f, k, _)| (f, k.as_str())).collect();
+        assert_eq!(
+            got,
+            [(None, "aaa"), (Some(3), "extra"), (Some(2), "msg"), (Some(1), "n"), (Some(0), "ts"), (None, "zz")]
+        );
+    }
+
+    /// The one-walk check agrees with the field-by-field one on every record, good or bad.
+    #[test]
+    fn check_agrees_with_the_field_by_field_reading() {
+        let s = schema();
+        let names = ["ts", "n", "msg", "extra", "other", "a", "zz"];
+        let values = [
+            json!(null),
+            json!("2026-01-01T00:00:00Z"),
+            json!("text"),
+            json!(3),
+            json!(2.5),
+            json!(true),
+            json!({"k": 1}),
+        ];
+        let mut rng = crate::sample::Rng::new(11);
+        for _ in 0..20_000 {
+            let mut obj = Map::new();
+            for name in names {
+                if rng.below(2) == 0 {
+                    obj.insert(name.to_string(), values[rng.below(values.len() as u64) as usize].clone());
+                }
+            }
+            for allow_unknown in [false, true] {
+                let slow = s.first_problem(&obj, allow_unknown);
+                assert_eq!(s.check(&Value::Object(obj.clone()), allow_unknown), slow, "{obj:?}");
+                assert_eq!(s.conforms(&obj, allow_unknown), slow.is_ok(), "{obj:?}");
+            }
+        }
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl Topology {
                     metrics: metrics.sink(&p.name, "dead_letters"),
                 })],
                 limits: limits(&config.global.limits.batch),
+                rows_checked: false,
                 dead: None,
             };
             let dead_count = metrics.dead_lettered(&p.name);
@@ -147,6 +148,7 @@ impl Topology {
                 schema: p.schema.clone(),
                 writers,
                 limits: batch,
+                rows_checked: chain.checked_against(&p.schema),
                 dead: Some(dead_tx.clone()),
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);

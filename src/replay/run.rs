@@ -340,6 +340,8 @@ async fn outputs(
         schema: p.schema.clone(),
         writers,
         limits,
+        // Records are changed after the chain (the archived ingest time is put back).
+        rows_checked: false,
         dead: None,
     });
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
@@ -348,6 +350,7 @@ async fn outputs(
         schema: dead_letter::schema(),
         writers: vec![Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics))],
         limits,
+        rows_checked: false,
         dead: None,
     };
     Ok(Outputs { group, dead, topic, counts })

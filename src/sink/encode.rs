@@ -30,17 +30,17 @@ pub enum EncodeError {
 }
 
 /// Every record's value for every schema field, column after column (`cells[field * rows + row]`),
-/// null as absent. Each record's keys are walked once, rather than each record searched once per
-/// column: a batch of records is larger than the caches, and a search touches every key's text.
+/// null as absent. Each record's keys are walked once beside the schema's names
+/// ([`Schema::fields_of`]), rather than each record searched once per column: a batch of records
+/// is larger than the caches, and a search touches every key's text.
 fn cells<'a>(schema: &Schema, records: &[&'a Value]) -> Vec<Option<&'a Value>> {
     let rows = records.len();
-    let mut by_name: Vec<(&str, usize)> = schema.fields.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
-    by_name.sort_unstable();
     let mut cells = vec![None; schema.fields.len() * rows];
     for (row, record) in records.iter().enumerate() {
-        for (key, v) in record.as_object().into_iter().flatten() {
-            if let Ok(at) = by_name.binary_search_by(|(name, _)| (*name).cmp(key.as_str())) {
-                cells[by_name[at].1 * rows + row] = Some(v).filter(|v| !v.is_null());
+        let Some(obj) = record.as_object() else { continue };
+        for (field, _, v) in schema.fields_of(obj) {
+            if let Some(i) = field {
+                cells[i * rows + row] = Some(v).filter(|v| !v.is_null());
             }
         }
     }

@@ -59,6 +59,9 @@ pub struct SinkGroup {
     pub schema: Arc<Schema>,
     pub writers: Vec<Box<dyn Writer>>,
     pub limits: Limits,
+    /// Every event comes straight from a chain that checked it against `schema`
+    /// ([`crate::transform::Chain::checked_against`]), so rows are not checked again here.
+    pub rows_checked: bool,
     /// Where rows a sink refuses go; `None` for the dead-letter group itself.
     pub dead: Option<mpsc::Sender<DeadLetter>>,
 }
@@ -148,13 +151,7 @@ impl SinkGroup {
             }
             return;
         }
-        let mut good = Vec::with_capacity(events.len());
-        for e in events {
-            match self.schema.check(&e.record, true) {
-                Ok(()) => good.push(e),
-                Err(reason) => self.refuse(e, "sinks", reason).await,
-            }
-        }
+        let good = if self.rows_checked { events } else { self.conforming(events).await };
         if good.is_empty() {
             return;
         }
@@ -224,6 +221,18 @@ impl SinkGroup {
                 Some((stage, reason)) => self.refuse(ev, &stage, reason).await,
             }
         }
+    }
+
+    /// The events whose record passes the schema check; the others go to dead letters.
+    async fn conforming(&self, events: Vec<Event>) -> Vec<Event> {
+        let mut good = Vec::with_capacity(events.len());
+        for e in events {
+            match self.schema.check(&e.record, true) {
+                Ok(()) => good.push(e),
+                Err(reason) => self.refuse(e, "sinks", reason).await,
+            }
+        }
+        good
     }
 
     /// Send an event a sink cannot write to dead letters (or fail it if this is that sink).

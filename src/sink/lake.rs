@@ -163,6 +163,7 @@ mod tests {
                 metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
             })],
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
+            rows_checked: false,
             dead,
         }
     }

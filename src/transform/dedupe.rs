@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::condition::text_of;
-use super::{parse_path, BuildContext, FieldError, Stage, Verdict};
+use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::ack::{Absorbed, AckWatch};
 use crate::config::units::HumanDuration;
 use crate::event::Event;
@@ -152,6 +152,10 @@ impl Stage for Dedupe {
                 }
             },
         }
+    }
+
+    fn effect(&self) -> Effect<'_> {
+        Effect::Reads
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::condition::{Condition, ConditionConfig};
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +36,10 @@ impl Config {
 impl Stage for Filter {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         Ok(if self.condition.matches(event) == self.keep { Verdict::Keep } else { Verdict::Drop })
+    }
+
+    fn effect(&self) -> Effect<'_> {
+        Effect::Reads
     }
 }
 

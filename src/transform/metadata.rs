@@ -76,30 +76,28 @@ impl Config {
 
 impl Stage for Metadata {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        let mut writes: Vec<(&FieldPath, Value)> = Vec::new();
+        // Written in this order; a path that cannot be set stops the stage there.
+        let record = &mut event.record;
         if let Some(p) = &self.ingest_time {
-            writes.push((p, format_timestamp((self.now)()).into()));
+            p.set(record, format_timestamp((self.now)()).into())?;
         }
         if let Some(p) = &self.message_id {
-            writes.push((p, event.message_id.clone().into()));
+            p.set(record, event.message_id.clone().into())?;
         }
         if let Some(p) = &self.publish_time {
-            writes.push((p, format_timestamp(event.publish_time).into()));
+            p.set(record, format_timestamp(event.publish_time).into())?;
         }
         if let Some(p) = &self.subscription {
-            writes.push((p, Value::String(event.subscription.to_string())));
+            p.set(record, Value::String(event.subscription.to_string()))?;
         }
         if let Some(p) = &self.attributes {
             let attrs = event.attributes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
-            writes.push((p, Value::Object(attrs.collect())));
+            p.set(record, Value::Object(attrs.collect()))?;
         }
         for (a, p) in &self.attribute_fields {
             if let Some(v) = event.attributes.get(a) {
-                writes.push((p, v.clone().into()));
+                p.set(record, v.clone().into())?;
             }
-        }
-        for (p, v) in writes {
-            p.set(&mut event.record, v)?;
         }
         Ok(Verdict::Keep)
     }

@@ -36,6 +36,22 @@ pub enum Verdict {
 /// One step of a chain. `Err` carries the reason the event is sent to dead letters.
 pub trait Stage: Send {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String>;
+
+    /// What the stage may do to a record it keeps; see [`Chain::checked_against`].
+    fn effect(&self) -> Effect<'_> {
+        Effect::Changes
+    }
+}
+
+/// What a stage may do to the record of an event it keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum Effect<'a> {
+    /// Reads it at most (it may drop the event, or set its routes).
+    Reads,
+    /// May change it.
+    Changes,
+    /// Leaves it passing `schema.check` (an event that does not is refused).
+    Checks(&'a Schema),
 }
 
 /// What a stage's config needs to know about its pipeline when it is built.
@@ -156,6 +172,21 @@ impl Chain {
             stages.push((label, stage));
         }
         Ok(Chain { stages })
+    }
+
+    /// Whether every event the chain forwards passes `schema.check(record, true)` as it leaves:
+    /// the last stage that may change the record is a `validate` against this same schema (only
+    /// stages that read it come after). The sinks then do not check the rows again; anything that
+    /// changes a record after the chain (replay restoring `ingest_time`) must check it itself.
+    pub fn checked_against(&self, schema: &Schema) -> bool {
+        for (_, stage) in self.stages.iter().rev() {
+            match stage.effect() {
+                Effect::Reads => {}
+                Effect::Changes => return false,
+                Effect::Checks(s) => return std::ptr::eq(s, schema),
+            }
+        }
+        false
     }
 
     pub fn process(&mut self, mut event: Event) -> Output {
@@ -336,6 +367,43 @@ mod tests {
             {"dead": "transforms[0].parse_json", "reason": "payload must be a JSON object, found an array"},
         ]);
         assert_eq!(serde_json::Value::Array(got), expected);
+    }
+
+    /// The sinks skip their row check only when the chain's last record-changing stage is a
+    /// `validate` against the pipeline's own schema.
+    #[test]
+    fn checked_against_needs_a_final_validate_of_the_same_schema() {
+        let schema = schema();
+        let sinks = ["lake".to_string()];
+        let chain = |yaml: &str| {
+            let configs: Vec<StageConfig> = crate::config::from_yaml_str(yaml).unwrap();
+            Chain::build(&configs, &BuildContext { pipeline: "logs", schema: &schema, sinks: &sinks }).unwrap()
+        };
+        let checked = [
+            "[{parse_json: {}}, {validate: {}}]",
+            "[{parse_json: {}}, {validate: {unknown_fields: drop}}]",
+            "[{validate: {}}, {dedupe: {window: 1m, max_keys: 10}}, {filter: {drop_if: {field: a, eq: b}}}, \
+              {route: {field: a, routes: {b: [lake]}}}]",
+        ];
+        for yaml in checked {
+            assert!(chain(yaml).checked_against(&schema), "{yaml}");
+        }
+        let unchecked = [
+            "[{parse_json: {}}]",
+            "[{validate: {}}, {set: {fields: {a: b}}}]",
+            "[{validate: {}}, {rename: {fields: {a: b}}}]",
+            "[{validate: {}}, {metadata: {message_id: message_id}}]",
+            "[{validate: {}}, {timestamp: {fields: [timestamp]}}]",
+            "[{validate: {}}, {redact: {}}]",
+            "[{validate: {}}, {drop: {fields: [host]}}]",
+            "[{validate: {}}, {parse_json: {}}]",
+        ];
+        for yaml in unchecked {
+            assert!(!chain(yaml).checked_against(&schema), "{yaml}");
+        }
+        // The same definition in another value is not taken on trust.
+        let other = super::testing::schema();
+        assert!(!chain("[{validate: {}}]").checked_against(&other));
     }
 
     #[test]

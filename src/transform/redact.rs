@@ -191,10 +191,12 @@ impl Redact {
 
     /// The text with every secret replaced, or `None` when there was nothing to mask.
     fn mask_text(&self, text: &str) -> Option<String> {
-        let in_text = self.any.as_ref().map(|set| set.matches(text));
-        if in_text.as_ref().is_some_and(|m| !m.matched_any()) {
+        // `is_match` may stop at the first match, and most text holds none; which patterns
+        // matched is only worth knowing when one did.
+        if self.any.as_ref().is_some_and(|set| !set.is_match(text)) {
             return None;
         }
+        let in_text = self.any.as_ref().map(|set| set.matches(text));
         let mut out: Option<String> = None;
         for (i, p) in self.patterns.iter().enumerate() {
             // Until a pattern has masked something the text is the original, which the set has

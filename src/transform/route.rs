@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::condition::{text_of, Subject};
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +82,10 @@ impl Stage for Route {
             }
             None => Ok(Verdict::Keep),
         }
+    }
+
+    fn effect(&self) -> Effect<'_> {
+        Effect::Reads
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{BuildContext, FieldError, Stage, Verdict};
+use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::schema::Schema;
 
@@ -44,6 +44,10 @@ impl Stage for Validate {
         }
         self.schema.check(&event.record, false)?;
         Ok(Verdict::Keep)
+    }
+
+    fn effect(&self) -> Effect<'_> {
+        Effect::Checks(&self.schema)
     }
 }
 
