@@ -14,7 +14,12 @@ use serde_json::{Map, Number, Value};
 
 /// Parse `bytes` as one JSON value, refusing duplicate keys in any object.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
+    // Text checked as UTF-8 once is read without checking each string again; text that is not
+    // UTF-8 goes the byte way, whose error says where.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<Strict>(text).map(|s| s.0),
+        Err(_) => serde_json::from_slice::<Strict>(bytes).map(|s| s.0),
+    }
 }
 
 /// Read one value from any self-describing format (YAML config files too), refusing duplicate keys.
@@ -131,6 +136,26 @@ mod tests {
         assert!(e.to_string().starts_with("duplicate key 'b'"));
         assert!(!is_duplicate_key(&from_slice(b"{").unwrap_err()));
         assert_eq!(from_slice(br#"{"a": {"b": 1}, "b": {"b": 2}}"#).unwrap(), json!({"a": {"b": 1}, "b": {"b": 2}}));
+    }
+
+    /// Valid UTF-8 is read as text, anything else as bytes: both give serde_json's own errors.
+    #[test]
+    fn text_and_bytes_read_alike() {
+        let cases: &[&[u8]] = &[
+            b"{\"a\": \"\\u00e9\\ud83d\\ude00\", \"b\": \"\xc3\xa9\"}",
+            br#"{"a": "\ud800"}"#,
+            br#"{"a": "x"#,
+            b"{\"a\": \"\x01\"}",
+            br#"{"a": 1,}"#,
+            b"",
+        ];
+        for &text in cases {
+            let strict = from_slice(text).map_err(|e| e.to_string());
+            let plain = serde_json::from_slice::<Value>(text).map_err(|e| e.to_string());
+            assert_eq!(strict, plain, "{}", String::from_utf8_lossy(text));
+        }
+        let e = from_slice(b"{\"a\": \"\xff\"}").unwrap_err().to_string();
+        assert_eq!(e, serde_json::from_slice::<Value>(b"{\"a\": \"\xff\"}").unwrap_err().to_string());
     }
 
     #[test]

@@ -70,15 +70,15 @@ pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatc
             }
             FieldType::Json => {
                 let mut b = StringBuilder::with_capacity(records.len(), records.len() * 32);
-                let mut text = String::new();
+                // Compact JSON text, as `Value`'s `Display` writes it, without the formatter between.
+                let mut text = Vec::new();
                 for v in values {
                     match v {
                         None => b.append_null(),
                         Some(v) => {
-                            use std::fmt::Write;
                             text.clear();
-                            write!(text, "{v}").expect("writing to a String cannot fail");
-                            b.append_value(&text);
+                            serde_json::to_writer(&mut text, v).expect("a Value always serializes");
+                            b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
                         }
                     }
                 }

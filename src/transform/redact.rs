@@ -11,6 +11,8 @@
 //!    in_fields: [message], replacement: "[REDACTED]"}`; every key is optional. Defaults: the
 //! names in [`DEFAULT_FIELDS`], every built-in pattern, every string, `[REDACTED]`.
 
+use std::borrow::Cow;
+
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
@@ -106,11 +108,21 @@ impl Pattern {
 
 pub struct Redact {
     fields: Vec<String>,
+    /// `marks[first byte]` has bit `length` set for each name in `fields` (ASCII case ignored):
+    /// a key without its bit cannot be one of them, so most keys are passed over unread.
+    marks: Box<[u64; 256]>,
     patterns: Vec<Pattern>,
     /// All patterns at once: most text holds no secret, and one pass over it says so.
     any: Option<RegexSet>,
     in_fields: Option<Vec<FieldPath>>,
     replacement: String,
+}
+
+/// Where a name's mark lives in `Redact::marks`: its first byte in lower case (0 when empty),
+/// and one bit for its length (lengths from 63 on share the last bit).
+fn mark(name: &str) -> (usize, u64) {
+    let first = name.as_bytes().first().map_or(0, u8::to_ascii_lowercase);
+    (usize::from(first), 1 << name.len().min(63))
 }
 
 fn built_in(name: &str) -> Option<Pattern> {
@@ -155,16 +167,26 @@ impl Config {
         let replacement = self.replacement.clone().unwrap_or_else(|| "[REDACTED]".into());
         // Each pattern compiled on its own, so the set only fails on size; then go without it.
         let any = RegexSet::new(patterns.iter().map(|p| p.re.as_str())).ok();
-        Ok(Redact { fields, patterns, any, in_fields, replacement })
+        let mut marks = Box::new([0u64; 256]);
+        for f in &fields {
+            let (at, bit) = mark(f);
+            marks[at] |= bit;
+        }
+        Ok(Redact { fields, marks, patterns, any, in_fields, replacement })
     }
 }
 
 impl Redact {
+    fn is_secret_name(&self, key: &str) -> bool {
+        let (at, bit) = mark(key);
+        self.marks[at] & bit != 0 && self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+
     fn mask_fields(&self, v: &mut Value) {
         match v {
             Value::Object(map) => {
                 for (k, child) in map.iter_mut() {
-                    if self.fields.iter().any(|f| f.eq_ignore_ascii_case(k)) && !child.is_null() {
+                    if self.is_secret_name(k) && !child.is_null() {
                         *child = Value::String(self.replacement.clone());
                     } else {
                         self.mask_fields(child);
@@ -191,23 +213,14 @@ impl Redact {
 
     /// The text with every secret replaced, or `None` when there was nothing to mask.
     fn mask_text(&self, text: &str) -> Option<String> {
-        // `is_match` may stop at the first match, and most text holds none; which patterns
-        // matched is only worth knowing when one did.
+        // Most text holds no secret, and one pass of the set over it says so.
         if self.any.as_ref().is_some_and(|set| !set.is_match(text)) {
             return None;
         }
-        let in_text = self.any.as_ref().map(|set| set.matches(text));
+        // Each pattern then searches on its own (cheaper than asking the set which matched);
+        // after a first replacement the later patterns look at the masked text.
         let mut out: Option<String> = None;
-        for (i, p) in self.patterns.iter().enumerate() {
-            // Until a pattern has masked something the text is the original, which the set has
-            // already searched; after that a later pattern looks at the masked text.
-            let found = match (&out, &in_text) {
-                (None, Some(m)) => m.matched(i),
-                (cur, _) => p.re.is_match(cur.as_deref().unwrap_or(text)),
-            };
-            if !found {
-                continue;
-            }
+        for p in &self.patterns {
             let cur = out.as_deref().unwrap_or(text);
             let replaced = p.re.replace_all(cur, |caps: &regex::Captures| {
                 let whole = caps.get(0).expect("group 0 always matches");
@@ -219,7 +232,10 @@ impl Redact {
                     None => self.replacement.clone(),
                 }
             });
-            out = Some(replaced.into_owned());
+            // Borrowed: the pattern matched nothing.
+            if let Cow::Owned(masked) = replaced {
+                out = Some(masked);
+            }
         }
         out
     }
@@ -340,6 +356,24 @@ mod tests {
         let mut e = event(json!({"PIN": 1234, "password": "kept: not in this list"}));
         s.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"PIN": "[REDACTED]", "password": "kept: not in this list"}));
+        // Names that share a first letter and a length with a secret name, or are empty.
+        let mut s = build(
+            r#"redact: {fields: [Pin, "", very_long_secret_name_beyond_sixty_three_characters_of_text_here_ok]}"#,
+            &[],
+        )
+        .unwrap();
+        let mut e = event(json!({"pIN": 1, "pun": 2, "pi": 3, "": 4, "x": 5,
+            "VERY_LONG_SECRET_NAME_BEYOND_SIXTY_THREE_CHARACTERS_OF_TEXT_HERE_OK": 6,
+            "very_long_secret_name_beyond_sixty_three_characters_of_text_here_no": 7,
+            "very_long_secret_name_beyond_sixty_three_characters_of_text_here_ok!": 8}));
+        s.apply(&mut e).unwrap();
+        assert_eq!(
+            e.record,
+            json!({"pIN": "[REDACTED]", "pun": 2, "pi": 3, "": "[REDACTED]", "x": 5,
+                "VERY_LONG_SECRET_NAME_BEYOND_SIXTY_THREE_CHARACTERS_OF_TEXT_HERE_OK": "[REDACTED]",
+                "very_long_secret_name_beyond_sixty_three_characters_of_text_here_no": 7,
+                "very_long_secret_name_beyond_sixty_three_characters_of_text_here_ok!": 8})
+        );
     }
 
     #[test]

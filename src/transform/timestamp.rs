@@ -129,7 +129,12 @@ impl Stage for Timestamp {
                     IfMissing::Now => (self.now)(),
                 },
             };
-            p.set(&mut event.record, format_timestamp(normalised).into())?;
+            let text = Value::String(format_timestamp(normalised));
+            // Replaced where it is (one search, the key kept); written anew when it was missing.
+            match p.get_mut(&mut event.record) {
+                Some(slot) => *slot = text,
+                None => p.set(&mut event.record, text)?,
+            }
         }
         Ok(Verdict::Keep)
     }
