@@ -25,14 +25,20 @@ use common::{BigQueryEmulator, FakeGcs, PubsubEmulator, Sluice};
 /// per stream and can send more once a stream is reopened or a lease lapses (20,621 and 25,485
 /// were held against 20,000 in two runs before), so the bound checked is the limit exactly.
 const MAX_OUTSTANDING_MESSAGES: f64 = 6_000.0;
-const OUTAGE_FLOW_CONTROL: &[(&str, &str)] =
-    &[("SLUICE_MAX_OUTSTANDING_MESSAGES", "6000"), ("SLUICE_BATCH_MAX_ROWS", "2000")];
 const MAX_OUTSTANDING_BYTES: f64 = 100.0 * 1024.0 * 1024.0;
 /// What a sluice may hold in memory: the flow-control bytes (counted as payload, held about twice
 /// as payload and record), plus the runtime, clients and open batches.
 const RSS_BOUND: u64 = 2 * 100 * 1024 * 1024 + 200 * 1024 * 1024;
 /// How long an outage lasts.
 const OUTAGE: Duration = Duration::from_secs(30);
+
+/// An outage test's environment: `parts`, the fault settings, and flow control below the backlog.
+fn outage_env(parts: &[Vec<(&'static str, String)>]) -> Vec<(&'static str, String)> {
+    let mut env = env_of(parts, FAULT_SETTINGS);
+    env.push(("SLUICE_MAX_OUTSTANDING_MESSAGES", MAX_OUTSTANDING_MESSAGES.to_string()));
+    env.push(("SLUICE_BATCH_MAX_ROWS", "2000".into()));
+    env
+}
 
 fn env_of(parts: &[Vec<(&'static str, String)>], extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut env: Vec<(&'static str, String)> = parts.iter().flatten().cloned().collect();
@@ -131,11 +137,11 @@ async fn the_lake_down_for_30s_mid_stream_is_ridden_out_with_bounded_memory_and_
     let mut gcs = FakeGcs::start_persistent(root.path());
     gcs.create_bucket("lake");
     let lake_url = "gs://lake/events";
-    let env = env_of(
-        &[ps.env(), bq.env(), vec![("STORAGE_EMULATOR_HOST", gcs.url.clone()), ("SLUICE_LAKE", lake_url.into())]],
-        FAULT_SETTINGS,
-    );
-    let env = env_of(&[env], OUTAGE_FLOW_CONTROL);
+    let env = outage_env(&[
+        ps.env(),
+        bq.env(),
+        vec![("STORAGE_EMULATOR_HOST", gcs.url.clone()), ("SLUICE_LAKE", lake_url.into())],
+    ]);
     let parked = ParkedWatch::provision(&ps, &env).await;
     let sluice = start(Path::new(lake_url), &env);
     let sampler = Sampler::start(&sluice, "logs-sluice");
@@ -171,7 +177,7 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
     // they cut open connections and drop new ones, as a service that went away does.
     let rest = Gate::start(bq.rest.clone()).await;
     let grpc = Gate::start(bq.grpc.clone()).await;
-    let mut env = env_of(&[ps.env(), bq.env(), env_of(&[], FAULT_SETTINGS)], OUTAGE_FLOW_CONTROL);
+    let mut env = outage_env(&[ps.env(), bq.env()]);
     for (k, v) in [("BIGQUERY_EMULATOR_HOST", &rest.addr), ("BIGQUERY_EMULATOR_GRPC_HOST", &grpc.addr)] {
         env.retain(|(key, _)| *key != k);
         env.push((k, v.clone()));

@@ -168,6 +168,11 @@ mod tests {
         }
     }
 
+    /// A valid config-change row with this message id.
+    fn row(id: &str) -> serde_json::Value {
+        json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": id})
+    }
+
     fn event(id: &str, record: serde_json::Value) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
         let (ack, rx) = Ack::channel();
         let mut e = Event::new(id, Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push"), ack);
@@ -181,7 +186,6 @@ mod tests {
         let (dtx, mut drx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
-        let row = |id: &str| json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": id});
         let (a, arx) = event("a", row("a"));
         let (b, brx) = event("b", row("b"));
         let (c, crx) = event("c", json!({"service": "s"}));
@@ -212,10 +216,7 @@ mod tests {
         let (dtx, mut drx) = mpsc::channel(8);
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
-        let (mut a, arx) = event(
-            "a",
-            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
-        );
+        let (mut a, arx) = event("a", row("a"));
         a.routes = Some(Arc::from(vec![Arc::from("warehouse")]));
         tx.send(a).await.unwrap();
         drop(tx);
@@ -234,10 +235,7 @@ mod tests {
     async fn open_batches_are_written_when_the_channel_closes() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (tx, rx) = mpsc::channel(8);
-        let (a, arx) = event(
-            "a",
-            json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": "k", "version": 1, "message_id": "a"}),
-        );
+        let (a, arx) = event("a", row("a"));
         tx.send(a).await.unwrap();
         drop(tx);
         group(store, None).run(rx, CancellationToken::new()).await;
