@@ -26,6 +26,11 @@ impl FieldPath {
         &self.text
     }
 
+    /// The top-level key the path starts at.
+    pub fn root(&self) -> &str {
+        &self.segments[0]
+    }
+
     /// The value at this path, if every step exists.
     pub fn get<'a>(&self, record: &'a Value) -> Option<&'a Value> {
         self.segments.iter().try_fold(record, |v, seg| v.as_object()?.get(seg))

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{parse_path, parse_paths, BuildContext, FieldError, Stage, Verdict};
+use super::{name_marks::NameMarks, parse_path, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
 
@@ -27,7 +27,12 @@ pub struct RenameConfig {
     pub fields: BTreeMap<String, String>,
 }
 
-pub struct Rename(Vec<(FieldPath, FieldPath)>);
+pub struct Rename {
+    pairs: Vec<(FieldPath, FieldPath)>,
+    /// The sources' top-level keys: a record with no key they may hold (the usual case, a producer
+    /// already using the schema's names) is passed over without a search per source.
+    roots: NameMarks,
+}
 
 /// True when one path is the other or lies inside it (`a` and `a.b`).
 fn overlaps(a: &str, b: &str) -> bool {
@@ -54,13 +59,18 @@ impl RenameConfig {
             }
             pairs.push((parse_path(field.clone(), from)?, parse_path(field, to)?));
         }
-        Ok(Rename(pairs))
+        let roots = NameMarks::new(pairs.iter().map(|(from, _)| from.root()));
+        Ok(Rename { pairs, roots })
     }
 }
 
 impl Stage for Rename {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        for (from, to) in &self.0 {
+        let mut keys = event.record.as_object().into_iter().flat_map(|o| o.keys());
+        if !keys.any(|k| self.roots.may_hold(k)) {
+            return Ok(Verdict::Keep);
+        }
+        for (from, to) in &self.pairs {
             if let Some(v) = from.remove(&mut event.record) {
                 to.set(&mut event.record, v)?;
             }

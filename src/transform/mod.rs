@@ -18,6 +18,7 @@ pub mod dedupe;
 pub mod fields;
 pub mod filter;
 pub mod metadata;
+pub mod name_marks;
 pub mod parse_json;
 pub mod redact;
 pub mod route;

@@ -6,6 +6,8 @@
 //! YAML config files (through [`deserialize`]). Nesting is bounded by the parsers' recursion limits
 //! (128 in serde_json and serde_yaml_ng), so nothing downstream that walks a record recurses deeper.
 
+mod fast;
+
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -14,10 +16,10 @@ use serde_json::{Map, Number, Value};
 
 /// Parse `bytes` as one JSON value, refusing duplicate keys in any object.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    // Text checked as UTF-8 once is read without checking each string again; text that is not
-    // UTF-8 goes the byte way, whose error says where.
+    // Text checked as UTF-8 once is read without checking each string again, by the fast reader
+    // when it can; text that is not UTF-8 goes the byte way, whose error says where.
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str::<Strict>(text).map(|s| s.0),
+        Ok(text) => fast::parse(text).map_or_else(|| serde_json::from_str::<Strict>(text).map(|s| s.0), Ok),
         Err(_) => serde_json::from_slice::<Strict>(bytes).map(|s| s.0),
     }
 }
