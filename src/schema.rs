@@ -2,6 +2,7 @@
 //! check, the Arrow schema (Parquet) and the BigQuery table schema are all derived.
 
 use std::path::Path;
+use std::cmp::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
@@ -99,8 +100,21 @@ pub struct Schema {
 struct Index {
     /// Field positions in name order, the order in which a record's keys iterate.
     by_name: Vec<usize>,
+    /// Each of those names' [`prefix`], so most comparisons in a walk read no text.
+    prefixes: Vec<u64>,
     /// How many fields are REQUIRED.
     required: usize,
+}
+
+/// A name's first eight bytes as a big-endian number, zero-padded. Two names whose prefixes differ
+/// are ordered as their prefixes are (a shorter name's padding sorts below any byte but 0, as the
+/// name itself does); only equal prefixes need the text compared.
+fn prefix(name: &str) -> u64 {
+    let b = name.as_bytes();
+    match b.first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => b.iter().enumerate().fold(0, |p, (i, &c)| p | u64::from(c) << (56 - 8 * i)),
+    }
 }
 
 /// Partitioning and clustering of the BigQuery table that holds this kind of event.
@@ -226,8 +240,9 @@ impl Schema {
         self.index.get_or_init(|| {
             let mut by_name: Vec<usize> = (0..self.fields.len()).collect();
             by_name.sort_unstable_by(|&a, &b| self.fields[a].name.cmp(&self.fields[b].name));
+            let prefixes = by_name.iter().map(|&i| prefix(&self.fields[i].name)).collect();
             let required = self.fields.iter().filter(|f| f.mode == Mode::Required).count();
-            Index { by_name, required }
+            Index { by_name, prefixes, required }
         })
     }
 
@@ -238,13 +253,29 @@ impl Schema {
         &'s self,
         record: &'r Map<String, Value>,
     ) -> impl Iterator<Item = (Option<usize>, &'r String, &'r Value)> + use<'s, 'r> {
-        let by_name = &self.index().by_name;
+        let Index { by_name, prefixes, .. } = self.index();
         let mut at = 0;
         record.iter().map(move |(key, value)| {
-            while at < by_name.len() && self.fields[by_name[at]].name < *key {
-                at += 1;
+            let p = prefix(key);
+            // Equal prefixes of names no longer than eight bytes differ only in length.
+            let cmp = |at: usize| {
+                let name = &self.fields[by_name[at]].name;
+                prefixes[at].cmp(&p).then_with(|| match name.len().max(key.len()) <= 8 {
+                    true => name.len().cmp(&key.len()),
+                    false => name.as_str().cmp(key.as_str()),
+                })
+            };
+            let mut found = false;
+            while at < by_name.len() {
+                match cmp(at) {
+                    Ordering::Less => at += 1,
+                    o => {
+                        found = o == Ordering::Equal;
+                        break;
+                    }
+                }
             }
-            let field = by_name.get(at).copied().filter(|&i| self.fields[i].name == *key);
+            let field = found.then(|| by_name[at]);
             (field, key, value)
         })
     }
@@ -415,6 +446,36 @@ fields:
             got,
             [(None, "aaa"), (Some(3), "extra"), (Some(2), "msg"), (Some(1), "n"), (Some(0), "ts"), (None, "zz")]
         );
+    }
+
+    /// Names whose prefixes differ order as the prefixes do: short names, shared heads, NUL bytes.
+    #[test]
+    fn prefixes_order_as_their_names() {
+        let pieces = ["", "a", "b", "\0", "message_", "id", "é", "zz"];
+        let mut r = crate::sample::Rng::new(9);
+        let mut name = || (0..r.below(4)).map(|_| *r.pick(&pieces)).collect::<String>();
+        for _ in 0..20_000 {
+            let (a, b) = (name(), name());
+            if prefix(&a) != prefix(&b) {
+                assert_eq!(prefix(&a).cmp(&prefix(&b)), a.cmp(&b), "{a:?} {b:?}");
+            } else if a.len().min(b.len()) < 8 && !a.contains('\0') && !b.contains('\0') {
+                assert_eq!(a, b, "equal prefixes of short names without NUL");
+            }
+        }
+    }
+
+    /// Names that share their first eight bytes are told apart by their text.
+    #[test]
+    fn fields_of_tells_apart_names_with_one_prefix() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let s = Schema::load(&dir, "log").unwrap();
+        let at = |name: &str| s.fields.iter().position(|f| f.name == name);
+        let r = json!({"message": 1, "message_": 2, "message_i": 3, "message_id": 4, "message_idx": 5, "messag": 6});
+        let got: Vec<(Option<usize>, &str)> =
+            s.fields_of(r.as_object().unwrap()).map(|(f, k, _)| (f, k.as_str())).collect();
+        let want: Vec<(Option<usize>, &str)> = r.as_object().unwrap().keys().map(|k| (at(k), k.as_str())).collect();
+        assert_eq!(got, want);
+        assert!(at("message").is_some() && at("message_id").is_some());
     }
 
     /// The one-walk check agrees with the field-by-field one on every record, good or bad.
