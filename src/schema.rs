@@ -1,8 +1,8 @@
 //! Event schemas: the single definition per event kind in `schemas/*.yaml`, from which the record
 //! check, the Arrow schema (Parquet) and the BigQuery table schema are all derived.
 
-use std::path::Path;
 use std::cmp::Ordering;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
