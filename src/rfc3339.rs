@@ -4,15 +4,19 @@
 //! precision is read the same way; every other form goes through chrono, and results are
 //! exactly chrono's.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 
 /// `t` as canonical text; the same as `to_rfc3339_opts(SecondsFormat::Micros, true)`.
 pub fn format(t: DateTime<Utc>) -> String {
-    let (year, nanos) = (t.year(), t.nanosecond());
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        // Years chrono writes with a sign or more digits, and leap seconds.
+    let (secs, nanos) = (t.timestamp(), t.timestamp_subsec_nanos());
+    // 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z; other years chrono writes with a sign or
+    // more digits, and it writes leap seconds.
+    if !(-62_167_219_200..=253_402_300_799).contains(&secs) || nanos >= 1_000_000_000 {
         return t.to_rfc3339_opts(SecondsFormat::Micros, true);
     }
+    // From the count of seconds, not chrono's calendar fields: each of those decodes the date.
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let second_of_day = secs.rem_euclid(86_400) as u32;
     let mut b = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for i in (at..at + width).rev() {
@@ -21,13 +25,27 @@ pub fn format(t: DateTime<Utc>) -> String {
         }
     };
     put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, second_of_day / 3600);
+    put(14, 2, second_of_day / 60 % 60);
+    put(17, 2, second_of_day % 60);
     put(20, 6, nanos / 1_000);
     std::str::from_utf8(&b).expect("digits and ASCII punctuation").to_owned()
+}
+
+/// The proleptic Gregorian (year, month, day) `days` after 1970-01-01, by Howard Hinnant's
+/// `civil_from_days` (eras of 400 years, years starting in March).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097) as u32;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (i64::from(year_of_era) + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Parse RFC 3339 text; the same as chrono's `DateTime::parse_from_rfc3339` in UTC.
@@ -69,6 +87,32 @@ mod tests {
 
     fn chrono_parse(s: &str) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The edges of the hand-written range and of the calendar, against chrono.
+    #[test]
+    fn formats_edges_as_chrono() {
+        let edges = [
+            -62_167_219_201,
+            -62_167_219_200,
+            -62_135_596_801,
+            -1,
+            0,
+            86_399,
+            86_400,
+            951_782_400,
+            951_868_800,
+            -2_203_891_200,
+            4_107_542_400,
+            253_402_300_799,
+            253_402_300_800,
+        ];
+        for secs in edges {
+            let t = DateTime::from_timestamp(secs, 999_999_999).unwrap();
+            assert_eq!(format(t), t.to_rfc3339_opts(SecondsFormat::Micros, true), "{secs}");
+        }
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap();
+        assert_eq!(format(leap.and_utc()), "2016-12-31T23:59:60.500000Z");
     }
 
     #[test]

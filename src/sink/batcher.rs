@@ -1,7 +1,7 @@
 //! Groups items into batches per partition key, closing a batch when it reaches its row count,
 //! its byte size or its age, or has gone idle, whichever comes first. Pure logic: time is passed in.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -34,7 +34,15 @@ struct Open<T> {
     last: Instant,
 }
 
+/// Room reserved up front in a new batch: its row limit, up to this many. A batch that fills is
+/// then never copied to grow (a 10,000-row batch of events is megabytes).
+const RESERVED_ROWS: usize = 16 * 1024;
+
 impl<T> Open<T> {
+    fn new(limits: &Limits, now: Instant) -> Self {
+        Open { items: Vec::with_capacity(limits.max_rows.min(RESERVED_ROWS)), bytes: 0, opened: now, last: now }
+    }
+
     fn due_at(&self, limits: &Limits) -> Instant {
         let aged = self.opened + limits.max_age;
         match limits.max_idle {
@@ -58,22 +66,24 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
     /// and its own if it filled it).
     pub fn push(&mut self, key: K, item: T, size: usize, now: Instant) -> Vec<Batch<K, T>> {
         let mut closed = Vec::new();
-        if let Some(open) = self.open.get(&key) {
-            if open.bytes + size > self.limits.max_bytes {
-                closed.extend(self.close(&key));
-            }
+        let limits = self.limits;
+        // One search per item; the key is cloned only when a batch closes.
+        let mut slot = match self.open.entry(key) {
+            Entry::Occupied(slot) => slot,
+            Entry::Vacant(slot) => slot.insert_entry(Open::new(&limits, now)),
+        };
+        let open = slot.get_mut();
+        if !open.items.is_empty() && open.bytes + size > limits.max_bytes {
+            let full = std::mem::replace(open, Open::new(&limits, now));
+            closed.push(Batch { key: slot.key().clone(), items: full.items, bytes: full.bytes });
         }
-        let open = self.open.entry(key.clone()).or_insert_with(|| Open {
-            items: Vec::new(),
-            bytes: 0,
-            opened: now,
-            last: now,
-        });
+        let open = slot.get_mut();
         open.last = now;
         open.items.push(item);
         open.bytes += size;
-        if open.items.len() >= self.limits.max_rows || open.bytes >= self.limits.max_bytes {
-            closed.extend(self.close(&key));
+        if open.items.len() >= limits.max_rows || open.bytes >= limits.max_bytes {
+            let (key, full) = slot.remove_entry();
+            closed.push(Batch { key, items: full.items, bytes: full.bytes });
         }
         closed
     }

@@ -193,7 +193,7 @@ impl Redact {
                 for (k, child) in map.iter_mut() {
                     if self.is_secret_name(k) && !child.is_null() {
                         *child = Value::String(self.replacement.clone());
-                    } else {
+                    } else if matches!(child, Value::Object(_) | Value::Array(_)) {
                         self.mask_fields(child);
                     }
                 }
