@@ -56,27 +56,24 @@ pub fn parse(s: &str) -> Option<DateTime<Utc>> {
 /// `YYYY-MM-DDTHH:MM:SS[.f]Z` with 0 to 9 fraction digits (the canonical form among them);
 /// `None` for anything else, including second 60, which is left to chrono.
 fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.as_bytes();
-    let shape = b.len() >= 20
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[b.len() - 1] == b'Z';
-    if !shape {
+    let (head, rest) = s.as_bytes().split_first_chunk::<19>()?;
+    let (z, frac) = rest.split_last()?;
+    if head[4] != b'-' || head[7] != b'-' || head[10] != b'T' || head[13] != b':' || head[16] != b':' || *z != b'Z' {
         return None;
     }
-    let num =
-        |digits: &[u8]| digits.iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
-    let nanos = match &b[19..b.len() - 1] {
+    let digit = |c: u8| c.wrapping_sub(b'0').lt(&10).then(|| u32::from(c - b'0'));
+    let two = |at: usize| Some(digit(head[at])? * 10 + digit(head[at + 1])?);
+    let nanos = match frac {
         [] => 0,
-        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => num(frac)? * 10u32.pow(9 - frac.len() as u32),
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let n = digits.iter().try_fold(0, |n, &c| Some(n * 10 + digit(c)?))?;
+            n * 10u32.pow(9 - digits.len() as u32)
+        }
         _ => return None,
     };
-    let date = NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
-    let second = num(&b[17..19]).filter(|&s| s < 60)?;
-    let time = NaiveTime::from_hms_nano_opt(num(&b[11..13])?, num(&b[14..16])?, second, nanos)?;
+    let date = NaiveDate::from_ymd_opt((two(0)? * 100 + two(2)?) as i32, two(5)?, two(8)?)?;
+    let second = two(17).filter(|&s| s < 60)?;
+    let time = NaiveTime::from_hms_nano_opt(two(11)?, two(14)?, second, nanos)?;
     Some(NaiveDateTime::new(date, time).and_utc())
 }
 
