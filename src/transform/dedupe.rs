@@ -10,7 +10,8 @@
 //! failed goes through, so a redelivery is never dropped in favour of a lost original. An
 //! untracked original (nobody waits for its ack) counts as delivered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::{Entry, HashMap};
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
@@ -119,11 +120,6 @@ impl Dedupe {
             self.order.pop_front();
         }
     }
-
-    fn remember(&mut self, key: String, event: &Event, now: Instant) {
-        self.order.push_back((key.clone(), now));
-        self.seen.insert(key, Seen { at: now, watch: event.ack.watch() });
-    }
 }
 
 impl Stage for Dedupe {
@@ -131,27 +127,35 @@ impl Stage for Dedupe {
         let key = self.key_of(event)?;
         let now = (self.now)();
         self.expire(now);
-        let Some(seen) = self.seen.get(&key) else {
-            self.remember(key, event, now);
-            self.expire(now);
-            return Ok(Verdict::Keep);
-        };
-        match &seen.watch {
-            // The first copy was untracked: it is as good as delivered.
-            None => Ok(Verdict::Drop),
-            Some(watch) => match watch.absorb(event.ack.take()) {
-                Absorbed::Folded => {
-                    tracing::debug!(message_id = %event.message_id, "repeat folded into the first copy");
-                    Ok(Verdict::Drop)
-                }
-                Absorbed::Retry(ack) => {
-                    tracing::debug!(message_id = %event.message_id, "repeat of a failed copy goes through");
-                    event.ack = ack;
-                    self.remember(key, event, now);
-                    Ok(Verdict::Keep)
-                }
+        // One search: the entry both says whether the key was seen and is where it is recorded.
+        let (verdict, new) = match self.seen.entry(key) {
+            Entry::Vacant(slot) => {
+                self.order.push_back((slot.key().clone(), now));
+                slot.insert(Seen { at: now, watch: event.ack.watch() });
+                (Verdict::Keep, true)
+            }
+            Entry::Occupied(mut slot) => match &slot.get().watch {
+                // The first copy was untracked: it is as good as delivered.
+                None => (Verdict::Drop, false),
+                Some(watch) => match watch.absorb(event.ack.take()) {
+                    Absorbed::Folded => {
+                        tracing::debug!(message_id = %event.message_id, "repeat folded into the first copy");
+                        (Verdict::Drop, false)
+                    }
+                    Absorbed::Retry(ack) => {
+                        tracing::debug!(message_id = %event.message_id, "repeat of a failed copy goes through");
+                        event.ack = ack;
+                        self.order.push_back((slot.key().clone(), now));
+                        slot.insert(Seen { at: now, watch: event.ack.watch() });
+                        (Verdict::Keep, false)
+                    }
+                },
             },
+        };
+        if new {
+            self.expire(now);
         }
+        Ok(verdict)
     }
 
     fn effect(&self) -> Effect<'_> {
