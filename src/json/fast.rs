@@ -70,13 +70,13 @@ impl Reader<'_> {
             return None;
         }
         self.at += 1;
-        // Room for a typical record's members, so the buffer does not grow; the map takes it over.
-        let mut entries: Vec<(String, Value)> = Vec::with_capacity(16);
         self.skip_ws();
         if self.peek()? == b'}' {
             self.at += 1;
             return Some(Value::Object(Map::new()));
         }
+        // Room for a typical record's members, so the buffer does not grow; the map takes it over.
+        let mut entries: Vec<(String, Value)> = Vec::with_capacity(16);
         loop {
             self.skip_ws();
             if self.peek()? != b'"' {
