@@ -1,4 +1,5 @@
-//! Records -> Arrow `RecordBatch` -> Parquet bytes (zstd, statistics on), driven by the schema.
+//! Records -> Arrow `RecordBatch` -> Parquet bytes (zstd, statistics on, dictionaries where values
+//! repeat), driven by the schema.
 
 use std::sync::Arc;
 
@@ -11,8 +12,10 @@ use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
+use super::dictionary;
 use crate::schema::{parse_timestamp, FieldType, Schema};
 
 /// Rows per Parquet row group: large enough for good compression and pruning, small enough
@@ -147,12 +150,17 @@ pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatc
 /// and took a quarter more instructions to encode.
 pub const ZSTD_LEVEL: i32 = 1;
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// The lake's Parquet settings for this batch: the named columns are written without a
+/// dictionary ([`dictionary::plain_columns`]).
+pub fn writer_properties(plain_columns: &[String]) -> WriterProperties {
+    let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level")))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(concat!("sluice ", env!("CARGO_PKG_VERSION")).into())
+        .set_created_by(concat!("sluice ", env!("CARGO_PKG_VERSION")).into());
+    plain_columns
+        .iter()
+        .fold(builder, |b, name| b.set_column_dictionary_enabled(ColumnPath::from(name.as_str()), false))
         .build()
 }
 
@@ -164,7 +172,8 @@ pub fn parquet_file(schema: &Schema, records: &[&Value]) -> Result<Bytes, Encode
 /// Encode a batch as one complete Parquet file in memory.
 pub fn to_parquet(batch: &RecordBatch) -> Result<Bytes, EncodeError> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 2 + 1024);
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()))?;
+    let properties = writer_properties(&dictionary::plain_columns(batch));
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(properties))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(Bytes::from(buf))
@@ -193,6 +202,29 @@ mod tests {
         assert!(matches!(meta.compression(), Compression::ZSTD(_)));
         let back: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(back[0], batch);
+    }
+
+    #[test]
+    fn unique_columns_are_written_without_a_dictionary() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let schema = Schema::load(&dir, "log").unwrap();
+        let rows: Vec<Value> = (0..3000)
+            .map(|i| {
+                json!({"timestamp": format!("2026-11-26T10:00:00.{i:06}Z"), "service": if i % 2 == 0 { "a" } else { "b" },
+                       "severity": "INFO", "message": "same", "message_id": i.to_string()})
+            })
+            .collect();
+        let batch = to_record_batch(&schema, &rows.iter().collect::<Vec<_>>()).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(to_parquet(&batch).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            let column = group.columns().iter().find(|c| c.column_path().string() == name).unwrap();
+            column.dictionary_page_offset().is_some()
+        };
+        assert!(!dictionary("message_id") && !dictionary("timestamp"), "unique columns are plain");
+        assert!(dictionary("service") && dictionary("severity"), "repeated columns keep a dictionary");
+        let back: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(arrow::compute::concat_batches(&batch.schema(), &back).unwrap(), batch);
     }
 
     #[test]
