@@ -120,21 +120,19 @@ fn shown(v: &Value) -> String {
 impl Stage for Timestamp {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         for p in &self.fields {
-            let normalised = match p.get(&event.record).filter(|v| !v.is_null()) {
-                Some(v) => parse_any(v).map_err(|why| format!("field '{p}': {why}, found {}", shown(v)))?,
-                None => match self.if_missing {
-                    IfMissing::Skip => continue,
-                    IfMissing::Error => return Err(format!("field '{p}' is missing")),
-                    IfMissing::PublishTime => event.publish_time,
-                    IfMissing::Now => (self.now)(),
-                },
-            };
-            let text = Value::String(format_timestamp(normalised));
             // Replaced where it is (one search, the key kept); written anew when it was missing.
-            match p.get_mut(&mut event.record) {
-                Some(slot) => *slot = text,
-                None => p.set(&mut event.record, text)?,
+            if let Some(slot) = p.get_mut(&mut event.record).filter(|v| !v.is_null()) {
+                let t = parse_any(slot).map_err(|why| format!("field '{p}': {why}, found {}", shown(slot)))?;
+                *slot = Value::String(format_timestamp(t));
+                continue;
             }
+            let t = match self.if_missing {
+                IfMissing::Skip => continue,
+                IfMissing::Error => return Err(format!("field '{p}' is missing")),
+                IfMissing::PublishTime => event.publish_time,
+                IfMissing::Now => (self.now)(),
+            };
+            p.set(&mut event.record, Value::String(format_timestamp(t)))?;
         }
         Ok(Verdict::Keep)
     }
