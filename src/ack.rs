@@ -6,7 +6,7 @@
 //! piece was delivered. A piece dropped without being settled counts as `Failed`, so a bug that loses
 //! an event leads to redelivery, never to a silent ack.
 
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The final word on a message, reported once to its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,24 +22,41 @@ type Callback = Box<dyn FnOnce(Outcome) + Send>;
 struct Shared {
     failed: std::sync::atomic::AtomicBool,
     callback: Mutex<Option<Callback>>,
-    /// Outcome published for observers (the dedupe stage) once the message is settled.
-    outcome: Arc<OnceLock<Outcome>>,
-    /// Duplicates that were folded into this message: they settle exactly as this one does.
-    followers: Mutex<Vec<Ack>>,
+    /// What observers (the dedupe stage) see; it outlives this once the message is settled.
+    status: Arc<Status>,
+}
+
+/// A message's status for its watchers: small, because the dedupe stage keeps one per key
+/// for its whole window.
+struct Status(Mutex<State>);
+
+enum State {
+    /// Duplicates folded into the message: they settle exactly as it does.
+    InFlight(Vec<Ack>),
+    Settled(Outcome),
+}
+
+impl Status {
+    /// The state, even after a panic elsewhere while it was held (it is always consistent).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         let outcome =
             if self.failed.load(std::sync::atomic::Ordering::Acquire) { Outcome::Failed } else { Outcome::Delivered };
-        let _ = self.outcome.set(outcome);
+        // Settled under the lock, so a duplicate is either taken as a follower here or sees the outcome.
+        let followers = match std::mem::replace(&mut *self.status.lock(), State::Settled(outcome)) {
+            State::InFlight(followers) => followers,
+            State::Settled(_) => Vec::new(),
+        };
         if let Some(cb) = self.callback.get_mut().ok().and_then(|c| c.take()) {
             cb(outcome);
         }
-        if let Ok(followers) = self.followers.get_mut() {
-            for f in followers.drain(..) {
-                f.settle(outcome);
-            }
+        for f in followers {
+            f.settle(outcome);
         }
     }
 }
@@ -62,8 +79,7 @@ impl Ack {
             shared: Some(Arc::new(Shared {
                 failed: false.into(),
                 callback: Mutex::new(Some(Box::new(on_settled))),
-                outcome: Arc::new(OnceLock::new()),
-                followers: Mutex::new(Vec::new()),
+                status: Arc::new(Status(Mutex::new(State::InFlight(Vec::new())))),
             })),
         }
     }
@@ -105,7 +121,7 @@ impl Ack {
 
     /// A handle that can later tell how the message settled, or fold a duplicate into it.
     pub fn watch(&self) -> Option<AckWatch> {
-        self.shared.as_ref().map(|s| AckWatch { shared: Arc::downgrade(s), outcome: s.outcome.clone() })
+        self.shared.as_ref().map(|s| AckWatch { status: s.status.clone() })
     }
 }
 
@@ -119,11 +135,11 @@ impl Drop for Ack {
     }
 }
 
-/// Observes a message's acknowledgement without keeping it open.
+/// Observes a message's acknowledgement without keeping it open: it holds only the message's
+/// small [`Status`], not what settling it needs.
 #[derive(Clone)]
 pub struct AckWatch {
-    shared: Weak<Shared>,
-    outcome: Arc<OnceLock<Outcome>>,
+    status: Arc<Status>,
 }
 
 /// What became of a duplicate offered to [`AckWatch::absorb`].
@@ -137,7 +153,10 @@ pub enum Absorbed {
 impl AckWatch {
     /// The outcome, if the message has settled.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.outcome.get().copied()
+        match *self.status.lock() {
+            State::Settled(outcome) => Some(outcome),
+            State::InFlight(_) => None,
+        }
     }
 
     /// Fold a duplicate's acknowledgement into the original's.
@@ -145,19 +164,19 @@ impl AckWatch {
     /// While the original is in flight the duplicate settles with it; once the original is
     /// delivered the duplicate is delivered at once; if it failed, the duplicate is handed back.
     pub fn absorb(&self, dup: Ack) -> Absorbed {
-        if let Some(shared) = self.shared.upgrade() {
-            if let Ok(mut f) = shared.followers.lock() {
-                f.push(dup);
+        let outcome = match &mut *self.status.lock() {
+            State::InFlight(followers) => {
+                followers.push(dup);
                 return Absorbed::Folded;
             }
-            return Absorbed::Retry(dup);
-        }
-        match self.outcome() {
-            Some(Outcome::Delivered) => {
+            State::Settled(outcome) => *outcome,
+        };
+        match outcome {
+            Outcome::Delivered => {
                 dup.settle(Outcome::Delivered);
                 Absorbed::Folded
             }
-            _ => Absorbed::Retry(dup),
+            Outcome::Failed => Absorbed::Retry(dup),
         }
     }
 }
@@ -217,6 +236,19 @@ mod tests {
             Absorbed::Folded => panic!("duplicate of a failed message must be retried"),
         }
         assert_eq!(drx.try_recv().unwrap(), Outcome::Delivered);
+    }
+
+    #[test]
+    fn duplicate_offered_while_the_original_settles_is_never_lost() {
+        for _ in 0..500 {
+            let (orig, _orx) = Ack::channel();
+            let watch = orig.watch().unwrap();
+            let (dup, mut drx) = Ack::channel();
+            let settler = std::thread::spawn(move || orig.settle(Outcome::Delivered));
+            assert!(matches!(watch.absorb(dup), Absorbed::Folded), "the original was delivered");
+            settler.join().unwrap();
+            assert_eq!(drx.try_recv().unwrap(), Outcome::Delivered);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -64,9 +65,11 @@ pub struct Dedupe {
     key: Key,
     window: Duration,
     max_keys: usize,
-    seen: HashMap<String, Seen>,
+    /// Each key's text is stored once, shared with `order`: with `max_keys` in the hundreds of
+    /// thousands the keys are this stage's memory.
+    seen: HashMap<Arc<str>, Seen>,
     /// Keys in the order they were recorded, for expiry and eviction.
-    order: VecDeque<(String, Instant)>,
+    order: VecDeque<(Arc<str>, Instant)>,
     now: Box<dyn Fn() -> Instant + Send>,
 }
 
@@ -97,11 +100,11 @@ impl Config {
 }
 
 impl Dedupe {
-    fn key_of(&self, event: &Event) -> Result<String, String> {
+    fn key_of(&self, event: &Event) -> Result<Arc<str>, String> {
         match &self.key {
-            Key::MessageId => Ok(event.message_id.clone()),
+            Key::MessageId => Ok(Arc::from(event.message_id.as_str())),
             Key::Field(p) => match p.get(&event.record) {
-                Some(v) if !v.is_null() => Ok(text_of(v).into_owned()),
+                Some(v) if !v.is_null() => Ok(Arc::from(text_of(v).as_ref())),
                 _ => Err(format!("dedupe key field '{p}' is missing")),
             },
         }
