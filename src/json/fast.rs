@@ -1,5 +1,5 @@
 //! The common payload read without serde's machinery: one pass over the text building the `Value`
-//! directly, each object's keys sorted once and handed to the map in bulk (no search per key).
+//! directly, each object's members handed to the map in bulk (sorted once, no search per key).
 //!
 //! It only answers when it is sure: anything it does not handle itself (a `\u` surrogate, a
 //! repeated key, nesting deeper than [`MAX_DEPTH`], malformed text) gives `None`, and the caller
@@ -96,12 +96,11 @@ impl Reader<'_> {
                 _ => return None,
             }
         }
-        // Sorted, a repeated key sits beside itself; serde_json then reports it with its place.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if entries.windows(2).any(|w| w[0].0 == w[1].0) {
-            return None;
-        }
-        Some(Value::Object(entries.into_iter().collect()))
+        // The map sorts the members once and builds in bulk, keeping one of each key; a map
+        // shorter than the members means a repeated key, which serde_json reports with its place.
+        let members = entries.len();
+        let map: Map<String, Value> = entries.into_iter().collect();
+        (map.len() == members).then_some(Value::Object(map))
     }
 
     fn array(&mut self, depth: usize) -> Option<Value> {
