@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::Clock;
 use crate::ack::{Ack, Outcome};
 use crate::config::health::ProducersConfig;
-use crate::event::Event;
+use crate::event::{Attributes, Event};
 use crate::lake_tail::LakeTail;
 use crate::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
@@ -281,7 +281,7 @@ pub fn transition_event(t: &Transition, instance: &str, counted: crate::metrics:
             tracing::error!(service, "producer health transition could not be written");
         }
     });
-    let attributes = BTreeMap::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]);
+    let attributes = Attributes::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]);
     Event::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness"), ack)
 }
 

@@ -1,7 +1,6 @@
 //! One replay from start to end: plan, checkpoint, sinks, then every selected row group through
 //! the chain into the chosen targets, checkpointing after each.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use super::{location, reader, rows, ReplayError};
 use crate::ack::{Ack, Outcome};
 use crate::config::global::WriteMode;
 use crate::config::{Config, Pipeline, Sink};
-use crate::event::{DeadLetter, Event};
+use crate::event::{Attributes, DeadLetter, Event};
 use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::path::FieldPath;
@@ -494,7 +493,7 @@ fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Resu
         .unwrap_or_else(Utc::now);
     let data = Bytes::from(serde_json::to_vec(&record).expect("a JSON map serializes"));
     let event =
-        Event::new(id.clone().unwrap_or_default(), publish_time, BTreeMap::new(), data, Arc::from("replay"), ack);
+        Event::new(id.clone().unwrap_or_default(), publish_time, Attributes::new(), data, Arc::from("replay"), ack);
     match id {
         Some(_) => Ok(event),
         None => {
@@ -506,7 +505,7 @@ fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Resu
 /// A dead letter as the message it was: original bytes, attributes, id and publish time.
 fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
     let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let attributes: BTreeMap<String, String> = record
+    let attributes: Attributes = record
         .get("attributes")
         .and_then(Value::as_object)
         .map(|a| a.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())

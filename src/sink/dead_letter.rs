@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn keeps_original_bytes_and_reason() {
-        let mut attrs = std::collections::BTreeMap::new();
+        let mut attrs = crate::event::Attributes::new();
         attrs.insert("kind".to_string(), "log".to_string());
         let e = Event::new(
             "m9",

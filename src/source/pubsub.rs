@@ -9,7 +9,6 @@
 //! dead letters); `Failed` nacks it so Pub/Sub redelivers at once. Sending into the pipeline's
 //! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,14 +226,7 @@ pub fn publish_time(message: &Message) -> DateTime<Utc> {
 
 /// The pipeline's view of a pulled message (also what the hot-path benchmark decodes into).
 pub fn to_event(message: Message, publish_time: DateTime<Utc>, subscription: Arc<str>, ack: Ack) -> Event {
-    Event::new(
-        message.message_id,
-        publish_time,
-        message.attributes.into_iter().collect::<BTreeMap<_, _>>(),
-        message.data,
-        subscription,
-        ack,
-    )
+    Event::new(message.message_id, publish_time, message.attributes, message.data, subscription, ack)
 }
 
 fn to_chrono(t: google_cloud_wkt::Timestamp) -> Option<DateTime<Utc>> {

@@ -13,12 +13,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::event::Attributes;
+
 /// A push request, decoded.
 #[derive(Debug, PartialEq)]
 pub struct PushMessage {
     pub message_id: String,
     pub publish_time: DateTime<Utc>,
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: Attributes,
     pub data: Bytes,
     pub subscription: Option<String>,
 }
@@ -49,7 +51,7 @@ struct Envelope {
 struct Message {
     data: Option<String>,
     #[serde(default)]
-    attributes: Option<BTreeMap<String, String>>,
+    attributes: Option<Attributes>,
     #[serde(rename = "messageId")]
     message_id_camel: Option<String>,
     #[serde(rename = "message_id")]
@@ -88,7 +90,7 @@ pub fn decode(body: Bytes, header: impl Fn(&str) -> Option<String>) -> Result<Pu
     Ok(PushMessage {
         message_id: header(HEADER_MESSAGE_ID).unwrap_or_else(|| format!("push-{}", uuid::Uuid::new_v4())),
         publish_time,
-        attributes: BTreeMap::new(),
+        attributes: Attributes::new(),
         data: body,
         subscription: header(HEADER_SUBSCRIPTION),
     })
@@ -166,7 +168,7 @@ mod tests {
         let m = decode(Bytes::from(body), no_headers).unwrap();
         assert_eq!(m.message_id, "42");
         assert_eq!(&m.data[..], br#"{"a":1}"#);
-        assert_eq!(m.attributes, attrs);
+        assert_eq!(m.attributes, attrs.into_iter().collect::<Attributes>());
         assert_eq!(m.subscription.as_deref(), Some("projects/p/subscriptions/s"));
     }
 
