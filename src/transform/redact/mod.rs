@@ -38,24 +38,56 @@ macro_rules! key_value {
 
 /// Built-in patterns, tried in this order (a PEM block first, so nothing inside it is matched
 /// piecemeal). A key with no `-----END` line, as in a truncated log line, is masked to the end.
-/// Each comes with words of which every match contains one, ASCII case ignored (see [`needles`]).
-const BUILT_IN: &[(&str, &str, &[&str])] = &[
+/// Each comes with words of which every match contains one, ASCII case ignored (see [`needles`]),
+/// and where its secret lies in a match ([`SecretAt`]).
+const BUILT_IN: &[(&str, &str, &[&str], SecretAt)] = &[
     (
         "private_key",
         r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*)",
         &["-----BEGIN "],
+        SecretAt::Whole,
     ),
-    ("bearer_token", r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)", &["bearer"]),
-    ("password", key_value!("password|passwd|pwd"), &["passw", "pwd"]),
+    ("bearer_token", r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)", &["bearer"], SecretAt::AfterSpace),
+    ("password", key_value!("password|passwd|pwd"), &["passw", "pwd"], SecretAt::Value),
     (
         "api_key",
         key_value!(r"api[_-]?key|access[_-]?token|client[_-]?secret|secret[_-]?key"),
         &["api", "access", "client", "secret"],
+        SecretAt::Value,
     ),
-    ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", &["AKIA", "ASIA"]),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}", &["AIza"]),
-    ("jwt", r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", &["eyJ"]),
+    ("aws_access_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", &["AKIA", "ASIA"], SecretAt::Whole),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}", &["AIza"], SecretAt::Whole),
+    ("jwt", r"\beyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+", &["eyJ"], SecretAt::Whole),
 ];
+
+/// Where a built-in's secret lies in one of its matches, read from the match's text: the same
+/// span as its `secret` groups, without the slower search for groups (a test holds them equal).
+#[derive(Debug, Clone, Copy)]
+enum SecretAt {
+    Whole,
+    /// After the first run of white space (`bearer <token>`).
+    AfterSpace,
+    /// `key_value!`: after the first `:` or `=` and the white space behind it; inside the quotes
+    /// when quoted. (No key name holds either sign.)
+    Value,
+}
+
+impl SecretAt {
+    fn span(self, m: &str) -> std::ops::Range<usize> {
+        let skip_space = |from: usize| m[from..].find(|c: char| !c.is_whitespace()).map_or(m.len(), |i| from + i);
+        match self {
+            SecretAt::Whole => 0..m.len(),
+            SecretAt::AfterSpace => skip_space(m.find(char::is_whitespace).unwrap_or(m.len()))..m.len(),
+            SecretAt::Value => {
+                let value = skip_space(m.find([':', '=']).map_or(m.len(), |i| i + 1));
+                match m.as_bytes().get(value) {
+                    Some(b'"' | b'\'') => value + 1..m.len() - 1,
+                    _ => value..m.len(),
+                }
+            }
+        }
+    }
+}
 
 const DEFAULT_FIELDS: &[&str] = &[
     "password",
@@ -105,18 +137,20 @@ struct Pattern {
     secret_groups: Vec<usize>,
     /// A built-in's words (see [`BUILT_IN`]); `None` for a custom regex.
     words: Option<&'static [&'static str]>,
+    /// A built-in's secret span; `None` for a custom regex, whose groups say it.
+    secret_at: Option<SecretAt>,
 }
 
 impl Pattern {
     /// Groups named `secret…` hold the secret; the first one that took part in a match is masked.
-    fn new(re: Regex, words: Option<&'static [&'static str]>) -> Pattern {
+    fn new(re: Regex, words: Option<&'static [&'static str]>, secret_at: Option<SecretAt>) -> Pattern {
         let secret_groups = re
             .capture_names()
             .enumerate()
             .filter(|(_, n)| n.is_some_and(|n| n.starts_with("secret")))
             .map(|(i, _)| i)
             .collect();
-        Pattern { re, secret_groups, words }
+        Pattern { re, secret_groups, words, secret_at }
     }
 }
 
@@ -134,8 +168,8 @@ pub struct Redact {
 }
 
 fn built_in(name: &str) -> Option<Pattern> {
-    let (_, re, words) = BUILT_IN.iter().find(|(n, ..)| *n == name)?;
-    Some(Pattern::new(Regex::new(re).expect("built-in patterns compile (tested)"), Some(words)))
+    let (_, re, words, at) = BUILT_IN.iter().find(|(n, ..)| *n == name)?;
+    Some(Pattern::new(Regex::new(re).expect("built-in patterns compile (tested)"), Some(words), Some(*at)))
 }
 
 fn pattern(field: String, p: &PatternConfig) -> Result<Pattern, FieldError> {
@@ -147,7 +181,7 @@ fn pattern(field: String, p: &PatternConfig) -> Result<Pattern, FieldError> {
                 format!("unknown pattern '{name}'; built-in ones are {}, or give {{name, regex}}", known.join(", ")),
             )
         }),
-        PatternConfig::Custom(c) => Regex::new(&c.regex).map(|re| Pattern::new(re, None)).map_err(|e| {
+        PatternConfig::Custom(c) => Regex::new(&c.regex).map(|re| Pattern::new(re, None, None)).map_err(|e| {
             FieldError::new(
                 format!("{field}.regex"),
                 format!("pattern '{}' is not a valid regular expression: {e}", c.name),
@@ -233,6 +267,12 @@ impl Redact {
                 continue;
             }
             let cur = out.as_deref().unwrap_or(text);
+            if let Some(at) = p.secret_at {
+                if let Some(masked) = self.mask_spans(&p.re, at, cur) {
+                    out = Some(masked);
+                }
+                continue;
+            }
             let replaced = p.re.replace_all(cur, |caps: &regex::Captures| {
                 let whole = caps.get(0).expect("group 0 always matches");
                 match p.secret_groups.iter().find_map(|&i| caps.get(i)) {
@@ -249,6 +289,24 @@ impl Redact {
             }
         }
         out
+    }
+}
+
+impl Redact {
+    /// `text` with the secret of each match of `re` replaced, or `None` when nothing matched.
+    fn mask_spans(&self, re: &Regex, at: SecretAt, text: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        for m in re.find_iter(text) {
+            let secret = at.span(m.as_str());
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + self.replacement.len()));
+            o.push_str(&text[copied..m.start() + secret.start]);
+            o.push_str(&self.replacement);
+            copied = m.start() + secret.end;
+        }
+        let mut o = out?;
+        o.push_str(&text[copied..]);
+        Some(o)
     }
 }
 
@@ -352,8 +410,9 @@ mod tests {
         }
     }
 
-    /// The words only skip work: on random lines (secrets of every kind, look-alikes, mixed case,
-    /// letters that `(?i)` folds from outside ASCII) the masked text is what all patterns give.
+    /// The words and the secret spans only skip work: on random lines (secrets of every kind,
+    /// look-alikes, mixed case, letters that `(?i)` folds from outside ASCII, white space from
+    /// outside ASCII) the masked text is what all patterns give, their groups saying the secret.
     #[test]
     fn words_change_nothing_but_the_work() {
         use super::super::{testing::schema, BuildContext};
@@ -387,6 +446,11 @@ mod tests {
             "\"",
             "'",
             " ",
+            "password:\u{a0}x ",
+            "bearer\u{2003}abcdefghij ",
+            "api_key = \"q w\" ",
+            "pwd=''",
+            "secret_key\t:\t",
         ];
         let ctx = BuildContext { pipeline: "p", schema: &schema(), sinks: &[] };
         for replacement in [None, Some("***".to_owned())] {
@@ -395,10 +459,16 @@ mod tests {
             assert!(with.needles.is_some());
             let mut without = config.build(&ctx).unwrap();
             without.needles = None;
+            // And the secrets found by the regexes' own groups, as custom patterns are.
+            let mut by_groups = config.build(&ctx).unwrap();
+            by_groups.needles = None;
+            by_groups.patterns.iter_mut().for_each(|p| p.secret_at = None);
             let mut r = crate::sample::Rng::new(5);
             for _ in 0..20_000 {
                 let text: String = (0..r.below(8)).map(|_| *r.pick(&pieces)).collect();
-                assert_eq!(with.mask_text(&text), without.mask_text(&text), "{text:?}");
+                let masked = with.mask_text(&text);
+                assert_eq!(masked, without.mask_text(&text), "{text:?}");
+                assert_eq!(masked, by_groups.mask_text(&text), "{text:?}");
             }
         }
         // A replacement a word could form across is not trusted with the words.
