@@ -43,6 +43,10 @@ impl<T> Open<T> {
         Open { items: Vec::with_capacity(limits.max_rows.min(RESERVED_ROWS)), bytes: 0, opened: now, last: now }
     }
 
+    fn into_batch<K>(self, key: K) -> Batch<K, T> {
+        Batch { key, items: self.items, bytes: self.bytes }
+    }
+
     fn due_at(&self, limits: &Limits) -> Instant {
         let aged = self.opened + limits.max_age;
         match limits.max_idle {
@@ -75,7 +79,7 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
         let open = slot.get_mut();
         if !open.items.is_empty() && open.bytes + size > limits.max_bytes {
             let full = std::mem::replace(open, Open::new(&limits, now));
-            closed.push(Batch { key: slot.key().clone(), items: full.items, bytes: full.bytes });
+            closed.push(full.into_batch(slot.key().clone()));
         }
         let open = slot.get_mut();
         open.last = now;
@@ -83,7 +87,7 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
         open.bytes += size;
         if open.items.len() >= limits.max_rows || open.bytes >= limits.max_bytes {
             let (key, full) = slot.remove_entry();
-            closed.push(Batch { key, items: full.items, bytes: full.bytes });
+            closed.push(full.into_batch(key));
         }
         closed
     }
@@ -111,7 +115,7 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
     }
 
     fn close(&mut self, key: &K) -> Option<Batch<K, T>> {
-        self.open.remove(key).map(|o| Batch { key: key.clone(), items: o.items, bytes: o.bytes })
+        self.open.remove(key).map(|o| o.into_batch(key.clone()))
     }
 }
 
