@@ -151,14 +151,6 @@ pub enum Absorbed {
 }
 
 impl AckWatch {
-    /// The outcome, if the message has settled.
-    pub fn outcome(&self) -> Option<Outcome> {
-        match *self.status.lock() {
-            State::Settled(outcome) => Some(outcome),
-            State::InFlight(_) => None,
-        }
-    }
-
     /// Fold a duplicate's acknowledgement into the original's.
     ///
     /// While the original is in flight the duplicate settles with it; once the original is
