@@ -125,6 +125,12 @@ impl Dedupe {
     }
 }
 
+/// Queue `key` for expiry and give what to record for it: this copy, seen `now`.
+fn remember(order: &mut VecDeque<(Arc<str>, Instant)>, key: &Arc<str>, event: &Event, now: Instant) -> Seen {
+    order.push_back((key.clone(), now));
+    Seen { at: now, watch: event.ack.watch() }
+}
+
 impl Stage for Dedupe {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         let key = self.key_of(event)?;
@@ -133,8 +139,8 @@ impl Stage for Dedupe {
         // One search: the entry both says whether the key was seen and is where it is recorded.
         let (verdict, new) = match self.seen.entry(key) {
             Entry::Vacant(slot) => {
-                self.order.push_back((slot.key().clone(), now));
-                slot.insert(Seen { at: now, watch: event.ack.watch() });
+                let seen = remember(&mut self.order, slot.key(), event, now);
+                slot.insert(seen);
                 (Verdict::Keep, true)
             }
             Entry::Occupied(mut slot) => match &slot.get().watch {
@@ -148,8 +154,7 @@ impl Stage for Dedupe {
                     Absorbed::Retry(ack) => {
                         tracing::debug!(message_id = %event.message_id, "repeat of a failed copy goes through");
                         event.ack = ack;
-                        self.order.push_back((slot.key().clone(), now));
-                        slot.insert(Seen { at: now, watch: event.ack.watch() });
+                        slot.insert(remember(&mut self.order, slot.key(), event, now));
                         (Verdict::Keep, false)
                     }
                 },
