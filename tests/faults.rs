@@ -206,7 +206,7 @@ async fn bigquery_cut_off_for_30s_mid_stream_is_ridden_out_with_bounded_memory_a
         title: "outage: BigQuery cut off for 30 s mid-stream",
         retry_line: "append failed; retrying",
         retried: "appends were retried with backoff",
-        nacked: "batches still failing after ~30 s of retries were nacked for redelivery",
+        nacked: "batches still failing after 25 s of retries were nacked for redelivery",
     };
     outage.verdict(&counts, sluice, sampler, [before, during], &parked, &bq, Some(&lake)).await;
 }
