@@ -7,7 +7,8 @@
 //!
 //! Run: `scripts/bench pubsub_to_lake`, or `cargo bench --bench pubsub_to_lake` (sluice alone).
 //! When fake-gcs-server is installed (`scripts/install-emulators`), the backlog is drained once
-//! more by sluice into a `gs://` lake on it. Env: BACKLOG (100000).
+//! more by sluice into a `gs://` lake on it. Env: BACKLOG (100000); EVENT_BYTES (0: the sample
+//! log lines of ~360 bytes; e.g. 4096 lengthens each, to check memory with large events).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -156,6 +157,7 @@ fn main() {
         return; // built by `cargo test --benches`: nothing to measure there
     }
     let backlog: u64 = std::env::var("BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let size: usize = std::env::var("EVENT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let python = std::env::var("SLUICE_BENCH_PYTHON").ok().filter(|p| !p.is_empty());
     let emu = common::PubsubEmulator::start();
     let env = emu.env();
@@ -172,7 +174,21 @@ fn main() {
     }
     let publish_started = Instant::now();
     let out = common::sluice_cmd(
-        &["publish", "--topic", "logs", "-p", "logs", "-n", &backlog.to_string(), "--seed", "7", "--concurrency", "64"],
+        &[
+            "publish",
+            "--topic",
+            "logs",
+            "-p",
+            "logs",
+            "-n",
+            &backlog.to_string(),
+            "--seed",
+            "7",
+            "--size",
+            &size.to_string(),
+            "--concurrency",
+            "64",
+        ],
         &env,
     );
     assert!(out.contains(&format!("{backlog} delivered")), "{out}");
@@ -188,7 +204,8 @@ fn main() {
     let limit = bound_mib + overhead_mib;
     println!();
     println!(
-        "pubsub_to_lake: {backlog} log events published in {publish_secs:.1}s to the emulator at {}, drained into a local lake",
+        "pubsub_to_lake: {backlog} log events ({}) published in {publish_secs:.1}s to the emulator at {}, drained into a local lake",
+        if size > 0 { format!("at least {size} bytes each") } else { "sample lines".into() },
         emu.host
     );
     println!("(sluice: shipped config, 4 streaming-pull streams; CPU figures are seconds of CPU while draining)");

@@ -78,6 +78,10 @@ enum Command {
         /// Seed of the sample generator: the same seed gives the same events and message ids.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Lengthen each generated log event's message so the event is at least this many bytes
+        /// (load tests with large events); 0 keeps them as generated (~300 bytes).
+        #[arg(long, default_value_t = 0)]
+        size: usize,
         /// Event kind to generate; inferred from the shipped pipeline names.
         #[arg(long, value_enum)]
         kind: Option<sluice::sample::Kind>,
@@ -222,7 +226,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Publish { pipeline, url, topic, config, rate, file, count, seed, kind, concurrency } => {
+        Command::Publish { pipeline, url, topic, config, rate, file, count, seed, size, kind, concurrency } => {
             let target = match topic {
                 None => sluice::publish::Target::Push { url },
                 Some(topic) => {
@@ -232,7 +236,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     sluice::publish::Target::Topic { topic: pubsub.topic_path(&topic), pubsub }
                 }
             };
-            let args = sluice::publish::PublishArgs { target, pipeline, file, count, seed, kind, concurrency, rate };
+            let args =
+                sluice::publish::PublishArgs { target, pipeline, file, count, seed, size, kind, concurrency, rate };
             let summary = runtime()?.block_on(sluice::publish::run(args))?;
             Ok(if summary.rejected + summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

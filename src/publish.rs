@@ -28,6 +28,8 @@ pub struct PublishArgs {
     /// How many sample events to generate when no file is given.
     pub count: u64,
     pub seed: u64,
+    /// Lengthen generated log events to at least this many bytes (0: as generated).
+    pub size: usize,
     pub kind: Option<Kind>,
     pub concurrency: usize,
     /// Events per second at most; `None` sends as fast as the target takes them.
@@ -52,6 +54,8 @@ pub enum PublishError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("no sample kind for pipeline '{0}'; pass --kind log|health|config-change or --file")]
     NoKind(String),
+    #[error("--size lengthens the message of log events; {0:?} events have no such text (use --kind log or --file)")]
+    SizeNeedsLogs(Kind),
     #[error("cannot create the Pub/Sub publisher: {0}")]
     Publisher(#[from] google_cloud_gax::client_builder::Error),
 }
@@ -78,7 +82,10 @@ fn messages(args: &PublishArgs) -> Result<Vec<(String, Vec<u8>)>, PublishError> 
                 .kind
                 .or_else(|| Kind::for_pipeline(&args.pipeline))
                 .ok_or_else(|| PublishError::NoKind(args.pipeline.clone()))?;
-            let mut g = Generator::new(kind, args.seed);
+            if args.size > 0 && kind != Kind::Log {
+                return Err(PublishError::SizeNeedsLogs(kind));
+            }
+            let mut g = Generator::new(kind, args.seed).sized(args.size);
             (0..args.count)
                 .map(|i| (format!("sample-{}-{i}", args.seed), g.next_event().to_string().into_bytes()))
                 .collect()

@@ -65,11 +65,26 @@ pub struct Generator {
     rng: Rng,
     start: chrono::DateTime<Utc>,
     n: u64,
+    /// Log events are lengthened to at least this many bytes (see [`Generator::sized`]).
+    size: usize,
 }
 
 impl Generator {
     pub fn new(kind: Kind, seed: u64) -> Self {
-        Generator { kind, rng: Rng::new(seed), start: Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap(), n: 0 }
+        Generator {
+            kind,
+            rng: Rng::new(seed),
+            start: Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap(),
+            n: 0,
+            size: 0,
+        }
+    }
+
+    /// Log events of at least `bytes` (their message is made longer with more sample phrases),
+    /// for loads of large events. Other kinds have no free text to lengthen and stay as they are.
+    pub fn sized(mut self, bytes: usize) -> Self {
+        self.size = bytes;
+        self
     }
 
     /// The next event as JSON.
@@ -79,19 +94,23 @@ impl Generator {
         let r = &mut self.rng;
         let service = *r.pick(SERVICES);
         match self.kind {
-            Kind::Log => json!({
-                "timestamp": t,
-                "service": service,
-                "severity": r.pick(SEVERITIES),
-                "message": r.pick(MESSAGES),
-                "host": format!("{service}-{}", r.below(8)),
-                "environment": "prod",
-                "logger": format!("{service}.handler"),
-                "trace_id": format!("{:032x}", (r.next_u64() as u128) << 64 | r.next_u64() as u128),
-                "span_id": format!("{:016x}", r.next_u64()),
-                "latency_ms": (r.below(250_000) as f64) / 1000.0,
-                "labels": {"region": *r.pick(&["europe-west1", "us-central1"]), "version": format!("1.{}.{}", r.below(5), r.below(20))},
-            }),
+            Kind::Log => {
+                let mut event = json!({
+                    "timestamp": t,
+                    "service": service,
+                    "severity": r.pick(SEVERITIES),
+                    "message": r.pick(MESSAGES),
+                    "host": format!("{service}-{}", r.below(8)),
+                    "environment": "prod",
+                    "logger": format!("{service}.handler"),
+                    "trace_id": format!("{:032x}", (r.next_u64() as u128) << 64 | r.next_u64() as u128),
+                    "span_id": format!("{:016x}", r.next_u64()),
+                    "latency_ms": (r.below(250_000) as f64) / 1000.0,
+                    "labels": {"region": *r.pick(&["europe-west1", "us-central1"]), "version": format!("1.{}.{}", r.below(5), r.below(20))},
+                });
+                lengthen(&mut event, self.size, r);
+                event
+            }
             Kind::Health => json!({
                 "timestamp": t,
                 "service": service,
@@ -118,6 +137,21 @@ impl Generator {
     }
 }
 
+/// Add sample phrases to a log event's message until the event is at least `size` bytes.
+fn lengthen(event: &mut Value, size: usize, r: &mut Rng) {
+    if size == 0 {
+        return; // not asked for: spare the serialisation
+    }
+    let short = size.saturating_sub(event.to_string().len());
+    if let (true, Some(Value::String(message))) = (short > 0, event.get_mut("message")) {
+        let want = message.len() + short;
+        while message.len() < want {
+            message.push_str("; ");
+            message.push_str(*r.pick(MESSAGES));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +173,20 @@ mod tests {
         assert_eq!(a, b);
         let size = a[0].to_string().len();
         assert!((250..450).contains(&size), "log lines are about 300 bytes, got {size}");
+    }
+
+    #[test]
+    fn sized_log_events_are_at_least_that_long_and_still_the_same_for_a_seed() {
+        let mut g = Generator::new(Kind::Log, 7).sized(4_096);
+        let events: Vec<Value> = (0..20).map(|_| g.next_event()).collect();
+        for e in &events {
+            let len = e.to_string().len();
+            assert!((4_096..4_096 + 100).contains(&len), "{len} bytes");
+            assert!(e["message"].as_str().unwrap().contains("; "), "the message was lengthened");
+        }
+        let mut again = Generator::new(Kind::Log, 7).sized(4_096);
+        assert!(events.iter().all(|e| *e == again.next_event()));
+        let mut health = Generator::new(Kind::Health, 7).sized(4_096);
+        assert!(health.next_event().to_string().len() < 400, "only log events have text to lengthen");
     }
 }

@@ -185,6 +185,7 @@ async fn dead_letters_of_a_since_fixed_config_reach_the_table_when_replayed() {
         file: Some(ndjson),
         count: 0,
         seed: 1,
+        size: 0,
         kind: None,
         concurrency: 8,
         rate: None,

@@ -104,6 +104,7 @@ pub async fn publish_at(
         file: None,
         count,
         seed,
+        size: 0,
         kind: None,
         concurrency: 64,
         rate,
