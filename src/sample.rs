@@ -146,8 +146,9 @@ fn lengthen(event: &mut Value, size: usize, r: &mut Rng) {
     if let (true, Some(Value::String(message))) = (short > 0, event.get_mut("message")) {
         let want = message.len() + short;
         while message.len() < want {
+            let phrase = *r.pick(MESSAGES);
             message.push_str("; ");
-            message.push_str(*r.pick(MESSAGES));
+            message.push_str(phrase);
         }
     }
 }
