@@ -14,6 +14,14 @@ use crate::ack::Ack;
 /// out (metadata, dead letters) goes through a sorted JSON object anyway.
 pub type Attributes = HashMap<String, String>;
 
+/// What an event of `payload` bytes with an id of `id` bytes weighs in memory at its peak, about:
+/// the payload kept verbatim and the record parsed from it, then, while its batch is written,
+/// its Arrow columns and its share of the Parquet file (each at most as large again). A source
+/// counts a message with it before the event exists; batches are measured with it too.
+pub fn footprint(payload: usize, id: usize) -> usize {
+    4 * payload + id + 64
+}
+
 /// One message as received, plus what the transform chain made of it.
 #[derive(Debug)]
 pub struct Event {
@@ -68,8 +76,7 @@ impl Event {
 
     /// Approximate in-memory weight, used for batch and flow-control byte limits.
     pub fn size_hint(&self) -> usize {
-        // The record is usually the parsed payload, so twice the payload is a fair bound.
-        2 * self.data.len() + self.message_id.len() + 64
+        footprint(self.data.len(), self.message_id.len())
     }
 
     /// Whether a sink may already hold it: not known to be the message's first delivery.

@@ -3,8 +3,11 @@
 //! Each subscription is read by `streams` parallel streaming-pull streams. What is held un-acked
 //! is bounded twice by `max_outstanding_messages` / `_bytes`: Pub/Sub's flow control (split across
 //! streams) and sluice's own [`Budget`] for the whole subscription, which also holds when Pub/Sub
-//! sends more after a stream reset. The client keeps extending the leases of held messages, so
-//! an event waiting in an open batch is not redelivered.
+//! sends more after a stream reset. The bytes are split in two halves, so that together they
+//! bound memory: Pub/Sub may send payload up to one (what the client buffers and sluice holds),
+//! and what sluice holds, weighed decoded (about twice the payload), fits in the other. The
+//! client keeps extending the leases of held messages, so an event waiting in an open batch is
+//! not redelivered.
 //! A message is acked only when its [`Ack`] settles `Delivered` (every sink wrote it, or it is in
 //! dead letters); `Failed` nacks it so Pub/Sub redelivers at once. Sending into the pipeline's
 //! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
@@ -21,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::Budget;
 use crate::ack::{Ack, Outcome};
 use crate::config::global::PubsubConfig;
-use crate::event::Event;
+use crate::event::{footprint, Event};
 use crate::metrics::SourceMetrics;
 use crate::topology::PipelineInput;
 
@@ -73,9 +76,10 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let streams = config.streams.get();
+    let half = config.max_outstanding_bytes.0 as usize / 2;
     let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
-    let bytes = (config.max_outstanding_bytes.0 as usize / streams).max(1) as i64;
-    let budget = Budget::new(config.max_outstanding_messages.get(), config.max_outstanding_bytes.0 as usize);
+    let bytes = (half / streams).max(1) as i64;
+    let budget = Budget::new(config.max_outstanding_messages.get(), half, input.pressure.clone());
     let name: Arc<str> = Arc::from(subscription.as_str());
     (0..streams)
         .map(|n| {
@@ -147,7 +151,8 @@ impl Pull {
                         let slot = budget.slot(&metrics.state.blocked).await;
                         match stream.next().await {
                             Some(Ok((message, handler))) => {
-                                let held = budget.hold(slot, message.data.len(), &metrics.state.blocked).await;
+                                let weight = footprint(message.data.len(), message.message_id.len());
+                                let held = budget.hold(slot, weight, &metrics.state.blocked).await;
                                 Some(Ok((message, handler, held)))
                             }
                             Some(Err(e)) => Some(Err(e)),
