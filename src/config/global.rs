@@ -198,7 +198,8 @@ pub struct PubsubConfig {
     /// Messages held un-acked per subscription (across its streams): bounds memory whatever the backlog.
     #[serde(default = "default_outstanding_messages")]
     pub max_outstanding_messages: NonZeroUsize,
-    /// Bytes held un-acked per subscription (across its streams).
+    /// Memory for un-acked messages per subscription (across its streams): half is the payload
+    /// Pub/Sub may send ahead, half what sluice holds, weighed decoded ([`crate::event::footprint`]).
     #[serde(default = "default_outstanding_bytes")]
     pub max_outstanding_bytes: ByteSize,
     /// Ack deadline set on subscriptions by `sluice provision`, and how far sluice extends the

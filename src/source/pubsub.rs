@@ -5,7 +5,7 @@
 //! streams) and sluice's own [`Budget`] for the whole subscription, which also holds when Pub/Sub
 //! sends more after a stream reset. The bytes are split in two halves, so that together they
 //! bound memory: Pub/Sub may send payload up to one (what the client buffers and sluice holds),
-//! and what sluice holds, weighed decoded (about twice the payload), fits in the other. The
+//! and what sluice holds, weighed decoded (about 4x the payload), fits in the other. The
 //! client keeps extending the leases of held messages, so an event waiting in an open batch is
 //! not redelivered.
 //! A message is acked only when its [`Ack`] settles `Delivered` (every sink wrote it, or it is in
