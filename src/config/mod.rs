@@ -307,10 +307,9 @@ fn valid_table(s: &str) -> bool {
 }
 
 /// A sink's batch limits: the global defaults with the sink's overrides, each checked.
-/// A batch may ask for more rows than a subscription's flow control lets sluice hold: when the
-/// source runs out of room the pipeline writes its open batches (`SinkGroup::pressure`).
 fn effective_batch(
     global: &GlobalConfig,
+    pulled: Option<&global::PubsubConfig>,
     o: &pipeline::BatchOverride,
     report: &mut impl FnMut(&str, String),
 ) -> BatchLimits {
@@ -333,6 +332,18 @@ fn effective_batch(
     }
     if batch.max_age.0.is_zero() {
         report("max_age", "expected a duration above zero".into());
+    }
+    if let Some(p) = pulled {
+        // Un-acked messages are capped by flow control: a larger batch could only close by age.
+        if batch.max_rows > p.max_outstanding_messages {
+            report(
+                "max_rows",
+                format!(
+                    "{} is more than pubsub.max_outstanding_messages ({}): such a batch never fills and waits for max_age; lower it or raise the flow-control limit",
+                    batch.max_rows, p.max_outstanding_messages
+                ),
+            );
+        }
     }
     batch
 }
@@ -359,6 +370,7 @@ fn check_pipeline(
     if spec.source.subscription.as_deref().is_some_and(str::is_empty) {
         report("source.subscription", "expected a subscription name, found an empty string".into());
     }
+    let pulled = global.pubsub.as_ref().filter(|p| p.enabled && spec.source.subscription.is_some());
     if spec.sinks.is_empty() {
         report("sinks", "expected at least one sink".into());
     }
@@ -371,7 +383,7 @@ fn check_pipeline(
         if !valid_name(s.name()) {
             report(&format!("sinks[{i}].name"), format!("expected letters, digits, '-' or '_', found '{}'", s.name()));
         }
-        let batch = effective_batch(global, s.batch(), &mut |f, m| report(&format!("sinks[{i}].batch.{f}"), m));
+        let batch = effective_batch(global, pulled, s.batch(), &mut |f, m| report(&format!("sinks[{i}].batch.{f}"), m));
         match s {
             SinkConfig::Lake(c) => {
                 let prefix = c.prefix.clone().unwrap_or_else(|| spec.name.clone());
