@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,8 +50,6 @@ pub struct PipelineInput {
     /// Whether `POST /push/<name>` is accepted.
     pub push: bool,
     pub tx: mpsc::Sender<Event>,
-    /// A source out of room notifies this, and the pipeline's sinks write their open batches.
-    pub pressure: Arc<Notify>,
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -113,7 +111,6 @@ impl Topology {
                 limits: limits(&config.global.limits.batch),
                 rows_checked: false,
                 dead: None,
-                pressure: None,
             };
             let dead_count = metrics.dead_lettered(&p.name);
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
@@ -146,7 +143,6 @@ impl Topology {
             let Some(batch) = batch else {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
-            let pressure = Arc::new(Notify::new());
             let group = SinkGroup {
                 pipeline: p.name.clone(),
                 schema: p.schema.clone(),
@@ -154,7 +150,6 @@ impl Topology {
                 limits: batch,
                 rows_checked: chain.checked_against(&p.schema),
                 dead: Some(dead_tx.clone()),
-                pressure: Some(pressure.clone()),
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
@@ -162,8 +157,7 @@ impl Topology {
             let (tx, rx) = mpsc::channel::<Event>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
-            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, pressure };
-            inputs.insert(p.name.clone(), input);
+            inputs.insert(p.name.clone(), PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx });
         }
         Ok(Topology { inputs, metrics, drain, tasks })
     }

@@ -342,7 +342,6 @@ async fn outputs(
         // Records are changed after the chain (the archived ingest time is put back).
         rows_checked: false,
         dead: None,
-        pressure: None,
     });
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
     let dead = SinkGroup {
@@ -352,7 +351,6 @@ async fn outputs(
         limits,
         rows_checked: false,
         dead: None,
-        pressure: None,
     };
     Ok(Outputs { group, dead, topic, counts })
 }

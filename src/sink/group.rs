@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher, Limits};
@@ -64,19 +64,15 @@ pub struct SinkGroup {
     pub rows_checked: bool,
     /// Where rows a sink refuses go; `None` for the dead-letter group itself.
     pub dead: Option<mpsc::Sender<DeadLetter>>,
-    /// Notified when a source is out of room (see [`crate::source::budget`]): open batches are
-    /// written then, as what would fill them is waiting for room this group holds.
-    pub pressure: Option<Arc<Notify>>,
 }
 
 impl SinkGroup {
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
-    /// requests settle quickly during shutdown. Under `pressure`, what has arrived is written.
+    /// requests settle quickly during shutdown.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
-        let pressure = self.pressure.clone().unwrap_or_default();
         loop {
             let deadline = batcher.next_deadline();
             tokio::select! {
@@ -84,15 +80,14 @@ impl SinkGroup {
                     draining = true;
                     self.write_all(batcher.drain()).await;
                 }
-                _ = pressure.notified() => {
-                    let closed = self.close_all(&mut batcher, &mut rx, Vec::new());
-                    self.write_all(closed).await;
-                }
                 next = rx.recv() => match next {
                     Some(event) => {
                         let mut closed = self.add(&mut batcher, event);
                         if draining {
-                            closed = self.close_all(&mut batcher, &mut rx, closed);
+                            while let Ok(more) = rx.try_recv() {
+                                closed.extend(self.add(&mut batcher, more));
+                            }
+                            closed.extend(batcher.drain());
                         }
                         self.write_all(closed).await;
                     }
@@ -108,20 +103,6 @@ impl SinkGroup {
         for w in &self.writers {
             w.close().await;
         }
-    }
-
-    /// `closed`, then every event queued for this group and every open batch, closed.
-    fn close_all(
-        &self,
-        batcher: &mut Batcher<(Partition, Routes), Event>,
-        rx: &mut mpsc::Receiver<Event>,
-        mut closed: Vec<Batch<(Partition, Routes), Event>>,
-    ) -> Vec<Batch<(Partition, Routes), Event>> {
-        while let Ok(more) = rx.try_recv() {
-            closed.extend(self.add(batcher, more));
-        }
-        closed.extend(batcher.drain());
-        closed
     }
 
     fn add(

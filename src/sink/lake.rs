@@ -165,7 +165,6 @@ mod tests {
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             rows_checked: false,
             dead,
-            pressure: None,
         }
     }
 
@@ -230,31 +229,6 @@ mod tests {
         use futures::TryStreamExt;
         let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
         assert!(objects.is_empty(), "nothing written to the lake: {objects:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_source_out_of_room_gets_open_batches_written_before_they_fill_or_age() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let pressure = Arc::new(tokio::sync::Notify::new());
-        let mut g = group(store.clone(), None);
-        g.limits = Limits { max_rows: 1_000, max_bytes: 1 << 30, max_age: Duration::from_secs(3_600), max_idle: None };
-        g.pressure = Some(pressure.clone());
-        let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(g.run(rx, CancellationToken::new()));
-        let (a, mut arx) = event("a", row("a"));
-        let (b, brx) = event("b", row("b"));
-        tx.send(a).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(arx.try_recv().is_err(), "one row of 1,000, an hour to age: still open");
-        tx.send(b).await.unwrap();
-        pressure.notify_one();
-        let settled = tokio::time::timeout(Duration::from_secs(1), async { (arx.await, brx.await) }).await;
-        assert_eq!(settled.unwrap(), (Ok(Outcome::Delivered), Ok(Outcome::Delivered)));
-        use futures::TryStreamExt;
-        let objects: Vec<_> = store.list(Some(&ObjectPath::from("lake"))).try_collect().await.unwrap();
-        assert_eq!(objects.len(), 1, "both rows, queued or open, in one file");
-        drop(tx);
-        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -4,17 +4,17 @@
 //!
 //! Pub/Sub's own flow control is not enough to bound memory. The server counts per stream, and
 //! when a stream is reset or a lease lapses it sends more while sluice still holds the first
-//! copies (a reopened stream starts from zero). It also counts payload bytes only, while a
-//! message sluice holds weighs about twice its payload once parsed.
+//! copies (a reopened stream starts from zero). Messages the client has read but sluice has not
+//! taken stay leased in the client's pool, at most one pull response per stream. And it counts
+//! payload only, while a message sluice holds weighs about four times that at its peak.
 //!
-//! A stream that has to wait for room signals `pressure`: the pipeline's sinks then write their
-//! open batches instead of waiting for them to fill, since what would fill them cannot come in
-//! until something settles.
+//! A batch that cannot fill while the budget is full is written once nothing arrived for
+//! `limits.batch.max_idle`, or at `max_age`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The room one subscription has left, shared by its streams.
 #[derive(Clone)]
@@ -22,8 +22,6 @@ pub struct Budget {
     messages: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     max_bytes: usize,
-    /// Notified when a stream must wait for room.
-    pressure: Arc<Notify>,
 }
 
 /// One message's share of the budget, given back when it is dropped (the message settled).
@@ -36,13 +34,12 @@ pub struct Held {
 pub struct Slot(OwnedSemaphorePermit);
 
 impl Budget {
-    pub fn new(max_messages: usize, max_bytes: usize, pressure: Arc<Notify>) -> Budget {
+    pub fn new(max_messages: usize, max_bytes: usize) -> Budget {
         let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
         Budget {
             messages: Arc::new(Semaphore::new(max_messages.clamp(1, Semaphore::MAX_PERMITS))),
             bytes: Arc::new(Semaphore::new(max_bytes)),
             max_bytes,
-            pressure,
         }
     }
 
@@ -52,7 +49,7 @@ impl Budget {
         let permit = match self.messages.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let _waiting = self.wait(blocked);
+                let _waiting = Waiting::on(blocked);
                 self.messages.clone().acquire_owned().await.expect("the budget is never closed")
             }
         };
@@ -67,17 +64,11 @@ impl Budget {
         let permit = match self.bytes.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
-                let _waiting = self.wait(blocked);
+                let _waiting = Waiting::on(blocked);
                 self.bytes.clone().acquire_many_owned(n).await.expect("the budget is never closed")
             }
         };
         Held { _message: slot.0, _bytes: permit }
-    }
-
-    /// A wait for room: counted as back-pressure, and the sinks are asked to write what they hold.
-    fn wait<'a>(&self, blocked: &'a AtomicU64) -> Waiting<'a> {
-        self.pressure.notify_one();
-        Waiting::on(blocked)
     }
 }
 
@@ -104,20 +95,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_budget_waits_until_a_message_settles_and_counts_as_blocked() {
-        let pressure = Arc::new(Notify::new());
-        let budget = Budget::new(2, 1_000, pressure.clone());
+        let budget = Budget::new(2, 1_000);
         let blocked = Arc::new(AtomicU64::new(0));
         let a = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
         let _b = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
-        let quiet = tokio::time::timeout(Duration::from_millis(50), pressure.notified()).await;
-        assert!(quiet.is_err(), "taking a message there was room for asks nothing of the sinks");
         let (b2, bl) = (budget.clone(), blocked.clone());
         let third = tokio::spawn(async move { b2.slot(&bl).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!third.is_finished(), "a third message waits while two are held");
         assert_eq!(blocked.load(Ordering::Relaxed), 1, "the wait counts as back-pressure");
-        let asked = tokio::time::timeout(Duration::from_secs(5), pressure.notified()).await;
-        assert!(asked.is_ok(), "the wait asked the sinks to write what they hold");
         drop(a);
         tokio::time::timeout(Duration::from_secs(5), third).await.expect("room after a settle").unwrap();
         assert_eq!(blocked.load(Ordering::Relaxed), 0);
@@ -125,7 +111,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_bound_the_budget_and_an_oversized_message_passes_alone() {
-        let budget = Budget::new(100, 1_000, Arc::new(Notify::new()));
+        let budget = Budget::new(100, 1_000);
         let blocked = AtomicU64::new(0);
         let first = budget.hold(budget.slot(&blocked).await, 600, &blocked).await;
         let slot = budget.slot(&blocked).await;

@@ -79,7 +79,7 @@ pub fn spawn(
     let half = config.max_outstanding_bytes.0 as usize / 2;
     let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
     let bytes = (half / streams).max(1) as i64;
-    let budget = Budget::new(config.max_outstanding_messages.get(), half, input.pressure.clone());
+    let budget = Budget::new(config.max_outstanding_messages.get(), half);
     let name: Arc<str> = Arc::from(subscription.as_str());
     (0..streams)
         .map(|n| {
