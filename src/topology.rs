@@ -26,6 +26,7 @@ use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+use crate::source::budget::Budget;
 use crate::store::Location;
 use crate::transform::Output;
 
@@ -50,6 +51,8 @@ pub struct PipelineInput {
     /// Whether `POST /push/<name>` is accepted.
     pub push: bool,
     pub tx: mpsc::Sender<Event>,
+    /// Flow control of the pipeline's subscription, shared with its sinks; `None` when not pulled.
+    pub budget: Option<Budget>,
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -111,6 +114,7 @@ impl Topology {
                 limits: limits(&config.global.limits.batch),
                 rows_checked: false,
                 dead: None,
+                budget: None,
             };
             let dead_count = metrics.dead_lettered(&p.name);
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
@@ -143,6 +147,8 @@ impl Topology {
             let Some(batch) = batch else {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
+            let pulled = config.global.pubsub.as_ref().filter(|ps| ps.enabled && p.source.subscription.is_some());
+            let budget = pulled.map(Budget::for_subscription);
             let group = SinkGroup {
                 pipeline: p.name.clone(),
                 schema: p.schema.clone(),
@@ -150,6 +156,7 @@ impl Topology {
                 limits: batch,
                 rows_checked: chain.checked_against(&p.schema),
                 dead: Some(dead_tx.clone()),
+                budget: budget.clone(),
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
@@ -157,7 +164,8 @@ impl Topology {
             let (tx, rx) = mpsc::channel::<Event>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
-            inputs.insert(p.name.clone(), PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx });
+            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget };
+            inputs.insert(p.name.clone(), input);
         }
         Ok(Topology { inputs, metrics, drain, tasks })
     }

@@ -108,3 +108,32 @@ async fn failing_writes_lead_to_redelivery_not_loss() {
     assert!(sluice.stop().success());
     println!("published {}, in lake {} after the lake came back", ids.len(), found.len());
 }
+
+/// Large events fill flow control's bytes long before a batch's rows: 8,000 log lines of 4 KB weigh
+/// ~130 MB decoded against sluice's 50 MiB, and no age or idle limit could close a batch within
+/// the test (an hour each). Batches are written each time the budget runs out of room, once they
+/// hold half of what it holds, so they stay large; only the tail waits, and shutdown writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_beyond_flow_control_are_written_in_large_batches_as_it_fills() {
+    let emu = PubsubEmulator::start();
+    let env = env_with(&emu, &[("SLUICE_BATCH_MAX_AGE", "1h"), ("SLUICE_BATCH_MAX_IDLE", "1h")]);
+    common::sluice_cmd(&["provision"], &env);
+    let publish = ["publish", "--topic", "logs", "-p", "logs", "-n", "8000", "--seed", "41", "--size", "4096"];
+    let out = common::sluice_cmd(&publish, &env);
+    assert!(out.contains("8000 delivered"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let sluice = Sluice::start_with(&lake, &env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lake_ids(&lake, "logs").len() < 4_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let written = lake_ids(&lake, "logs").len();
+    let files = common::parquet_files(&lake.join("logs")).len();
+    println!("out of room: {written} of 8000 rows written in {files} files before any batch limit");
+    assert!(written >= 4_000, "written each time the budget ran out of room: {written}");
+    assert!(written >= 1_000 * files, "batches stayed large: {written} rows in {files} files");
+    assert!(sluice.stop().success());
+    let found = lake_ids(&lake, "logs");
+    assert_eq!(found.len(), 8_000, "shutdown wrote the tail");
+}

@@ -342,6 +342,7 @@ async fn outputs(
         // Records are changed after the chain (the archived ingest time is put back).
         rows_checked: false,
         dead: None,
+        budget: None,
     });
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
     let dead = SinkGroup {
@@ -351,6 +352,7 @@ async fn outputs(
         limits,
         rows_checked: false,
         dead: None,
+        budget: None,
     };
     Ok(Outputs { group, dead, topic, counts })
 }

@@ -114,6 +114,11 @@ impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
         self.open.is_empty()
     }
 
+    /// Items and bytes in all open batches.
+    pub fn totals(&self) -> (usize, usize) {
+        self.open.values().fold((0, 0), |(n, b), o| (n + o.items.len(), b + o.bytes))
+    }
+
     fn close(&mut self, key: &K) -> Option<Batch<K, T>> {
         self.open.remove(key).map(|o| o.into_batch(key.clone()))
     }

@@ -16,6 +16,7 @@ use super::lake::Partition;
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
+use crate::source::budget::Budget;
 
 /// One batch as every sink receives it.
 pub struct Encoded {
@@ -64,22 +65,32 @@ pub struct SinkGroup {
     pub rows_checked: bool,
     /// Where rows a sink refuses go; `None` for the dead-letter group itself.
     pub dead: Option<mpsc::Sender<DeadLetter>>,
+    /// Flow control of the subscription feeding this group: once it is out of room, open batches
+    /// are written as soon as they hold half of what it holds (see [`crate::source::budget`]).
+    pub budget: Option<Budget>,
 }
 
 impl SinkGroup {
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
-    /// requests settle quickly during shutdown.
+    /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
+    /// batches are written as soon as they hold most of what it holds.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
+        let mut pressed = false;
         loop {
+            if pressed && self.holds_most_of_the_budget(&batcher) {
+                pressed = false;
+                self.write_all(batcher.drain()).await;
+            }
             let deadline = batcher.next_deadline();
             tokio::select! {
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
                     self.write_all(batcher.drain()).await;
                 }
+                _ = out_of_room(self.budget.as_ref()), if !pressed => pressed = true,
                 next = rx.recv() => match next {
                     Some(event) => {
                         let mut closed = self.add(&mut batcher, event);
@@ -103,6 +114,15 @@ impl SinkGroup {
         for w in &self.writers {
             w.close().await;
         }
+    }
+
+    /// Whether the open batches hold at least half of the messages (or of the weight) the source's
+    /// budget holds: waiting for more would only wait for what is still on its way.
+    fn holds_most_of_the_budget(&self, batcher: &Batcher<(Partition, Routes), Event>) -> bool {
+        let Some(budget) = &self.budget else { return false };
+        let (messages, bytes) = budget.held();
+        let (rows, weight) = batcher.totals();
+        2 * rows >= messages || 2 * weight >= bytes
     }
 
     fn add(
@@ -245,5 +265,13 @@ impl SinkGroup {
                 event.ack.settle(Outcome::Failed);
             }
         }
+    }
+}
+
+/// Resolves when the source's budget ran out of room; never without a budget.
+async fn out_of_room(budget: Option<&Budget>) {
+    match budget {
+        Some(b) => b.pressed().await,
+        None => std::future::pending().await,
     }
 }

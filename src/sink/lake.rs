@@ -165,6 +165,7 @@ mod tests {
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             rows_checked: false,
             dead,
+            budget: None,
         }
     }
 
@@ -229,6 +230,43 @@ mod tests {
         use futures::TryStreamExt;
         let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
         assert!(objects.is_empty(), "nothing written to the lake: {objects:?}");
+    }
+
+    /// A source out of room gets the open batch written once it holds half of what the source
+    /// holds, not before (a batch written early stays small) and not only when it ages.
+    #[tokio::test(start_paused = true)]
+    async fn a_source_out_of_room_gets_the_open_batch_written_once_it_holds_half_of_it() {
+        use crate::source::budget::Budget;
+        use std::sync::atomic::AtomicU64;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let budget = Budget::new(4, 1 << 30);
+        let blocked = Arc::new(AtomicU64::new(0));
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(budget.hold(budget.slot(&blocked).await, 100, &blocked).await);
+        }
+        let mut g = group(store.clone(), None);
+        g.limits = Limits { max_rows: 1_000, max_bytes: 1 << 30, max_age: Duration::from_secs(3_600), max_idle: None };
+        g.budget = Some(budget.clone());
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(g.run(rx, CancellationToken::new()));
+        let (a, mut arx) = event("a", row("a"));
+        tx.send(a).await.unwrap();
+        let (b2, bl) = (budget.clone(), blocked.clone());
+        let waiting = tokio::spawn(async move { b2.slot(&bl).await });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(arx.try_recv().is_err(), "one row of the four held: the batch waits for more");
+        let (b, brx) = event("b", row("b"));
+        tx.send(b).await.unwrap();
+        let settled = tokio::time::timeout(Duration::from_secs(1), async { (arx.await, brx.await) }).await;
+        assert_eq!(settled.unwrap(), (Ok(Outcome::Delivered), Ok(Outcome::Delivered)), "two of four: written");
+        use futures::TryStreamExt;
+        let objects: Vec<_> = store.list(Some(&ObjectPath::from("lake"))).try_collect().await.unwrap();
+        assert_eq!(objects.len(), 1, "both rows in one file");
+        drop(held);
+        waiting.await.unwrap();
+        drop(tx);
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -8,20 +8,27 @@
 //! taken stay leased in the client's pool, at most one pull response per stream. And it counts
 //! payload only, while a message sluice holds weighs about four times that at its peak.
 //!
-//! A batch that cannot fill while the budget is full is written once nothing arrived for
-//! `limits.batch.max_idle`, or at `max_age`.
+//! A stream that has to wait for room tells the pipeline's sinks ([`Budget::pressed`]). They then
+//! write their open batches as soon as those hold at least half of what the budget holds: a
+//! batch that cannot fill is not left waiting for `max_idle` or `max_age`, and writing only once
+//! most of what is held has arrived keeps batches large (each write frees only what it wrote).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::global::PubsubConfig;
 
 /// The room one subscription has left, shared by its streams.
 #[derive(Clone)]
 pub struct Budget {
     messages: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    max_messages: usize,
     max_bytes: usize,
+    /// Notified when a stream must wait for room.
+    pressure: Arc<Notify>,
 }
 
 /// One message's share of the budget, given back when it is dropped (the message settled).
@@ -36,11 +43,30 @@ pub struct Slot(OwnedSemaphorePermit);
 impl Budget {
     pub fn new(max_messages: usize, max_bytes: usize) -> Budget {
         let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let max_messages = max_messages.clamp(1, Semaphore::MAX_PERMITS);
         Budget {
-            messages: Arc::new(Semaphore::new(max_messages.clamp(1, Semaphore::MAX_PERMITS))),
+            messages: Arc::new(Semaphore::new(max_messages)),
             bytes: Arc::new(Semaphore::new(max_bytes)),
+            max_messages,
             max_bytes,
+            pressure: Arc::new(Notify::new()),
         }
+    }
+
+    /// A subscription's budget: its messages, and sluice's half of its bytes (the other half is
+    /// what Pub/Sub may send ahead; see [`crate::source::pubsub`]).
+    pub fn for_subscription(config: &PubsubConfig) -> Budget {
+        Budget::new(config.max_outstanding_messages.get(), config.max_outstanding_bytes.0 as usize / 2)
+    }
+
+    /// Messages held now, and what they weigh.
+    pub fn held(&self) -> (usize, usize) {
+        (self.max_messages - self.messages.available_permits(), self.max_bytes - self.bytes.available_permits())
+    }
+
+    /// Resolves once a stream has had to wait for room (since the last time it resolved).
+    pub async fn pressed(&self) {
+        self.pressure.notified().await
     }
 
     /// Wait for room for one more message. `blocked` counts the wait as back-pressure, so the
@@ -49,7 +75,7 @@ impl Budget {
         let permit = match self.messages.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let _waiting = Waiting::on(blocked);
+                let _waiting = self.wait(blocked);
                 self.messages.clone().acquire_owned().await.expect("the budget is never closed")
             }
         };
@@ -64,11 +90,17 @@ impl Budget {
         let permit = match self.bytes.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
-                let _waiting = Waiting::on(blocked);
+                let _waiting = self.wait(blocked);
                 self.bytes.clone().acquire_many_owned(n).await.expect("the budget is never closed")
             }
         };
         Held { _message: slot.0, _bytes: permit }
+    }
+
+    /// A wait for room: counted as back-pressure, and the sinks are told.
+    fn wait<'a>(&self, blocked: &'a AtomicU64) -> Waiting<'a> {
+        self.pressure.notify_one();
+        Waiting::on(blocked)
     }
 }
 
@@ -99,11 +131,16 @@ mod tests {
         let blocked = Arc::new(AtomicU64::new(0));
         let a = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
         let _b = budget.hold(budget.slot(&blocked).await, 10, &blocked).await;
+        let quiet = tokio::time::timeout(Duration::from_millis(50), budget.pressed()).await;
+        assert!(quiet.is_err(), "taking a message there was room for tells nobody");
         let (b2, bl) = (budget.clone(), blocked.clone());
         let third = tokio::spawn(async move { b2.slot(&bl).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!third.is_finished(), "a third message waits while two are held");
         assert_eq!(blocked.load(Ordering::Relaxed), 1, "the wait counts as back-pressure");
+        let told = tokio::time::timeout(Duration::from_secs(5), budget.pressed()).await;
+        assert!(told.is_ok(), "the sinks are told a stream waits for room");
+        assert_eq!(budget.held(), (2, 20));
         drop(a);
         tokio::time::timeout(Duration::from_secs(5), third).await.expect("room after a settle").unwrap();
         assert_eq!(blocked.load(Ordering::Relaxed), 0);

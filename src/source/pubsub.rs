@@ -76,10 +76,9 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     let streams = config.streams.get();
-    let half = config.max_outstanding_bytes.0 as usize / 2;
     let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
-    let bytes = (half / streams).max(1) as i64;
-    let budget = Budget::new(config.max_outstanding_messages.get(), half);
+    let bytes = (config.max_outstanding_bytes.0 as usize / 2 / streams).max(1) as i64;
+    let budget = input.budget.clone().unwrap_or_else(|| Budget::for_subscription(config));
     let name: Arc<str> = Arc::from(subscription.as_str());
     (0..streams)
         .map(|n| {
