@@ -163,7 +163,7 @@ fn no_transparent_huge_pages() -> std::io::Result<()> {
 /// 1,000 ms by default in mimalloc v3). Draining 4 KB events, the default left the peak RSS at
 /// 154-180 MiB, near or over the target of 164, while the heap itself peaked at ~90 MB: freed
 /// batches (Arrow columns, Parquet buffers) stayed resident for up to a second. With 0 the peak
-/// was 113-126 MiB. The price is CPU on large events (62 -> 78 µs per 4 KB event); on the sample
+/// was 109-126 MiB. The price is CPU on large events (62 -> 78 µs per 4 KB event); on the sample
 /// lines neither the CPU per event nor the hot path changed (docs/performance.md, "Large events").
 fn purge_freed_memory_at_once() {
     // mimalloc's own entry point; the option's number is `mi_option_purge_delay` in its header
