@@ -159,6 +159,9 @@ fn no_transparent_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
+/// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
 /// Give memory back to the OS as soon as it is freed: mimalloc's `purge_delay` set to 0 (it is
 /// 1,000 ms by default in mimalloc v3). Draining 4 KB events, the default left the peak RSS at
 /// 154-180 MiB, near or over the target of 164, while the heap itself peaked at ~90 MB: freed
@@ -166,12 +169,10 @@ fn no_transparent_huge_pages() -> std::io::Result<()> {
 /// was 109-126 MiB. The price is CPU on large events (62 -> 78 µs per 4 KB event); on the sample
 /// lines neither the CPU per event nor the hot path changed (docs/performance.md, "Large events").
 fn purge_freed_memory_at_once() {
-    // mimalloc's own entry point; the option's number is `mi_option_purge_delay` in its header
-    // (the same in v2 and v3).
+    // mimalloc's own entry point.
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
     // SAFETY: sets one integer option; mimalloc reads options atomically.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }
@@ -359,9 +360,9 @@ mod tests {
             fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
         }
         // SAFETY: reads one integer option.
-        let default = unsafe { mi_option_get(15) };
-        assert_eq!(default, 1_000, "option 15 is mimalloc's purge_delay, 1,000 ms by default");
+        let default = unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(default, 1_000, "the option is mimalloc's purge_delay, 1,000 ms by default");
         super::purge_freed_memory_at_once();
-        assert_eq!(unsafe { mi_option_get(15) }, 0);
+        assert_eq!(unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 0);
     }
 }

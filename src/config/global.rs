@@ -233,6 +233,12 @@ fn default_max_delivery_attempts() -> u32 {
 }
 
 impl PubsubConfig {
+    /// Each half of `max_outstanding_bytes`: one is the payload Pub/Sub may send ahead, the other
+    /// what sluice holds, weighed decoded (see [`crate::source::pubsub`]).
+    pub fn half_of_bytes(&self) -> usize {
+        self.max_outstanding_bytes.0 as usize / 2
+    }
+
     /// The endpoint URL to use, if any (scheme added to a bare `host:port`).
     pub fn endpoint_url(&self) -> Option<String> {
         endpoint_url(self.endpoint.as_deref())

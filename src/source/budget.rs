@@ -56,7 +56,7 @@ impl Budget {
     /// A subscription's budget: its messages, and sluice's half of its bytes (the other half is
     /// what Pub/Sub may send ahead; see [`crate::source::pubsub`]).
     pub fn for_subscription(config: &PubsubConfig) -> Budget {
-        Budget::new(config.max_outstanding_messages.get(), config.max_outstanding_bytes.0 as usize / 2)
+        Budget::new(config.max_outstanding_messages.get(), config.half_of_bytes())
     }
 
     /// Messages held now, and what they weigh.

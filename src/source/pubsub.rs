@@ -77,7 +77,7 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let streams = config.streams.get();
     let messages = (config.max_outstanding_messages.get() / streams).max(1) as i64;
-    let bytes = (config.max_outstanding_bytes.0 as usize / 2 / streams).max(1) as i64;
+    let bytes = (config.half_of_bytes() / streams).max(1) as i64;
     let budget = input.budget.clone().unwrap_or_else(|| Budget::for_subscription(config));
     let name: Arc<str> = Arc::from(subscription.as_str());
     (0..streams)
