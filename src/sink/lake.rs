@@ -233,7 +233,7 @@ mod tests {
     }
 
     /// A source out of room gets the open batch written once it holds half of what the source
-    /// holds, not before (a batch written early stays small) and not only when it ages.
+    /// can hold, not before (a batch written early stays small) and not only when it ages.
     #[tokio::test(start_paused = true)]
     async fn a_source_out_of_room_gets_the_open_batch_written_once_it_holds_half_of_it() {
         use crate::source::budget::Budget;
@@ -255,7 +255,7 @@ mod tests {
         let (b2, bl) = (budget.clone(), blocked.clone());
         let waiting = tokio::spawn(async move { b2.slot(&bl).await });
         tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(arx.try_recv().is_err(), "one row of the four held: the batch waits for more");
+        assert!(arx.try_recv().is_err(), "one row of four the budget holds: the batch waits for more");
         let (b, brx) = event("b", row("b"));
         tx.send(b).await.unwrap();
         let settled = tokio::time::timeout(Duration::from_secs(1), async { (arx.await, brx.await) }).await;

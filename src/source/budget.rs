@@ -9,9 +9,10 @@
 //! payload only, while a message sluice holds weighs about four times that at its peak.
 //!
 //! A stream that has to wait for room tells the pipeline's sinks ([`Budget::pressed`]). They then
-//! write their open batches as soon as those hold at least half of what the budget holds: a
-//! batch that cannot fill is not left waiting for `max_idle` or `max_age`, and writing only once
-//! most of what is held has arrived keeps batches large (each write frees only what it wrote).
+//! write their open batches as soon as those hold at least half of what the budget can hold: a
+//! batch that cannot fill is not left waiting for `max_idle` or `max_age`, and a batch is never
+//! written smaller than that under pressure, so batches stay large (each write frees only what
+//! it wrote, and the next fills again from there).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,9 +60,9 @@ impl Budget {
         Budget::new(config.max_outstanding_messages.get(), config.half_of_bytes())
     }
 
-    /// Messages held now, and what they weigh.
-    pub fn held(&self) -> (usize, usize) {
-        (self.max_messages - self.messages.available_permits(), self.max_bytes - self.bytes.available_permits())
+    /// How many messages it holds when full, and what they may weigh.
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.max_messages, self.max_bytes)
     }
 
     /// Resolves once a stream has had to wait for room (since the last time it resolved).
@@ -140,7 +141,7 @@ mod tests {
         assert_eq!(blocked.load(Ordering::Relaxed), 1, "the wait counts as back-pressure");
         let told = tokio::time::timeout(Duration::from_secs(5), budget.pressed()).await;
         assert!(told.is_ok(), "the sinks are told a stream waits for room");
-        assert_eq!(budget.held(), (2, 20));
+        assert_eq!(budget.capacity(), (2, 1_000));
         drop(a);
         tokio::time::timeout(Duration::from_secs(5), third).await.expect("room after a settle").unwrap();
         assert_eq!(blocked.load(Ordering::Relaxed), 0);
