@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +56,6 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/status", get(|State(s): State<AppState>| async move { Json(s.status.to_json()) }))
         .route("/metrics", get(metrics))
         .route("/config/{service}", get(config_of))
-        .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -95,14 +95,50 @@ async fn config_of(State(state): State<AppState>, Path(service): Path<String>) -
     }
 }
 
-/// A request body, or why it could not be read (over `http.max_body`, a broken connection).
-type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+/// After refusing a body as too large, how long and how much of the rest is read and dropped.
+/// Closing with the body unread races the client still sending it: it gets a broken pipe instead
+/// of the 413 (as nginx's lingering close, bounded so a slow sender cannot hold a task for long).
+const LINGER: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 64 << 20;
+
+/// Why a request body could not be read.
+enum BodyError {
+    /// Over `http.max_body`; the rest was read and dropped (within [`LINGER`]).
+    TooLarge,
+    /// The connection broke mid-body.
+    Broken(String),
+}
+
+/// Reads at most `max` bytes of body. A larger body is refused, but first drained (bounded) so
+/// the client is still reading when the 413 arrives.
+async fn read_body(body: axum::body::Body, max: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(format!("request body could not be read: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            let mut dropped = buf.len() + chunk.len();
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    dropped += chunk.len();
+                    if dropped > max + LINGER_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
 
 async fn push_handler(
     State(state): State<AppState>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    body: axum::body::Body,
     max_body: usize,
 ) -> Response {
     use tracing::Instrument;
@@ -116,7 +152,15 @@ async fn push_handler(
     }
 }
 
-async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Body, max_body: usize) -> Response {
+async fn push(
+    state: AppState,
+    pipeline: String,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    max_body: usize,
+) -> Response {
+    // Read first, so every refusal below reaches a client that is done sending.
+    let body = read_body(body, max_body).await;
     // Before anything else, so a caller without a valid token learns nothing (not even pipeline names).
     if let Err(refusal) = state.push_auth.check(&headers).await {
         tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
@@ -139,11 +183,14 @@ async fn push(state: AppState, pipeline: String, headers: HeaderMap, body: Body,
     }
     let body = match body {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(BodyError::TooLarge) => {
             tracing::warn!(pipeline, max_body, "rejected push request: body over http.max_body");
-            return error(e.status(), format!("request body is over http.max_body ({max_body} bytes)"));
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is over http.max_body ({max_body} bytes)"),
+            );
         }
-        Err(e) => return error(e.status(), e.body_text()),
+        Err(BodyError::Broken(reason)) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let msg = match push::decode(body, header) {
