@@ -29,7 +29,7 @@ use sluice::transform::Output;
 
 /// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 
 /// The wire messages of `google.pubsub.v1` that streaming pull returns (same tags as the proto).
 mod proto {

@@ -11,6 +11,7 @@
 //! `sample` feed it.
 
 pub mod ack;
+pub mod alloc;
 pub mod app;
 pub mod bigquery;
 pub mod config;

@@ -12,7 +12,7 @@ use sluice::telemetry::{self, LogFormat};
 /// Every event allocates dozens of small strings and map nodes; mimalloc serves them at about a
 /// third of glibc malloc's cost (see docs/performance.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 
 /// sluice: Pub/Sub events through transform chains into a Parquet lake and BigQuery.
 #[derive(Parser)]
