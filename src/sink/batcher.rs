@@ -58,12 +58,13 @@ impl<T> Open<T> {
 
 pub struct Batcher<K, T> {
     limits: Limits,
-    open: HashMap<K, Open<T>>,
+    /// One entry per partition open, looked up per item: aHash, randomly keyed, is cheaper than SipHash.
+    open: HashMap<K, Open<T>, ahash::RandomState>,
 }
 
 impl<K: Hash + Eq + Clone, T> Batcher<K, T> {
     pub fn new(limits: Limits) -> Self {
-        Batcher { limits, open: HashMap::new() }
+        Batcher { limits, open: HashMap::default() }
     }
 
     /// Add an item; returns the batches this closed (at most two: the one it did not fit in,
