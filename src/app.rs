@@ -57,7 +57,7 @@ async fn start_pulling(
     topology: &Topology,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, RunError> {
-    let Some(ps) = config.global.pubsub.as_ref().filter(|p| p.enabled) else {
+    let Some(ps) = config.global.pubsub_enabled() else {
         tracing::info!("pubsub is not enabled; pipelines are fed by the push endpoint only");
         return Ok(Vec::new());
     };
@@ -167,7 +167,7 @@ pub async fn run(
     let addr = listener.local_addr().map_err(RunError::Serve)?;
 
     let health = &config.global.health;
-    let pubsub = config.global.pubsub.as_ref().filter(|p| p.enabled);
+    let pubsub = config.global.pubsub_enabled();
     let shutting_down = tokio_util::sync::CancellationToken::new();
     let max_outstanding = pubsub.map_or(i64::MAX, |p| p.max_outstanding_messages.get() as i64);
     let liveness = Arc::new(Liveness::new(metrics.clone(), health, max_outstanding, shutting_down.clone()));

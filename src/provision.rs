@@ -39,7 +39,7 @@ fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
 
 pub async fn provision(config: &Config) -> Result<Report, ProvisionError> {
     let bigquery = config.global.bigquery.as_ref().filter(|b| b.enabled);
-    let pubsub = config.global.pubsub.as_ref().filter(|p| p.enabled);
+    let pubsub = config.global.pubsub_enabled();
     if pubsub.is_none() && bigquery.is_none() {
         return Err(ProvisionError::Nothing);
     }

@@ -161,7 +161,7 @@ async fn push(
 ) -> Response {
     // Read first, so every refusal below reaches a client that is done sending.
     let body = read_body(body, max_body).await;
-    // Before anything else, so a caller without a valid token learns nothing (not even pipeline names).
+    // Before any other answer, so a caller without a valid token learns nothing (not even pipeline names).
     if let Err(refusal) = state.push_auth.check(&headers).await {
         tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
         let mut r = error(refusal.status(), refusal.to_string());

@@ -147,8 +147,7 @@ impl Topology {
             let Some(batch) = batch else {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
-            let pulled = config.global.pubsub.as_ref().filter(|ps| ps.enabled && p.source.subscription.is_some());
-            let budget = pulled.map(Budget::for_subscription);
+            let budget = config.global.pulling(&p.source).map(Budget::for_subscription);
             let group = SinkGroup {
                 pipeline: p.name.clone(),
                 schema: p.schema.clone(),

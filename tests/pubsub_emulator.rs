@@ -112,7 +112,7 @@ async fn failing_writes_lead_to_redelivery_not_loss() {
 /// Large events fill flow control's bytes long before a batch's rows: 8,000 log lines of 4 KB weigh
 /// ~130 MB decoded against sluice's 50 MiB, and no age or idle limit could close a batch within
 /// the test (an hour each). Batches are written each time the budget runs out of room, once they
-/// hold half of what it holds, so they stay large; only the tail waits, and shutdown writes it.
+/// hold half of what it can hold, so they stay large; only the tail waits, and shutdown writes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_events_beyond_flow_control_are_written_in_large_batches_as_it_fills() {
     let emu = PubsubEmulator::start();

@@ -370,7 +370,7 @@ fn check_pipeline(
     if spec.source.subscription.as_deref().is_some_and(str::is_empty) {
         report("source.subscription", "expected a subscription name, found an empty string".into());
     }
-    let pulled = global.pubsub.as_ref().filter(|p| p.enabled && spec.source.subscription.is_some());
+    let pulled = global.pulling(&spec.source);
     if spec.sinks.is_empty() {
         report("sinks", "expected at least one sink".into());
     }

@@ -74,7 +74,7 @@ impl SinkGroup {
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
-    /// batches are written as soon as they hold most of what it holds.
+    /// batches are written as soon as they hold half of what its budget can hold.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
