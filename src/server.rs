@@ -8,6 +8,7 @@
 //! pipeline is at capacity, 4xx with a reason for a malformed request. Pub/Sub retries non-2xx.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Ack, Outcome};
-use crate::event::Event;
+use crate::event::{footprint, Event};
 use crate::metrics::Metrics;
 use crate::source::push;
 use crate::source::push_auth::PushAuth;
@@ -109,29 +110,78 @@ enum BodyError {
     Broken(String),
 }
 
-/// Reads at most `max` bytes of body. A larger body is refused, but first drained (bounded) so
-/// the client is still reading when the 413 arrives.
-async fn read_body(body: axum::body::Body, max: usize) -> Result<Bytes, BodyError> {
+/// Reads at most `max` bytes of body, into a buffer of `expected` bytes to start with. A larger
+/// body is refused, but first drained (bounded) so the client is still reading when the 413 arrives.
+async fn read_body(body: axum::body::Body, max: usize, expected: usize) -> Result<Bytes, BodyError> {
     let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(expected.min(max));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Broken(format!("request body could not be read: {e}")))?;
         if buf.len() + chunk.len() > max {
-            let mut dropped = buf.len() + chunk.len();
-            let drain = async {
-                while let Some(Ok(chunk)) = stream.next().await {
-                    dropped += chunk.len();
-                    if dropped > max + LINGER_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(LINGER, drain).await;
+            drop(buf);
+            drain(stream).await;
             return Err(BodyError::TooLarge);
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Reads and drops the rest of a body (for up to [`LINGER`] or `LINGER_BYTES`), so the answer to
+/// a refused request reaches a client still sending instead of a reset connection.
+async fn drain(mut stream: axum::body::BodyDataStream) {
+    let mut dropped = 0;
+    let rest = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            dropped += chunk.len();
+            if dropped > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, rest).await;
+}
+
+/// The answer to a request refused before its body is read: bad token, no such push pipeline,
+/// shutting down. `None` when it may go on.
+async fn refusal(state: &AppState, pipeline: &str, headers: &HeaderMap) -> Option<Response> {
+    // Before any other answer, so a caller without a valid token learns nothing (not even pipeline names).
+    if let Err(refusal) = state.push_auth.check(headers).await {
+        tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
+        let mut r = error(refusal.status(), refusal.to_string());
+        if refusal.status() == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        return Some(r);
+    }
+    if !state.inputs.get(pipeline).is_some_and(|i| i.push) {
+        let mut accepting: Vec<&str> = state.inputs.values().filter(|i| i.push).map(|i| &*i.name).collect();
+        accepting.sort();
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline '{pipeline}' accepts push; these do: {}", accepting.join(", ")),
+        ));
+    }
+    if state.shutting_down.is_cancelled() {
+        return Some(error(StatusCode::SERVICE_UNAVAILABLE, "sluice is shutting down; retry"));
+    }
+    None
+}
+
+fn too_large(pipeline: &str, max_body: usize) -> Response {
+    tracing::warn!(pipeline, max_body, "rejected push request: body over http.max_body");
+    error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over http.max_body ({max_body} bytes)"))
+}
+
+fn at_capacity(pipeline: &str) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, format!("pipeline '{pipeline}' is at capacity; retry later"));
+    r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+    r
+}
+
+/// The body length a request announces, if it does.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 async fn push_handler(
@@ -159,37 +209,40 @@ async fn push(
     body: axum::body::Body,
     max_body: usize,
 ) -> Response {
-    // Read first, so every refusal below reaches a client that is done sending.
-    let body = read_body(body, max_body).await;
-    // Before any other answer, so a caller without a valid token learns nothing (not even pipeline names).
-    if let Err(refusal) = state.push_auth.check(&headers).await {
-        tracing::warn!(pipeline, status = refusal.status().as_u16(), reason = %refusal, "refused push request");
-        let mut r = error(refusal.status(), refusal.to_string());
-        if refusal.status() == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
-        }
-        return r;
+    // Refusals first, from the headers alone: a request that is refused never holds memory or
+    // room in a pipeline. Its body is read and dropped before the answer, so the answer reaches
+    // a client that is done sending.
+    if let Some(refused) = refusal(&state, &pipeline, &headers).await {
+        drain(body.into_data_stream()).await;
+        return refused;
     }
-    let Some(input) = state.inputs.get(&pipeline).filter(|i| i.push) else {
-        let mut accepting: Vec<&str> = state.inputs.values().filter(|i| i.push).map(|i| &*i.name).collect();
-        accepting.sort();
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no pipeline '{pipeline}' accepts push; these do: {}", accepting.join(", ")),
-        );
+    let input = &state.inputs[&pipeline];
+    // Room for the event before its body is read: that is what bounds memory whatever the
+    // number of callers. A body is weighed as its event would be decoded, from the length it
+    // announces (or the largest allowed), and the hold is shrunk to the event's weight below.
+    let announced = content_length(&headers);
+    if announced.is_some_and(|n| n > max_body) {
+        drain(body.into_data_stream()).await;
+        return too_large(&pipeline, max_body);
+    }
+    let announced = announced.unwrap_or(max_body);
+    let waiting = AtomicU64::new(0);
+    let mut held = match &input.budget {
+        None => None,
+        Some(budget) => {
+            match tokio::time::timeout(ENQUEUE_WAIT, budget.reserve(footprint(announced, 0), &waiting)).await {
+                Ok(held) => Some(held),
+                Err(_) => {
+                    drain(body.into_data_stream()).await;
+                    tracing::warn!(pipeline, "refused push request: pipeline at its http.max_outstanding limits");
+                    return at_capacity(&pipeline);
+                }
+            }
+        }
     };
-    if state.shutting_down.is_cancelled() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "sluice is shutting down; retry");
-    }
-    let body = match body {
+    let body = match read_body(body, max_body, announced).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            tracing::warn!(pipeline, max_body, "rejected push request: body over http.max_body");
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is over http.max_body ({max_body} bytes)"),
-            );
-        }
+        Err(BodyError::TooLarge) => return too_large(&pipeline, max_body),
         Err(BodyError::Broken(reason)) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -203,9 +256,13 @@ async fn push(
     let counted = state.metrics.input(&pipeline, "push");
     counted.received(msg.publish_time);
     let (tx, outcome) = tokio::sync::oneshot::channel();
+    if let Some(held) = &mut held {
+        held.shrink_to(footprint(msg.data.len(), msg.message_id.len()));
+    }
     let ack = Ack::new(move |o| {
         counted.settled(o);
         let _ = tx.send(o);
+        drop(held); // the room is given back when the event settles, not when the request ends
     });
     let message_id = msg.message_id.clone();
     let event = Event::new(
@@ -220,10 +277,7 @@ async fn push(
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {
             e.ack.settle(Outcome::Failed);
-            let mut r =
-                error(StatusCode::TOO_MANY_REQUESTS, format!("pipeline '{pipeline}' is at capacity; retry later"));
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            return r;
+            return at_capacity(&pipeline);
         }
         Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(e)) => {
             e.ack.settle(Outcome::Failed);

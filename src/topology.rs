@@ -51,7 +51,8 @@ pub struct PipelineInput {
     /// Whether `POST /push/<name>` is accepted.
     pub push: bool,
     pub tx: mpsc::Sender<Event>,
-    /// Flow control of the pipeline's subscription, shared with its sinks; `None` when not pulled.
+    /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
+    /// its push requests'; `None` for a pipeline fed only internally.
     pub budget: Option<Budget>,
 }
 
@@ -147,7 +148,11 @@ impl Topology {
             let Some(batch) = batch else {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
-            let budget = config.global.pulling(&p.source).map(Budget::for_subscription);
+            // One flow control per pipeline: the subscription's when pulled (push shares it).
+            let budget = match config.global.pulling(&p.source) {
+                Some(pubsub) => Some(Budget::for_subscription(pubsub)),
+                None => p.source.push.then(|| Budget::for_push(&config.global.http)),
+            };
             let group = SinkGroup {
                 pipeline: p.name.clone(),
                 schema: p.schema.clone(),

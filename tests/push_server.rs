@@ -152,8 +152,16 @@ async fn bodies_over_the_limit_get_their_413_not_a_broken_pipe() {
     let http = reqwest::Client::new();
     let url = format!("{}/push/logs", app.url);
     for i in 0..40 {
-        // 14 MiB against the default 10 MiB.
-        let r = http.post(&url).body(vec![b'x'; 14 << 20]).send().await;
+        // 14 MiB against the default 10 MiB; every other one without a length (chunked), so it is
+        // refused while being read rather than from its announced length.
+        let body = vec![b'x'; 14 << 20];
+        let body = match i % 2 {
+            0 => reqwest::Body::from(body),
+            _ => reqwest::Body::wrap_stream(futures::stream::iter(
+                body.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+            )),
+        };
+        let r = http.post(&url).body(body).send().await;
         let r = r.unwrap_or_else(|e| panic!("request {i}: an answer, not a broken connection: {e:?}"));
         assert_eq!(r.status().as_u16(), 413, "request {i}");
         let body: serde_json::Value = r.json().await.unwrap();
@@ -164,4 +172,68 @@ async fn bodies_over_the_limit_get_their_413_not_a_broken_pipe() {
     assert_eq!(r.status().as_u16(), 200);
     app.stop.send(()).unwrap();
     app.done.await.unwrap().unwrap();
+}
+
+/// Push requests are held under the pipeline's flow control (`http.max_outstanding_messages`)
+/// from their first byte until their event settles: with two events stuck behind a failing lake,
+/// further requests wait for room, then get 429 without their bodies being kept. Once the lake
+/// heals, the held events are written and room comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_requests_are_held_under_the_pipelines_flow_control() {
+    let root = common::shipped_copy();
+    common::edit(
+        root.path(),
+        "config/sluice.yaml",
+        "${SLUICE_PUSH_MAX_OUTSTANDING:-1000}",
+        "${SLUICE_PUSH_MAX_OUTSTANDING:-2}",
+    );
+    let lake = root.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    // A file where the pipeline's folder should be: every write fails (and is retried) until removed.
+    std::fs::write(lake.join("logs"), b"not a folder").unwrap();
+    let app = start(root.path(), &lake, "10ms").await;
+    let held: Vec<_> = ["held-1", "held-2"]
+        .into_iter()
+        .map(|id| {
+            let url = app.url.clone();
+            tokio::spawn(async move { push(&url, id).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(held.iter().all(|h| !h.is_finished()), "both wait for the lake");
+
+    // Two more, one with a length and one chunked: no room, so 429 after the wait for it.
+    let http = reqwest::Client::new();
+    let url = format!("{}/push/logs", app.url);
+    let chunked = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(log_event("full-2"))]));
+    let (sized, chunked) =
+        tokio::join!(http.post(&url).body(log_event("full-1")).send(), http.post(&url).body(chunked).send());
+    for r in [sized.unwrap(), chunked.unwrap()] {
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "pipeline 'logs' is at capacity; retry later");
+    }
+
+    // The lake heals: the held events are written (or, if their retries ran out first, refused
+    // with 503 for Pub/Sub to redeliver), and their room is given back.
+    std::fs::remove_file(lake.join("logs")).unwrap();
+    let mut written = Vec::new();
+    for (h, id) in held.into_iter().zip(["held-1", "held-2"]) {
+        let (status, body) = h.await.unwrap();
+        assert!(status == 200 || (status == 503 && body.contains("could not be made durable")), "{status} {body}");
+        if status == 200 {
+            written.push(id.to_owned());
+        }
+    }
+    let (status, body) = push(&app.url, "after").await;
+    assert_eq!(status, 200, "{body}");
+    written.push("after".into());
+    app.stop.send(()).unwrap();
+    app.done.await.unwrap().unwrap();
+    let mut ids: Vec<String> =
+        common::read_rows(&lake.join("logs")).iter().map(|r| r["message_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    written.sort();
+    assert_eq!(ids, written);
 }

@@ -90,6 +90,16 @@ pub struct HttpConfig {
     /// How long a push request waits for its event to become durable before answering 503.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: HumanDuration,
+    /// Push requests held at once per pipeline, from the first byte of their body until their
+    /// event settles; more wait briefly, then get 429. A pipeline that is also pulled shares
+    /// its subscription's flow control instead.
+    #[serde(default = "default_push_outstanding_messages")]
+    pub max_outstanding_messages: NonZeroUsize,
+    /// What those requests may weigh per pipeline: a body counts as its event would decoded
+    /// ([`crate::event::footprint`]) from its first byte, so memory stays bounded whatever the
+    /// number of callers.
+    #[serde(default = "default_outstanding_bytes")]
+    pub max_outstanding_bytes: ByteSize,
 }
 
 impl Default for HttpConfig {
@@ -98,6 +108,8 @@ impl Default for HttpConfig {
             listen: default_listen(),
             max_body: default_max_body(),
             request_timeout: default_request_timeout(),
+            max_outstanding_messages: default_push_outstanding_messages(),
+            max_outstanding_bytes: default_outstanding_bytes(),
         }
     }
 }
@@ -107,6 +119,10 @@ fn default_listen() -> SocketAddr {
 }
 fn default_max_body() -> ByteSize {
     ByteSize(10 << 20)
+}
+/// Cloud Run's largest concurrency per instance.
+fn default_push_outstanding_messages() -> NonZeroUsize {
+    NonZeroUsize::new(1_000).expect("nonzero")
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(60))

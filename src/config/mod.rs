@@ -260,6 +260,9 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
     if g.http.max_body.0 == 0 {
         report("http.max_body", "expected a size above zero".into());
     }
+    if g.http.max_outstanding_bytes.0 == 0 {
+        report("http.max_outstanding_bytes", "expected a size above zero".into());
+    }
     if let Some(a) = &g.push_auth {
         a.check(report);
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::global::PubsubConfig;
+use crate::config::global::{HttpConfig, PubsubConfig};
 
 /// The room one subscription has left, shared by its streams.
 #[derive(Clone)]
@@ -35,7 +35,18 @@ pub struct Budget {
 /// One message's share of the budget, given back when it is dropped (the message settled).
 pub struct Held {
     _message: OwnedSemaphorePermit,
-    _bytes: OwnedSemaphorePermit,
+    bytes: OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// Give back what it holds beyond `bytes` (at least one byte stays held), once a message
+    /// reserved at an upper bound is known to weigh less.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = bytes.max(1);
+        if let Some(extra) = self.bytes.num_permits().checked_sub(keep).filter(|n| *n > 0) {
+            drop(self.bytes.split(extra));
+        }
+    }
 }
 
 /// Room for one message whose size is not known yet.
@@ -58,6 +69,12 @@ impl Budget {
     /// what Pub/Sub may send ahead; see [`crate::source::pubsub`]).
     pub fn for_subscription(config: &PubsubConfig) -> Budget {
         Budget::new(config.max_outstanding_messages.get(), config.half_of_bytes())
+    }
+
+    /// A push-only pipeline's budget: its requests from the first byte of their body until
+    /// their event settles (see [`crate::server`]).
+    pub fn for_push(config: &HttpConfig) -> Budget {
+        Budget::new(config.max_outstanding_messages.get(), config.max_outstanding_bytes.0 as usize)
     }
 
     /// How many messages it holds when full, and what they may weigh.
@@ -95,7 +112,14 @@ impl Budget {
                 self.bytes.clone().acquire_many_owned(n).await.expect("the budget is never closed")
             }
         };
-        Held { _message: slot.0, _bytes: permit }
+        Held { _message: slot.0, bytes: permit }
+    }
+
+    /// Room for one message of `bytes`, waiting for it if needed: [`Budget::slot`] then
+    /// [`Budget::hold`].
+    pub async fn reserve(&self, bytes: usize, blocked: &AtomicU64) -> Held {
+        let slot = self.slot(blocked).await;
+        self.hold(slot, bytes, blocked).await
     }
 
     /// A wait for room: counted as back-pressure, and the sinks are told.
@@ -160,5 +184,22 @@ mod tests {
         let slot = budget.slot(&blocked).await;
         let huge = tokio::time::timeout(Duration::from_secs(5), budget.hold(slot, 5_000, &blocked)).await;
         assert!(huge.is_ok(), "a message larger than the budget takes all of it");
+    }
+
+    #[tokio::test]
+    async fn a_reservation_shrunk_to_its_weight_gives_the_rest_back() {
+        let budget = Budget::new(10, 1_000);
+        let blocked = AtomicU64::new(0);
+        let mut first = budget.reserve(900, &blocked).await;
+        let wait = tokio::time::timeout(Duration::from_millis(50), budget.reserve(300, &blocked)).await;
+        assert!(wait.is_err(), "300 bytes do not fit while 900 are reserved");
+        first.shrink_to(100);
+        let second = tokio::time::timeout(Duration::from_secs(5), budget.reserve(900, &blocked)).await;
+        assert!(second.is_ok(), "900 fit once the first holds only 100");
+        let third = tokio::time::timeout(Duration::from_millis(50), budget.reserve(1, &blocked)).await;
+        assert!(third.is_err(), "the 100 still held count: 1,000 of 1,000 are taken");
+        first.shrink_to(0);
+        let fourth = tokio::time::timeout(Duration::from_millis(50), budget.reserve(99, &blocked)).await;
+        assert!(fourth.is_ok(), "shrunk to nothing, it keeps one byte and gives 99 back");
     }
 }
