@@ -152,9 +152,9 @@ async fn bodies_over_the_limit_get_their_413_not_a_broken_pipe() {
     let http = reqwest::Client::new();
     let url = format!("{}/push/logs", app.url);
     for i in 0..40 {
-        // 14 MiB against the default 10 MiB; every other one without a length (chunked), so it is
+        // 18 MiB against the default 14 MiB; every other one without a length (chunked), so it is
         // refused while being read rather than from its announced length.
-        let body = vec![b'x'; 14 << 20];
+        let body = vec![b'x'; 18 << 20];
         let body = match i % 2 {
             0 => reqwest::Body::from(body),
             _ => reqwest::Body::wrap_stream(futures::stream::iter(
@@ -165,7 +165,7 @@ async fn bodies_over_the_limit_get_their_413_not_a_broken_pipe() {
         let r = r.unwrap_or_else(|e| panic!("request {i}: an answer, not a broken connection: {e:?}"));
         assert_eq!(r.status().as_u16(), 413, "request {i}");
         let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["error"], "request body is over http.max_body (10485760 bytes)");
+        assert_eq!(body["error"], "request body is over http.max_body (14680064 bytes)");
     }
     // And the server still takes events, from the same client.
     let r = http.post(&url).body(log_event("after-413")).send().await.unwrap();
