@@ -237,3 +237,33 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
     written.sort();
     assert_eq!(ids, written);
 }
+
+/// A connection that carried a large push body is closed after the answer: its read buffer grew
+/// with the body and an idle connection would keep it (1,000 callers of 1 MB pushes held 441 MiB
+/// that way). Small events keep their connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_closed_after_large_bodies_only() {
+    let root = common::shipped_copy();
+    let app = start(root.path(), &root.path().join("lake"), "50ms").await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/push/logs", app.url);
+    let small = http.post(&url).body(log_event("small")).send().await.unwrap();
+    assert_eq!(small.status().as_u16(), 200);
+    assert!(small.headers().get("connection").is_none(), "kept alive: {:?}", small.headers());
+    let data = serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO",
+                                  "message": "x".repeat(100_000)});
+    let large = envelope(data.to_string().as_bytes(), "large", &Default::default(), "sub").to_string();
+    let large = http.post(&url).body(large).send().await.unwrap();
+    assert_eq!(large.status().as_u16(), 200);
+    assert_eq!(large.headers()["connection"], "close");
+    // Refused large bodies too, and chunked ones whose size is not known up front.
+    let refused = http.post(format!("{}/push/nope", app.url)).body(vec![b'x'; 100_000]).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
+    assert_eq!(refused.headers()["connection"], "close");
+    let chunked = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(log_event("chunked"))]));
+    let chunked = http.post(&url).body(chunked).send().await.unwrap();
+    assert_eq!(chunked.status().as_u16(), 200);
+    assert_eq!(chunked.headers()["connection"], "close");
+    app.stop.send(()).unwrap();
+    app.done.await.unwrap().unwrap();
+}
