@@ -1,13 +1,6 @@
-//! The HTTP surface: `POST /push/{pipeline}` (Cloud Run push subscriptions, `sluice publish`),
-//! `GET /healthz` (not stalled, sinks not failing on and on), `GET /readyz` (sources connected,
-//! sinks writable, not shutting down), `GET /status` (JSON), `GET /metrics` (OpenMetrics text)
-//! and `GET /config/{service}` (current configuration state).
-//!
-//! A push request is answered only once its event has settled: 200 when durable (or in dead
-//! letters), 503 when it could not be made durable or sluice is shutting down, 429 when the
-//! pipeline is at capacity, 4xx with a reason for a malformed request. Pub/Sub retries non-2xx.
+//! `POST /push/{pipeline}`: refusals from the headers first, then room in the pipeline's flow
+//! control, then the body, then the answer once the event has settled.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,145 +8,23 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use axum::Json;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
+use super::body::{content_length, drain, read_body, BodyError};
+use super::{error, AppState};
 use crate::ack::{Ack, Outcome};
 use crate::event::{footprint, Event};
-use crate::metrics::Metrics;
 use crate::source::push;
-use crate::source::push_auth::PushAuth;
-use crate::status::Status;
-use crate::topology::PipelineInput;
 
 /// How long a push request may wait for room in a full pipeline before being told to retry.
 const ENQUEUE_WAIT: Duration = Duration::from_secs(2);
-
-#[derive(Clone)]
-pub struct AppState {
-    pub inputs: Arc<HashMap<String, PipelineInput>>,
-    /// Longest a request waits for its event to become durable.
-    pub request_timeout: Duration,
-    /// Cancelled when shutdown starts: new pushes are refused with 503 so Pub/Sub retries elsewhere.
-    pub shutting_down: CancellationToken,
-    pub metrics: Arc<Metrics>,
-    pub status: Arc<Status>,
-    /// Checks each push's OIDC token (or lets everyone in, with `push_auth.mode: none`).
-    pub push_auth: Arc<PushAuth>,
-}
-
-pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route(
-            "/push/{pipeline}",
-            post(move |state, pipeline, headers, body| push_handler(state, pipeline, headers, body, max_body)),
-        )
-        .route("/healthz", get(healthy))
-        .route("/readyz", get(ready))
-        .route("/status", get(|State(s): State<AppState>| async move { Json(s.status.to_json()) }))
-        .route("/metrics", get(metrics))
-        .route("/config/{service}", get(config_of))
-        .with_state(state)
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-async fn ready(State(state): State<AppState>) -> Response {
-    let r = state.status.liveness.report();
-    if r.ready {
-        return (StatusCode::OK, "ready\n").into_response();
-    }
-    let body = json!({ "error": "not ready", "not_ready": r.not_ready, "unhealthy": r.unhealthy });
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-}
-
-async fn healthy(State(state): State<AppState>) -> Response {
-    let r = state.status.liveness.report();
-    if r.healthy {
-        return (StatusCode::OK, "ok\n").into_response();
-    }
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "unhealthy", "unhealthy": r.unhealthy }))).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(axum::http::header::CONTENT_TYPE, content_type)], state.metrics.encode()).into_response()
-}
-
-async fn config_of(State(state): State<AppState>, Path(service): Path<String>) -> Response {
-    let Some(config) = &state.status.config_state else {
-        return error(StatusCode::NOT_FOUND, "no configuration-changes pipeline: the configuration state is off");
-    };
-    match config.service(&service) {
-        Some(keys) => Json(json!({ "service": service, "keys": keys })).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no configuration change seen for service '{service}'")),
-    }
-}
-
-/// After refusing a body as too large, how long and how much of the rest is read and dropped.
-/// Closing with the body unread races the client still sending it: it gets a broken pipe instead
-/// of the 413 (as nginx's lingering close, bounded so a slow sender cannot hold a task for long).
-const LINGER: Duration = Duration::from_secs(5);
-const LINGER_BYTES: usize = 64 << 20;
-
-/// Why a request body could not be read.
-enum BodyError {
-    /// Over `http.max_body`; the rest was read and dropped (within [`LINGER`]).
-    TooLarge,
-    /// The connection broke mid-body.
-    Broken(String),
-}
-
-/// Reads at most `max` bytes of body, into a buffer of `expected` bytes to start with. A larger
-/// body is refused, but first drained (bounded) so the client is still reading when the 413 arrives.
-async fn read_body(body: axum::body::Body, max: usize, expected: usize) -> Result<Bytes, BodyError> {
-    let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::with_capacity(expected.min(max));
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Broken(format!("request body could not be read: {e}")))?;
-        if buf.len() + chunk.len() > max {
-            drop(buf);
-            drain(stream).await;
-            return Err(BodyError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
 
 /// Largest push body after which the connection is kept open. Reading a body grows the
 /// connection's read buffer (up to ~400 KiB in hyper) and an idle connection keeps it: 1,000
 /// callers of 1 MB pushes held 441 MiB that way, beside a flow control of 100 MiB, and 138 MiB
 /// peak once those connections were closed. Events are mostly far smaller, and keep theirs.
 const KEEP_ALIVE_BODY: usize = 16 << 10;
-
-/// Bodies drained at once. Each grows its connection's read buffer (up to ~400 KiB in hyper)
-/// while it lasts (up to [`LINGER`]), so a flood of refused large pushes could otherwise hold one
-/// per connection. Past this, the body is left unread: the connection closes and the client may
-/// see a reset instead of the answer, which it retries all the same.
-static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
-
-/// Reads and drops the rest of a body (for up to [`LINGER`] or `LINGER_BYTES`), so the answer to
-/// a refused request reaches a client still sending instead of a reset connection.
-async fn drain(mut stream: axum::body::BodyDataStream) {
-    let Ok(_draining) = DRAINS.try_acquire() else { return };
-    let mut dropped = 0;
-    let rest = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            dropped += chunk.len();
-            if dropped > LINGER_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, rest).await;
-}
 
 /// The answer to a request refused before its body is read: bad token, no such push pipeline,
 /// shutting down. `None` when it may go on.
@@ -192,12 +63,7 @@ fn at_capacity(pipeline: &str) -> Response {
     r
 }
 
-/// The body length a request announces, if it does.
-fn content_length(headers: &HeaderMap) -> Option<usize> {
-    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-async fn push_handler(
+pub(super) async fn push_handler(
     State(state): State<AppState>,
     Path(pipeline): Path<String>,
     headers: HeaderMap,
