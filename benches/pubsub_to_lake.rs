@@ -16,39 +16,6 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Rows in every Parquet file under `dir`, from the file footers only.
-fn count_rows(dir: &Path) -> u64 {
-    common::parquet_files(dir)
-        .iter()
-        .filter_map(|f| {
-            let file = std::fs::File::open(f).ok()?;
-            let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-            use parquet::file::reader::FileReader;
-            Some(reader.metadata().file_metadata().num_rows() as u64)
-        })
-        .sum()
-}
-
-/// Peak resident set size of a process, in MiB (VmHWM).
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-/// CPU seconds (user + system) a live process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// One consumer's drain of the backlog.
 struct Drain {
     secs: f64,
@@ -60,7 +27,7 @@ struct Drain {
 fn drain_with_sluice(emu: &common::PubsubEmulator, env: &[(&str, String)], backlog: u64) -> Drain {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    run_sluice_until(emu, &lake, env, Duration::from_millis(200), || count_rows(&lake.join("logs")) >= backlog)
+    run_sluice_until(emu, &lake, env, Duration::from_millis(200), || common::count_rows(&lake.join("logs")) >= backlog)
 }
 
 /// Start sluice on `lake`, wait (at most 15 minutes, polling every `poll`) until `drained`, and
@@ -81,9 +48,9 @@ fn run_sluice_until(
     }
     let drain = Drain {
         secs: started.elapsed().as_secs_f64(),
-        cpu_secs: cpu_secs(sluice.child.id()),
+        cpu_secs: common::cpu_secs(sluice.child.id()),
         emulator_cpu_secs: emu.cpu_secs() - emu_cpu,
-        peak_rss_mib: peak_rss_mib(sluice.child.id()),
+        peak_rss_mib: common::peak_rss_mib(sluice.child.id()),
     };
     assert!(sluice.stop().success());
     drain
@@ -143,7 +110,7 @@ fn drain_with_python(python: &str, emu: &common::PubsubEmulator, subscription: &
         }
     };
     assert_eq!(v["finished"], true, "python baseline drained the backlog: {v}");
-    assert_eq!(count_rows(&lake.join("logs")), backlog, "python baseline wrote every row");
+    assert_eq!(common::count_rows(&lake.join("logs")), backlog, "python baseline wrote every row");
     Some(Drain {
         secs: v["wall_s"].as_f64()?,
         cpu_secs: v["cpu_s"].as_f64()?,

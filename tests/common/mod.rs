@@ -145,6 +145,39 @@ mod reqwest {
     }
 }
 
+/// Rows in every Parquet file under `dir`, from the file footers only.
+pub fn count_rows(dir: &Path) -> u64 {
+    parquet_files(dir)
+        .iter()
+        .filter_map(|f| {
+            let file = std::fs::File::open(f).ok()?;
+            let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+            use parquet::file::reader::FileReader;
+            Some(reader.metadata().file_metadata().num_rows() as u64)
+        })
+        .sum()
+}
+
+/// Peak resident set size of a process, in MiB (VmHWM).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// CPU seconds (user + system) a live process has used.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 /// Every `.parquet` file under `dir`, recursively, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
