@@ -40,6 +40,12 @@ fn log_event(id: &str) -> Vec<u8> {
     envelope(data.to_string().as_bytes(), id, &Default::default(), "sub").to_string().into_bytes()
 }
 
+/// `body` sent without a length (chunked transfer), in pieces of at most 1 MiB.
+fn chunked(body: Vec<u8>) -> reqwest::Body {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures::stream::iter(pieces))
+}
+
 async fn push(url: &str, id: &str) -> (u16, String) {
     let r = reqwest::Client::new().post(format!("{url}/push/logs")).body(log_event(id)).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -157,9 +163,7 @@ async fn bodies_over_the_limit_get_their_413_not_a_broken_pipe() {
         let body = vec![b'x'; 18 << 20];
         let body = match i % 2 {
             0 => reqwest::Body::from(body),
-            _ => reqwest::Body::wrap_stream(futures::stream::iter(
-                body.chunks(1 << 20).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
-            )),
+            _ => chunked(body),
         };
         let r = http.post(&url).body(body).send().await;
         let r = r.unwrap_or_else(|e| panic!("request {i}: an answer, not a broken connection: {e:?}"));
@@ -205,9 +209,10 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
     // Two more, one with a length and one chunked: no room, so 429 after the wait for it.
     let http = reqwest::Client::new();
     let url = format!("{}/push/logs", app.url);
-    let chunked = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(log_event("full-2"))]));
-    let (sized, chunked) =
-        tokio::join!(http.post(&url).body(log_event("full-1")).send(), http.post(&url).body(chunked).send());
+    let (sized, chunked) = tokio::join!(
+        http.post(&url).body(log_event("full-1")).send(),
+        http.post(&url).body(chunked(log_event("full-2"))).send()
+    );
     for r in [sized.unwrap(), chunked.unwrap()] {
         assert_eq!(r.status().as_u16(), 429);
         assert_eq!(r.headers()["retry-after"], "1");
@@ -260,8 +265,7 @@ async fn connections_are_closed_after_large_bodies_only() {
     let refused = http.post(format!("{}/push/nope", app.url)).body(vec![b'x'; 100_000]).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 404);
     assert_eq!(refused.headers()["connection"], "close");
-    let chunked = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(log_event("chunked"))]));
-    let chunked = http.post(&url).body(chunked).send().await.unwrap();
+    let chunked = http.post(&url).body(chunked(log_event("chunked"))).send().await.unwrap();
     assert_eq!(chunked.status().as_u16(), 200);
     assert_eq!(chunked.headers()["connection"], "close");
     app.stop.send(()).unwrap();
