@@ -134,10 +134,14 @@ impl Metrics {
         registry.register("sink_errors", "Sink failures, by kind", m.sink_errors.clone());
         registry.register(
             "outstanding_messages",
-            "Messages pulled and not yet acked or nacked",
+            "Messages pulled (or pushed, subscription=\"push\") and not yet acked or nacked",
             m.outstanding_messages.clone(),
         );
-        registry.register("outstanding_bytes", "Bytes pulled and not yet acked or nacked", m.outstanding_bytes.clone());
+        registry.register(
+            "outstanding_bytes",
+            "Payload bytes pulled (or pushed, subscription=\"push\") and not yet acked or nacked",
+            m.outstanding_bytes.clone(),
+        );
         registry.register(
             "stream_restarts",
             "Streaming pulls restarted because they stalled",
@@ -182,6 +186,20 @@ impl Metrics {
         };
         self.sources.lock().expect("not poisoned").push(s.clone());
         s
+    }
+
+    /// One push request's event counted as outstanding until the returned guard is dropped (when
+    /// the event settles), beside the subscriptions' under `subscription="push"`: one alert on
+    /// the outstanding gauges covers both flow controls.
+    pub fn push_outstanding(&self, pipeline: &str, bytes: usize) -> Outstanding {
+        let labels = SubscriptionLabels { pipeline: pipeline.into(), subscription: "push".into() };
+        let (messages, weight) = (
+            self.outstanding_messages.get_or_create_owned(&labels),
+            self.outstanding_bytes.get_or_create_owned(&labels),
+        );
+        messages.inc();
+        weight.inc_by(bytes as i64);
+        Outstanding { messages, bytes: weight, n: bytes as i64 }
     }
 
     /// Handle for one sink; registered for readiness and liveness checks.
@@ -267,6 +285,20 @@ impl InputMetrics {
             crate::ack::Outcome::Delivered => self.acks.inc(),
             crate::ack::Outcome::Failed => self.nacks.inc(),
         };
+    }
+}
+
+/// One event counted in the outstanding gauges while it lives.
+pub struct Outstanding {
+    messages: Gauge,
+    bytes: Gauge,
+    n: i64,
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.messages.dec();
+        self.bytes.dec_by(self.n);
     }
 }
 

@@ -205,6 +205,9 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(held.iter().all(|h| !h.is_finished()), "both wait for the lake");
+    let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
+    let line = r#"sluice_outstanding_messages{pipeline="logs",subscription="push"} 2"#;
+    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
 
     // Two more, one with a length and one chunked: no room, so 429 after the wait for it.
     let http = reqwest::Client::new();
@@ -234,6 +237,9 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
     let (status, body) = push(&app.url, "after").await;
     assert_eq!(status, 200, "{body}");
     written.push("after".into());
+    let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
+    let line = r#"sluice_outstanding_messages{pipeline="logs",subscription="push"} 0"#;
+    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     app.stop.send(()).unwrap();
     app.done.await.unwrap().unwrap();
     let mut ids: Vec<String> =

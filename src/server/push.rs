@@ -143,8 +143,10 @@ async fn push(
     if let Some(held) = &mut held {
         held.shrink_to(footprint(msg.data.len(), msg.message_id.len()));
     }
+    let outstanding = state.metrics.push_outstanding(&pipeline, msg.data.len());
     let ack = Ack::new(move |o| {
         counted.settled(o);
+        drop(outstanding);
         let _ = tx.send(o);
         drop(held); // the room is given back when the event settles, not when the request ends
     });
