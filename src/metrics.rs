@@ -49,6 +49,13 @@ struct SinkErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    pipeline: String,
+    /// The HTTP status answered, e.g. `429`.
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabel {
     pub state: String,
 }
@@ -83,6 +90,7 @@ pub struct Metrics {
     outstanding_messages: Family<SubscriptionLabels, Gauge>,
     outstanding_bytes: Family<SubscriptionLabels, Gauge>,
     stream_restarts: Family<SubscriptionLabels, Counter>,
+    push_refusals: Family<RefusalLabels, Counter>,
     pub(crate) producers: Family<StateLabel, Gauge>,
     pub(crate) config_keys: Gauge,
     ready: Gauge,
@@ -114,6 +122,7 @@ impl Metrics {
             outstanding_messages: Family::default(),
             outstanding_bytes: Family::default(),
             stream_restarts: Family::default(),
+            push_refusals: Family::default(),
             producers: Family::default(),
             config_keys: Gauge::default(),
             ready: Gauge::default(),
@@ -146,6 +155,11 @@ impl Metrics {
             "stream_restarts",
             "Streaming pulls restarted because they stalled",
             m.stream_restarts.clone(),
+        );
+        registry.register(
+            "push_refusals",
+            "Push requests answered with an error, by HTTP status (pipeline \"unknown\" for a path no pipeline has)",
+            m.push_refusals.clone(),
         );
         registry.register("producers", "Producers by liveness state", m.producers.clone());
         registry.register("config_keys", "Keys in the current configuration state", m.config_keys.clone());
@@ -186,6 +200,13 @@ impl Metrics {
         };
         self.sources.lock().expect("not poisoned").push(s.clone());
         s
+    }
+
+    /// A push request answered `status`, an error. `pipeline` must be a known pipeline's name (or
+    /// `unknown`): paths come from callers, and each name would be a series of its own.
+    pub fn push_refused(&self, pipeline: &str, status: u16) {
+        let labels = RefusalLabels { pipeline: pipeline.into(), status: status.to_string() };
+        self.push_refusals.get_or_create(&labels).inc();
     }
 
     /// One push request's event counted as outstanding until the returned guard is dropped (when

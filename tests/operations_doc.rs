@@ -54,6 +54,9 @@ async fn every_metric_the_operations_doc_uses_is_served() {
     .to_string();
     let push = client.post(format!("{}/push/logs", sluice.url)).header("content-type", "application/json").body(body);
     let pushed = tokio::spawn(push.send());
+    // And one refused push, so the refusals are counted.
+    let refused = client.post(format!("{}/push/no-such-pipeline", sluice.url)).body("{}").send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut text = metrics(&client, &sluice.url).await;

@@ -238,8 +238,12 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
     assert_eq!(status, 200, "{body}");
     written.push("after".into());
     let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
-    let line = r#"sluice_outstanding_messages{pipeline="logs",subscription="push"} 0"#;
-    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    for line in [
+        r#"sluice_outstanding_messages{pipeline="logs",subscription="push"} 0"#,
+        r#"sluice_push_refusals_total{pipeline="logs",status="429"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     app.stop.send(()).unwrap();
     app.done.await.unwrap().unwrap();
     let mut ids: Vec<String> =
@@ -271,6 +275,10 @@ async fn connections_are_closed_after_large_bodies_only() {
     let refused = http.post(format!("{}/push/nope", app.url)).body(vec![b'x'; 100_000]).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 404);
     assert_eq!(refused.headers()["connection"], "close");
+    // Counted, under one name for every path no pipeline has (callers choose paths).
+    let metrics = reqwest::get(format!("{}/metrics", app.url)).await.unwrap().text().await.unwrap();
+    let line = r#"sluice_push_refusals_total{pipeline="unknown",status="404"} 1"#;
+    assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     let chunked = http.post(&url).body(chunked(log_event("chunked"))).send().await.unwrap();
     assert_eq!(chunked.status().as_u16(), 200);
     assert_eq!(chunked.headers()["connection"], "close");

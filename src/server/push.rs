@@ -76,19 +76,23 @@ pub(super) async fn push_handler(
     let mut r = match crate::telemetry::TraceContext::from_headers(|h| headers.get(h).and_then(|v| v.to_str().ok())) {
         Some(trace) => {
             let span = trace.span("push", &pipeline);
-            push(state, pipeline, headers, body, max_body).instrument(span).await
+            push(&state, &pipeline, headers, body, max_body).instrument(span).await
         }
-        None => push(state, pipeline, headers, body, max_body).await,
+        None => push(&state, &pipeline, headers, body, max_body).await,
     };
     if large {
         r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    if !r.status().is_success() {
+        let known = state.inputs.contains_key(&pipeline);
+        state.metrics.push_refused(if known { &pipeline } else { "unknown" }, r.status().as_u16());
     }
     r
 }
 
 async fn push(
-    state: AppState,
-    pipeline: String,
+    state: &AppState,
+    pipeline: &str,
     headers: HeaderMap,
     body: axum::body::Body,
     max_body: usize,
@@ -96,18 +100,18 @@ async fn push(
     // Refusals first, from the headers alone: a request that is refused never holds memory or
     // room in a pipeline. Its body is read and dropped before the answer, so the answer reaches
     // a client that is done sending.
-    if let Some(refused) = refusal(&state, &pipeline, &headers).await {
+    if let Some(refused) = refusal(state, pipeline, &headers).await {
         drain(body.into_data_stream()).await;
         return refused;
     }
-    let input = &state.inputs[&pipeline];
+    let input = &state.inputs[pipeline];
     // Room for the event before its body is read: that is what bounds memory whatever the
     // number of callers. A body is weighed as its event would be decoded, from the length it
     // announces (or the largest allowed), and the hold is shrunk to the event's weight below.
     let announced = content_length(&headers);
     if announced.is_some_and(|n| n > max_body) {
         drain(body.into_data_stream()).await;
-        return too_large(&pipeline, max_body);
+        return too_large(pipeline, max_body);
     }
     let announced = announced.unwrap_or(max_body);
     let waiting = AtomicU64::new(0);
@@ -119,14 +123,14 @@ async fn push(
                 Err(_) => {
                     drain(body.into_data_stream()).await;
                     tracing::warn!(pipeline, "refused push request: pipeline at its http.max_outstanding limits");
-                    return at_capacity(&pipeline);
+                    return at_capacity(pipeline);
                 }
             }
         }
     };
     let body = match read_body(body, max_body, announced).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(&pipeline, max_body),
+        Err(BodyError::TooLarge) => return too_large(pipeline, max_body),
         Err(BodyError::Broken(reason)) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -137,13 +141,13 @@ async fn push(
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let counted = state.metrics.input(&pipeline, "push");
+    let counted = state.metrics.input(pipeline, "push");
     counted.received(msg.publish_time);
     let (tx, outcome) = tokio::sync::oneshot::channel();
     if let Some(held) = &mut held {
         held.shrink_to(footprint(msg.data.len(), msg.message_id.len()));
     }
-    let outstanding = state.metrics.push_outstanding(&pipeline, msg.data.len());
+    let outstanding = state.metrics.push_outstanding(pipeline, msg.data.len());
     let ack = Ack::new(move |o| {
         counted.settled(o);
         drop(outstanding);
@@ -163,7 +167,7 @@ async fn push(
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {
             e.ack.settle(Outcome::Failed);
-            return at_capacity(&pipeline);
+            return at_capacity(pipeline);
         }
         Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(e)) => {
             e.ack.settle(Outcome::Failed);
