@@ -14,7 +14,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 struct Case {
     size: usize,
@@ -45,11 +45,8 @@ fn flood(case: &Case) -> Flood {
     let port = common::free_port();
     let mut cmd = common::run_command(&lake, port);
     // Its `config/sluice.yaml` is then the copy; pipelines_dir (../pipelines) resolves beside it.
-    cmd.current_dir(root.path()).stdin(Stdio::null()).stderr(common::log_file(&format!("sluice-{port}.log")));
-    let child = cmd.spawn().expect("sluice binary starts");
-    // The harness's handle: log_lines finds its log by port, and dropping it kills sluice on a panic.
-    let mut sluice = common::Sluice { child, url: format!("http://127.0.0.1:{port}") };
-    wait_healthy(&mut sluice, port);
+    cmd.current_dir(root.path());
+    let sluice = common::Sluice::spawn(cmd, port);
 
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -72,27 +69,6 @@ fn flood(case: &Case) -> Flood {
     let rows = common::count_rows(&lake.join("logs"));
     assert!(rows >= delivered, "{delivered} delivered but {rows} rows in the lake; log: {}", log.display());
     Flood { delivered, secs, cpu_secs, peak_rss_mib, refusals, rows }
-}
-
-/// Poll `sluice healthcheck` (GET /healthz) for up to 30 s.
-fn wait_healthy(sluice: &mut common::Sluice, port: u16) {
-    let log = common::faults::log_path(sluice);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["healthcheck", "--listen", &format!("127.0.0.1:{port}"), "--timeout", "500ms"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        if let Some(status) = sluice.child.try_wait().unwrap() {
-            panic!("sluice exited ({status}) before answering /healthz; log: {}", log.display());
-        }
-        assert!(Instant::now() < deadline, "sluice not healthy in 30 s; log: {}", log.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// D from publish's summary: "published N events to URL: D delivered, R rejected, F failed in S s (…)".

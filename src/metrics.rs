@@ -214,13 +214,11 @@ impl Metrics {
     /// the outstanding gauges covers both flow controls.
     pub fn push_outstanding(&self, pipeline: &str, bytes: usize) -> Outstanding {
         let labels = SubscriptionLabels { pipeline: pipeline.into(), subscription: "push".into() };
-        let (messages, weight) = (
-            self.outstanding_messages.get_or_create_owned(&labels),
-            self.outstanding_bytes.get_or_create_owned(&labels),
-        );
-        messages.inc();
-        weight.inc_by(bytes as i64);
-        Outstanding { messages, bytes: weight, n: bytes as i64 }
+        Outstanding::count(
+            &self.outstanding_messages.get_or_create(&labels),
+            &self.outstanding_bytes.get_or_create(&labels),
+            bytes,
+        )
     }
 
     /// Handle for one sink; registered for readiness and liveness checks.
@@ -309,11 +307,19 @@ impl InputMetrics {
     }
 }
 
-/// One event counted in the outstanding gauges while it lives.
+/// One message counted in the outstanding gauges (pulled or pushed) while it lives.
 pub struct Outstanding {
     messages: Gauge,
     bytes: Gauge,
     n: i64,
+}
+
+impl Outstanding {
+    fn count(messages: &Gauge, bytes: &Gauge, n: usize) -> Outstanding {
+        messages.inc();
+        bytes.inc_by(n as i64);
+        Outstanding { messages: messages.clone(), bytes: bytes.clone(), n: n as i64 }
+    }
 }
 
 impl Drop for Outstanding {
@@ -353,18 +359,12 @@ pub struct SourceMetrics {
 
 impl SourceMetrics {
     /// A message was handed to the pipeline: it is outstanding until settled.
-    pub fn received(&self, publish_time: chrono::DateTime<chrono::Utc>, bytes: usize) {
+    /// Drop what it returns when the message settles (and count the outcome on `input`).
+    pub fn received(&self, publish_time: chrono::DateTime<chrono::Utc>, bytes: usize) -> Outstanding {
         self.input.received(publish_time);
-        self.outstanding_messages.inc();
-        self.outstanding_bytes.inc_by(bytes as i64);
         self.state.last_message_ms.store(now_ms(), Ordering::Relaxed);
         self.state.last_error_ms.store(0, Ordering::Relaxed);
-    }
-
-    pub fn settled(&self, outcome: crate::ack::Outcome, bytes: usize) {
-        self.input.settled(outcome);
-        self.outstanding_messages.dec();
-        self.outstanding_bytes.dec_by(bytes as i64);
+        Outstanding::count(&self.outstanding_messages, &self.outstanding_bytes, bytes)
     }
 
     pub fn outstanding(&self) -> (i64, i64) {

@@ -114,6 +114,8 @@ async fn push(
         return too_large(pipeline, max_body);
     }
     let announced = announced.unwrap_or(max_body);
+    // The budget counts waits for the liveness check of pulling streams; a push wait is no
+    // stream's, so its count is kept here and read by nobody.
     let waiting = AtomicU64::new(0);
     let mut held = match &input.budget {
         None => None,

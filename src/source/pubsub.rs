@@ -165,14 +165,14 @@ impl Pull {
                         let publish_time = publish_time(&message);
                         let bytes = message.data.len();
                         let attempt = handler.delivery_attempt().and_then(|a| u32::try_from(a).ok());
-                        metrics.received(publish_time, bytes);
+                        let outstanding = metrics.received(publish_time, bytes);
                         // Per-message trace (RUST_LOG=sluice::source::pubsub=debug) to follow one id
                         // through crashes and redeliveries; the id is cloned only when it is on.
                         let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| message.message_id.clone());
                         if let Some(id) = &traced {
                             tracing::debug!(message_id = %id, attempt, stream = n, "received");
                         }
-                        let settled = metrics.clone();
+                        let settled = metrics.input.clone();
                         let ack = Ack::new(move |outcome| {
                             match outcome {
                                 Outcome::Delivered => handler.ack(),
@@ -181,7 +181,8 @@ impl Pull {
                             if let Some(id) = traced {
                                 tracing::debug!(message_id = %id, ?outcome, "settled");
                             }
-                            settled.settled(outcome, bytes);
+                            settled.settled(outcome);
+                            drop(outstanding);
                             drop(held);
                         });
                         let mut event = to_event(message, publish_time, subscription.clone(), ack);

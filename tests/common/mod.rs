@@ -62,10 +62,17 @@ impl Sluice {
     pub fn start_with(lake: &Path, extra_env: &[(&str, String)]) -> Sluice {
         let port = free_port();
         let mut cmd = run_command(lake, port);
-        cmd.env("SLUICE_INSTANCE", "test").stdin(Stdio::null()).stderr(log_file(&format!("sluice-{port}.log")));
+        cmd.env("SLUICE_INSTANCE", "test");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, port)
+    }
+
+    /// Spawn `cmd` (a [`run_command`] listening on `port`), logging to `sluice-<port>.log`, and
+    /// wait until it is ready.
+    pub fn spawn(mut cmd: Command, port: u16) -> Sluice {
+        cmd.stdin(Stdio::null()).stderr(log_file(&format!("sluice-{port}.log")));
         let child = cmd.spawn().expect("sluice binary starts");
         let s = Sluice { child, url: format!("http://127.0.0.1:{port}") };
         s.wait_ready();
