@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columnar::{Column, Columnar, Planner, Rows};
 use super::{name_marks::NameMarks, parse_path, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -32,6 +33,8 @@ pub struct Rename {
     /// The sources' top-level keys: a record with no key they may hold (the usual case, a producer
     /// already using the schema's names) is passed over without a search per source.
     roots: NameMarks,
+    /// `(source, target)` slots, on columns.
+    slots: Vec<(usize, usize)>,
 }
 
 /// True when one path is the other or lies inside it (`a` and `a.b`).
@@ -60,7 +63,7 @@ impl RenameConfig {
             pairs.push((parse_path(field.clone(), from)?, parse_path(field, to)?));
         }
         let roots = NameMarks::new(pairs.iter().map(|(from, _)| from.root()));
-        Ok(Rename { pairs, roots })
+        Ok(Rename { pairs, roots, slots: Vec::new() })
     }
 }
 
@@ -76,6 +79,37 @@ impl Stage for Rename {
             }
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Top-level renames onto schema fields: the source is decoded as the field it becomes.
+impl Columnar for Rename {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        for (from, to) in &self.pairs {
+            let Some(target) = p.slot(to).filter(|&t| p.slots[t].in_schema) else { return false };
+            let kind = p.slots[target].kind;
+            let Some(source) = p.extra(from, kind) else { return false };
+            // A time read leniently for a `timestamp` stage must reach that stage where it is.
+            if p.slots[source].any_time {
+                return false;
+            }
+            p.renames.push((source, target));
+            self.slots.push((source, target));
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        for &(source, target) in &self.slots {
+            let moved = rows.cols[target].overlaid(&rows.cols[source]);
+            let kind = rows.cols[source].kind();
+            rows.cols[target] = moved;
+            rows.cols[source] = Column::nulls(kind, rows.len());
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
+use arrow::array::{Array, StringArray};
+
+use super::columnar::{Column, Columnar, Kind, Planner, Rows, Slot};
 use super::{name_marks::NameMarks, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -165,6 +168,16 @@ pub struct Redact {
     any: Option<RegexSet>,
     in_fields: Option<Vec<FieldPath>>,
     replacement: String,
+    /// On columns: the slots searched for patterns, the slots named as secrets, and the JSON
+    /// slots whose values are walked for secret names.
+    slots: ColumnSlots,
+}
+
+#[derive(Default)]
+struct ColumnSlots {
+    searched: Vec<usize>,
+    secret: Vec<usize>,
+    walked: Vec<usize>,
 }
 
 fn built_in(name: &str) -> Option<Pattern> {
@@ -212,13 +225,20 @@ impl Config {
         let words: Vec<_> = patterns.iter().map(|p| p.words).collect();
         let needles = Needles::new(&words, &replacement);
         let marks = NameMarks::new(fields.iter().map(String::as_str));
-        Ok(Redact { fields, marks, patterns, needles, any, in_fields, replacement })
+        Ok(Redact { fields, marks, patterns, needles, any, in_fields, replacement, slots: ColumnSlots::default() })
     }
 }
 
 impl Redact {
     fn is_secret_name(&self, key: &str) -> bool {
         self.marks.may_hold(key) && self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+
+    /// `mask_fields` for a value held under a name that is not a secret.
+    fn mask_fields_in(&self, v: &mut Value) {
+        if matches!(v, Value::Object(_) | Value::Array(_)) {
+            self.mask_fields(v);
+        }
     }
 
     fn mask_fields(&self, v: &mut Value) {
@@ -324,6 +344,86 @@ impl Stage for Redact {
             }
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Patterns searched in named top-level text fields (`in_fields`); secret names masked wherever
+/// they are, top-level text or JSON slots and inside JSON values.
+impl Columnar for Redact {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        let Some(paths) = &self.in_fields else { return false };
+        for path in paths {
+            match p.slot(path).filter(|&s| p.slots[s].kind == Kind::Str) {
+                Some(s) => self.slots.searched.push(s),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        for (i, slot) in slots.iter().enumerate() {
+            match (self.is_secret_name(&slot.name), slot.kind) {
+                (true, Kind::Str | Kind::Json) => self.slots.secret.push(i),
+                (true, _) => return false,
+                (false, Kind::Json) => self.slots.walked.push(i),
+                (false, _) => {}
+            }
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        let fast: Vec<bool> = (0..rows.len()).map(|r| rows.is_fast(r)).collect();
+        for &slot in &self.slots.secret {
+            let masked = match &rows.cols[slot] {
+                Column::Str(a) => Column::Str(
+                    a.iter().zip(&fast).map(|(v, &f)| v.map(|v| if f { &self.replacement[..] } else { v })).collect(),
+                ),
+                Column::Json(values) => Column::Json(
+                    values
+                        .iter()
+                        .zip(&fast)
+                        .map(|(v, &f)| {
+                            v.as_ref().map(|v| if f { Value::String(self.replacement.clone()) } else { v.clone() })
+                        })
+                        .collect(),
+                ),
+                _ => unreachable!("secret slots are text or JSON"),
+            };
+            rows.cols[slot] = masked;
+        }
+        for &slot in &self.slots.walked {
+            if let Column::Json(values) = &mut rows.cols[slot] {
+                values
+                    .iter_mut()
+                    .zip(&fast)
+                    .filter(|(_, &f)| f)
+                    .for_each(|(v, _)| v.iter_mut().for_each(|v| self.mask_fields_in(v)));
+            }
+        }
+        for &slot in &self.slots.searched {
+            let Column::Str(text) = &rows.cols[slot] else { unreachable!("searched slots are text") };
+            let masked: Vec<(usize, String)> = (0..text.len())
+                .filter(|&r| fast[r] && text.is_valid(r))
+                .filter_map(|r| Some((r, self.mask_text(text.value(r))?)))
+                .collect();
+            if masked.is_empty() {
+                continue; // the column is kept as it is
+            }
+            let mut next = masked.iter().peekable();
+            let column: StringArray = (0..text.len())
+                .map(|r| match next.next_if(|(m, _)| *m == r) {
+                    Some((_, m)) => Some(m.as_str()),
+                    None => text.is_valid(r).then(|| text.value(r)),
+                })
+                .collect();
+            rows.cols[slot] = Column::Str(column);
+        }
     }
 }
 
