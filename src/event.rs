@@ -83,10 +83,11 @@ impl Event {
         footprint(self.data.len(), self.message_id.len())
     }
 
-    /// The record, wherever it is held.
-    pub fn record(&self) -> std::borrow::Cow<'_, Value> {
+    /// The record, wherever it is held; with `names`, a record held in columns is read for
+    /// those fields only (observers that look at a few).
+    pub fn record(&self, names: Option<&[&str]>) -> std::borrow::Cow<'_, Value> {
         match &self.row {
-            Some(row) => std::borrow::Cow::Owned(row.record()),
+            Some(row) => std::borrow::Cow::Owned(row.record_of(names)),
             None => std::borrow::Cow::Borrowed(&self.record),
         }
     }

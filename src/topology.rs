@@ -237,7 +237,7 @@ fn spawn_dead_letters(
 }
 
 /// The most events the chain takes at once: what the input holds when it looks, up to this.
-const CHAIN_BATCH: usize = 1024;
+pub const CHAIN_BATCH: usize = 1024;
 
 /// Run events through the chain, a batch at a time, and hand them to their sinks.
 async fn run_chain(

@@ -199,7 +199,7 @@ impl Chain {
 
     /// Run a batch of events through the chain, in arrival order. Dropped events are acknowledged.
     pub fn process_batch(&mut self, events: Vec<Event>) -> Batched {
-        columnar::run(&mut self.stages, self.slots.as_deref(), &self.schema, events)
+        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, events)
     }
 
     /// Whether every event the chain forwards passes `schema.check(record, true)` as it leaves:

@@ -58,6 +58,18 @@ impl Column {
         }
     }
 
+    /// A column of `kind` from record values that fit it (as [`Column::value`] gives them).
+    pub fn from_values(kind: Kind, values: &[Option<Value>]) -> Column {
+        match kind {
+            Kind::Str => Column::Str(values.iter().map(|v| v.as_ref().and_then(Value::as_str)).collect()),
+            Kind::Int => Column::Int(values.iter().map(|v| v.as_ref().and_then(Value::as_i64)).collect()),
+            Kind::Float => Column::Float(values.iter().map(|v| v.as_ref().and_then(Value::as_f64)).collect()),
+            Kind::Bool => Column::Bool(values.iter().map(|v| v.as_ref().and_then(Value::as_bool)).collect()),
+            Kind::Json => Column::Json(values.to_vec()),
+            Kind::Time => unreachable!("times are not set from values"),
+        }
+    }
+
     /// Row by row, `from`'s value where it has one, else this column's (same kinds).
     pub fn overlaid(&self, from: &Column) -> Column {
         if let (Column::Json(to), Column::Json(from)) = (self, from) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 pub use column::{Column, Kind};
 pub use plan::{Columnar, Planner, Slot};
@@ -23,6 +23,7 @@ pub use plan::{Columnar, Planner, Slot};
 use super::{Stage, Verdict};
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
+use crate::path::FieldPath;
 use crate::schema::Schema;
 
 /// What became of a row so far.
@@ -47,6 +48,8 @@ pub struct Rows {
     pub fate: Vec<Fate>,
     /// One column per slot of the plan; empty when the chain has no plan.
     pub cols: Vec<Column>,
+    /// The plan's slots (empty without a plan).
+    pub slots: Arc<[Slot]>,
 }
 
 impl Rows {
@@ -59,12 +62,43 @@ impl Rows {
         !self.slow[r] && matches!(self.fate[r], Fate::Live)
     }
 
+    /// The rows live on the columnar path now.
+    pub fn fast_rows(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&r| self.is_fast(r)).collect()
+    }
+
     pub fn is_live(&self, r: usize) -> bool {
         matches!(self.fate[r], Fate::Live)
     }
 
     pub fn refuse(&mut self, r: usize, stage: usize, reason: String) {
         self.fate[r] = Fate::Dead { stage, reason };
+    }
+
+    /// The slot a top-level name is decoded into.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    /// Row `r`'s value at `path`, as its record holds it: its slot's value, or a value inside a
+    /// JSON slot's. A name that is no slot is absent: the decoder leaves rows that have one.
+    pub fn value_at(&self, r: usize, path: &FieldPath) -> Option<Value> {
+        let value = self.cols[self.slot_of(path.root())?].value(r)?;
+        match plan::top_level(path) {
+            Some(_) => Some(value),
+            None => path.get(&json!({ path.root(): value })).cloned(),
+        }
+    }
+
+    /// Change row `r`'s value in JSON slot `slot` as part of a record `{name: value}` (paths that
+    /// reach inside it); the slot takes whatever `edit` leaves under its name.
+    pub fn edit_json<T>(&mut self, r: usize, slot: usize, edit: impl FnOnce(&mut Value) -> T) -> T {
+        let Column::Json(values) = &mut self.cols[slot] else { unreachable!("a JSON slot") };
+        let name = &self.slots[slot].name;
+        let mut record = Value::Object(values[r].take().map(|v| (name.clone(), v)).into_iter().collect());
+        let out = edit(&mut record);
+        values[r] = record.as_object_mut().and_then(|o| o.remove(name));
+        out
     }
 
     /// Drop row `r` on purpose: it is acknowledged as done.
@@ -99,8 +133,16 @@ pub struct RowRef {
 impl RowRef {
     /// The record as the row-by-row chain would have left it (for observers).
     pub fn record(&self) -> Value {
+        self.record_of(None)
+    }
+
+    /// The record with only the named fields (all of them with `None`).
+    pub fn record_of(&self, names: Option<&[&str]>) -> Value {
         let mut map = Map::new();
         for (i, f) in self.columns.schema.fields.iter().enumerate() {
+            if names.is_some_and(|n| !n.contains(&f.name.as_str())) {
+                continue;
+            }
             if let Some(v) = cell(&self.columns.batch, i, self.row, f.ty) {
                 map.insert(f.name.clone(), v);
             }
@@ -140,7 +182,7 @@ fn cell(batch: &RecordBatch, col: usize, row: usize, ty: crate::schema::FieldTyp
 /// Run `events` through `stages`: on columns when `slots` is a plan, else row by row.
 pub fn run(
     stages: &mut [(String, Box<dyn Stage>)],
-    slots: Option<&[Slot]>,
+    slots: Option<&Arc<[Slot]>>,
     schema: &Arc<Schema>,
     events: Vec<Event>,
 ) -> Batched {
@@ -149,10 +191,12 @@ pub fn run(
         Some(slots) => decode::decode(slots, events.iter().map(|e| &e.data[..])),
         None => (Vec::new(), vec![true; n]),
     };
-    let mut rows = Rows { events, slow, fate: (0..n).map(|_| Fate::Live).collect(), cols };
+    let slots = slots.cloned().unwrap_or_else(|| Arc::from([]));
+    let planned = !slots.is_empty();
+    let mut rows = Rows { events, slow, fate: (0..n).map(|_| Fate::Live).collect(), cols, slots };
     for (i, (_, stage)) in stages.iter_mut().enumerate() {
         let mut takes_slow = false;
-        if slots.is_some() {
+        if planned {
             let op = stage.columnar().expect("a planned chain has a columnar form of every stage");
             takes_slow = op.takes_slow_rows();
             op.apply_columns(&mut rows, i);
@@ -178,7 +222,7 @@ fn apply_rows(stage: &mut dyn Stage, rows: &mut Rows, i: usize) {
 }
 
 fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>) -> Batched {
-    let Rows { events, slow, fate, cols } = rows;
+    let Rows { events, slow, fate, cols, .. } = rows;
     let any_fast = (0..events.len()).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
     let columns = any_fast.then(|| {
         let fields: Vec<ArrowField> =

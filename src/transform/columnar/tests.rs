@@ -28,7 +28,7 @@ fn shipped(pipeline: &str) -> Vec<StageConfig> {
 }
 
 fn chain(configs: &[StageConfig], schema: &Arc<Schema>) -> Chain {
-    let sinks = ["lake".to_string()];
+    let sinks = ["lake".to_string(), "audit".to_string()];
     Chain::build(configs, &BuildContext { pipeline: "p", schema, sinks: &sinks }).unwrap()
 }
 
@@ -122,17 +122,19 @@ fn move_key(o: &mut serde_json::Map<String, Value>, from: &str, to: &str) {
 /// What became of one event, comparable between the two engines.
 #[derive(Debug, PartialEq)]
 enum Fate {
-    Row(RecordBatch),
+    /// The row as written, and the sinks it was routed to.
+    Row(RecordBatch, Option<Vec<String>>),
     Dropped,
     Dead(String, String),
 }
 
 /// The event's row as the sinks would write it, without `ingest_time` (the wall clock).
-fn row(schema: &Schema, e: &Event) -> RecordBatch {
+fn row(schema: &Schema, e: &Event) -> Fate {
     let batch = encode::events_to_batch(schema, std::slice::from_ref(e)).unwrap();
     let keep: Vec<usize> =
         (0..batch.num_columns()).filter(|&i| batch.schema().field(i).name() != "ingest_time").collect();
-    batch.project(&keep).unwrap()
+    let routes = e.routes.as_ref().map(|r| r.iter().map(|s| s.to_string()).collect());
+    Fate::Row(batch.project(&keep).unwrap(), routes)
 }
 
 fn events(kind: Kind, seed: u64, n: usize) -> Vec<Event> {
@@ -161,7 +163,7 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
     let want: Vec<Fate> = events(kind, seed, n)
         .into_iter()
         .map(|e| match rows.process(e) {
-            Output::Forward(e) => Fate::Row(row(schema, &e)),
+            Output::Forward(e) => row(schema, &e),
             Output::Dropped => Fate::Dropped,
             Output::Dead(d) => Fate::Dead(d.stage, d.reason),
         })
@@ -177,7 +179,7 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
         for e in out.forward {
             on_columns += usize::from(e.row.is_some());
             forwarded += 1;
-            got[seq(&e)] = Some(Fate::Row(row(schema, &e)));
+            got[seq(&e)] = Some(row(schema, &e));
         }
         for d in out.dead {
             got[seq(&d.event)] = Some(Fate::Dead(d.stage, d.reason));
@@ -206,9 +208,8 @@ fn shipped_chains_give_what_the_row_chain_gives() {
             }
         }
     }
-    for pipeline in ["logs", "health"] {
-        let schema = schema(if pipeline == "logs" { "log" } else { "health" });
-        assert!(chain(&shipped(pipeline), &schema).is_columnar(), "{pipeline} runs on columns");
+    for (pipeline, schema_name) in [("logs", "log"), ("health", "health"), ("config-changes", "config_change")] {
+        assert!(chain(&shipped(pipeline), &schema(schema_name)).is_columnar(), "{pipeline} runs on columns");
     }
 }
 
@@ -223,6 +224,17 @@ fn other_chains_give_what_the_row_chain_gives() {
         "[{parse_json: {}}, {dedupe: {key: {field: service}, window: 1m, max_keys: 5}}, {redact: {in_fields: [message, host], \
           fields: [labels, token]}}, {timestamp: {fields: [timestamp]}}, {metadata: {message_id: message_id}}, {validate: {}}]",
         "[{parse_json: {}}, {validate: {}}]",
+        "[{parse_json: {}}, {rename: {fields: {level: severity}}}, {filter: {drop_if: {field: severity, eq: DEBUG}}}, \
+          {route: {field: service, routes: {gateway: [lake], pricing: [], risk-engine: [lake, audit]}}}, \
+          {set: {fields: {environment: prod, labels.team: core, latency_ms: 1.5}, if_missing: true}}, \
+          {drop: {fields: [logger, labels.version, nothing.here]}}, {timestamp: {fields: [timestamp], if_missing: publish_time}}, \
+          {metadata: {message_id: message_id}}, {validate: {}}]",
+        "[{parse_json: {}}, {timestamp: {fields: [timestamp], if_missing: publish_time}}, {redact: {}}, \
+          {metadata: {message_id: message_id, attributes: labels}}, {validate: {}}]",
+        "[{parse_json: {}}, {filter: {keep_if: {any: [{field: message, matches: timeout}, {attribute: seq, ne: '3'}, \
+          {field: labels.region, eq: us-central1}]}}}, {redact: {in_fields: [labels.region, labels, message], \
+          patterns: [password, {name: digits, regex: '[0-9]{5,}'}]}}, {timestamp: {fields: [timestamp]}}, \
+          {metadata: {message_id: message_id}}, {set: {fields: {team: core}}}, {validate: {}}]",
     ];
     for yaml in chains {
         let configs: Vec<StageConfig> = crate::config::from_yaml_str(yaml).unwrap();
