@@ -47,6 +47,7 @@ from logs_chain import REPLACEMENT, SCHEMA  # noqa: E402
 # pipelines/logs.yaml `rename`: the later source wins (sluice applies them in key order).
 RENAMED = {"severity": ["level"], "message": ["msg"], "timestamp": ["ts", "time"]}
 ADDED = {"message_id", "ingest_time"}
+TYPES = {name: ty for name, ty, _ in SCHEMA}
 INPUT = [(name, ty) for name, ty, _ in SCHEMA if name not in ADDED]
 INPUT += [(src, "STRING") for dst, srcs in RENAMED.items() for src in srcs]
 INPUT = [(name, "STRING" if ty == "TIMESTAMP" else ty) for name, ty in INPUT]  # parsed after rename
@@ -157,7 +158,7 @@ def comparable(column, name):
     """Values to compare: timestamps as UTC microseconds, JSON text as the values it holds."""
     if pa.types.is_timestamp(column.type):
         return pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64()).to_pylist()
-    if dict((n, t) for n, t, _ in SCHEMA)[name] == "JSON":
+    if TYPES[name] == "JSON":
         return [None if v is None else json.loads(v) for v in pc.cast(column, pa.string()).to_pylist()]
     return column.to_pylist()
 
@@ -174,7 +175,7 @@ def compare(anchor_path, sluice_path):
     bad = [n for n in names if comparable(ours[n], n) != comparable(theirs[n], n)]
     if bad:
         return "DIFFERENT in " + ", ".join(bad)
-    json_columns = [n for n, t, _ in SCHEMA if t == "JSON" and n in names]
+    json_columns = [n for n in names if TYPES[n] == "JSON"]
     return f"identical ({ours.num_rows} rows x {len(names)} columns; {', '.join(json_columns)} as JSON values)"
 
 
@@ -186,7 +187,10 @@ def main():
     args.add_argument("--compare", help="sluice's first Parquet file of the same payloads")
     a = args.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    publish = dt.datetime.fromisoformat(a.publish_time).astimezone(dt.timezone.utc)
+    publish = dt.datetime.fromisoformat(a.publish_time.replace("Z", "+00:00"))
+    if publish.tzinfo is None:
+        args.error("--publish-time needs an offset (RFC 3339), e.g. 2026-11-26T09:30:00Z")
+    publish = publish.astimezone(dt.timezone.utc)
     report, compared = {}, {}
     for name, run in [("duckdb", run_duckdb), ("polars", run_polars)]:
         out = os.path.join(a.out, f"anchor-{name}.parquet")
