@@ -157,12 +157,11 @@ pub fn events_to_batch(schema: &Schema, events: &[Event]) -> Result<RecordBatch,
     // Sources: the JSON records' batch first, then each chain batch the rows come from.
     let mut sources: Vec<RecordBatch> = vec![to_record_batch(schema, &json)?];
     let mut seen: Vec<*const Columns> = vec![std::ptr::null()];
-    let mut next_json = 0;
+    let mut json_rows = 0..;
     let mut indices = Vec::with_capacity(events.len());
     for e in events {
         let Some(row) = &e.row else {
-            indices.push((0, next_json));
-            next_json += 1;
+            indices.push((0, json_rows.next().expect("unbounded")));
             continue;
         };
         let source = match seen.iter().position(|&p| p == Arc::as_ptr(&row.columns)) {

@@ -226,7 +226,7 @@ impl Columnar for Dedupe {
                 (Some(KeySlot::Slot(s)), false) => match &rows.cols[*s] {
                     Column::Str(a) if a.is_valid(r) => Ok(Arc::from(a.value(r))),
                     Column::Int(a) if a.is_valid(r) => Ok(Arc::from(a.value(r).to_string())),
-                    _ => self.key_of(&rows.events[r]).map_err(|_| self.missing()),
+                    _ => Err(self.missing()),
                 },
                 _ => self.key_of(&rows.events[r]),
             };

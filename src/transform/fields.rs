@@ -106,6 +106,9 @@ impl Columnar for Rename {
 
     fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
         for &(source, target) in &self.slots {
+            if rows.cols[source].null_count() == rows.len() {
+                continue; // the usual case: no row spells it this way
+            }
             let moved = rows.cols[target].overlaid(&rows.cols[source]);
             let kind = rows.cols[source].kind();
             rows.cols[target] = moved;

@@ -37,6 +37,10 @@ impl Column {
         Builder::new(kind, rows).finish_nulls(rows)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Column::Str(a) => a.len(),
@@ -44,6 +48,16 @@ impl Column {
             Column::Float(a) => a.len(),
             Column::Bool(a) => a.len(),
             Column::Json(v) => v.len(),
+        }
+    }
+
+    pub fn null_count(&self) -> usize {
+        match self {
+            Column::Str(a) => a.null_count(),
+            Column::Int(a) | Column::Time(a) => a.null_count(),
+            Column::Float(a) => a.null_count(),
+            Column::Bool(a) => a.null_count(),
+            Column::Json(v) => v.iter().filter(|v| v.is_none()).count(),
         }
     }
 
@@ -124,8 +138,16 @@ impl Column {
             }
             Column::Json(values) => {
                 let mut b = StringBuilder::with_capacity(values.len(), values.len() * 32);
+                let mut text = Vec::new();
                 for v in values {
-                    b.append_option(v.as_ref().map(Value::to_string));
+                    match v {
+                        None => b.append_null(),
+                        Some(v) => {
+                            text.clear();
+                            serde_json::to_writer(&mut text, v).expect("a Value always serializes");
+                            b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
+                        }
+                    }
                 }
                 Arc::new(b.finish())
             }

@@ -57,6 +57,10 @@ impl Rows {
         self.events.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
     /// Whether row `r` is live and on the columnar path.
     pub fn is_fast(&self, r: usize) -> bool {
         !self.slow[r] && matches!(self.fate[r], Fate::Live)
@@ -121,6 +125,8 @@ pub struct Batched {
 pub struct Columns {
     pub batch: RecordBatch,
     pub schema: Arc<Schema>,
+    /// The column of the schema's `time_field`, which places a row in its partition.
+    time: Option<usize>,
 }
 
 /// An event's record held as one row of a [`Columns`] batch instead of a JSON tree.
@@ -150,9 +156,9 @@ impl RowRef {
         Value::Object(map)
     }
 
-    /// The row's time in column `field`, if set.
-    pub fn time(&self, field: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        let col = self.columns.batch.column_by_name(field)?;
+    /// The row's time in the schema's `time_field`, if it has one.
+    pub fn event_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let col = self.columns.batch.column(self.columns.time?);
         let col = col.as_primitive_opt::<TimestampMicrosecondType>()?;
         col.is_valid(self.row).then(|| column::time(col.value(self.row)))
     }
@@ -230,7 +236,8 @@ fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>)
         let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
         let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
             .expect("slot columns are typed as the schema's");
-        Arc::new(Columns { batch, schema: schema.clone() })
+        let time = schema.time_field.as_deref().and_then(|f| schema.fields.iter().position(|x| x.name == f));
+        Arc::new(Columns { batch, schema: schema.clone(), time })
     });
     let mut out = Batched::default();
     for (r, (mut event, fate)) in events.into_iter().zip(fate).enumerate() {
