@@ -65,9 +65,21 @@ async fn compacts_a_gcs_lake() {
 }
 
 #[tokio::test]
-async fn compacts_a_local_lake() {
+async fn compacts_a_local_lake_and_replays_it() {
     let dir = tempfile::tempdir().unwrap();
-    compacts_closed_hours_once(&Lake::local(dir.path())).await;
+    let lake = Lake::local(dir.path());
+    compacts_closed_hours_once(&lake).await;
+
+    // A replay of the compacted hour reads every row once.
+    let out = tempfile::tempdir().unwrap();
+    let from = dir.path().join(format!("logs/{CLOSED}"));
+    let args =
+        ["-p", "logs", "--from", from.to_str().unwrap(), "--to", "lake", "--output", out.path().to_str().unwrap()];
+    let text = common::replay::ok(&args, &lake.env);
+    assert!(text.contains("1 files, 960 rows selected"), "{text}");
+    let replayed = common::lake_ids(out.path(), "logs");
+    let compacted = lake.ids(&format!("logs/{CLOSED}")).await;
+    assert_eq!(replayed, compacted, "every row of the compacted hour replayed once");
 }
 
 /// Outputs of about the target size; new small objects later merge with the small last output.
