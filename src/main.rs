@@ -143,11 +143,12 @@ enum Command {
         /// The pipeline whose lake sinks and dead letters are compacted.
         #[arg(long, short)]
         pipeline: String,
-        /// Only hours that end after this instant (RFC 3339).
-        #[arg(long, value_parser = parse_instant)]
+        /// Only hours that end after this instant: RFC 3339, or a duration before now (48h, 7d).
+        /// Only the days from it on are listed, so a scheduled run stays cheap on a long history.
+        #[arg(long, value_parser = parse_instant_or_ago)]
         since: Option<chrono::DateTime<chrono::Utc>>,
-        /// Only hours that start before this instant (RFC 3339).
-        #[arg(long, value_parser = parse_instant)]
+        /// Only hours that start before this instant (RFC 3339, or a duration before now).
+        #[arg(long, value_parser = parse_instant_or_ago)]
         until: Option<chrono::DateTime<chrono::Utc>>,
         /// Parquet bytes a merged object grows to (e.g. 128MiB, 64MB, 1000000); objects this
         /// large are left alone.
@@ -325,6 +326,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     sluice::schema::parse_timestamp(text)
         .ok_or_else(|| format!("expected an RFC 3339 instant such as 2026-11-20T00:00:00Z, found '{text}'"))
+}
+
+/// An RFC 3339 instant, or a duration (`48h`) before now.
+fn parse_instant_or_ago(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(ago) = sluice::config::units::parse_duration(text) {
+        let ago = chrono::TimeDelta::from_std(ago).map_err(|e| format!("'{text}': {e}"))?;
+        return chrono::Utc::now().checked_sub_signed(ago).ok_or_else(|| format!("'{text}' is too long ago"));
+    }
+    parse_instant(text).map_err(|e| format!("{e}, or a duration before now such as 48h"))
 }
 
 /// The compaction's outcome on stdout, per prefix; a dry run lists each merge it would do.

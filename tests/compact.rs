@@ -89,6 +89,10 @@ async fn outputs_grow_to_the_target_and_take_late_objects() {
     let lake = Lake::local(dir.path());
     let mut ids = lake.seed_logs(CLOSED, "small", 20, 40).await;
     let target = (object_size(&lake, &format!("logs/{CLOSED}/small-0.parquet")).await * 6).to_string();
+    let before = lake.snapshot("").await;
+    let recent = lake.compact(&["--since", "1h", "--target-size", &target]);
+    assert!(recent.contains("logs: merged 0 objects"), "{recent}");
+    assert_eq!(lake.snapshot("").await, before, "hours before --since are not touched");
     lake.compact(&["--target-size", &target]);
     let hour = lake.snapshot(&format!("logs/{CLOSED}")).await;
     assert!((3..=4).contains(&hour.len()), "20 objects in units of ~6: {:?}", names(&hour));

@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hcl::eval::{Context, Evaluate};
 use serde_json::{json, Value};
@@ -31,6 +32,7 @@ const MODULES: &[(&str, &[&str])] = &[
     ("bigquery", &["google_bigquery_dataset", "google_bigquery_table"]),
     ("cloudrun", &["google_cloud_run_v2_service", "google_cloud_run_v2_job"]),
     ("workflows", &["google_workflows_workflow"]),
+    ("scheduler", &["google_cloud_scheduler_job"]),
 ];
 
 /// Meta-arguments of a module block, which are not module variables.
@@ -320,6 +322,8 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
         )),
     }
 
+    check_compaction(tf, &config, &mut out);
+
     // HTTP: the container port.
     if g.http.listen.port() as u64 != port.as_u64().unwrap_or(0) || !g.http.listen.ip().is_unspecified() {
         out.push(format!(
@@ -509,6 +513,49 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
     out
 }
 
+/// The compaction schedule: its arguments are ones `sluice compact` takes, every hour is in the
+/// window of a run after it closed (twice, so one failed run is made good), and one execution with
+/// its retries ends before the next starts (two runs of a pipeline must not overlap).
+fn check_compaction(tf: &Terraform, config: &Config, out: &mut Vec<String>) {
+    let Some(c) = tf.locals.get("compact") else {
+        out.push("infra/pipelines.tf: no local `compact` (the compaction jobs' schedule)".into());
+        return;
+    };
+    if let Err(e) = sluice::config::units::parse_bytes(as_str(&c["target_size"])) {
+        out.push(format!("infra/ compact.target_size: {e}"));
+    }
+    let interval = c["interval_hours"].as_u64().unwrap_or(0) * 3600;
+    let schedule = as_str(&c["schedule"]);
+    let every = match schedule.split(' ').collect::<Vec<_>>()[..] {
+        [m, "*", "*", "*", "*"] if m.parse::<u32>().is_ok() => Some(3600),
+        [m, h, "*", "*", "*"] if m.parse::<u32>().is_ok() => {
+            h.strip_prefix("*/").and_then(|n| n.parse::<u64>().ok()).map(|n| n * 3600)
+        }
+        _ => None,
+    };
+    if every != Some(interval) {
+        out.push(format!("infra/ compact.schedule '{schedule}' does not run every compact.interval_hours ({c})"));
+    }
+    let timeout = c["timeout_seconds"].as_u64().unwrap_or(0);
+    let attempts = c["max_retries"].as_u64().unwrap_or(0) + 1;
+    if timeout * attempts >= interval {
+        out.push(format!(
+            "infra/ compact: {attempts} attempts of {timeout}s can outlast the {interval}s between runs, so two \
+             compactions of a pipeline could overlap"
+        ));
+    }
+    let settle = config.pipelines.iter().flat_map(|p| p.sinks.iter().map(|s| s.batch().max_age.0)).max();
+    let needed = Duration::from_secs(3600 + 2 * interval) + settle.unwrap_or_default();
+    match sluice::config::units::parse_duration(as_str(&c["since"])) {
+        Ok(since) if since >= needed => {}
+        Ok(since) => out.push(format!(
+            "infra/ compact.since {since:?} is shorter than an hour, its batches' max_age and two intervals \
+             ({needed:?}): an hour could close after the last run that looks at it"
+        )),
+        Err(e) => out.push(format!("infra/ compact.since: {e}")),
+    }
+}
+
 fn infra_dir() -> PathBuf {
     common::repo().join("infra")
 }
@@ -631,6 +678,13 @@ fn drift_in_terraform_is_reported() {
         "gs://${var.lake_bucket}/elsewhere",
     ));
     assert_reports(&p, "the replay job's SLUICE_REPLAY_OUTPUT is Some(\"gs://sample-lake/elsewhere\"), but infra/ lets it write only under gs://sample-lake/replay");
+
+    let p = drift_with(replaced("pipelines.tf", "timeout_seconds = 1500", "timeout_seconds = 1800"));
+    assert_reports(&p, "infra/ compact: 2 attempts of 1800s can outlast the 3600s between runs");
+    let p = drift_with(replaced("pipelines.tf", "since           = \"48h\"", "since           = \"2h\""));
+    assert_reports(&p, "infra/ compact.since 7200s is shorter than");
+    let p = drift_with(replaced("pipelines.tf", "\"15 * * * *\"", "\"15 */2 * * *\""));
+    assert_reports(&p, "infra/ compact.schedule '15 */2 * * *' does not run every compact.interval_hours");
 
     let p = drift_with(replaced("main.tf", "module \"workflows\" {", "module \"replay_workflow\" {"));
     assert_reports(&p, "the root module does not call module \"workflows\"");

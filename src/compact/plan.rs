@@ -76,6 +76,25 @@ pub fn output_name(folder: &ObjectPath, inputs: &[Input]) -> ObjectPath {
     folder.clone().join(format!("{COMPACTED}{h:016x}.parquet"))
 }
 
+/// Windows longer than this are listed whole rather than day by day.
+const MAX_DAYS_LISTED: i64 = 366;
+
+/// What to list: the `dt=` folders of the days the window touches when it has a start (so a
+/// scheduled run over recent hours does not list the whole history), else the whole prefix.
+fn folders(prefix: &ObjectPath, window: &Window) -> Vec<ObjectPath> {
+    let Some(since) = window.since else { return vec![prefix.clone()] };
+    let first = since.date_naive();
+    let last = window.until.unwrap_or_else(Utc::now).date_naive();
+    if (last - first).num_days() > MAX_DAYS_LISTED {
+        return vec![prefix.clone()];
+    }
+    first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .map(|d| prefix.clone().join(format!("dt={}", d.format("%Y-%m-%d"))))
+        .collect()
+}
+
 /// The folder an object is in.
 fn parent(path: &ObjectPath) -> ObjectPath {
     let parts: Vec<_> = path.parts().collect();
@@ -93,11 +112,13 @@ pub async fn plan(
     prefix: &ObjectPath,
     selection: &Selection,
 ) -> Result<Plan, CompactError> {
-    let listed: Vec<ObjectMeta> = store
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(|e| CompactError::store(format!("listing {prefix}"), e))?;
+    let mut listed: Vec<ObjectMeta> = Vec::new();
+    for folder in folders(prefix, &selection.window) {
+        let what = || format!("listing {folder}");
+        listed.extend(
+            store.list(Some(&folder)).try_collect::<Vec<_>>().await.map_err(|e| CompactError::store(what(), e))?,
+        );
+    }
     let mut by_hour: BTreeMap<(chrono::NaiveDate, u32), Vec<ObjectMeta>> = BTreeMap::new();
     for meta in listed {
         let relative = meta.location.as_ref().strip_prefix(prefix.as_ref()).unwrap_or(meta.location.as_ref());
@@ -217,6 +238,18 @@ mod tests {
         assert_eq!(output_name(&folder, &a), output_name(&folder, &b));
         assert_ne!(output_name(&folder, &a), output_name(&folder, &c));
         assert_eq!(output_name(&folder, &a).as_ref(), "p/dt=2026-11-26/hour=09/compacted-2fff55ad38d48126.parquet");
+    }
+
+    #[test]
+    fn a_window_with_a_start_lists_its_days() {
+        let t = |s| Some(crate::schema::parse_timestamp(s).unwrap());
+        let prefix = ObjectPath::from("lake/logs");
+        let w = Window { since: t("2026-11-25T23:00:00Z"), until: t("2026-11-27T01:00:00Z") };
+        let listed: Vec<String> = folders(&prefix, &w).iter().map(|p| p.to_string()).collect();
+        assert_eq!(listed, ["lake/logs/dt=2026-11-25", "lake/logs/dt=2026-11-26", "lake/logs/dt=2026-11-27"]);
+        assert_eq!(folders(&prefix, &Window::default()), [prefix.clone()]);
+        let long = Window { since: t("2000-01-01T00:00:00Z"), until: None };
+        assert_eq!(folders(&prefix, &long), [prefix]);
     }
 
     #[test]

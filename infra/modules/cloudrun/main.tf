@@ -1,5 +1,6 @@
 # sluice on Cloud Run: the service (streaming pull with always-on CPU, or push with request-driven
-# autoscaling) and a job that runs `sluice replay` one-off, started by the Workflows workflow.
+# autoscaling), a job that runs `sluice replay` one-off, started by the Workflows workflow, and a
+# job per pipeline that runs `sluice compact`, started on a schedule.
 
 resource "google_cloud_run_v2_service" "sluice" {
   project             = var.project
@@ -129,4 +130,60 @@ resource "google_cloud_run_v2_job_iam_member" "replay_runner" {
   name     = google_cloud_run_v2_job.replay.name
   role     = "roles/run.developer"
   member   = each.value
+}
+
+# `sluice compact -p <pipeline>`: merges the small objects of closed hours. One task, and a
+# timeout that (with the retry) ends before the next scheduled run, so runs never overlap. A retry
+# first finishes the merge a failed attempt left (its manifest), then goes on.
+resource "google_cloud_run_v2_job" "compact" {
+  for_each            = var.compact_pipelines
+  project             = var.project
+  name                = "${var.name}-compact-${each.key}"
+  location            = var.region
+  labels              = var.labels
+  deletion_protection = var.deletion_protection
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account = var.compact_service_account
+      timeout         = "${var.compact_timeout_seconds}s"
+      max_retries     = var.compact_max_retries
+
+      containers {
+        image = var.image
+        args  = concat(["compact", "--pipeline", each.key], var.compact_args)
+
+        dynamic "env" {
+          for_each = var.env
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        resources {
+          limits = {
+            cpu    = var.compact_cpu
+            memory = var.compact_memory
+          }
+        }
+      }
+    }
+  }
+}
+
+# Who may start the compaction jobs as they are (the scheduler): run.invoker, no overrides.
+resource "google_cloud_run_v2_job_iam_member" "compact_runner" {
+  for_each = {
+    for pair in setproduct(keys(var.compact_pipelines), keys(var.compact_runners)) :
+    "${pair[0]}-${pair[1]}" => { job = pair[0], member = var.compact_runners[pair[1]] }
+  }
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_job.compact[each.value.job].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
 }

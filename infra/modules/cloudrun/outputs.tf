@@ -10,3 +10,8 @@ output "service" {
 output "replay_job" {
   value = google_cloud_run_v2_job.replay.name
 }
+
+output "compact_jobs" {
+  description = "The compaction jobs' names, by pipeline."
+  value       = { for k, j in google_cloud_run_v2_job.compact : k => j.name }
+}
