@@ -52,7 +52,7 @@ async fn load(store: &dyn ObjectStore, path: &ObjectPath) -> Result<Manifest, Co
     let what = || format!("reading manifest {path}");
     let bytes = store.get(path).await.map_err(|e| CompactError::store(what(), e))?;
     let bytes = bytes.bytes().await.map_err(|e| CompactError::store(what(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CompactError::Read { path: path.to_string(), reason: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| CompactError::Manifest { path: path.to_string(), reason: e.to_string() })
 }
 
 /// Delete an object; one already gone is fine (an earlier attempt deleted it).

@@ -39,16 +39,19 @@ pub use run::{compact, Args, PrefixSummary, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
-    /// The command line or config asks for something that cannot be done; retrying will not help.
+    /// Arguments or config that cannot work (a pipeline that does not exist, an empty window).
     #[error("{0}")]
     Usage(String),
-    /// Listing, reading, writing or deleting failed (may pass on a retry; a rerun resumes).
+    /// Listing, looking up or deleting objects, or saving a manifest, failed; a rerun resumes.
     #[error("{what}: {source}")]
     Store { what: String, source: object_store::Error },
-    /// An object is not Parquet sluice can read, or a manifest is not one sluice wrote.
-    #[error("reading {path}: {reason}")]
-    Read { path: String, reason: String },
-    /// Writing the merged object failed; nothing was deleted, a rerun starts the unit again.
+    /// Reading an input (the replay reader: footers, row groups); nothing was deleted.
+    #[error(transparent)]
+    Input(#[from] crate::replay::ReplayError),
+    /// A manifest sluice cannot read: left in place, so its inputs are not touched.
+    #[error("manifest {path}: {reason}")]
+    Manifest { path: String, reason: String },
+    /// Writing the merged object failed; nothing was deleted, a rerun starts the merge again.
     #[error("writing {path}: {reason}")]
     Write { path: String, reason: String },
 }
@@ -56,16 +59,5 @@ pub enum CompactError {
 impl CompactError {
     fn store(what: impl std::fmt::Display, source: object_store::Error) -> CompactError {
         CompactError::Store { what: what.to_string(), source }
-    }
-}
-
-impl From<crate::replay::ReplayError> for CompactError {
-    /// The replay reader's errors: reading a store or a file.
-    fn from(e: crate::replay::ReplayError) -> CompactError {
-        match e {
-            crate::replay::ReplayError::Store { what, source } => CompactError::Store { what, source },
-            crate::replay::ReplayError::Read { path, reason } => CompactError::Read { path, reason },
-            other => CompactError::Read { path: String::new(), reason: other.to_string() },
-        }
     }
 }

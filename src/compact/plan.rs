@@ -247,7 +247,7 @@ mod tests {
         let w = Window { since: t("2026-11-25T23:00:00Z"), until: t("2026-11-27T01:00:00Z") };
         let listed: Vec<String> = folders(&prefix, &w).iter().map(|p| p.to_string()).collect();
         assert_eq!(listed, ["lake/logs/dt=2026-11-25", "lake/logs/dt=2026-11-26", "lake/logs/dt=2026-11-27"]);
-        assert_eq!(folders(&prefix, &Window::default()), [prefix.clone()]);
+        assert_eq!(folders(&prefix, &Window::default()), std::slice::from_ref(&prefix));
         let long = Window { since: t("2000-01-01T00:00:00Z"), until: None };
         assert_eq!(folders(&prefix, &long), [prefix]);
     }
