@@ -142,21 +142,26 @@ async fn a_compaction_killed_at_each_step_resumes_without_loss_or_duplicates() {
     }
 }
 
-/// SIGKILL at seeded random moments, several times in a row, then a full run: exactly once.
+/// SIGKILL at seeded random moments, round after round with new small objects each time (late
+/// events into the compacted hour), then a full run: every row exactly once.
 #[tokio::test]
 async fn a_compaction_killed_at_random_moments_ends_with_every_row_once() {
     let gcs = FakeGcs::start();
     let lake = Lake::gcs(&gcs, "kill-random");
-    let ids = lake.seed_logs(CLOSED, "small", 30, 20).await;
+    let mut ids = lake.seed_logs(CLOSED, "small", 16, 20).await;
     let target = (object_size(&lake, &format!("logs/{CLOSED}/small-0.parquet")).await * 4).to_string();
     let mut rng = common::faults::seeded_rng("compact random kills");
-    for round in 0..4 {
-        let wait = common::faults::between(&mut rng, Duration::from_millis(20), Duration::from_millis(600));
+    let mut killed = 0;
+    for round in 0..6 {
+        ids.extend(lake.seed_logs(CLOSED, &format!("late{round}"), 8, 20).await);
+        let wait = common::faults::between(&mut rng, Duration::from_millis(100), Duration::from_millis(500));
         let (mut child, _log) =
             common::spawn_in_group(lake.command(&["--target-size", &target]), &format!("compact-random-{round}"));
         std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_none() {
+        let running = child.try_wait().unwrap().is_none();
+        if running {
             common::signal(child.id(), "KILL");
+            killed += 1;
         }
         child.wait().unwrap();
         let seen = lake.ids(&format!("logs/{CLOSED}")).await;
@@ -165,10 +170,12 @@ async fn a_compaction_killed_at_random_moments_ends_with_every_row_once() {
         let manifests = lake.snapshot("_sluice").await.len();
         let twice = seen.values().filter(|n| **n > 1).count();
         common::faults::report(format!(
-            "round {round}: stopped after {} ms: {objects} objects, {manifests} manifests, {twice} rows seen twice",
+            "round {round}: {} after {} ms: {objects} objects, {manifests} manifests, {twice} rows seen twice",
+            if running { "killed" } else { "had finished" },
             wait.as_millis()
         ));
     }
+    assert!(killed > 0, "no round was killed mid-run: lengthen the runs");
     lake.compact(&["--target-size", &target]);
     exactly_once(&lake.ids(&format!("logs/{CLOSED}")).await, &ids);
     assert!(lake.snapshot("_sluice").await.is_empty(), "no manifest left");
