@@ -35,8 +35,8 @@ pub struct Manifest {
 /// What finishing an interrupted unit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
-    /// The output was there: the inputs still present were deleted (this many).
-    Completed { deleted: usize },
+    /// The output was there: the inputs still present were deleted.
+    Completed,
     /// The output was not written: no input had been deleted, the manifest was dropped.
     RolledBack,
 }
@@ -56,10 +56,9 @@ async fn load(store: &dyn ObjectStore, path: &ObjectPath) -> Result<Manifest, Co
 }
 
 /// Delete an object; one already gone is fine (an earlier attempt deleted it).
-pub async fn delete(store: &dyn ObjectStore, path: &ObjectPath) -> Result<bool, CompactError> {
+pub async fn delete(store: &dyn ObjectStore, path: &ObjectPath) -> Result<(), CompactError> {
     match store.delete(path).await {
-        Ok(()) => Ok(true),
-        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(CompactError::store(format!("deleting {path}"), e)),
     }
 }
@@ -87,15 +86,69 @@ pub async fn pending(store: &Arc<dyn ObjectStore>, under: &ObjectPath) -> Result
 pub async fn finish(store: &dyn ObjectStore, path: &ObjectPath) -> Result<Finished, CompactError> {
     let m = load(store, path).await?;
     let done = if exists(store, &ObjectPath::from(m.output.as_str())).await? {
-        let mut deleted = 0;
         for input in &m.inputs {
-            deleted += delete(store, &ObjectPath::from(input.path.as_str())).await? as usize;
+            delete(store, &ObjectPath::from(input.path.as_str())).await?;
         }
-        Finished::Completed { deleted }
+        Finished::Completed
     } else {
         Finished::RolledBack
     };
     delete(store, path).await?;
     tracing::info!(manifest = %path, output = %m.output, outcome = ?done, "finished an interrupted compaction");
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    async fn put(store: &dyn ObjectStore, path: &str, text: &str) {
+        store.put(&ObjectPath::from(path), PutPayload::from(text.to_owned())).await.unwrap();
+    }
+
+    async fn names(store: &dyn ObjectStore) -> Vec<String> {
+        let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut names: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    fn manifest() -> Manifest {
+        let input = |p: &str| Input { path: p.into(), size: 1 };
+        Manifest { output: "p/out".into(), inputs: vec![input("p/a"), input("p/b")], rows: 2, created_at: "t".into() }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_merge_with_its_output_deletes_the_inputs_left() {
+        let store = InMemory::new();
+        let path = ObjectPath::from("m/x.json");
+        save(&store, &path, &manifest()).await.unwrap();
+        put(&store, "p/out", "merged").await;
+        put(&store, "p/b", "b").await; // `p/a` was deleted before the crash
+        assert_eq!(finish(&store, &path).await.unwrap(), Finished::Completed);
+        assert_eq!(names(&store).await, ["p/out"]);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_merge_without_its_output_keeps_the_inputs() {
+        let store = InMemory::new();
+        let path = ObjectPath::from("m/x.json");
+        save(&store, &path, &manifest()).await.unwrap();
+        put(&store, "p/a", "a").await;
+        put(&store, "p/b", "b").await;
+        assert_eq!(finish(&store, &path).await.unwrap(), Finished::RolledBack);
+        assert_eq!(names(&store).await, ["p/a", "p/b"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_manifest_is_left_and_named() {
+        let store = InMemory::new();
+        put(&store, "m/x.json", "{").await;
+        put(&store, "p/a", "a").await;
+        let err = finish(&store, &ObjectPath::from("m/x.json")).await.unwrap_err().to_string();
+        assert!(err.starts_with("manifest m/x.json: "), "{err}");
+        assert_eq!(names(&store).await, ["m/x.json", "p/a"]);
+    }
 }

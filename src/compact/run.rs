@@ -76,8 +76,7 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
         s.interrupted = pending.len();
         if !args.dry_run {
             for m in &pending {
-                s.completed +=
-                    matches!(manifest::finish(store.as_ref(), m).await?, Finished::Completed { .. }) as usize;
+                s.completed += matches!(manifest::finish(store.as_ref(), m).await?, Finished::Completed) as usize;
             }
         }
         s.plan = plan::plan(&store, &join(&base, &prefix), &selection).await?;
