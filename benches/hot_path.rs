@@ -25,7 +25,7 @@ use sluice::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;
-use sluice::transform::Output;
+use sluice::topology::CHAIN_BATCH;
 
 /// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
 #[global_allocator]
@@ -195,8 +195,7 @@ fn write(
         }
     }
     clock.lap(&mut round.phases[2]);
-    let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
-    let rb = encode::to_record_batch(schema, &records).expect("rows encode");
+    let rb = encode::events_to_batch(schema, &good).expect("rows encode");
     clock.lap(&mut round.phases[3]);
     let bytes = encode::to_parquet(&rb).expect("parquet encodes");
     round.parquet_bytes += bytes.len();
@@ -225,19 +224,22 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let schema = &pipeline.schema;
     let rows_checked = chain.checked_against(schema);
     let mut round = Round::default();
-    let (mut events, mut kept) = (Vec::with_capacity(PER_RESPONSE), Vec::with_capacity(PER_RESPONSE));
+    let (mut events, mut kept) = (Vec::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
     let now = tokio::time::Instant::now();
     let mut clock = Clock::start();
-    for frame in frames {
-        decode(frame, &subscription, &mut events);
-        clock.lap(&mut round.phases[0]);
-        for e in events.drain(..) {
-            match chain.process(e) {
-                Output::Forward(e) => kept.push(e),
-                Output::Dropped => round.dropped += 1,
-                Output::Dead(d) => panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason),
-            }
+    // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
+    for group in frames.chunks(CHAIN_BATCH / PER_RESPONSE) {
+        for frame in group {
+            decode(frame, &subscription, &mut events);
         }
+        clock.lap(&mut round.phases[0]);
+        let taken = events.len();
+        let out = chain.process_batch(std::mem::replace(&mut events, Vec::with_capacity(CHAIN_BATCH)));
+        if let Some(d) = out.dead.first() {
+            panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason);
+        }
+        round.dropped += taken - out.forward.len();
+        kept.extend(out.forward);
         clock.lap(&mut round.phases[1]);
         let mut full = Vec::new();
         for e in kept.drain(..) {

@@ -35,13 +35,12 @@ impl Partition {
 
     /// The partition of the event's `time_field`, or of its publish time when it has none.
     pub fn for_event(schema: &Schema, event: &Event) -> Self {
-        let t = schema
-            .time_field
-            .as_deref()
-            .and_then(|f| event.record.get(f))
-            .and_then(|v| v.as_str())
-            .and_then(parse_timestamp)
-            .unwrap_or(event.publish_time);
+        let field = schema.time_field.as_deref();
+        let t = match &event.row {
+            Some(row) => field.and_then(|f| row.time(f)),
+            None => field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp),
+        };
+        let t = t.unwrap_or(event.publish_time);
         Partition::of(t)
     }
 
