@@ -1,5 +1,6 @@
-//! Replay progress: a bar (files, rows, rate, ETA) when stderr is a terminal, otherwise a
-//! structured log line every few seconds, so a Cloud Run job's log shows it too.
+//! Progress of a job over lake files (`replay`, `compact`): a bar (files, rows, rate, ETA) when
+//! stderr is a terminal, otherwise a structured log line every few seconds, so a Cloud Run job's
+//! log shows it too.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -10,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
+    /// The job's name in log lines: "replay progress", "compact finished".
+    job: &'static str,
     bar: Option<ProgressBar>,
     files: usize,
     files_done: usize,
@@ -23,7 +26,7 @@ pub struct Progress {
 
 impl Progress {
     /// `files_done`/`rows_done`: what a checkpoint says is already done.
-    pub fn new(files: usize, rows_total: u64, files_done: usize, rows_done: u64) -> Progress {
+    pub fn new(job: &'static str, files: usize, rows_total: u64, files_done: usize, rows_done: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(rows_total), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -35,6 +38,7 @@ impl Progress {
         });
         let now = Instant::now();
         let p = Progress {
+            job,
             bar,
             files,
             files_done,
@@ -60,7 +64,7 @@ impl Progress {
             Some(b) => b.set_position(self.rows_done),
             None if self.last_log.elapsed() >= LOG_EVERY => {
                 self.last_log = Instant::now();
-                self.log("replay progress");
+                self.log("progress");
             }
             None => {}
         }
@@ -76,7 +80,7 @@ impl Progress {
         (self.rows_done - self.rows_before) as f64 / self.started.elapsed().as_secs_f64().max(1e-6)
     }
 
-    fn log(&self, message: &str) {
+    fn log(&self, what: &str) {
         let rate = self.rate();
         let left = self.rows_total.saturating_sub(self.rows_done);
         let eta = if rate > 0.0 { (left as f64 / rate).round() as u64 } else { 0 };
@@ -87,7 +91,8 @@ impl Progress {
             rows = self.rows_total,
             rows_per_sec = rate.round() as u64,
             eta_secs = eta,
-            "{message}"
+            "{} {what}",
+            self.job
         );
     }
 
@@ -95,6 +100,6 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        self.log("replay finished");
+        self.log("finished");
     }
 }

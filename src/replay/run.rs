@@ -213,7 +213,7 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     let ingest = ingest_field(p);
     let files_done = plan.files.iter().filter(|f| cp.done(f.path.as_ref()) >= f.row_groups.len()).count();
     let mut progress =
-        super::progress::Progress::new(plan.files.len(), plan.selected_rows(), files_done, cp.rows_done());
+        super::progress::Progress::new("replay", plan.files.len(), plan.selected_rows(), files_done, cp.rows_done());
     let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };
     for file in &plan.files {
         let first = cp.done(file.path.as_ref());
