@@ -159,17 +159,17 @@ impl<'a> Row<'_, 'a> {
         }
         self.at += 1;
         let start = self.at;
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    self.at += 1;
-                    return Some(Cow::Borrowed(&self.text[start..self.at - 1]));
-                }
-                b'\\' => return self.escaped(start).map(Cow::Owned),
-                0..=0x1f => return None,
-                _ => self.at += 1,
-            }
+        // The closing quote or the first escape, found a word at a time.
+        let end = start + memchr::memchr2(b'"', b'\\', &self.bytes()[start..])?;
+        if self.bytes()[start..end].iter().any(|&b| b < 0x20) {
+            return None; // a raw control character: JSON refuses it
         }
+        self.at = end;
+        if self.bytes()[end] == b'\\' {
+            return self.escaped(start).map(Cow::Owned);
+        }
+        self.at += 1;
+        Some(Cow::Borrowed(&self.text[start..end]))
     }
 
     /// The rest of a string that holds an escape, from its start.
