@@ -169,9 +169,8 @@ impl Columnar for Drop {
             match (top_level(path), rows.cols[slot].kind()) {
                 (Some(_), kind) => rows.cols[slot] = Column::nulls(kind, rows.len()),
                 (None, Kind::Json) => {
-                    for r in rows.fast_rows() {
-                        rows.edit_json(r, slot, |record| path.remove(record));
-                    }
+                    let fast = rows.fast_rows();
+                    rows.edit_json(slot, &fast, |record| path.remove(record));
                 }
                 (None, _) => {}
             }
@@ -274,14 +273,15 @@ impl Columnar for Set {
                 rows.cols[slot] = Column::from_values(kind, &column);
                 continue;
             }
-            for r in rows.fast_rows() {
-                let set = rows.edit_json(r, slot, |record| {
-                    if self.if_missing && path.get(record).is_some_and(|v| !v.is_null()) {
-                        return Ok(());
-                    }
-                    path.set(record, value.clone())
-                });
-                if let Err(reason) = set {
+            let fast = rows.fast_rows();
+            let set = rows.edit_json(slot, &fast, |record| {
+                if self.if_missing && path.get(record).is_some_and(|v| !v.is_null()) {
+                    return Ok(());
+                }
+                path.set(record, value.clone())
+            });
+            for (r, result) in fast.into_iter().zip(set) {
+                if let Err(reason) = result {
                     rows.refuse(r, stage, reason);
                 }
             }

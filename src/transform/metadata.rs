@@ -155,14 +155,15 @@ impl Columnar for Metadata {
                 }
                 Source::MessageId => Column::Str((0..n).map(|r| on(r).map(|e| e.message_id.as_str())).collect()),
                 Source::Subscription => Column::Str((0..n).map(|r| on(r).map(|e| &*e.subscription)).collect()),
-                Source::Attributes => Column::Json(
-                    (0..n)
+                Source::Attributes => {
+                    let values: Vec<Option<Value>> = (0..n)
                         .map(|r| {
                             let attrs = &on(r)?.attributes;
                             Some(Value::Object(attrs.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()))
                         })
-                        .collect(),
-                ),
+                        .collect();
+                    Column::from_values(Kind::Json, &values)
+                }
                 // An attribute the message lacks writes nothing: the field keeps its value.
                 Source::Attribute(a) => {
                     let values = Column::Str((0..n).map(|r| on(r)?.attributes.get(a).map(String::as_str)).collect());

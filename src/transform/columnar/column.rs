@@ -17,7 +17,8 @@ pub enum Kind {
     Bool,
     /// Microseconds since the epoch, UTC.
     Time,
-    /// Any JSON value, kept parsed (stages may walk it) and written as compact text.
+    /// Any JSON value, kept as the compact text a record's value is written as (keys sorted);
+    /// parsed only by a stage that looks inside it.
     Json,
 }
 
@@ -29,7 +30,7 @@ pub enum Column {
     Float(Float64Array),
     Bool(BooleanArray),
     Time(Int64Array),
-    Json(Vec<Option<Value>>),
+    Json(StringArray),
 }
 
 impl Column {
@@ -43,21 +44,19 @@ impl Column {
 
     pub fn len(&self) -> usize {
         match self {
-            Column::Str(a) => a.len(),
+            Column::Str(a) | Column::Json(a) => a.len(),
             Column::Int(a) | Column::Time(a) => a.len(),
             Column::Float(a) => a.len(),
             Column::Bool(a) => a.len(),
-            Column::Json(v) => v.len(),
         }
     }
 
     pub fn null_count(&self) -> usize {
         match self {
-            Column::Str(a) => a.null_count(),
+            Column::Str(a) | Column::Json(a) => a.null_count(),
             Column::Int(a) | Column::Time(a) => a.null_count(),
             Column::Float(a) => a.null_count(),
             Column::Bool(a) => a.null_count(),
-            Column::Json(v) => v.iter().filter(|v| v.is_none()).count(),
         }
     }
 
@@ -79,16 +78,13 @@ impl Column {
             Kind::Int => Column::Int(values.iter().map(|v| v.as_ref().and_then(Value::as_i64)).collect()),
             Kind::Float => Column::Float(values.iter().map(|v| v.as_ref().and_then(Value::as_f64)).collect()),
             Kind::Bool => Column::Bool(values.iter().map(|v| v.as_ref().and_then(Value::as_bool)).collect()),
-            Kind::Json => Column::Json(values.to_vec()),
+            Kind::Json => Column::Json(values.iter().map(|v| v.as_ref().map(Value::to_string)).collect()),
             Kind::Time => unreachable!("times are not set from values"),
         }
     }
 
     /// Row by row, `from`'s value where it has one, else this column's (same kinds).
     pub fn overlaid(&self, from: &Column) -> Column {
-        if let (Column::Json(to), Column::Json(from)) = (self, from) {
-            return Column::Json(to.iter().zip(from).map(|(t, f)| f.clone().or_else(|| t.clone())).collect());
-        }
         let (to, from) = (self.arrow_values(), from.arrow_values());
         let mask = arrow::compute::is_not_null(&from).expect("a column has a null buffer or none");
         let merged = arrow::compute::kernels::zip::zip(&mask, &from, &to).expect("columns of one kind and length");
@@ -112,44 +108,28 @@ impl Column {
             Kind::Time => Column::Time(a.as_primitive::<Int64Type>().clone()),
             Kind::Float => Column::Float(a.as_primitive::<Float64Type>().clone()),
             Kind::Bool => Column::Bool(a.as_boolean().clone()),
-            Kind::Json => unreachable!("JSON columns are not kept as Arrow arrays"),
+            Kind::Json => Column::Json(a.as_string::<i32>().clone()),
         }
     }
 
     pub fn is_valid(&self, row: usize) -> bool {
         match self {
-            Column::Str(a) => a.is_valid(row),
+            Column::Str(a) | Column::Json(a) => a.is_valid(row),
             Column::Int(a) | Column::Time(a) => a.is_valid(row),
             Column::Float(a) => a.is_valid(row),
             Column::Bool(a) => a.is_valid(row),
-            Column::Json(v) => v[row].is_some(),
         }
     }
 
     /// The Arrow array for the schema column: timestamps typed as such, JSON as its compact text.
     pub fn to_arrow(&self) -> ArrayRef {
         match self {
-            Column::Str(a) => Arc::new(a.clone()),
+            Column::Str(a) | Column::Json(a) => Arc::new(a.clone()),
             Column::Int(a) => Arc::new(a.clone()),
             Column::Float(a) => Arc::new(a.clone()),
             Column::Bool(a) => Arc::new(a.clone()),
             Column::Time(a) => {
                 Arc::new(TimestampMicrosecondArray::new(a.values().clone(), a.nulls().cloned()).with_timezone("+00:00"))
-            }
-            Column::Json(values) => {
-                let mut b = StringBuilder::with_capacity(values.len(), values.len() * 32);
-                let mut text = Vec::new();
-                for v in values {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => {
-                            text.clear();
-                            serde_json::to_writer(&mut text, v).expect("a Value always serializes");
-                            b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
-                        }
-                    }
-                }
-                Arc::new(b.finish())
             }
         }
     }
@@ -165,7 +145,7 @@ impl Column {
             Column::Float(a) => serde_json::Number::from_f64(a.value(row)).map_or(Value::Null, Value::Number),
             Column::Bool(a) => Value::Bool(a.value(row)),
             Column::Time(a) => Value::String(crate::schema::format_timestamp(time(a.value(row)))),
-            Column::Json(v) => v[row].clone()?,
+            Column::Json(a) => serde_json::from_str(a.value(row)).expect("JSON columns hold JSON text"),
         })
     }
 }
@@ -182,7 +162,7 @@ pub enum Builder {
     Float(Float64Builder),
     Bool(BooleanBuilder),
     Time(Int64Builder),
-    Json(Vec<Option<Value>>),
+    Json(StringBuilder),
 }
 
 impl Builder {
@@ -193,17 +173,16 @@ impl Builder {
             Kind::Float => Builder::Float(Float64Builder::with_capacity(rows)),
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
             Kind::Time => Builder::Time(Int64Builder::with_capacity(rows)),
-            Kind::Json => Builder::Json(Vec::with_capacity(rows)),
+            Kind::Json => Builder::Json(StringBuilder::with_capacity(rows, rows * 32)),
         }
     }
 
     pub fn append_null(&mut self) {
         match self {
-            Builder::Str(b) => b.append_null(),
+            Builder::Str(b) | Builder::Json(b) => b.append_null(),
             Builder::Int(b) | Builder::Time(b) => b.append_null(),
             Builder::Float(b) => b.append_null(),
             Builder::Bool(b) => b.append_null(),
-            Builder::Json(v) => v.push(None),
         }
     }
 
@@ -214,7 +193,7 @@ impl Builder {
             Builder::Float(mut b) => Column::Float(b.finish()),
             Builder::Bool(mut b) => Column::Bool(b.finish()),
             Builder::Time(mut b) => Column::Time(b.finish()),
-            Builder::Json(v) => Column::Json(v),
+            Builder::Json(mut b) => Column::Json(b.finish()),
         }
     }
 
@@ -239,7 +218,7 @@ mod tests {
         assert_eq!(t.value(0), Some(Value::String("2026-11-26T09:00:00.250000Z".into())));
         assert_eq!(t.value(1), None);
         assert_eq!(t.to_arrow().data_type(), &crate::schema::FieldType::Timestamp.arrow_type());
-        let j = Column::Json(vec![Some(serde_json::json!({"b": 1, "a": [true]})), None]);
+        let j = Column::from_values(Kind::Json, &[Some(serde_json::json!({"b": 1, "a": [true]})), None]);
         let text = j.to_arrow();
         let text = text.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(text.value(0), r#"{"a":[true],"b":1}"#);

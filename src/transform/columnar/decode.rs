@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use super::column::{Builder, Column, Kind};
+use super::compact;
 use super::plan::Slot;
 use crate::transform::timestamp;
 
@@ -22,7 +23,8 @@ enum Cell<'a> {
     Float(f64),
     Bool(bool),
     Time(i64),
-    Json(serde_json::Value),
+    /// Compact text, as a record's value is written.
+    Json(Cow<'a, str>),
 }
 
 /// Decode every payload; a row the decoder leaves is null in every column and `true` in `slow`.
@@ -43,7 +45,7 @@ pub fn decode<'a>(slots: &[Slot], payloads: impl ExactSizeIterator<Item = &'a [u
                 (Builder::Int(b), Some(Cell::Int(i))) | (Builder::Time(b), Some(Cell::Time(i))) => b.append_value(i),
                 (Builder::Float(b), Some(Cell::Float(x))) => b.append_value(x),
                 (Builder::Bool(b), Some(Cell::Bool(x))) => b.append_value(x),
-                (Builder::Json(v), Some(Cell::Json(x))) => v.push(Some(x)),
+                (Builder::Json(b), Some(Cell::Json(x))) => b.append_value(x),
                 _ => unreachable!("cells are read as their slot's kind"),
             }
         }
@@ -133,7 +135,12 @@ impl<'a> Row<'_, 'a> {
             (Kind::Json, _) => {
                 let start = self.at;
                 self.skip_value(0)?;
-                crate::json::from_slice(&self.bytes()[start..self.at]).ok().map(Cell::Json)
+                let raw = &self.text[start..self.at];
+                if compact::is_canonical(raw.as_bytes()) {
+                    return Some(Cell::Json(Cow::Borrowed(raw)));
+                }
+                let value = crate::json::from_slice(raw.as_bytes()).ok()?;
+                Some(Cell::Json(Cow::Owned(value.to_string())))
             }
             _ => None,
         }

@@ -7,6 +7,7 @@
 //! configuration runs every row that way ([`plan`]).
 
 mod column;
+mod compact;
 mod decode;
 pub mod plan;
 
@@ -94,15 +95,29 @@ impl Rows {
         }
     }
 
-    /// Change row `r`'s value in JSON slot `slot` as part of a record `{name: value}` (paths that
-    /// reach inside it); the slot takes whatever `edit` leaves under its name.
-    pub fn edit_json<T>(&mut self, r: usize, slot: usize, edit: impl FnOnce(&mut Value) -> T) -> T {
-        let Column::Json(values) = &mut self.cols[slot] else { unreachable!("a JSON slot") };
+    /// Change the values of JSON slot `slot` in rows `which` (ascending), each as part of a
+    /// record `{name: value}` (so paths reach inside it); the slot takes whatever `edit` leaves
+    /// under its name. Gives each edit's result, in the order of `which`.
+    pub fn edit_json<T>(&mut self, slot: usize, which: &[usize], mut edit: impl FnMut(&mut Value) -> T) -> Vec<T> {
+        let Column::Json(texts) = &self.cols[slot] else { unreachable!("a JSON slot") };
         let name = &self.slots[slot].name;
-        let mut record = Value::Object(values[r].take().map(|v| (name.clone(), v)).into_iter().collect());
-        let out = edit(&mut record);
-        values[r] = record.as_object_mut().and_then(|o| o.remove(name));
-        out
+        let mut results = Vec::with_capacity(which.len());
+        let mut edited: Vec<(usize, Option<String>)> = Vec::with_capacity(which.len());
+        for &r in which {
+            let value = texts.is_valid(r).then(|| serde_json::from_str(texts.value(r)).expect("JSON text"));
+            let mut record = Value::Object(value.map(|v| (name.clone(), v)).into_iter().collect());
+            results.push(edit(&mut record));
+            edited.push((r, record.as_object_mut().and_then(|o| o.remove(name)).map(|v| v.to_string())));
+        }
+        let mut next = edited.iter().peekable();
+        let column = (0..texts.len())
+            .map(|r| match next.next_if(|(e, _)| *e == r) {
+                Some((_, text)) => text.as_deref(),
+                None => texts.is_valid(r).then(|| texts.value(r)),
+            })
+            .collect();
+        self.cols[slot] = Column::Json(column);
+        results
     }
 
     /// Drop row `r` on purpose: it is acknowledged as done.

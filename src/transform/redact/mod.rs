@@ -179,6 +179,9 @@ struct ColumnSlots {
     secret: Vec<usize>,
     walked: Vec<usize>,
     searched: Vec<Searched>,
+    /// The secret names, ASCII case ignored as `is_secret_name` does, to pass over JSON text
+    /// that holds none of them.
+    names: Option<aho_corasick::AhoCorasick>,
 }
 
 /// Where patterns are searched on columns, in the order the row form searches.
@@ -240,13 +243,6 @@ impl Config {
 impl Redact {
     fn is_secret_name(&self, key: &str) -> bool {
         self.marks.may_hold(key) && self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
-    }
-
-    /// `mask_fields` for a value held under a name that is not a secret.
-    fn mask_fields_in(&self, v: &mut Value) {
-        if matches!(v, Value::Object(_) | Value::Array(_)) {
-            self.mask_fields(v);
-        }
     }
 
     fn mask_fields(&self, v: &mut Value) {
@@ -400,6 +396,8 @@ impl Columnar for Redact {
                 })
                 .collect(),
         };
+        self.slots.names =
+            aho_corasick::AhoCorasickBuilder::new().ascii_case_insensitive(true).build(&self.fields).ok();
         !reads_times || self.needles.is_some()
     }
 
@@ -412,39 +410,53 @@ impl Columnar for Redact {
                     fast.iter().for_each(|&r| v[r] = v[r].map(|_| &self.replacement[..]));
                     Column::Str(v.into_iter().collect())
                 }
-                Column::Json(values) => {
-                    let mut v = values.clone();
-                    fast.iter().for_each(|&r| v[r] = v[r].take().map(|_| Value::String(self.replacement.clone())));
-                    Column::Json(v)
+                Column::Json(a) => {
+                    let masked = Value::String(self.replacement.clone()).to_string();
+                    let mut v: Vec<Option<&str>> = a.iter().collect();
+                    fast.iter().for_each(|&r| v[r] = v[r].map(|_| &masked[..]));
+                    Column::Json(v.into_iter().collect())
                 }
                 _ => unreachable!("secret slots are text or JSON"),
             };
             rows.cols[slot] = masked;
         }
         for &slot in &self.slots.walked {
-            if let Column::Json(values) = &mut rows.cols[slot] {
-                fast.iter().for_each(|&r| values[r].iter_mut().for_each(|v| self.mask_fields_in(v)));
+            // Only values whose text holds a secret name can hold a secret key (none is escaped).
+            let which =
+                self.json_rows(rows, slot, &fast, |text| self.slots.names.as_ref().is_none_or(|n| n.is_match(text)));
+            if !which.is_empty() {
+                rows.edit_json(slot, &which, |record| self.mask_fields(record));
             }
         }
         for target in &self.slots.searched {
-            match target {
-                Searched::Text(slot) => self.search_text(rows, *slot, &fast),
-                Searched::Json(slot) => {
-                    if let Column::Json(values) = &mut rows.cols[*slot] {
-                        fast.iter().for_each(|&r| values[r].iter_mut().for_each(|v| self.mask_patterns(v)));
-                    }
+            let (slot, path) = match target {
+                Searched::Text(slot) => {
+                    self.search_text(rows, *slot, &fast);
+                    continue;
                 }
-                Searched::Inside(slot, path) => {
-                    for &r in &fast {
-                        rows.edit_json(r, *slot, |record| path.get_mut(record).map(|v| self.mask_patterns(v)));
-                    }
-                }
+                Searched::Json(slot) => (*slot, None),
+                Searched::Inside(slot, path) => (*slot, Some(path)),
+            };
+            // A match holds one of its pattern's words, which the text then holds too.
+            let may_match = |text: &str| self.needles.as_ref().and_then(|n| n.candidates(text)) != Some(0);
+            let which = self.json_rows(rows, slot, &fast, may_match);
+            if !which.is_empty() {
+                rows.edit_json(slot, &which, |record| match path {
+                    None => self.mask_patterns(record),
+                    Some(p) => p.get_mut(record).into_iter().for_each(|v| self.mask_patterns(v)),
+                });
             }
         }
     }
 }
 
 impl Redact {
+    /// The rows of `fast` whose value in JSON slot `slot` is set and passes `keep`.
+    fn json_rows(&self, rows: &Rows, slot: usize, fast: &[usize], keep: impl Fn(&str) -> bool) -> Vec<usize> {
+        let Column::Json(texts) = &rows.cols[slot] else { unreachable!("a JSON slot") };
+        fast.iter().copied().filter(|&r| texts.is_valid(r) && keep(texts.value(r))).collect()
+    }
+
     /// The patterns over one text slot; the column is kept as it is when nothing matched.
     fn search_text(&self, rows: &mut Rows, slot: usize, fast: &[usize]) {
         let Column::Str(text) = &rows.cols[slot] else { unreachable!("a text slot") };

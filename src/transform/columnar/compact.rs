@@ -1,0 +1,154 @@
+//! Whether JSON text is already what a record's value is written as: compact, object keys in
+//! sorted order and unique, strings without escapes, plain integers. Such text (as producers that
+//! serialize with serde_json send) is kept as it is instead of being parsed and written again.
+
+/// Deeper text is parsed (whose limit the strict reader enforces).
+const MAX_DEPTH: usize = 100;
+
+/// Whether `text` is one JSON value written exactly as `serde_json` writes it parsed.
+pub fn is_canonical(text: &[u8]) -> bool {
+    let mut at = 0;
+    value(text, &mut at, 0) && at == text.len()
+}
+
+fn value(t: &[u8], at: &mut usize, depth: usize) -> bool {
+    match t.get(*at) {
+        Some(b'{') if depth < MAX_DEPTH => object(t, at, depth + 1),
+        Some(b'[') if depth < MAX_DEPTH => array(t, at, depth + 1),
+        Some(b'"') => string(t, at).is_some(),
+        Some(b't') => literal(t, at, b"true"),
+        Some(b'f') => literal(t, at, b"false"),
+        Some(b'n') => literal(t, at, b"null"),
+        Some(b'-' | b'0'..=b'9') => integer(t, at),
+        _ => false,
+    }
+}
+
+fn object(t: &[u8], at: &mut usize, depth: usize) -> bool {
+    *at += 1;
+    if t.get(*at) == Some(&b'}') {
+        *at += 1;
+        return true;
+    }
+    let mut last: Option<&[u8]> = None;
+    loop {
+        let Some(key) = string(t, at) else { return false };
+        // Sorted and unique, as a record's map iterates (byte order is `String`'s order).
+        if last.is_some_and(|l| l >= key) || t.get(*at) != Some(&b':') {
+            return false;
+        }
+        last = Some(key);
+        *at += 1;
+        if !value(t, at, depth) {
+            return false;
+        }
+        match t.get(*at) {
+            Some(b',') => *at += 1,
+            Some(b'}') => {
+                *at += 1;
+                return true;
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn array(t: &[u8], at: &mut usize, depth: usize) -> bool {
+    *at += 1;
+    if t.get(*at) == Some(&b']') {
+        *at += 1;
+        return true;
+    }
+    loop {
+        if !value(t, at, depth) {
+            return false;
+        }
+        match t.get(*at) {
+            Some(b',') => *at += 1,
+            Some(b']') => {
+                *at += 1;
+                return true;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// A string with nothing escaped (and nothing that would need it); its content.
+fn string<'a>(t: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
+    if t.get(*at) != Some(&b'"') {
+        return None;
+    }
+    let start = *at + 1;
+    let end = start + memchr::memchr2(b'"', b'\\', &t[start..])?;
+    if t[end] != b'"' || t[start..end].iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    *at = end + 1;
+    Some(&t[start..end])
+}
+
+fn literal(t: &[u8], at: &mut usize, word: &[u8]) -> bool {
+    let found = t[*at..].starts_with(word);
+    *at += word.len();
+    found
+}
+
+/// An integer that parses to an `i64` or `u64` and prints back the same (no `-0`, no leading
+/// zero); anything else, fractions and exponents included, may print otherwise.
+fn integer(t: &[u8], at: &mut usize) -> bool {
+    let start = *at;
+    if t[*at] == b'-' {
+        *at += 1;
+    }
+    let digits = *at;
+    while t.get(*at).is_some_and(u8::is_ascii_digit) {
+        *at += 1;
+    }
+    let n = *at - digits;
+    let text = &t[start..*at];
+    let plain = n > 0 && n <= 18 && (t[digits] != b'0' || n == 1) && text != b"-0";
+    plain && !matches!(t.get(*at), Some(b'.' | b'e' | b'E'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Canonical exactly when parsing and writing again gives the same text.
+    #[test]
+    fn canonical_means_written_as_serde_json_writes_it() {
+        let canonical = [
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"é x"}}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""text""#,
+            r#"-12"#,
+            r#"[0,123456789012345678]"#,
+            r#"{"region":"europe-west1","version":"1.2.3"}"#,
+        ];
+        let not = [
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":01}"#,
+            r#"{"a":"x\ny"}"#,
+            r#"{"a":"\u00e9"}"#,
+            r#"[1,]"#,
+            r#"{"a":1}x"#,
+            r#"1234567890123456789"#,
+            "\"tab\there\"",
+        ];
+        for text in canonical {
+            assert!(is_canonical(text.as_bytes()), "{text}");
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(v.to_string(), text);
+        }
+        for text in not {
+            assert!(!is_canonical(text.as_bytes()), "{text}");
+        }
+    }
+}
