@@ -35,6 +35,9 @@
 
 pub mod checkpoint;
 pub mod existing;
+pub mod ndjson;
+mod ndjson_run;
+mod outputs;
 pub mod plan;
 pub mod progress;
 pub mod reader;
@@ -60,6 +63,9 @@ pub enum ReplayError {
     /// Nothing matches the selection.
     #[error("{0}")]
     Empty(String),
+    /// An NDJSON file could not be read or decompressed.
+    #[error(transparent)]
+    Ndjson(#[from] ndjson::NdjsonError),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     /// A sink could not write a batch after its retries; run the replay again to resume.
