@@ -65,14 +65,15 @@ pub fn compression_of(name: &str) -> Option<Compression> {
 #[derive(Debug, thiserror::Error)]
 pub enum NdjsonError {
     /// Listing or reading the store failed; a retry may pass.
-    #[error("reading {name}: {source}")]
-    Store { name: String, source: object_store::Error },
+    // Fields named `error`, not `source`: the text already shows it, and a source would show twice.
+    #[error("reading {name}: {error}")]
+    Store { name: String, error: object_store::Error },
     /// The compressed stream is truncated or corrupt; retrying will not help.
     #[error(
         "{name}: the {codec} stream is truncated or corrupt after {at} compressed bytes (lines before {line} were \
-         read): {source}"
+         read): {error}"
     )]
-    Decode { name: String, codec: &'static str, at: u64, line: u64, source: std::io::Error },
+    Decode { name: String, codec: &'static str, at: u64, line: u64, error: std::io::Error },
 }
 
 /// The NDJSON files under `prefix` in path order, leaving out hidden ones (`_`- or `.`-prefixed
@@ -82,7 +83,7 @@ pub async fn list(store: &Arc<dyn ObjectStore>, prefix: &ObjectPath) -> Result<V
         .list(Some(prefix))
         .try_collect()
         .await
-        .map_err(|source| NdjsonError::Store { name: prefix.to_string(), source })?;
+        .map_err(|error| NdjsonError::Store { name: prefix.to_string(), error })?;
     let mut files: Vec<ObjectMeta> = listed
         .into_iter()
         .filter(|m| m.location.filename().is_some_and(|n| compression_of(n).is_some()))
@@ -235,14 +236,14 @@ impl Lines {
     /// Open `path` in `store`; `name` (the file's full location) is used in errors.
     pub async fn open(store: &Arc<dyn ObjectStore>, path: &ObjectPath, name: &str) -> Result<Lines, NdjsonError> {
         let compression = compression_of(path.filename().unwrap_or_default()).unwrap_or(Compression::None);
-        let store_error = |source| NdjsonError::Store { name: name.to_owned(), source };
+        let store_error = |error| NdjsonError::Store { name: name.to_owned(), error };
         let input = store.get(path).await.map_err(store_error)?.into_stream();
-        let decoder = Decoder::new(compression).map_err(|source| NdjsonError::Decode {
+        let decoder = Decoder::new(compression).map_err(|error| NdjsonError::Decode {
             name: name.to_owned(),
             codec: compression.name(),
             at: 0,
             line: 1,
-            source,
+            error,
         })?;
         Ok(Lines {
             name: name.to_owned(),
@@ -280,7 +281,7 @@ impl Lines {
         if self.pending.is_empty() {
             match self.input.next().await {
                 Some(chunk) => {
-                    self.pending = chunk.map_err(|source| NdjsonError::Store { name: self.name.clone(), source })?;
+                    self.pending = chunk.map_err(|error| NdjsonError::Store { name: self.name.clone(), error })?;
                 }
                 None => {
                     let rest = self.decoder.finish().map_err(|e| self.decode_error(e))?;
@@ -299,13 +300,13 @@ impl Lines {
         Ok(())
     }
 
-    fn decode_error(&self, source: std::io::Error) -> NdjsonError {
+    fn decode_error(&self, error: std::io::Error) -> NdjsonError {
         NdjsonError::Decode {
             name: self.name.clone(),
             codec: self.compression.name(),
             at: self.read,
             line: self.splitter.last + 1,
-            source,
+            error,
         }
     }
 }
