@@ -1,11 +1,14 @@
 //! `sluice replay`: run archived lake files (and dead letters) through a pipeline again, into
-//! BigQuery, a lake prefix of its own, or the pipeline's Pub/Sub topic.
+//! BigQuery, a lake prefix of its own, or the pipeline's Pub/Sub topic. NDJSON files (one payload
+//! per line, as Cloud Logging exports them) are read by `ndjson` and fed in by `ndjson_run`.
 //!
 //! ```text
 //! --from prefix ─▶ plan (list, partition + time selection, footers) ─▶ for each file, row group:
 //!   reader (one row group at a time, 8Ki-row batches) ─▶ rows ─▶ events ─▶ transform::Chain
 //!   ─▶ sink::group (lake objects named after the row group; BigQuery: only ids not in the table)
 //!   ─▶ checkpoint (per file: row groups done) ─▶ progress
+//! --from *.ndjson[.gz|.zst] or a prefix of them ─▶ ndjson (stream, decompress, split) ─▶ batches
+//!   of lines as events ─▶ the same chain and sinks ─▶ checkpoint (per file: lines done)
 //! ```
 //! Decisions, and why:
 //! - **What goes through the transforms.** An archived row is the pipeline's own output: it is
