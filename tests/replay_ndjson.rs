@@ -1,7 +1,8 @@
 //! `sluice replay` from NDJSON files (Cloud Logging's export form): plain, `.gz` and `.zst` files,
 //! alone or as a folder, into a lake output; every good line lands once with id `<file>:<line>`,
 //! a bad line is a dead letter naming its file and line; a rerun rewrites the same objects; a
-//! truncated `.gz` is a clear error; and the same from a `gs://` prefix on fake-gcs-server.
+//! truncated `.gz` is a clear error; a replay killed midway resumes from the last batch it
+//! checkpointed, and every line lands once; and the same from a `gs://` prefix on fake-gcs-server.
 
 mod common;
 
@@ -142,6 +143,48 @@ fn plain_gzip_and_zstd_files_replay_into_the_lake_with_bad_lines_as_dead_letters
     println!("truncated: {}", text.lines().last().unwrap_or(""));
     assert!(!ok && text.contains(&format!("{}: the gzip stream is truncated or corrupt", s(&cut))), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn a_replay_killed_midway_resumes_after_the_last_line_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().canonicalize().unwrap().join("big.ndjson.zst");
+    let lines = 5 * 8192 + 100;
+    let text = common::samples::log_lines(lines, 5).join("\n");
+    std::fs::write(&file, zstd::encode_all(text.as_bytes(), 1).unwrap()).unwrap();
+    let out = dir.path().join("out");
+    let checkpoint = out.join("_checkpoints/logs.json");
+    let args = ["--pipeline", "logs", "--from", &s(&file), "--to", "lake", "--output", &s(&out)];
+
+    // SIGKILLed once the checkpoint has some lines done and the replay is not complete.
+    let (mut child, log) = rp::spawn(&args, &[], "replay-ndjson-killed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let lines_at_kill = loop {
+        let cp: Option<serde_json::Value> =
+            std::fs::read_to_string(&checkpoint).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let done = cp.as_ref().and_then(|c| c["files"]["big.ndjson.zst"]["lines_done"].as_u64()).unwrap_or(0);
+        if done > 0 && cp.as_ref().is_some_and(|c| c["complete"] == false) {
+            common::kill_group(&mut child);
+            break done;
+        }
+        let ended = child.try_wait().unwrap().is_some();
+        assert!(!ended, "replay ended before it could be killed:\n{}", std::fs::read_to_string(&log).unwrap());
+        assert!(std::time::Instant::now() < deadline, "no checkpointed line within 120s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let partial = common::lake_ids(&out, "logs").len();
+    println!("killed with lines 1..={lines_at_kill} checkpointed, {partial} of {lines} rows in the output");
+    assert!(partial < lines, "killed before the end");
+
+    let text = rp::ok(&args, &[]);
+    assert!(text.contains("resuming from checkpoint"), "{text}");
+    assert!(text.contains(&format!("replayed {} rows", lines as u64 - lines_at_kill)), "{text}");
+    let landed = common::lake_ids(&out, "logs");
+    assert_eq!(
+        landed.keys().cloned().collect::<BTreeSet<_>>(),
+        ids(&s(&file), &(1..=lines as u64).collect::<Vec<_>>())
+    );
+    assert!(landed.values().all(|n| *n == 1), "the batch in flight at the kill was rewritten, not added");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

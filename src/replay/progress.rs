@@ -88,23 +88,13 @@ impl Progress {
         let rate = self.rate();
         let left = self.total.saturating_sub(self.done);
         let eta = if rate > 0.0 { (left as f64 / rate).round() as u64 } else { 0 };
-        if self.bytes {
-            return tracing::info!(
-                files_done = self.files_done,
-                files = self.files,
-                bytes_done = self.done,
-                bytes = self.total,
-                bytes_per_sec = rate.round() as u64,
-                eta_secs = eta,
-                "{message}"
-            );
-        }
         tracing::info!(
             files_done = self.files_done,
             files = self.files,
-            rows_done = self.done,
-            rows = self.total,
-            rows_per_sec = rate.round() as u64,
+            unit = if self.bytes { "bytes" } else { "rows" },
+            done = self.done,
+            total = self.total,
+            per_sec = rate.round() as u64,
             eta_secs = eta,
             "{message}"
         );
