@@ -88,13 +88,14 @@ fn parquet(rows: usize) {
     }
 }
 
-/// CPU seconds (user + system) of the children waited for so far.
-fn children_cpu_secs() -> f64 {
+/// CPU seconds (user + system) of the children waited for so far, and the largest peak RSS
+/// among them in MiB.
+fn children_usage() -> (f64, f64) {
     // SAFETY: getrusage writes into the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    (secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0)
 }
 
 /// `taskset -c 0 sluice replay` of one NDJSON file into a lake output, `runs` times.
@@ -105,8 +106,8 @@ fn ndjson(rows: usize, runs: usize) {
     std::fs::write(&file, &text).unwrap();
     let mb = text.len() as f64 / 1e6;
     println!("\nNDJSON: {rows} sample log lines, {mb:.1} MB, replayed on one core (taskset -c 0) into a lake output");
-    println!("| run | CPU s | wall s | MB/s per CPU second |");
-    println!("|---|---|---|---|");
+    println!("| run | CPU s | wall s | MB/s per CPU second | peak RSS of any run so far, MiB |");
+    println!("|---|---|---|---|---|");
     let from = file.display().to_string();
     for run in 1..=runs {
         let out = dir.path().join(format!("out-{run}"));
@@ -115,13 +116,14 @@ fn ndjson(rows: usize, runs: usize) {
         let program = cmd.get_program().to_owned();
         let mut taskset = std::process::Command::new("taskset");
         taskset.current_dir(common::repo()).args(["-c", "0"]).arg(program).args(cmd.get_args());
-        let (cpu, started) = (children_cpu_secs(), Instant::now());
+        let (before, started) = (children_usage().0, Instant::now());
         let output = taskset.output().unwrap();
-        let (cpu, wall) = (children_cpu_secs() - cpu, started.elapsed().as_secs_f64());
+        let ((after, rss), wall) = (children_usage(), started.elapsed().as_secs_f64());
+        let cpu = after - before;
         let said = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
         assert!(said.contains(&format!("{rows} through the transforms")), "{said}");
         assert_eq!(common::lake_ids(&out, "logs").len(), rows, "every line is in the output");
-        println!("| {run} | {cpu:.2} | {wall:.2} | {:.1} |", mb / cpu);
+        println!("| {run} | {cpu:.2} | {wall:.2} | {:.1} | {rss:.0} |", mb / cpu);
     }
 }

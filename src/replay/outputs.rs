@@ -32,6 +32,15 @@ impl Outputs {
         let Some(group) = &self.group else { return false };
         routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
     }
+
+    /// Close the writers (BigQuery streams) once everything is written.
+    pub async fn close(&self) {
+        if let Some(g) = &self.group {
+            for w in &g.writers {
+                w.close().await;
+            }
+        }
+    }
 }
 
 /// Build the replay's writers for `to` (lake output and dead letters under `base` in `store`).

@@ -4,8 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use base64::Engine;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
 use serde_json::{Map, Value};
@@ -19,10 +17,10 @@ use super::progress::Progress;
 use super::{location, reader, rows, ReplayError};
 use crate::ack::{Ack, Outcome};
 use crate::config::{Config, Pipeline};
-use crate::event::{Attributes, DeadLetter, Event};
+use crate::event::{DeadLetter, Event};
 use crate::lake_tail::join;
 use crate::path::FieldPath;
-use crate::schema::{format_timestamp, parse_timestamp, Schema};
+use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
 use crate::sink::lake::Partition;
 use crate::transform::{Chain, Output, StageConfig};
@@ -93,15 +91,7 @@ pub struct Summary {
 /// Run a replay with a checked config.
 pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
-    let p = config.pipelines.iter().find(|p| p.name == args.pipeline).ok_or_else(|| {
-        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-        ReplayError::Usage(format!(
-            "--pipeline: no pipeline '{}' in {}; expected one of: {}",
-            args.pipeline,
-            config.file.display(),
-            names.join(", ")
-        ))
-    })?;
+    let p = pipeline(config, &args.pipeline)?;
     let window = Window { since: args.since, until: args.until };
     if let (Some(s), Some(u)) = (args.since, args.until) {
         if s >= u {
@@ -126,10 +116,8 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
         return Ok(summary);
     }
 
-    let output_text = match &args.output {
-        Some(o) => o.clone(),
-        None => format!("{}/_replay", config.global.lake.location.trim_end_matches('/')),
-    };
+    let output_text =
+        args.output.clone().unwrap_or_else(|| format!("{}/_replay", config.global.lake.location.trim_end_matches('/')));
     let output = location("--output", &output_text)?;
     let (out_store, out_base) =
         output.open(endpoint.as_deref()).map_err(|e| ReplayError::store(format!("opening {output_text}"), e))?;
@@ -141,7 +129,7 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
         since: args.since.map(format_timestamp),
         until: args.until.map(format_timestamp),
         to: to.iter().map(|t| t.name().to_owned()).collect(),
-        output: output_text.clone(),
+        output: output_text,
     };
     let Some(mut cp) = begin(cp_store.load().await?, &params, &args, &plan, &mut summary)? else {
         summary.plan = plan;
@@ -168,11 +156,7 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
         run.summary.files_done += 1;
         progress.file_done();
     }
-    if let Some(g) = &outputs.group {
-        for w in &g.writers {
-            w.close().await;
-        }
-    }
+    outputs.close().await;
     cp.complete = true;
     cp_store.save(&cp).await?;
     progress.finish();
@@ -181,6 +165,18 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     summary.plan = plan;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The pipeline named by `--pipeline`.
+fn pipeline<'a>(config: &'a Config, name: &str) -> Result<&'a Pipeline, ReplayError> {
+    config.pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        ReplayError::Usage(format!(
+            "--pipeline: no pipeline '{name}' in {}; expected one of: {}",
+            config.file.display(),
+            names.join(", ")
+        ))
+    })
 }
 
 /// The files to replay: Parquet under the prefix, or NDJSON when `--from` names an NDJSON file or
@@ -375,9 +371,9 @@ impl Unit<'_> {
             let ack = acks.ack();
             let original_ingest = self.ingest.and_then(|f| f.get(&Value::Object(record.clone())).cloned());
             let rebuilt = match file.kind {
-                Kind::Archive => archived_event(&self.p.schema, record, ack),
+                Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
                 // NDJSON lines come as events from `ndjson_run`, never as records.
-                Kind::DeadLetters | Kind::Ndjson => dead_letter_event(record, ack),
+                Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
             };
             match rebuilt {
                 Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
@@ -472,52 +468,5 @@ impl Unit<'_> {
             }
         }
         batches
-    }
-}
-
-/// An archived row as the message that would produce it: payload = the row as JSON.
-fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
-    let id = record.get("message_id").and_then(Value::as_str).map(str::to_owned);
-    let publish_time = schema
-        .time_field
-        .as_deref()
-        .and_then(|f| record.get(f))
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp)
-        .unwrap_or_else(Utc::now);
-    let data = Bytes::from(serde_json::to_vec(&record).expect("a JSON map serializes"));
-    let event =
-        Event::new(id.clone().unwrap_or_default(), publish_time, Attributes::new(), data, Arc::from("replay"), ack);
-    match id {
-        Some(_) => Ok(event),
-        None => {
-            Err(Box::new(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }))
-        }
-    }
-}
-
-/// A dead letter as the message it was: original bytes, attributes, id and publish time.
-fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
-    let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let attributes: Attributes = record
-        .get("attributes")
-        .and_then(Value::as_object)
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
-        .unwrap_or_default();
-    let publish_time = parse_timestamp(&text("publish_time")).unwrap_or_else(Utc::now);
-    let data = base64::engine::general_purpose::STANDARD.decode(text("data"));
-    let subscription: Arc<str> = Arc::from(text("subscription").as_str());
-    match data {
-        Ok(bytes) => {
-            Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack))
-        }
-        Err(e) => {
-            let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);
-            Err(Box::new(DeadLetter {
-                event,
-                stage: "replay".into(),
-                reason: format!("dead letter's data is not base64: {e}"),
-            }))
-        }
     }
 }
