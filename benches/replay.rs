@@ -88,14 +88,32 @@ fn parquet(rows: usize) {
     }
 }
 
-/// CPU seconds (user + system) of the children waited for so far, and the largest peak RSS
-/// among them in MiB.
-fn children_usage() -> (f64, f64) {
+/// CPU seconds (user + system) of the children waited for so far.
+fn children_cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0)
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Run `cmd` to its end: its output and its peak RSS in MiB, sampled from `/proc` every 10 ms
+/// (getrusage's `ru_maxrss` would count this process's own size, which a child has before `exec`).
+fn run_sampled(cmd: &mut std::process::Command) -> (std::process::ExitStatus, String, f64) {
+    use std::process::Stdio;
+    let log = common::log_file("sluice-bench-replay-ndjson.log");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+    let mut peak: f64 = 0.0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        peak = peak.max(common::peak_rss_mib(child.id()));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut said).unwrap();
+    (status, said, peak)
 }
 
 /// `taskset -c 0 sluice replay` of one NDJSON file into a lake output, `runs` times.
@@ -106,7 +124,7 @@ fn ndjson(rows: usize, runs: usize) {
     std::fs::write(&file, &text).unwrap();
     let mb = text.len() as f64 / 1e6;
     println!("\nNDJSON: {rows} sample log lines, {mb:.1} MB, replayed on one core (taskset -c 0) into a lake output");
-    println!("| run | CPU s | wall s | MB/s per CPU second | peak RSS of any run so far, MiB |");
+    println!("| run | CPU s | wall s | MB/s per CPU second | peak RSS, MiB |");
     println!("|---|---|---|---|---|");
     let from = file.display().to_string();
     for run in 1..=runs {
@@ -116,12 +134,10 @@ fn ndjson(rows: usize, runs: usize) {
         let program = cmd.get_program().to_owned();
         let mut taskset = std::process::Command::new("taskset");
         taskset.current_dir(common::repo()).args(["-c", "0"]).arg(program).args(cmd.get_args());
-        let (before, started) = (children_usage().0, Instant::now());
-        let output = taskset.output().unwrap();
-        let ((after, rss), wall) = (children_usage(), started.elapsed().as_secs_f64());
-        let cpu = after - before;
-        let said = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+        let (cpu, started) = (children_cpu_secs(), Instant::now());
+        let (status, said, rss) = run_sampled(&mut taskset);
+        let (cpu, wall) = (children_cpu_secs() - cpu, started.elapsed().as_secs_f64());
+        assert!(status.success(), "{said} (log: $TMPDIR/sluice-bench-replay-ndjson.log)");
         assert!(said.contains(&format!("{rows} through the transforms")), "{said}");
         assert_eq!(common::lake_ids(&out, "logs").len(), rows, "every line is in the output");
         println!("| {run} | {cpu:.2} | {wall:.2} | {:.1} | {rss:.0} |", mb / cpu);

@@ -2,7 +2,8 @@
 //! alone or as a folder, into a lake output; every good line lands once with id `<file>:<line>`,
 //! a bad line is a dead letter naming its file and line; a rerun rewrites the same objects; a
 //! truncated `.gz` is a clear error; a replay killed midway resumes from the last batch it
-//! checkpointed, and every line lands once; and the same from a `gs://` prefix on fake-gcs-server.
+//! checkpointed, and every line lands once; into the BigQuery emulator once, however often it is
+//! run; and the same from a `gs://` prefix on fake-gcs-server.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
-use common::replay as rp;
-use common::FakeGcs;
+use common::replay::{self as rp, table_ids};
+use common::{BigQueryEmulator, FakeGcs};
 
 /// Good lines per file.
 const GOOD: usize = 3000;
@@ -211,4 +212,28 @@ async fn an_ndjson_export_in_a_bucket_replays_into_a_bucket() {
         dead.iter().map(|r| r["reason"].as_str().unwrap().split(": ").next().unwrap().to_owned()).collect();
     println!("gs://: {GOOD} rows from {name}, dead letters {dead:?}");
     assert_eq!(dead, ids(&name, &bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_reach_bigquery_once_however_often_replayed() {
+    let bq = BigQueryEmulator::start();
+    let config = sluice::config::load(&common::repo().join("config/sluice.yaml")).unwrap();
+    let schema = &config.pipelines.iter().find(|p| p.name == "logs").unwrap().schema;
+    let rest = sluice::bigquery::rest::Rest::new(&bq.config()).unwrap();
+    rest.ensure_dataset().await.unwrap();
+    rest.ensure_table("logs", schema).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().canonicalize().unwrap().join("export.ndjson.gz");
+    let (text, good, _) = ndjson(4);
+    std::fs::write(&file, gzip(&text)).unwrap();
+
+    let args = ["--pipeline", "logs", "--from", &s(&file), "--to", "bigquery", "--output", &s(&dir.path().join("o"))];
+    let first = rp::ok(&args, &bq.env());
+    assert!(first.contains(&format!("bigquery {GOOD} appended, 0 already present")), "{first}");
+    let twice = rp::ok(&[&args[..], &["--restart"]].concat(), &bq.env());
+    assert!(twice.contains(&format!("bigquery 0 appended, {GOOD} already present")), "{twice}");
+    let in_table = table_ids(&bq, "logs").await;
+    println!("bigquery: {} rows after two runs, max copies of an id {:?}", in_table.len(), in_table.values().max());
+    assert_eq!(in_table.keys().cloned().collect::<BTreeSet<_>>(), ids(&s(&file), &good));
+    assert!(in_table.values().all(|n| *n == 1));
 }
