@@ -212,6 +212,11 @@ async fn an_ndjson_export_in_a_bucket_replays_into_a_bucket() {
         dead.iter().map(|r| r["reason"].as_str().unwrap().split(": ").next().unwrap().to_owned()).collect();
     println!("gs://: {GOOD} rows from {name}, dead letters {dead:?}");
     assert_eq!(dead, ids(&name, &bad));
+
+    // The object named alone: the same rows.
+    let args = ["--pipeline", "logs", "--from", &name, "--to", "lake", "--output", "gs://exports/replay-one"];
+    assert!(rp::ok(&args, &env).contains(&format!("replayed {} rows from 1 files", GOOD + 3)));
+    assert_eq!(gcs.rows("exports", "replay-one/logs/").await.len(), GOOD);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

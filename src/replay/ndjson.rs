@@ -429,6 +429,9 @@ mod tests {
         assert_eq!(read_all("a.json.gz", members).await.unwrap(), want);
         let zst = zstd::encode_all(&whole[..], 1).unwrap();
         assert_eq!(read_all("a.ndjson.zst", zst).await.unwrap(), want);
+        // Several frames, as parallel compressors write them.
+        let frames = [zstd::encode_all(first, 1).unwrap(), zstd::encode_all(second, 1).unwrap()].concat();
+        assert_eq!(read_all("a.ndjson.zst", frames).await.unwrap(), want);
     }
 
     #[tokio::test]
