@@ -25,7 +25,7 @@ use sluice::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;
-use sluice::transform::Output;
+use sluice::topology::CHAIN_BATCH;
 
 /// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
 #[global_allocator]
@@ -195,8 +195,7 @@ fn write(
         }
     }
     clock.lap(&mut round.phases[2]);
-    let records: Vec<&serde_json::Value> = good.iter().map(|e| &e.record).collect();
-    let rb = encode::to_record_batch(schema, &records).expect("rows encode");
+    let rb = encode::events_to_batch(schema, &good).expect("rows encode");
     clock.lap(&mut round.phases[3]);
     let bytes = encode::to_parquet(&rb).expect("parquet encodes");
     round.parquet_bytes += bytes.len();
@@ -225,19 +224,22 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let schema = &pipeline.schema;
     let rows_checked = chain.checked_against(schema);
     let mut round = Round::default();
-    let (mut events, mut kept) = (Vec::with_capacity(PER_RESPONSE), Vec::with_capacity(PER_RESPONSE));
+    let (mut events, mut kept) = (Vec::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
     let now = tokio::time::Instant::now();
     let mut clock = Clock::start();
-    for frame in frames {
-        decode(frame, &subscription, &mut events);
-        clock.lap(&mut round.phases[0]);
-        for e in events.drain(..) {
-            match chain.process(e) {
-                Output::Forward(e) => kept.push(e),
-                Output::Dropped => round.dropped += 1,
-                Output::Dead(d) => panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason),
-            }
+    // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
+    for group in frames.chunks(CHAIN_BATCH / PER_RESPONSE) {
+        for frame in group {
+            decode(frame, &subscription, &mut events);
         }
+        clock.lap(&mut round.phases[0]);
+        let taken = events.len();
+        let out = chain.process_batch(std::mem::replace(&mut events, Vec::with_capacity(CHAIN_BATCH)));
+        if let Some(d) = out.dead.first() {
+            panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason);
+        }
+        round.dropped += taken - out.forward.len();
+        kept.extend(out.forward);
         clock.lap(&mut round.phases[1]);
         let mut full = Vec::new();
         for e in kept.drain(..) {
@@ -291,6 +293,46 @@ fn run_baseline(python: &str, frames: &Path, sluice_parquet: &Path, events: usiz
         phases,
         matches: v["compare"].as_str().unwrap_or("not compared").to_owned(),
     })
+}
+
+/// What `benches/python/anchors.py` reported: each engine's CPU seconds, and how its rows compare.
+struct Anchors {
+    engines: Vec<(String, f64)>,
+    compare: String,
+}
+
+/// DuckDB and polars on the logs payloads (written one per line, ids their line number + 1).
+fn run_anchors(python: &str, dir: &Path, seed: u64, n: usize, sluice_parquet: &Path) -> Option<Anchors> {
+    let path = dir.join("logs.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut g = Generator::new(Kind::Log, seed);
+    for _ in 0..n {
+        writeln!(f, "{}", g.next_event()).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/anchors.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&path)
+        .args(["--out".as_ref(), dir.join("anchors").as_os_str()])
+        .args(["--publish-time", "2026-11-26T09:30:00Z", "--compare"])
+        .arg(sluice_parquet)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("python starts");
+    if !out.status.success() {
+        eprintln!("anchors failed ({})", out.status);
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("anchors print JSON");
+    let version = |k: &str| v["versions"][k].as_str().unwrap_or("?").to_owned();
+    let mut engines = Vec::new();
+    for name in ["duckdb", "polars"] {
+        assert_eq!(v[name]["rows"].as_u64(), Some(n as u64), "{name} wrote every event: {v}");
+        engines.push((format!("{name} {}", version(name)), v[name]["cpu_s"].as_f64()?));
+    }
+    Some(Anchors { engines, compare: v["compare"].to_string() })
 }
 
 fn main() {
@@ -371,6 +413,27 @@ fn main() {
             .map(|(_, s)| format!(" {:.2} |", s * 1e6 / n as f64))
             .unwrap_or_default();
         println!("| {name} | {:.2} | {:.0}% |{py}", c * 1e6 / n as f64, 100.0 * c / cpu);
+    }
+
+    let anchors = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep));
+    if let Some(a) = anchors {
+        let decode = r.phases[0].cpu.as_secs_f64();
+        println!();
+        println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
+        println!();
+        println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
+        println!("| --- | ---: | ---: | ---: |");
+        let line = |what: &str, secs: f64, vs: Option<f64>| {
+            let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
+            println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
+        };
+        line("sluice: Pub/Sub frames -> Parquet", cpu, None);
+        line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
+        for (name, secs) in &a.engines {
+            line(name, *secs, Some(cpu - decode));
+        }
+        println!();
+        println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
     }
 
     if let Some(b) = baseline {

@@ -1,6 +1,7 @@
 # sluice on Google Cloud: Pub/Sub in, the lake bucket and BigQuery out, the Cloud Run service,
-# a Cloud Run replay job run by a workflow, and one service account per role with only the
-# permissions that role needs, each granted on the resource rather than the project.
+# a Cloud Run replay job run by a workflow, a compaction job per pipeline run by Cloud Scheduler,
+# and one service account per role with only the permissions that role needs, each granted on
+# the resource rather than the project.
 
 data "google_project" "this" {
   project_id = var.project
@@ -10,6 +11,7 @@ resource "google_project_service" "api" {
   for_each = toset([
     "bigquery.googleapis.com",
     "bigquerystorage.googleapis.com",
+    "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
@@ -25,10 +27,12 @@ resource "google_project_service" "api" {
 # are known at plan time.
 locals {
   accounts = {
-    run      = "${var.service_name}-run"
-    push     = "${var.service_name}-push"
-    replay   = "${var.service_name}-replay"
-    workflow = "${var.service_name}-workflow"
+    run       = "${var.service_name}-run"
+    push      = "${var.service_name}-push"
+    replay    = "${var.service_name}-replay"
+    workflow  = "${var.service_name}-workflow"
+    compact   = "${var.service_name}-compact"
+    scheduler = "${var.service_name}-scheduler"
   }
   emails  = { for k, id in local.accounts : k => "${id}@${var.project}.iam.gserviceaccount.com" }
   members = { for k, sa in google_service_account.sa : k => "serviceAccount:${sa.email}" }
@@ -56,10 +60,11 @@ module "gcs" {
   dead_letter_retention_days = var.dead_letter_retention_days
 
   # sluice writes objects and reads the lake back (state rebuilt after a restart); replay reads
-  # the archive and writes only under replay_prefix.
+  # the archive and writes only under replay_prefix; compaction replaces objects under lake_prefix.
   object_users   = { run = local.members.run }
-  object_viewers = { replay = local.members.replay }
+  object_viewers = { replay = local.members.replay, compact = local.members.compact }
   replay_writers = { replay = local.members.replay }
+  compact_users  = { compact = local.members.compact }
 
   depends_on = [google_project_service.api]
 }
@@ -102,7 +107,25 @@ module "cloudrun" {
   invokers         = { for k, m in { push = local.members.push } : k => m if var.delivery == "push" }
   replay_runners   = { workflow = local.members.workflow }
 
+  compact_pipelines       = local.pipelines
+  compact_args            = ["--since", local.compact.since, "--target-size", local.compact.target_size]
+  compact_timeout_seconds = local.compact.timeout_seconds
+  compact_max_retries     = local.compact.max_retries
+  compact_service_account = local.emails.compact
+  compact_runners         = { scheduler = local.members.scheduler }
+
   depends_on = [google_service_account.sa]
+}
+
+module "scheduler" {
+  source          = "./modules/scheduler"
+  project         = var.project
+  region          = var.region
+  jobs            = module.cloudrun.compact_jobs
+  schedule        = local.compact.schedule
+  service_account = local.emails.scheduler
+
+  depends_on = [google_project_service.api, google_service_account.sa]
 }
 
 module "pubsub" {

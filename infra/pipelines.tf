@@ -29,6 +29,19 @@ locals {
   dead_letters_prefix = "events/dead-letters/"
   replay_prefix       = "replay/"
 
+  # `sluice compact` per pipeline: a Cloud Run job each, started by Cloud Scheduler. Hourly, over
+  # the hours of the last two days (a run that failed is made good by the next); one execution
+  # with its retry ends within the interval, so two runs of a pipeline never overlap.
+  # tests/infra_consistency.rs checks these against each other and the config's batch max_age.
+  compact = {
+    schedule        = "15 * * * *"
+    interval_hours  = 1
+    since           = "48h"
+    target_size     = "128MiB"
+    timeout_seconds = 1500
+    max_retries     = 1
+  }
+
   # sluice's HTTP port in the container.
   port = 8080
 

@@ -150,7 +150,7 @@ impl Observer for ConfigState {
     }
 
     fn observe(&self, _pipeline: &str, event: &Event) {
-        if let Some(c) = event.record.as_object().and_then(Change::from_record) {
+        if let Some(c) = event.record(None).as_object().and_then(Change::from_record) {
             if self.apply(c) == Applied::Stale {
                 tracing::debug!(message_id = %event.message_id, "stale configuration change ignored");
             }

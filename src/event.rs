@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::ack::Ack;
+use crate::transform::columnar::RowRef;
 
 /// A message's Pub/Sub attributes. A hash map, as the client hands them over: converting each
 /// message's into an ordered map cost ~2% of the logs hot path, and every place that writes them
@@ -37,6 +38,8 @@ pub struct Event {
     pub subscription: Arc<str>,
     /// The structured record; `Value::Null` until the `parse_json` stage fills it.
     pub record: Value,
+    /// Where the record is instead, once a columnar chain forwarded it (`record` is then null).
+    pub row: Option<RowRef>,
     /// Sinks chosen by a `route` stage; `None` means every sink of the pipeline.
     pub routes: Option<Arc<[Arc<str>]>>,
     /// This event's share of the message acknowledgement.
@@ -67,6 +70,7 @@ impl Event {
             data,
             subscription,
             record: Value::Null,
+            row: None,
             routes: None,
             ack,
             delivery_attempt: None,
@@ -77,6 +81,15 @@ impl Event {
     /// Approximate in-memory weight, used for batch and flow-control byte limits.
     pub fn size_hint(&self) -> usize {
         footprint(self.data.len(), self.message_id.len())
+    }
+
+    /// The record, wherever it is held; with `names`, a record held in columns is read for
+    /// those fields only (observers that look at a few).
+    pub fn record(&self, names: Option<&[&str]>) -> std::borrow::Cow<'_, Value> {
+        match &self.row {
+            Some(row) => std::borrow::Cow::Owned(row.record_of(names)),
+            None => std::borrow::Cow::Borrowed(&self.record),
+        }
     }
 
     /// Whether a sink may already hold it: not known to be the message's first delivery.
@@ -93,6 +106,7 @@ impl Event {
             data: self.data.clone(),
             subscription: self.subscription.clone(),
             record: self.record.clone(),
+            row: self.row.clone(),
             routes: self.routes.clone(),
             ack: self.ack.split(),
             delivery_attempt: self.delivery_attempt,

@@ -5,6 +5,11 @@
 //! producer heartbeats). Files are read once; `since` skips files last modified before it, and
 //! `hours` limits listing to the `dt=/hour=` partitions of the last hours, so a large history is
 //! not listed at every refresh.
+//!
+//! Files are told apart by name, so after `sluice compact` merged a partition the merged object is
+//! a new file and its rows are handed out again: the followers are idempotent (configuration:
+//! highest version wins; producers: a sign of life older than the last one seen changes nothing).
+//! An object deleted between listing and reading is skipped: its rows are in the merged one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -87,14 +92,13 @@ impl LakeTail {
                     continue;
                 }
                 let path = &meta.location;
-                let bytes = self
-                    .store
-                    .get(path)
-                    .await
-                    .map_err(|e| LakeError::store(path, e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| LakeError::store(path, e))?;
+                let bytes = match self.store.get(path).await {
+                    Ok(got) => got.bytes().await.map_err(|e| LakeError::store(path, e))?,
+                    // Deleted since the listing: `sluice compact` merged it, and the merged
+                    // object, written first, is listed next time.
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(LakeError::store(path, e)),
+                };
                 out.extend(rows(bytes).map_err(|reason| LakeError::Read { path: path.to_string(), reason })?);
                 self.seen.insert(meta.location);
             }
@@ -121,4 +125,51 @@ fn rows(bytes: bytes::Bytes) -> Result<Vec<Map<String, Value>>, String> {
         out.extend(rows);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::PutPayload;
+    use serde_json::json;
+
+    async fn put(store: &Arc<dyn ObjectStore>, name: &str, ids: &[&str]) {
+        let schema = crate::schema::Schema::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"),
+            "config_change",
+        )
+        .unwrap();
+        let rows: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"timestamp": "2026-11-26T09:15:00Z", "service": "s", "key": id, "version": 1, "message_id": id}))
+            .collect();
+        let bytes = crate::sink::encode::parquet_file(&schema, &rows.iter().collect::<Vec<_>>()).unwrap();
+        store
+            .put(&ObjectPath::from(format!("lake/c/dt=2026-11-26/hour=09/{name}")), PutPayload::from_bytes(bytes))
+            .await
+            .unwrap();
+    }
+
+    fn ids(rows: &[Map<String, Value>]) -> Vec<&str> {
+        let mut ids: Vec<&str> = rows.iter().map(|r| r["message_id"].as_str().unwrap()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// A partition compacted after the follower read part of it: nothing it had not read is hidden.
+    #[tokio::test]
+    async fn a_compacted_partition_hides_no_row() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        put(&store, "a.parquet", &["a"]).await;
+        let mut tail = LakeTail::new(store.clone(), ObjectPath::from("lake/c"), None);
+        assert_eq!(ids(&tail.new_rows().await.unwrap()), ["a"]);
+        put(&store, "b.parquet", &["b"]).await;
+        // `sluice compact`: the merged object first, then its inputs go.
+        put(&store, "compacted-1.parquet", &["a", "b"]).await;
+        for name in ["a.parquet", "b.parquet"] {
+            store.delete(&ObjectPath::from(format!("lake/c/dt=2026-11-26/hour=09/{name}"))).await.unwrap();
+        }
+        assert_eq!(ids(&tail.new_rows().await.unwrap()), ["a", "b"], "b is read; a again, which followers ignore");
+        assert!(tail.new_rows().await.unwrap().is_empty());
+    }
 }

@@ -14,6 +14,7 @@ pub mod ack;
 pub mod alloc;
 pub mod app;
 pub mod bigquery;
+pub mod compact;
 pub mod config;
 pub mod config_state;
 pub mod event;

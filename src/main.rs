@@ -134,6 +134,36 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// Merge the small Parquet objects of each closed hour partition of a pipeline's lake (and
+    /// its dead letters) into objects of about --target-size.
+    ///
+    /// An hour is closed once it ended more than the batch max_age ago. Each merged object is
+    /// written before its inputs are deleted, so a reader in between may see rows twice, never
+    /// miss one. A manifest under <lake>/_sluice/compact/ names each merge's inputs and output
+    /// until they are deleted: a run after a crash finishes or undoes the interrupted merge
+    /// first, so nothing is lost and no duplicate is left. A second run is a no-op. Run one
+    /// compaction of a pipeline at a time.
+    Compact {
+        #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
+        config: PathBuf,
+        /// The pipeline whose lake sinks and dead letters are compacted.
+        #[arg(long, short)]
+        pipeline: String,
+        /// Only hours that end after this instant: RFC 3339, or a duration before now (48h, 7d).
+        /// Only the days from it on are listed, so a scheduled run stays cheap on a long history.
+        #[arg(long, value_parser = parse_instant_or_ago)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only hours that start before this instant (RFC 3339, or a duration before now).
+        #[arg(long, value_parser = parse_instant_or_ago)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Parquet bytes a merged object grows to (e.g. 128MiB, 64MB, 1000000); objects this
+        /// large are left alone.
+        #[arg(long, default_value = "128MiB", value_parser = sluice::config::units::parse_bytes)]
+        target_size: u64,
+        /// Print what would be merged and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Probe a running sluice's `GET /healthz`: exit 0 when it answers 200, 1 otherwise. For
     /// container health checks (the distroless image has no curl).
     Healthcheck {
@@ -273,6 +303,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_replay(&summary, dry_run);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compact { config, pipeline, since, until, target_size, dry_run } => {
+            let config = load_or_report(&config)?;
+            let args = sluice::compact::Args { pipeline, since, until, target_size, dry_run };
+            let summary = runtime()?.block_on(sluice::compact::compact(&config, args))?;
+            print_compact(&summary, dry_run);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Healthcheck { listen, timeout } => {
             let url = healthz_url(listen);
             let client = reqwest::Client::builder().timeout(timeout).build()?;
@@ -295,6 +332,62 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     sluice::schema::parse_timestamp(text)
         .ok_or_else(|| format!("expected an RFC 3339 instant such as 2026-11-20T00:00:00Z, found '{text}'"))
+}
+
+/// An RFC 3339 instant, or a duration (`48h`) before now.
+fn parse_instant_or_ago(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(ago) = sluice::config::units::parse_duration(text) {
+        let ago = chrono::TimeDelta::from_std(ago).map_err(|e| format!("'{text}': {e}"))?;
+        return chrono::Utc::now().checked_sub_signed(ago).ok_or_else(|| format!("'{text}' is too long ago"));
+    }
+    parse_instant(text).map_err(|e| format!("{e}, or a duration before now such as 48h"))
+}
+
+/// The compaction's outcome on stdout, per prefix; a dry run lists each merge it would do.
+fn print_compact(s: &sluice::compact::Summary, dry_run: bool) {
+    for p in &s.prefixes {
+        let plan = &p.plan;
+        if dry_run {
+            for u in &plan.units {
+                println!(
+                    "{}\t{} objects\t{} bytes\t{} rows\t-> {}",
+                    u.partition.path(),
+                    u.inputs.len(),
+                    u.bytes(),
+                    u.rows,
+                    u.output
+                );
+            }
+            let files: usize = plan.units.iter().map(|u| u.inputs.len()).sum();
+            println!(
+                "{}: would merge {files} objects into {} in {} closed hours ({} open hours left alone); {} interrupted merges to finish",
+                p.prefix,
+                plan.units.len(),
+                plan.partitions,
+                plan.open,
+                p.interrupted
+            );
+        } else {
+            println!(
+                "{}: merged {} objects ({} rows, {} bytes) into {} ({} bytes) in {} closed hours ({} open left alone); \
+                 finished {} interrupted merges ({} completed, {} undone)",
+                p.prefix,
+                p.files_in,
+                p.rows,
+                p.bytes_in,
+                p.units_done,
+                p.bytes_out,
+                plan.partitions,
+                plan.open,
+                p.interrupted,
+                p.completed,
+                p.interrupted - p.completed
+            );
+        }
+    }
+    if !dry_run {
+        println!("compaction done in {:.1}s", s.seconds);
+    }
 }
 
 /// The replay's outcome on stdout: the plan for a dry run, else the counts.

@@ -28,7 +28,6 @@ use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
 use crate::source::budget::Budget;
 use crate::store::Location;
-use crate::transform::Output;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -237,7 +236,10 @@ fn spawn_dead_letters(
     })
 }
 
-/// Run events through the chain and hand them to their sinks.
+/// The most events the chain takes at once: what the input holds when it looks, up to this.
+pub const CHAIN_BATCH: usize = 1024;
+
+/// Run events through the chain, a batch at a time, and hand them to their sinks.
 async fn run_chain(
     pipeline: String,
     mut chain: crate::transform::Chain,
@@ -246,16 +248,17 @@ async fn run_chain(
     dead: mpsc::Sender<DeadLetter>,
     observers: Vec<Arc<dyn Observer>>,
 ) {
-    while let Some(event) = rx.recv().await {
-        match chain.process(event) {
-            Output::Forward(event) => {
-                for o in &observers {
-                    o.observe(&pipeline, &event);
-                }
-                deliver(&pipeline, event, &sinks).await
+    let mut events = Vec::with_capacity(CHAIN_BATCH);
+    while rx.recv_many(&mut events, CHAIN_BATCH).await > 0 {
+        let out = chain.process_batch(std::mem::replace(&mut events, Vec::with_capacity(CHAIN_BATCH)));
+        for d in out.dead {
+            dead_letter::send(&dead, d).await;
+        }
+        for event in out.forward {
+            for o in &observers {
+                o.observe(&pipeline, &event);
             }
-            Output::Dropped => {}
-            Output::Dead(d) => dead_letter::send(&dead, d).await,
+            deliver(&pipeline, event, &sinks).await
         }
     }
 }

@@ -16,6 +16,9 @@ use hcl::eval::{Context, Evaluate};
 use serde_json::{json, Value};
 use sluice::config::{Config, Sink};
 
+#[path = "infra_consistency/compact.rs"]
+mod compact_schedule;
+
 /// Values for the root variables that have no default (what a tfvars file supplies).
 const SAMPLE_VARS: &[(&str, &str)] = &[
     ("project", "sample-project"),
@@ -31,6 +34,7 @@ const MODULES: &[(&str, &[&str])] = &[
     ("bigquery", &["google_bigquery_dataset", "google_bigquery_table"]),
     ("cloudrun", &["google_cloud_run_v2_service", "google_cloud_run_v2_job"]),
     ("workflows", &["google_workflows_workflow"]),
+    ("scheduler", &["google_cloud_scheduler_job"]),
 ];
 
 /// Meta-arguments of a module block, which are not module variables.
@@ -319,6 +323,8 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
             "the replay job's SLUICE_REPLAY_OUTPUT is {other:?}, but infra/ lets it write only under {writable}"
         )),
     }
+
+    compact_schedule::check(tf.locals.get("compact"), &config, &mut out);
 
     // HTTP: the container port.
     if g.http.listen.port() as u64 != port.as_u64().unwrap_or(0) || !g.http.listen.ip().is_unspecified() {
@@ -631,6 +637,13 @@ fn drift_in_terraform_is_reported() {
         "gs://${var.lake_bucket}/elsewhere",
     ));
     assert_reports(&p, "the replay job's SLUICE_REPLAY_OUTPUT is Some(\"gs://sample-lake/elsewhere\"), but infra/ lets it write only under gs://sample-lake/replay");
+
+    let p = drift_with(replaced("pipelines.tf", "timeout_seconds = 1500", "timeout_seconds = 1800"));
+    assert_reports(&p, "infra/ compact: 2 attempts of 1800s can outlast the 3600s between runs");
+    let p = drift_with(replaced("pipelines.tf", "since           = \"48h\"", "since           = \"2h\""));
+    assert_reports(&p, "infra/ compact.since 7200s is shorter than");
+    let p = drift_with(replaced("pipelines.tf", "\"15 * * * *\"", "\"15 */2 * * *\""));
+    assert_reports(&p, "infra/ compact.schedule '15 */2 * * *' does not run every compact.interval_hours");
 
     let p = drift_with(replaced("main.tf", "module \"workflows\" {", "module \"replay_workflow\" {"));
     assert_reports(&p, "the root module does not call module \"workflows\"");

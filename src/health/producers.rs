@@ -294,7 +294,8 @@ impl Observer for Producers {
         if event.attributes.get(ORIGIN).is_some_and(|o| o == ORIGIN_LIVENESS) {
             return;
         }
-        if let Some((service, at, report)) = event.record.as_object().and_then(sign_of_life) {
+        let record = event.record(Some(&["service", "timestamp", "status", "latency_ms", "checks"]));
+        if let Some((service, at, report)) = record.as_object().and_then(sign_of_life) {
             self.seen(service, at.unwrap_or(event.publish_time), report);
         }
     }

@@ -1,7 +1,7 @@
-//! Replay progress: a bar (files, rows or bytes, rate, ETA) when stderr is a terminal, otherwise a
-//! structured log line every few seconds, so a Cloud Run job's log shows it too. Parquet replays
-//! count rows (the plan knows them); NDJSON replays count the bytes of the files read (their
-//! lines are known only once read).
+//! Progress of a job over lake files (`replay`, `compact`): a bar (files, rows or bytes, rate, ETA)
+//! when stderr is a terminal, otherwise a structured log line every few seconds, so a Cloud Run
+//! job's log shows it too. Parquet replays and compaction count rows (the plan knows them); NDJSON
+//! replays count the bytes of the files read (their lines are known only once read).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
+    /// The job's name in log lines: "replay progress", "compact finished".
+    job: &'static str,
     /// Counting bytes, not rows.
     bytes: bool,
     bar: Option<ProgressBar>,
@@ -28,16 +30,16 @@ pub struct Progress {
 
 impl Progress {
     /// `files_done`/`rows_done`: what a checkpoint says is already done.
-    pub fn new(files: usize, rows_total: u64, files_done: usize, rows_done: u64) -> Progress {
-        Progress::start(false, files, rows_total, files_done, rows_done)
+    pub fn new(job: &'static str, files: usize, rows_total: u64, files_done: usize, rows_done: u64) -> Progress {
+        Progress::start(job, false, files, rows_total, (files_done, rows_done))
     }
 
     /// Progress counted in bytes of input read.
-    pub fn bytes(files: usize, bytes_total: u64, files_done: usize, bytes_done: u64) -> Progress {
-        Progress::start(true, files, bytes_total, files_done, bytes_done)
+    pub fn bytes(job: &'static str, files: usize, bytes_total: u64, files_done: usize, bytes_done: u64) -> Progress {
+        Progress::start(job, true, files, bytes_total, (files_done, bytes_done))
     }
 
-    fn start(bytes: bool, files: usize, total: u64, files_done: usize, done: u64) -> Progress {
+    fn start(job: &'static str, bytes: bool, files: usize, total: u64, (files_done, done): (usize, u64)) -> Progress {
         let template = if bytes {
             "{bar:30} {bytes}/{total_bytes} ({percent}%) {msg} {bytes_per_sec} eta {eta}"
         } else {
@@ -50,7 +52,7 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        let p = Progress { bytes, bar, files, files_done, total, done, before: done, started: now, last_log: now };
+        let p = Progress { job, bytes, bar, files, files_done, total, done, before: done, started: now, last_log: now };
         p.show_files();
         p
     }
@@ -68,7 +70,7 @@ impl Progress {
             Some(b) => b.set_position(self.done),
             None if self.last_log.elapsed() >= LOG_EVERY => {
                 self.last_log = Instant::now();
-                self.log("replay progress");
+                self.log("progress");
             }
             None => {}
         }
@@ -84,7 +86,7 @@ impl Progress {
         (self.done - self.before) as f64 / self.started.elapsed().as_secs_f64().max(1e-6)
     }
 
-    fn log(&self, message: &str) {
+    fn log(&self, what: &str) {
         let rate = self.rate();
         let left = self.total.saturating_sub(self.done);
         let eta = if rate > 0.0 { (left as f64 / rate).round() as u64 } else { 0 };
@@ -96,7 +98,8 @@ impl Progress {
             total = self.total,
             per_sec = rate.round() as u64,
             eta_secs = eta,
-            "{message}"
+            "{} {what}",
+            self.job
         );
     }
 
@@ -104,6 +107,6 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        self.log("replay finished");
+        self.log("finished");
     }
 }

@@ -251,9 +251,9 @@ fn progress(plan: &Plan, cp: &Checkpoint) -> Progress {
     let done: Vec<&SourceFile> = plan.files.iter().filter(|f| cp.done(f.path.as_ref()) >= f.parts()).collect();
     if plan.is_ndjson() {
         let total = plan.files.iter().map(|f| f.size).sum();
-        Progress::bytes(plan.files.len(), total, done.len(), done.iter().map(|f| f.size).sum())
+        Progress::bytes("replay", plan.files.len(), total, done.len(), done.iter().map(|f| f.size).sum())
     } else {
-        Progress::new(plan.files.len(), plan.selected_rows(), done.len(), cp.rows_done())
+        Progress::new("replay", plan.files.len(), plan.selected_rows(), done.len(), cp.rows_done())
     }
 }
 

@@ -50,6 +50,7 @@ pub fn to_event(dead: DeadLetter, pipeline: &str) -> Event {
         "attributes": event.attributes,
         "data": base64::engine::general_purpose::STANDARD.encode(&event.data),
     });
+    event.row = None;
     event.routes = None;
     event
 }

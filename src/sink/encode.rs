@@ -16,7 +16,9 @@ use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
 use super::dictionary;
+use crate::event::Event;
 use crate::schema::{parse_timestamp, FieldType, Schema};
+use crate::transform::columnar::Columns;
 
 /// Rows per Parquet row group: large enough for good compression and pruning, small enough
 /// that a reader streams a file in bounded memory.
@@ -142,6 +144,42 @@ pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatc
         };
         columns.push(col);
     }
+    Ok(RecordBatch::try_new(schema.arrow_schema(), columns)?)
+}
+
+/// One Arrow batch of the events' records, in order: rows held in a chain's columns are gathered
+/// from them, JSON records (which passed `Schema::check`) are encoded first.
+pub fn events_to_batch(schema: &Schema, events: &[Event]) -> Result<RecordBatch, EncodeError> {
+    let json: Vec<&Value> = events.iter().filter(|e| e.row.is_none()).map(|e| &e.record).collect();
+    if json.len() == events.len() {
+        return to_record_batch(schema, &json);
+    }
+    // Sources: the JSON records' batch first, then each chain batch the rows come from.
+    let mut sources: Vec<RecordBatch> = vec![to_record_batch(schema, &json)?];
+    let mut seen: Vec<*const Columns> = vec![std::ptr::null()];
+    let mut json_rows = 0..;
+    let mut indices = Vec::with_capacity(events.len());
+    for e in events {
+        let Some(row) = &e.row else {
+            indices.push((0, json_rows.next().expect("unbounded")));
+            continue;
+        };
+        let source = match seen.iter().position(|&p| p == Arc::as_ptr(&row.columns)) {
+            Some(i) => i,
+            None => {
+                seen.push(Arc::as_ptr(&row.columns));
+                sources.push(row.columns.batch.clone());
+                sources.len() - 1
+            }
+        };
+        indices.push((source, row.row));
+    }
+    let columns = (0..schema.fields.len())
+        .map(|c| {
+            let arrays: Vec<&dyn arrow::array::Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow::compute::interleave(&arrays, &indices)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.arrow_schema(), columns)?)
 }
 

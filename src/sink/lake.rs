@@ -35,13 +35,14 @@ impl Partition {
 
     /// The partition of the event's `time_field`, or of its publish time when it has none.
     pub fn for_event(schema: &Schema, event: &Event) -> Self {
-        let t = schema
-            .time_field
-            .as_deref()
-            .and_then(|f| event.record.get(f))
-            .and_then(|v| v.as_str())
-            .and_then(parse_timestamp)
-            .unwrap_or(event.publish_time);
+        let t = match &event.row {
+            Some(row) => row.event_time(),
+            None => {
+                let field = schema.time_field.as_deref();
+                field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp)
+            }
+        };
+        let t = t.unwrap_or(event.publish_time);
         Partition::of(t)
     }
 
@@ -119,21 +120,31 @@ impl LakeWriter {
     }
 
     async fn put(&self, path: &ObjectPath, bytes: bytes::Bytes) -> Result<(), WriteError> {
-        let attempt = || async { self.store.put(path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()) };
-        attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(6)
-                    .with_jitter(),
-            )
-            // Transport and server errors may pass; permissions, bad paths and bad requests will not.
-            .when(crate::store::gcs::retryable)
-            .notify(|e, wait| tracing::warn!(sink = %self.name, error = %e, retry_in_ms = wait.as_millis() as u64, "write failed; retrying"))
-            .await
-            .map_err(|source| WriteError::Store { path: path.to_string(), source })
+        put_retrying(self.store.as_ref(), path, bytes, &self.name).await
     }
+}
+
+/// One atomic put of a whole object, retried with backoff while the error may pass (transport and
+/// server errors; not permissions, bad paths or bad requests). `what` names the writer in logs.
+pub async fn put_retrying(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    bytes: bytes::Bytes,
+    what: &str,
+) -> Result<(), WriteError> {
+    let attempt = || async { store.put(path, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()) };
+    attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(6)
+                .with_jitter(),
+        )
+        .when(crate::store::gcs::retryable)
+        .notify(|e, wait| tracing::warn!(sink = %what, error = %e, retry_in_ms = wait.as_millis() as u64, "write failed; retrying"))
+        .await
+        .map_err(|source| WriteError::Store { path: path.to_string(), source })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columnar::{Kind, Rows, Slot};
 use super::{parse_path, FieldError};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -42,6 +43,35 @@ impl Subject {
         match self {
             Subject::Field(p) => p.get(&event.record).map(Cow::Borrowed),
             Subject::Attribute(a) => event.attributes.get(a).map(|v| Cow::Owned(Value::String(v.clone()))),
+        }
+    }
+}
+
+impl Subject {
+    /// The subject's value for row `r` of a batch on columns.
+    pub fn value_at<'a>(&self, rows: &'a Rows, r: usize) -> Option<Cow<'a, Value>> {
+        match self {
+            Subject::Field(p) => rows.value_at(r, p).map(Cow::Owned),
+            Subject::Attribute(a) => rows.events[r].attributes.get(a).map(|v| Cow::Owned(Value::String(v.clone()))),
+        }
+    }
+
+    /// Whether it can be read on columns: not a time slot, whose text depends on where it is read.
+    pub fn on_columns(&self, slots: &[Slot]) -> bool {
+        match self {
+            Subject::Field(p) => !slots.iter().any(|s| s.name == p.root() && s.kind == Kind::Time),
+            Subject::Attribute(_) => true,
+        }
+    }
+}
+
+impl Condition {
+    /// Whether every subject it reads can be read on columns.
+    pub fn on_columns(&self, slots: &[Slot]) -> bool {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().all(|c| c.on_columns(slots)),
+            Condition::Not(c) => c.on_columns(slots),
+            Condition::Test(subject, _) => subject.on_columns(slots),
         }
     }
 }
@@ -203,12 +233,22 @@ fn for_attribute(name: &str, test: Test) -> Result<Test, FieldError> {
 
 impl Condition {
     pub fn matches(&self, event: &Event) -> bool {
+        self.holds(&|s: &Subject| s.value(event))
+    }
+
+    /// Row `r` of a batch on columns.
+    pub fn matches_row(&self, rows: &Rows, r: usize) -> bool {
+        self.holds(&|s: &Subject| s.value_at(rows, r))
+    }
+
+    /// Whether the condition holds for the subjects' values as `read` gives them.
+    fn holds<'a>(&self, read: &dyn Fn(&Subject) -> Option<Cow<'a, Value>>) -> bool {
         match self {
-            Condition::All(cs) => cs.iter().all(|c| c.matches(event)),
-            Condition::Any(cs) => cs.iter().any(|c| c.matches(event)),
-            Condition::Not(c) => !c.matches(event),
+            Condition::All(cs) => cs.iter().all(|c| c.holds(read)),
+            Condition::Any(cs) => cs.iter().any(|c| c.holds(read)),
+            Condition::Not(c) => !c.holds(read),
             Condition::Test(subject, test) => {
-                let value = subject.value(event);
+                let value = read(subject);
                 match (test, value.as_deref()) {
                     // Null counts as absent, as in `set`'s `if_missing`.
                     (Test::Exists(want), v) => v.is_some_and(|v| !v.is_null()) == *want,

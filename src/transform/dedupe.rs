@@ -16,11 +16,13 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::Array;
 use serde::Deserialize;
 
+use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::condition::text_of;
 use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
-use crate::ack::{Absorbed, AckWatch};
+use crate::ack::{Absorbed, Ack, AckWatch};
 use crate::config::units::HumanDuration;
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -55,6 +57,12 @@ enum Key {
     Field(FieldPath),
 }
 
+/// Where a key is read on columns: the message id, or a text or integer slot.
+enum KeySlot {
+    MessageId,
+    Slot(usize),
+}
+
 struct Seen {
     at: Instant,
     /// The first copy's acknowledgement; `None` when it was untracked (taken as delivered).
@@ -72,6 +80,7 @@ pub struct Dedupe {
     /// Keys in the order they were recorded, for expiry and eviction.
     order: VecDeque<(Arc<str>, Instant)>,
     now: Box<dyn Fn() -> Instant + Send>,
+    key_slot: Option<KeySlot>,
 }
 
 impl Config {
@@ -96,6 +105,7 @@ impl Config {
             seen: HashMap::default(),
             order: VecDeque::new(),
             now: Box::new(Instant::now),
+            key_slot: None,
         })
     }
 }
@@ -106,8 +116,15 @@ impl Dedupe {
             Key::MessageId => Ok(Arc::from(event.message_id.as_str())),
             Key::Field(p) => match p.get(&event.record) {
                 Some(v) if !v.is_null() => Ok(Arc::from(text_of(v).as_ref())),
-                _ => Err(format!("dedupe key field '{p}' is missing")),
+                _ => Err(self.missing()),
             },
+        }
+    }
+
+    fn missing(&self) -> String {
+        match &self.key {
+            Key::Field(p) => format!("dedupe key field '{p}' is missing"),
+            Key::MessageId => unreachable!("every event has a message id"),
         }
     }
 
@@ -127,35 +144,35 @@ impl Dedupe {
 }
 
 /// Queue `key` for expiry and give what to record for it: this copy, seen `now`.
-fn remember(order: &mut VecDeque<(Arc<str>, Instant)>, key: &Arc<str>, event: &Event, now: Instant) -> Seen {
+fn remember(order: &mut VecDeque<(Arc<str>, Instant)>, key: &Arc<str>, ack: &Ack, now: Instant) -> Seen {
     order.push_back((key.clone(), now));
-    Seen { at: now, watch: event.ack.watch() }
+    Seen { at: now, watch: ack.watch() }
 }
 
-impl Stage for Dedupe {
-    fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        let key = self.key_of(event)?;
+impl Dedupe {
+    /// Record `key` (this copy's acknowledgement in `ack`) and say whether the copy goes on.
+    fn see(&mut self, key: Arc<str>, ack: &mut Ack, message_id: &str) -> Verdict {
         let now = (self.now)();
         self.expire(now);
         // One search: the entry both says whether the key was seen and is where it is recorded.
         let (verdict, new) = match self.seen.entry(key) {
             Entry::Vacant(slot) => {
-                let seen = remember(&mut self.order, slot.key(), event, now);
+                let seen = remember(&mut self.order, slot.key(), ack, now);
                 slot.insert(seen);
                 (Verdict::Keep, true)
             }
             Entry::Occupied(mut slot) => match &slot.get().watch {
                 // The first copy was untracked: it is as good as delivered.
                 None => (Verdict::Drop, false),
-                Some(watch) => match watch.absorb(event.ack.take()) {
+                Some(watch) => match watch.absorb(ack.take()) {
                     Absorbed::Folded => {
-                        tracing::debug!(message_id = %event.message_id, "repeat folded into the first copy");
+                        tracing::debug!(message_id, "repeat folded into the first copy");
                         (Verdict::Drop, false)
                     }
-                    Absorbed::Retry(ack) => {
-                        tracing::debug!(message_id = %event.message_id, "repeat of a failed copy goes through");
-                        event.ack = ack;
-                        slot.insert(remember(&mut self.order, slot.key(), event, now));
+                    Absorbed::Retry(retry) => {
+                        tracing::debug!(message_id, "repeat of a failed copy goes through");
+                        *ack = retry;
+                        slot.insert(remember(&mut self.order, slot.key(), ack, now));
                         (Verdict::Keep, false)
                     }
                 },
@@ -164,11 +181,62 @@ impl Stage for Dedupe {
         if new {
             self.expire(now);
         }
-        Ok(verdict)
+        verdict
+    }
+}
+
+impl Stage for Dedupe {
+    fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
+        let key = self.key_of(event)?;
+        Ok(self.see(key, &mut event.ack, &event.message_id))
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
     }
 
     fn effect(&self) -> Effect<'_> {
         Effect::Reads
+    }
+}
+
+/// Every live row in arrival order, on columns or not, so that repeats are found across both.
+impl Columnar for Dedupe {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        self.key_slot = match &self.key {
+            Key::MessageId => Some(KeySlot::MessageId),
+            Key::Field(path) => {
+                p.slot(path).filter(|&s| matches!(p.slots[s].kind, Kind::Str | Kind::Int)).map(KeySlot::Slot)
+            }
+        };
+        self.key_slot.is_some()
+    }
+
+    fn takes_slow_rows(&self) -> bool {
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, stage: usize) {
+        for r in 0..rows.len() {
+            if !rows.is_live(r) {
+                continue;
+            }
+            let key = match (&self.key_slot, rows.slow[r]) {
+                (Some(KeySlot::MessageId), _) => Ok(Arc::from(rows.events[r].message_id.as_str())),
+                (Some(KeySlot::Slot(s)), false) => match &rows.cols[*s] {
+                    Column::Str(a) if a.is_valid(r) => Ok(Arc::from(a.value(r))),
+                    Column::Int(a) if a.is_valid(r) => Ok(Arc::from(a.value(r).to_string())),
+                    _ => Err(self.missing()),
+                },
+                _ => self.key_of(&rows.events[r]),
+            };
+            let event = &mut rows.events[r];
+            match key.map(|key| self.see(key, &mut event.ack, &event.message_id)) {
+                Ok(Verdict::Keep) => {}
+                Ok(Verdict::Drop) => rows.drop_row(r),
+                Err(reason) => rows.refuse(r, stage, reason),
+            }
+        }
     }
 }
 

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columnar::plan::top_level;
+use super::columnar::{Column, Columnar, Kind, Planner, Rows, Slot};
 use super::{name_marks::NameMarks, parse_path, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -32,6 +34,8 @@ pub struct Rename {
     /// The sources' top-level keys: a record with no key they may hold (the usual case, a producer
     /// already using the schema's names) is passed over without a search per source.
     roots: NameMarks,
+    /// `(source, target)` slots, on columns.
+    slots: Vec<(usize, usize)>,
 }
 
 /// True when one path is the other or lies inside it (`a` and `a.b`).
@@ -60,7 +64,7 @@ impl RenameConfig {
             pairs.push((parse_path(field.clone(), from)?, parse_path(field, to)?));
         }
         let roots = NameMarks::new(pairs.iter().map(|(from, _)| from.root()));
-        Ok(Rename { pairs, roots })
+        Ok(Rename { pairs, roots, slots: Vec::new() })
     }
 }
 
@@ -77,6 +81,40 @@ impl Stage for Rename {
         }
         Ok(Verdict::Keep)
     }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Top-level renames onto schema fields: the source is decoded as the field it becomes.
+impl Columnar for Rename {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        for (from, to) in &self.pairs {
+            let Some(target) = p.slot(to).filter(|&t| p.slots[t].in_schema) else { return false };
+            let kind = p.slots[target].kind;
+            let Some(source) = p.extra(from, kind) else { return false };
+            // A time read leniently for a `timestamp` stage must reach that stage where it is.
+            if p.slots[source].any_time {
+                return false;
+            }
+            p.renames.push((source, target));
+            self.slots.push((source, target));
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        for &(source, target) in &self.slots {
+            if rows.cols[source].null_count() == rows.len() {
+                continue; // the usual case: no row spells it this way
+            }
+            let moved = rows.cols[target].overlaid(&rows.cols[source]);
+            let kind = rows.cols[source].kind();
+            rows.cols[target] = moved;
+            rows.cols[source] = Column::nulls(kind, rows.len());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,23 +123,59 @@ pub struct DropConfig {
     pub fields: Vec<String>,
 }
 
-pub struct Drop(Vec<FieldPath>);
+pub struct Drop {
+    paths: Vec<FieldPath>,
+    /// On columns: each path's slot, if it has one.
+    slots: Vec<Option<usize>>,
+}
 
 impl DropConfig {
     pub fn build(&self, _ctx: &BuildContext) -> Result<Drop, FieldError> {
         if self.fields.is_empty() {
             return Err(FieldError::new("fields", "expected at least one field"));
         }
-        Ok(Drop(parse_paths("fields", &self.fields)?))
+        Ok(Drop { paths: parse_paths("fields", &self.fields)?, slots: Vec::new() })
     }
 }
 
 impl Stage for Drop {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
-        for p in &self.0 {
+        for p in &self.paths {
             p.remove(&mut event.record);
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// A top-level slot is emptied; a path inside a JSON slot is removed from each value. Anything
+/// else names what a row on columns cannot hold (an unknown name, inside a scalar).
+impl Columnar for Drop {
+    fn plan(&mut self, _p: &mut Planner) -> bool {
+        true
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        self.slots = self.paths.iter().map(|p| slots.iter().position(|s| s.name == p.root())).collect();
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        for (path, slot) in self.paths.iter().zip(&self.slots) {
+            let Some(slot) = *slot else { continue };
+            match (top_level(path), rows.cols[slot].kind()) {
+                (Some(_), kind) => rows.cols[slot] = Column::nulls(kind, rows.len()),
+                (None, Kind::Json) => {
+                    for r in rows.fast_rows() {
+                        rows.edit_json(r, slot, |record| path.remove(record));
+                    }
+                }
+                (None, _) => {}
+            }
+        }
     }
 }
 
@@ -117,6 +191,8 @@ pub struct SetConfig {
 pub struct Set {
     fields: Vec<(FieldPath, Value)>,
     if_missing: bool,
+    /// On columns: each field's slot (made for a name the schema lacks).
+    slots: Vec<usize>,
 }
 
 impl SetConfig {
@@ -129,7 +205,7 @@ impl SetConfig {
             .iter()
             .map(|(k, v)| Ok((parse_path(format!("fields.{k}"), k)?, v.clone())))
             .collect::<Result<_, FieldError>>()?;
-        Ok(Set { fields, if_missing: self.if_missing })
+        Ok(Set { fields, if_missing: self.if_missing, slots: Vec::new() })
     }
 }
 
@@ -142,6 +218,74 @@ impl Stage for Set {
             p.set(&mut event.record, v.clone())?;
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// The kind of slot a value set on columns fits; `None` for one a slot cannot hold as it is.
+fn kind_of(v: &Value) -> Option<Kind> {
+    Some(match v {
+        Value::String(_) => Kind::Str,
+        Value::Bool(_) => Kind::Bool,
+        Value::Number(n) if n.is_i64() => Kind::Int,
+        Value::Number(_) => Kind::Float,
+        Value::Array(_) | Value::Object(_) => Kind::Json,
+        Value::Null => return None,
+    })
+}
+
+/// A top-level field of the value's kind (a JSON slot takes any value), or a path inside a JSON
+/// slot; a name the schema lacks gets a slot of its own, which `validate` then refuses.
+impl Columnar for Set {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        for (path, value) in &self.fields {
+            let Some(kind) = kind_of(value) else { return false };
+            let slot = match (top_level(path), p.slots.iter().position(|s| s.name == path.root())) {
+                (Some(_), Some(s)) => Some(s).filter(|&s| p.slots[s].kind == kind || p.slots[s].kind == Kind::Json),
+                (Some(_), None) => p.extra(path, kind),
+                (None, Some(s)) => Some(s).filter(|&s| p.slots[s].kind == Kind::Json),
+                (None, None) => p.extra(&FieldPath::parse(path.root()).expect("a root is a name"), Kind::Json),
+            };
+            match slot {
+                Some(s) => self.slots.push(s),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, stage: usize) {
+        for ((path, value), &slot) in self.fields.iter().zip(&self.slots) {
+            if let (Some(_), false) = (top_level(path), rows.cols[slot].kind() == Kind::Json) {
+                let column = (0..rows.len())
+                    .map(|r| {
+                        let keep = !rows.is_fast(r) || (self.if_missing && rows.cols[slot].is_valid(r));
+                        if keep {
+                            rows.cols[slot].value(r)
+                        } else {
+                            Some(value.clone())
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let kind = rows.cols[slot].kind();
+                rows.cols[slot] = Column::from_values(kind, &column);
+                continue;
+            }
+            for r in rows.fast_rows() {
+                let set = rows.edit_json(r, slot, |record| {
+                    if self.if_missing && path.get(record).is_some_and(|v| !v.is_null()) {
+                        return Ok(());
+                    }
+                    path.set(record, value.clone())
+                });
+                if let Err(reason) = set {
+                    rows.refuse(r, stage, reason);
+                }
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::columnar::{Columnar, Planner, Rows, Slot};
 use super::condition::{Condition, ConditionConfig};
 use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
@@ -40,6 +41,28 @@ impl Stage for Filter {
 
     fn effect(&self) -> Effect<'_> {
         Effect::Reads
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+impl Columnar for Filter {
+    fn plan(&mut self, _p: &mut Planner) -> bool {
+        true
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        self.condition.on_columns(slots)
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        for r in 0..rows.len() {
+            if rows.is_fast(r) && self.condition.matches_row(rows, r) != self.keep {
+                rows.drop_row(r);
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::{parse_path, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -40,6 +41,19 @@ pub struct Metadata {
     attribute_fields: Vec<(String, FieldPath)>,
     /// Wall clock, replaceable in tests.
     now: fn() -> DateTime<Utc>,
+    /// On columns: what each written slot gets, in the order the row form writes them.
+    slots: Vec<(usize, Source)>,
+}
+
+/// What a metadata field is filled from.
+#[derive(Debug, Clone)]
+enum Source {
+    IngestTime,
+    MessageId,
+    PublishTime,
+    Subscription,
+    Attributes,
+    Attribute(String),
 }
 
 impl Config {
@@ -57,6 +71,7 @@ impl Config {
                 .map(|(a, f)| Ok((a.clone(), parse_path(format!("attribute_fields.{a}"), f)?)))
                 .collect::<Result<_, FieldError>>()?,
             now: Utc::now,
+            slots: Vec::new(),
         };
         let any = m.ingest_time.is_some()
             || m.message_id.is_some()
@@ -100,6 +115,62 @@ impl Stage for Metadata {
             }
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Top-level schema fields of the type each value has: the column is built from the events.
+impl Columnar for Metadata {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        let singles = [
+            (&self.ingest_time, Source::IngestTime, Kind::Time),
+            (&self.message_id, Source::MessageId, Kind::Str),
+            (&self.publish_time, Source::PublishTime, Kind::Time),
+            (&self.subscription, Source::Subscription, Kind::Str),
+            (&self.attributes, Source::Attributes, Kind::Json),
+        ];
+        let singles = singles.into_iter().filter_map(|(path, source, kind)| Some((path.as_ref()?, source, kind)));
+        let attributes = self.attribute_fields.iter().map(|(a, path)| (path, Source::Attribute(a.clone()), Kind::Str));
+        for (path, source, kind) in singles.chain(attributes).collect::<Vec<_>>() {
+            let Some(slot) = p.field(path, kind) else { return false };
+            self.slots.push((slot, source));
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        let now = (self.now)().timestamp_micros();
+        let fast: Vec<bool> = (0..rows.len()).map(|r| rows.is_fast(r)).collect();
+        let events = &rows.events;
+        let on = |r: usize| fast[r].then_some(&events[r]);
+        for (slot, source) in &self.slots {
+            let n = rows.len();
+            let column = match source {
+                Source::IngestTime => Column::Time((0..n).map(|r| on(r).map(|_| now)).collect()),
+                Source::PublishTime => {
+                    Column::Time((0..n).map(|r| on(r).map(|e| e.publish_time.timestamp_micros())).collect())
+                }
+                Source::MessageId => Column::Str((0..n).map(|r| on(r).map(|e| e.message_id.as_str())).collect()),
+                Source::Subscription => Column::Str((0..n).map(|r| on(r).map(|e| &*e.subscription)).collect()),
+                Source::Attributes => Column::Json(
+                    (0..n)
+                        .map(|r| {
+                            let attrs = &on(r)?.attributes;
+                            Some(Value::Object(attrs.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()))
+                        })
+                        .collect(),
+                ),
+                // An attribute the message lacks writes nothing: the field keeps its value.
+                Source::Attribute(a) => {
+                    let values = Column::Str((0..n).map(|r| on(r)?.attributes.get(a).map(String::as_str)).collect());
+                    rows.cols[*slot].overlaid(&values)
+                }
+            };
+            rows.cols[*slot] = column;
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::path::FieldPath;
 use crate::schema::Schema;
+pub use columnar::Batched;
+use columnar::{Columnar, Slot};
 
+pub mod columnar;
 pub mod condition;
 pub mod dedupe;
 pub mod fields;
@@ -41,6 +44,11 @@ pub trait Stage: Send {
     /// What the stage may do to a record it keeps; see [`Chain::checked_against`].
     fn effect(&self) -> Effect<'_> {
         Effect::Changes
+    }
+
+    /// The stage as an operator on columns, where it has one ([`columnar`]).
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        None
     }
 }
 
@@ -158,6 +166,9 @@ pub enum Output {
 /// The built stages of one pipeline, in order.
 pub struct Chain {
     stages: Vec<(String, Box<dyn Stage>)>,
+    schema: Arc<Schema>,
+    /// The columns a batch is decoded into; `None`: the chain runs row by row.
+    slots: Option<Arc<[Slot]>>,
 }
 
 impl Chain {
@@ -172,7 +183,23 @@ impl Chain {
             })?;
             stages.push((label, stage));
         }
-        Ok(Chain { stages })
+        let mut chain = Chain { stages, schema: ctx.schema.clone(), slots: None };
+        // Rows leave a planned chain as columns, unchecked by the sinks: it must end in `validate`.
+        if chain.checked_against(ctx.schema) {
+            let parses = matches!(configs.first(), Some(StageConfig::ParseJson(_)));
+            chain.slots = columnar::plan(&mut chain.stages, parses, ctx.schema);
+        }
+        Ok(chain)
+    }
+
+    /// Whether batches are decoded into columns (else every row runs through the stages alone).
+    pub fn is_columnar(&self) -> bool {
+        self.slots.is_some()
+    }
+
+    /// Run a batch of events through the chain, in arrival order. Dropped events are acknowledged.
+    pub fn process_batch(&mut self, events: Vec<Event>) -> Batched {
+        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, events)
     }
 
     /// Whether every event the chain forwards passes `schema.check(record, true)` as it leaves:
@@ -261,7 +288,8 @@ mod tests {
 
     #[test]
     fn refused_event_becomes_dead_letter_naming_the_stage() {
-        let mut chain = Chain { stages: vec![("transforms[0].x".into(), Box::new(Refuse))] };
+        let mut chain =
+            Chain { stages: vec![("transforms[0].x".into(), Box::new(Refuse))], schema: schema(), slots: None };
         match chain.process(event(serde_json::json!({}))) {
             Output::Dead(d) => {
                 assert_eq!(d.stage, "transforms[0].x");
@@ -273,7 +301,8 @@ mod tests {
 
     #[test]
     fn dropped_event_is_acknowledged_as_delivered() {
-        let mut chain = Chain { stages: vec![("transforms[0].x".into(), Box::new(DropAll))] };
+        let mut chain =
+            Chain { stages: vec![("transforms[0].x".into(), Box::new(DropAll))], schema: schema(), slots: None };
         let (ack, mut rx) = Ack::channel();
         let mut e = event(serde_json::json!({}));
         e.ack = ack;

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::columnar::{Columnar, Planner, Rows};
 use super::{BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 
@@ -35,6 +36,19 @@ impl Stage for ParseJson {
         event.record = value;
         Ok(Verdict::Keep)
     }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// On columns the payloads were read by the batch's decoder, before the first stage.
+impl Columnar for ParseJson {
+    fn plan(&mut self, _p: &mut Planner) -> bool {
+        true
+    }
+
+    fn apply_columns(&mut self, _rows: &mut Rows, _stage: usize) {}
 }
 
 #[cfg(test)]

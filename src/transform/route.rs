@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::Value;
 
+use super::columnar::{Columnar, Planner, Rows, Slot};
 use super::condition::{text_of, Subject};
 use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
@@ -69,12 +71,18 @@ impl Config {
     }
 }
 
+impl Route {
+    /// The sinks for a subject's value: `None` keeps the event's routes as they are.
+    fn chosen(&self, value: Option<&Value>) -> Option<&Sinks> {
+        let route = value.and_then(|v| self.routes.get(text_of(v).as_ref()));
+        route.or(self.default.as_ref())
+    }
+}
+
 impl Stage for Route {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         let value = self.subject.value(event);
-        let route = value.as_deref().and_then(|v| self.routes.get(text_of(v).as_ref()));
-        let chosen = route.or(self.default.as_ref());
-        match chosen {
+        match self.chosen(value.as_deref()) {
             Some(sinks) if sinks.is_empty() => Ok(Verdict::Drop),
             Some(sinks) => {
                 event.routes = Some(sinks.clone());
@@ -86,6 +94,34 @@ impl Stage for Route {
 
     fn effect(&self) -> Effect<'_> {
         Effect::Reads
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+impl Columnar for Route {
+    fn plan(&mut self, _p: &mut Planner) -> bool {
+        true
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        self.subject.on_columns(slots)
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        for r in 0..rows.len() {
+            if !rows.is_fast(r) {
+                continue;
+            }
+            let value = self.subject.value_at(rows, r);
+            match self.chosen(value.as_deref()).cloned() {
+                Some(sinks) if sinks.is_empty() => rows.drop_row(r),
+                Some(sinks) => rows.events[r].routes = Some(sinks),
+                None => {}
+            }
+        }
     }
 }
 

@@ -9,10 +9,12 @@
 //! converted exactly (nanoseconds truncated to the microsecond); fractions round to the microsecond.
 //! A missing or null field follows `if_missing` (default `skip`: leave it absent).
 
+use arrow::array::Array;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::{parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -41,6 +43,8 @@ pub struct Timestamp {
     if_missing: IfMissing,
     /// Wall clock for `if_missing: now`, replaceable in tests.
     now: fn() -> DateTime<Utc>,
+    /// On columns: each field's slot, whose values the decoder already read as times.
+    slots: Vec<usize>,
 }
 
 impl Config {
@@ -48,7 +52,12 @@ impl Config {
         if self.fields.is_empty() {
             return Err(FieldError::new("fields", "expected at least one field"));
         }
-        Ok(Timestamp { fields: parse_paths("fields", &self.fields)?, if_missing: self.if_missing, now: Utc::now })
+        Ok(Timestamp {
+            fields: parse_paths("fields", &self.fields)?,
+            if_missing: self.if_missing,
+            now: Utc::now,
+            slots: vec![],
+        })
     }
 }
 
@@ -62,25 +71,28 @@ pub fn parse_any(v: &Value) -> Result<DateTime<Utc>, String> {
             Some(i) => from_epoch_int(i),
             None => from_epoch_float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => {
-            let s = s.trim();
-            if let Some(t) = crate::rfc3339::parse(s) {
-                return Ok(t);
-            }
-            for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-                if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-                    return Ok(t.and_utc());
-                }
-            }
-            if let Ok(i) = s.parse::<i64>() {
-                return from_epoch_int(i);
-            }
-            match s.parse::<f64>() {
-                Ok(x) if x.is_finite() => from_epoch_float(x),
-                _ => Err(NOT_A_TIMESTAMP.into()),
-            }
-        }
+        Value::String(s) => parse_text(s),
         _ => Err("expected a string or a number".into()),
+    }
+}
+
+/// Read a timestamp written as a JSON string, in any accepted form.
+pub fn parse_text(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Some(t) = crate::rfc3339::parse(s) {
+        return Ok(t);
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(i) = s.parse::<i64>() {
+        return from_epoch_int(i);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => from_epoch_float(x),
+        _ => Err(NOT_A_TIMESTAMP.into()),
     }
 }
 
@@ -135,6 +147,56 @@ impl Stage for Timestamp {
             p.set(&mut event.record, Value::String(format_timestamp(t)))?;
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Top-level TIMESTAMP fields: the decoder reads every accepted form into microseconds (a value
+/// it cannot read leaves the row to this stage's row form, with its error), so what is left here
+/// is `if_missing`.
+impl Columnar for Timestamp {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        for path in &self.fields {
+            let Some(slot) = p.field(path, Kind::Time) else { return false };
+            // Moved away before this stage: its value is not this stage's to read.
+            if p.renames.iter().any(|&(source, _)| source == slot) {
+                return false;
+            }
+            p.slots[slot].any_time = true;
+            for &(source, target) in &p.renames {
+                if target == slot {
+                    p.slots[source].any_time = true;
+                }
+            }
+            self.slots.push(slot);
+        }
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, stage: usize) {
+        let now = (self.now)().timestamp_micros();
+        for (path, &slot) in self.fields.iter().zip(&self.slots) {
+            let Column::Time(times) = &rows.cols[slot] else { unreachable!("planned as a time slot") };
+            let missing: Vec<usize> = (0..rows.len()).filter(|&r| rows.is_fast(r) && times.is_null(r)).collect();
+            if missing.is_empty() || self.if_missing == IfMissing::Skip {
+                continue;
+            }
+            if self.if_missing == IfMissing::Error {
+                missing.into_iter().for_each(|r| rows.refuse(r, stage, format!("field '{path}' is missing")));
+                continue;
+            }
+            let mut filled: Vec<Option<i64>> = times.iter().collect();
+            for r in missing {
+                filled[r] = Some(match self.if_missing {
+                    IfMissing::PublishTime => rows.events[r].publish_time.timestamp_micros(),
+                    _ => now,
+                });
+            }
+            rows.cols[slot] = Column::Time(filled.into_iter().collect());
+        }
     }
 }
 

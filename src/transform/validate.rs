@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::columnar::{Column, Columnar, Planner, Rows, Slot};
 use super::{BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::event::Event;
-use crate::schema::Schema;
+use crate::schema::{Mode, Schema};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,11 +28,14 @@ pub struct Config {
 pub struct Validate {
     schema: Arc<Schema>,
     unknown: UnknownFields,
+    /// On columns: the slots of REQUIRED fields, and the other slots with their names, sorted.
+    required: Vec<usize>,
+    extras: Vec<(String, usize)>,
 }
 
 impl Config {
     pub fn build(&self, ctx: &BuildContext) -> Result<Validate, FieldError> {
-        Ok(Validate { schema: ctx.schema.clone(), unknown: self.unknown_fields })
+        Ok(Validate { schema: ctx.schema.clone(), unknown: self.unknown_fields, required: vec![], extras: vec![] })
     }
 }
 
@@ -48,6 +52,52 @@ impl Stage for Validate {
 
     fn effect(&self) -> Effect<'_> {
         Effect::Checks(&self.schema)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Decoded values already have their field's type, so what is left to check is presence:
+/// required fields first (in schema order), then names the schema lacks, as `Schema::check` does.
+impl Columnar for Validate {
+    fn plan(&mut self, p: &mut Planner) -> bool {
+        std::ptr::eq(p.schema, self.schema.as_ref())
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        let required = self.schema.fields.iter().enumerate().filter(|(_, f)| f.mode == Mode::Required);
+        self.required = required.map(|(i, _)| i).collect();
+        self.extras =
+            slots.iter().enumerate().filter(|(_, s)| !s.in_schema).map(|(i, s)| (s.name.clone(), i)).collect();
+        self.extras.sort();
+        true
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, stage: usize) {
+        if self.unknown == UnknownFields::Drop {
+            for (_, slot) in &self.extras {
+                let kind = rows.cols[*slot].kind();
+                rows.cols[*slot] = Column::nulls(kind, rows.len());
+            }
+        }
+        for r in 0..rows.len() {
+            if !rows.is_fast(r) {
+                continue;
+            }
+            let missing = self.required.iter().find(|&&i| !rows.cols[i].is_valid(r));
+            let reason = match missing {
+                Some(&i) => {
+                    format!("field '{}' is required by schema '{}'", self.schema.fields[i].name, self.schema.name)
+                }
+                None => match self.extras.iter().find(|(_, i)| rows.cols[*i].is_valid(r)) {
+                    Some((name, _)) => format!("field '{name}' is not in schema '{}'", self.schema.name),
+                    None => continue,
+                },
+            };
+            rows.refuse(r, stage, reason);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod compact;
 pub mod faults;
 pub mod replay;
 pub mod samples;

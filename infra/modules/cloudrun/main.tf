@@ -1,5 +1,6 @@
 # sluice on Cloud Run: the service (streaming pull with always-on CPU, or push with request-driven
-# autoscaling) and a job that runs `sluice replay` one-off, started by the Workflows workflow.
+# autoscaling), a job that runs `sluice replay` one-off, started by the Workflows workflow, and a
+# job per pipeline that runs `sluice compact`, started on a schedule.
 
 resource "google_cloud_run_v2_service" "sluice" {
   project             = var.project
@@ -80,9 +81,43 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   member   = each.value
 }
 
-resource "google_cloud_run_v2_job" "replay" {
+# The jobs: `sluice replay` (arguments given per execution by the workflow; it resumes from its
+# checkpoints, so a retried task continues where it stopped), and `sluice compact -p <pipeline>`
+# per pipeline (one task, and a timeout that with the retry ends before the next scheduled run,
+# so runs never overlap; a retry first finishes the merge a failed attempt left).
+locals {
+  jobs = merge(
+    {
+      replay = {
+        name            = "${var.name}-replay"
+        args            = ["replay", "--help"]
+        env             = merge(var.env, var.replay_env)
+        service_account = var.replay_service_account
+        timeout_seconds = var.replay_timeout_seconds
+        max_retries     = 3
+        cpu             = var.replay_cpu
+        memory          = var.replay_memory
+      }
+    },
+    {
+      for p, _ in var.compact_pipelines : "compact-${p}" => {
+        name            = "${var.name}-compact-${p}"
+        args            = concat(["compact", "--pipeline", p], var.compact_args)
+        env             = var.env
+        service_account = var.compact_service_account
+        timeout_seconds = var.compact_timeout_seconds
+        max_retries     = var.compact_max_retries
+        cpu             = var.compact_cpu
+        memory          = var.compact_memory
+      }
+    },
+  )
+}
+
+resource "google_cloud_run_v2_job" "job" {
+  for_each            = local.jobs
   project             = var.project
-  name                = "${var.name}-replay"
+  name                = each.value.name
   location            = var.region
   labels              = var.labels
   deletion_protection = var.deletion_protection
@@ -92,18 +127,16 @@ resource "google_cloud_run_v2_job" "replay" {
     parallelism = 1
 
     template {
-      service_account = var.replay_service_account
-      timeout         = "${var.replay_timeout_seconds}s"
-      # A replay resumes from its checkpoints, so a retried task continues where it stopped.
-      max_retries = 3
+      service_account = each.value.service_account
+      timeout         = "${each.value.timeout_seconds}s"
+      max_retries     = each.value.max_retries
 
       containers {
         image = var.image
-        # Each execution overrides these with the replay's own arguments (see the workflow).
-        args = ["replay", "--help"]
+        args  = each.value.args
 
         dynamic "env" {
-          for_each = merge(var.env, var.replay_env)
+          for_each = each.value.env
           content {
             name  = env.key
             value = env.value
@@ -112,8 +145,8 @@ resource "google_cloud_run_v2_job" "replay" {
 
         resources {
           limits = {
-            cpu    = var.replay_cpu
-            memory = var.replay_memory
+            cpu    = each.value.cpu
+            memory = each.value.memory
           }
         }
       }
@@ -121,12 +154,30 @@ resource "google_cloud_run_v2_job" "replay" {
   }
 }
 
+moved {
+  from = google_cloud_run_v2_job.replay
+  to   = google_cloud_run_v2_job.job["replay"]
+}
+
 # Who may start replays with their own arguments (the workflow).
 resource "google_cloud_run_v2_job_iam_member" "replay_runner" {
   for_each = var.replay_runners
   project  = var.project
   location = var.region
-  name     = google_cloud_run_v2_job.replay.name
+  name     = google_cloud_run_v2_job.job["replay"].name
   role     = "roles/run.developer"
   member   = each.value
+}
+
+# Who may start the compaction jobs as they are (the scheduler): run.invoker, no overrides.
+resource "google_cloud_run_v2_job_iam_member" "compact_runner" {
+  for_each = {
+    for pair in setproduct(keys(var.compact_pipelines), keys(var.compact_runners)) :
+    "${pair[0]}-${pair[1]}" => { job = pair[0], member = var.compact_runners[pair[1]] }
+  }
+  project  = var.project
+  location = var.region
+  name     = google_cloud_run_v2_job.job["compact-${each.value.job}"].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
 }

@@ -8,5 +8,10 @@ output "service" {
 }
 
 output "replay_job" {
-  value = google_cloud_run_v2_job.replay.name
+  value = google_cloud_run_v2_job.job["replay"].name
+}
+
+output "compact_jobs" {
+  description = "The compaction jobs' names, by pipeline."
+  value       = { for p, _ in var.compact_pipelines : p => google_cloud_run_v2_job.job["compact-${p}"].name }
 }

@@ -125,3 +125,48 @@ variable "labels" {
   type    = map(string)
   default = {}
 }
+
+variable "compact_pipelines" {
+  description = "Pipelines to compact, by name: one `sluice compact` job each (values unused)."
+  type        = map(any)
+  default     = {}
+}
+
+variable "compact_args" {
+  description = "Arguments after `compact --pipeline <name>`, e.g. --since and --target-size."
+  type        = list(string)
+  default     = []
+}
+
+variable "compact_service_account" {
+  description = "Email of the compaction jobs' service account."
+  type        = string
+  default     = null
+}
+
+variable "compact_runners" {
+  description = "IAM members that start the compaction jobs (the scheduler), by a name known at plan time."
+  type        = map(string)
+  default     = {}
+}
+
+variable "compact_timeout_seconds" {
+  type    = number
+  default = 1500
+}
+
+variable "compact_max_retries" {
+  type    = number
+  default = 1
+}
+
+variable "compact_cpu" {
+  type    = string
+  default = "1"
+}
+
+variable "compact_memory" {
+  description = "Holds one merged object (the target size) and one row group being written."
+  type        = string
+  default     = "1Gi"
+}

@@ -113,3 +113,19 @@ resource "google_storage_bucket_iam_member" "replay_user" {
     expression  = "resource.name.startsWith(\"projects/_/buckets/${var.name}/objects/${var.replay_prefix}\")"
   }
 }
+
+# Compaction writes merged objects and deletes their inputs (and its manifests under
+# <lake_prefix>/_sluice/compact/), so it may create and delete, but only under lake_prefix; it
+# lists and reads through object_viewers.
+resource "google_storage_bucket_iam_member" "compact_user" {
+  for_each = var.compact_users
+  bucket   = google_storage_bucket.lake.name
+  role     = "roles/storage.objectUser"
+  member   = each.value
+
+  condition {
+    title       = "lake-prefix-only"
+    description = "Objects under ${var.lake_prefix}/ only."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${var.name}/objects/${var.lake_prefix}/\")"
+  }
+}

@@ -75,3 +75,9 @@ variable "labels" {
   type    = map(string)
   default = {}
 }
+
+variable "compact_users" {
+  description = "IAM members that replace lake objects (compaction), by a name known at plan time."
+  type        = map(string)
+  default     = {}
+}

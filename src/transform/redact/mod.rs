@@ -19,6 +19,10 @@ use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
+use arrow::array::{Array, StringArray};
+
+use super::columnar::plan::top_level;
+use super::columnar::{Column, Columnar, Kind, Planner, Rows, Slot};
 use super::{name_marks::NameMarks, parse_paths, BuildContext, FieldError, Stage, Verdict};
 use crate::event::Event;
 use crate::path::FieldPath;
@@ -165,6 +169,23 @@ pub struct Redact {
     any: Option<RegexSet>,
     in_fields: Option<Vec<FieldPath>>,
     replacement: String,
+    /// On columns: the slots searched for patterns, the slots named as secrets, and the JSON
+    /// slots whose values are walked for secret names.
+    slots: ColumnSlots,
+}
+
+#[derive(Default)]
+struct ColumnSlots {
+    secret: Vec<usize>,
+    walked: Vec<usize>,
+    searched: Vec<Searched>,
+}
+
+/// Where patterns are searched on columns, in the order the row form searches.
+enum Searched {
+    Text(usize),
+    Json(usize),
+    Inside(usize, FieldPath),
 }
 
 fn built_in(name: &str) -> Option<Pattern> {
@@ -212,13 +233,20 @@ impl Config {
         let words: Vec<_> = patterns.iter().map(|p| p.words).collect();
         let needles = Needles::new(&words, &replacement);
         let marks = NameMarks::new(fields.iter().map(String::as_str));
-        Ok(Redact { fields, marks, patterns, needles, any, in_fields, replacement })
+        Ok(Redact { fields, marks, patterns, needles, any, in_fields, replacement, slots: ColumnSlots::default() })
     }
 }
 
 impl Redact {
     fn is_secret_name(&self, key: &str) -> bool {
         self.marks.may_hold(key) && self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+
+    /// `mask_fields` for a value held under a name that is not a secret.
+    fn mask_fields_in(&self, v: &mut Value) {
+        if matches!(v, Value::Object(_) | Value::Array(_)) {
+            self.mask_fields(v);
+        }
     }
 
     fn mask_fields(&self, v: &mut Value) {
@@ -324,6 +352,118 @@ impl Stage for Redact {
             }
         }
         Ok(Verdict::Keep)
+    }
+
+    fn columnar(&mut self) -> Option<&mut dyn Columnar> {
+        Some(self)
+    }
+}
+
+/// Secret names masked wherever they are (text or JSON slots, and inside JSON values), then the
+/// patterns searched where the row form searches them: text slots, JSON values, paths inside
+/// those. A time's text is never searched on columns: with built-in patterns only, whose words
+/// no time text holds, nothing in it can match; custom patterns keep such a chain on rows.
+impl Columnar for Redact {
+    fn plan(&mut self, _p: &mut Planner) -> bool {
+        true
+    }
+
+    fn check(&mut self, slots: &[Slot]) -> bool {
+        self.slots = ColumnSlots::default();
+        for (i, slot) in slots.iter().enumerate() {
+            match (self.is_secret_name(&slot.name), slot.kind) {
+                (true, Kind::Str | Kind::Json) => self.slots.secret.push(i),
+                (true, _) => return false,
+                (false, Kind::Json) => self.slots.walked.push(i),
+                (false, _) => {}
+            }
+        }
+        let mut reads_times = false;
+        let mut target = |i: usize, path: Option<&FieldPath>| match (slots[i].kind, path) {
+            (Kind::Str, None) => Some(Searched::Text(i)),
+            (Kind::Json, None) => Some(Searched::Json(i)),
+            (Kind::Json, Some(p)) => Some(Searched::Inside(i, p.clone())),
+            (Kind::Time, None) => {
+                reads_times = true;
+                None
+            }
+            // Numbers and booleans hold no text, and nothing is inside them.
+            _ => None,
+        };
+        self.slots.searched = match &self.in_fields {
+            None => (0..slots.len()).filter_map(|i| target(i, None)).collect(),
+            Some(paths) => paths
+                .iter()
+                .filter_map(|p| {
+                    let i = slots.iter().position(|s| s.name == p.root())?;
+                    target(i, top_level(p).is_none().then_some(p))
+                })
+                .collect(),
+        };
+        !reads_times || self.needles.is_some()
+    }
+
+    fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
+        let fast = rows.fast_rows();
+        for &slot in &self.slots.secret {
+            let masked = match &rows.cols[slot] {
+                Column::Str(a) => {
+                    let mut v: Vec<Option<&str>> = a.iter().collect();
+                    fast.iter().for_each(|&r| v[r] = v[r].map(|_| &self.replacement[..]));
+                    Column::Str(v.into_iter().collect())
+                }
+                Column::Json(values) => {
+                    let mut v = values.clone();
+                    fast.iter().for_each(|&r| v[r] = v[r].take().map(|_| Value::String(self.replacement.clone())));
+                    Column::Json(v)
+                }
+                _ => unreachable!("secret slots are text or JSON"),
+            };
+            rows.cols[slot] = masked;
+        }
+        for &slot in &self.slots.walked {
+            if let Column::Json(values) = &mut rows.cols[slot] {
+                fast.iter().for_each(|&r| values[r].iter_mut().for_each(|v| self.mask_fields_in(v)));
+            }
+        }
+        for target in &self.slots.searched {
+            match target {
+                Searched::Text(slot) => self.search_text(rows, *slot, &fast),
+                Searched::Json(slot) => {
+                    if let Column::Json(values) = &mut rows.cols[*slot] {
+                        fast.iter().for_each(|&r| values[r].iter_mut().for_each(|v| self.mask_patterns(v)));
+                    }
+                }
+                Searched::Inside(slot, path) => {
+                    for &r in &fast {
+                        rows.edit_json(r, *slot, |record| path.get_mut(record).map(|v| self.mask_patterns(v)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Redact {
+    /// The patterns over one text slot; the column is kept as it is when nothing matched.
+    fn search_text(&self, rows: &mut Rows, slot: usize, fast: &[usize]) {
+        let Column::Str(text) = &rows.cols[slot] else { unreachable!("a text slot") };
+        let masked: Vec<(usize, String)> = fast
+            .iter()
+            .filter(|&&r| text.is_valid(r))
+            .filter_map(|&r| Some((r, self.mask_text(text.value(r))?)))
+            .collect();
+        if masked.is_empty() {
+            return;
+        }
+        let mut next = masked.iter().peekable();
+        let column: StringArray = (0..text.len())
+            .map(|r| match next.next_if(|(m, _)| *m == r) {
+                Some((_, m)) => Some(m.as_str()),
+                None => text.is_valid(r).then(|| text.value(r)),
+            })
+            .collect();
+        rows.cols[slot] = Column::Str(column);
     }
 }
 

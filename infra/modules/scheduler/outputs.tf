@@ -1,0 +1,3 @@
+output "jobs" {
+  value = { for k, j in google_cloud_scheduler_job.compact : k => j.name }
+}

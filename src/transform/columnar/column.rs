@@ -1,0 +1,248 @@
+//! One slot's values for every row of a batch, typed as the schema column it ends in.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
+    StringBuilder, TimestampMicrosecondArray,
+};
+use serde_json::Value;
+
+/// What a slot holds between stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Float,
+    Bool,
+    /// Microseconds since the epoch, UTC.
+    Time,
+    /// Any JSON value, kept parsed (stages may walk it) and written as compact text.
+    Json,
+}
+
+/// A finished column. Rows that are not on the columnar path hold null.
+#[derive(Debug, Clone)]
+pub enum Column {
+    Str(StringArray),
+    Int(Int64Array),
+    Float(Float64Array),
+    Bool(BooleanArray),
+    Time(Int64Array),
+    Json(Vec<Option<Value>>),
+}
+
+impl Column {
+    pub fn nulls(kind: Kind, rows: usize) -> Column {
+        Builder::new(kind, rows).finish_nulls(rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Str(a) => a.len(),
+            Column::Int(a) | Column::Time(a) => a.len(),
+            Column::Float(a) => a.len(),
+            Column::Bool(a) => a.len(),
+            Column::Json(v) => v.len(),
+        }
+    }
+
+    pub fn null_count(&self) -> usize {
+        match self {
+            Column::Str(a) => a.null_count(),
+            Column::Int(a) | Column::Time(a) => a.null_count(),
+            Column::Float(a) => a.null_count(),
+            Column::Bool(a) => a.null_count(),
+            Column::Json(v) => v.iter().filter(|v| v.is_none()).count(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Column::Str(_) => Kind::Str,
+            Column::Int(_) => Kind::Int,
+            Column::Float(_) => Kind::Float,
+            Column::Bool(_) => Kind::Bool,
+            Column::Time(_) => Kind::Time,
+            Column::Json(_) => Kind::Json,
+        }
+    }
+
+    /// A column of `kind` from record values that fit it (as [`Column::value`] gives them).
+    pub fn from_values(kind: Kind, values: &[Option<Value>]) -> Column {
+        match kind {
+            Kind::Str => Column::Str(values.iter().map(|v| v.as_ref().and_then(Value::as_str)).collect()),
+            Kind::Int => Column::Int(values.iter().map(|v| v.as_ref().and_then(Value::as_i64)).collect()),
+            Kind::Float => Column::Float(values.iter().map(|v| v.as_ref().and_then(Value::as_f64)).collect()),
+            Kind::Bool => Column::Bool(values.iter().map(|v| v.as_ref().and_then(Value::as_bool)).collect()),
+            Kind::Json => Column::Json(values.to_vec()),
+            Kind::Time => unreachable!("times are not set from values"),
+        }
+    }
+
+    /// Row by row, `from`'s value where it has one, else this column's (same kinds).
+    pub fn overlaid(&self, from: &Column) -> Column {
+        if let (Column::Json(to), Column::Json(from)) = (self, from) {
+            return Column::Json(to.iter().zip(from).map(|(t, f)| f.clone().or_else(|| t.clone())).collect());
+        }
+        let (to, from) = (self.arrow_values(), from.arrow_values());
+        let mask = arrow::compute::is_not_null(&from).expect("a column has a null buffer or none");
+        let merged = arrow::compute::kernels::zip::zip(&mask, &from, &to).expect("columns of one kind and length");
+        Column::from_arrow(self.kind(), &merged)
+    }
+
+    /// The values as the Arrow array they are kept in (times as plain microseconds).
+    fn arrow_values(&self) -> ArrayRef {
+        match self {
+            Column::Time(a) => Arc::new(a.clone()),
+            other => other.to_arrow(),
+        }
+    }
+
+    fn from_arrow(kind: Kind, a: &ArrayRef) -> Column {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Float64Type, Int64Type};
+        match kind {
+            Kind::Str => Column::Str(a.as_string::<i32>().clone()),
+            Kind::Int => Column::Int(a.as_primitive::<Int64Type>().clone()),
+            Kind::Time => Column::Time(a.as_primitive::<Int64Type>().clone()),
+            Kind::Float => Column::Float(a.as_primitive::<Float64Type>().clone()),
+            Kind::Bool => Column::Bool(a.as_boolean().clone()),
+            Kind::Json => unreachable!("JSON columns are not kept as Arrow arrays"),
+        }
+    }
+
+    pub fn is_valid(&self, row: usize) -> bool {
+        match self {
+            Column::Str(a) => a.is_valid(row),
+            Column::Int(a) | Column::Time(a) => a.is_valid(row),
+            Column::Float(a) => a.is_valid(row),
+            Column::Bool(a) => a.is_valid(row),
+            Column::Json(v) => v[row].is_some(),
+        }
+    }
+
+    /// The Arrow array for the schema column: timestamps typed as such, JSON as its compact text.
+    pub fn to_arrow(&self) -> ArrayRef {
+        match self {
+            Column::Str(a) => Arc::new(a.clone()),
+            Column::Int(a) => Arc::new(a.clone()),
+            Column::Float(a) => Arc::new(a.clone()),
+            Column::Bool(a) => Arc::new(a.clone()),
+            Column::Time(a) => {
+                Arc::new(TimestampMicrosecondArray::new(a.values().clone(), a.nulls().cloned()).with_timezone("+00:00"))
+            }
+            Column::Json(values) => {
+                let mut b = StringBuilder::with_capacity(values.len(), values.len() * 32);
+                let mut text = Vec::new();
+                for v in values {
+                    match v {
+                        None => b.append_null(),
+                        Some(v) => {
+                            text.clear();
+                            serde_json::to_writer(&mut text, v).expect("a Value always serializes");
+                            b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
+                        }
+                    }
+                }
+                Arc::new(b.finish())
+            }
+        }
+    }
+
+    /// Row `row`'s value as a record holds it (timestamps as canonical RFC 3339 text).
+    pub fn value(&self, row: usize) -> Option<Value> {
+        if !self.is_valid(row) {
+            return None;
+        }
+        Some(match self {
+            Column::Str(a) => Value::String(a.value(row).to_owned()),
+            Column::Int(a) => Value::from(a.value(row)),
+            Column::Float(a) => serde_json::Number::from_f64(a.value(row)).map_or(Value::Null, Value::Number),
+            Column::Bool(a) => Value::Bool(a.value(row)),
+            Column::Time(a) => Value::String(crate::schema::format_timestamp(time(a.value(row)))),
+            Column::Json(v) => v[row].clone()?,
+        })
+    }
+}
+
+/// A microsecond count the decoder accepted as a time (always in range).
+pub fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
+}
+
+/// Appends one row at a time while payloads are decoded.
+pub enum Builder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Time(Int64Builder),
+    Json(Vec<Option<Value>>),
+}
+
+impl Builder {
+    pub fn new(kind: Kind, rows: usize) -> Builder {
+        match kind {
+            Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, rows * 16)),
+            Kind::Int => Builder::Int(Int64Builder::with_capacity(rows)),
+            Kind::Float => Builder::Float(Float64Builder::with_capacity(rows)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Time => Builder::Time(Int64Builder::with_capacity(rows)),
+            Kind::Json => Builder::Json(Vec::with_capacity(rows)),
+        }
+    }
+
+    pub fn append_null(&mut self) {
+        match self {
+            Builder::Str(b) => b.append_null(),
+            Builder::Int(b) | Builder::Time(b) => b.append_null(),
+            Builder::Float(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Json(v) => v.push(None),
+        }
+    }
+
+    pub fn finish(self) -> Column {
+        match self {
+            Builder::Str(mut b) => Column::Str(b.finish()),
+            Builder::Int(mut b) => Column::Int(b.finish()),
+            Builder::Float(mut b) => Column::Float(b.finish()),
+            Builder::Bool(mut b) => Column::Bool(b.finish()),
+            Builder::Time(mut b) => Column::Time(b.finish()),
+            Builder::Json(v) => Column::Json(v),
+        }
+    }
+
+    fn finish_nulls(mut self, rows: usize) -> Column {
+        (0..rows).for_each(|_| self.append_null());
+        self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_become_utc_timestamps_and_json_compact_text() {
+        let mut t = Builder::new(Kind::Time, 2);
+        if let Builder::Time(b) = &mut t {
+            b.append_value(1_795_683_600_250_000);
+        }
+        t.append_null();
+        let t = t.finish();
+        assert_eq!(t.value(0), Some(Value::String("2026-11-26T09:00:00.250000Z".into())));
+        assert_eq!(t.value(1), None);
+        assert_eq!(t.to_arrow().data_type(), &crate::schema::FieldType::Timestamp.arrow_type());
+        let j = Column::Json(vec![Some(serde_json::json!({"b": 1, "a": [true]})), None]);
+        let text = j.to_arrow();
+        let text = text.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(text.value(0), r#"{"a":[true],"b":1}"#);
+        assert!(text.is_null(1));
+    }
+}

@@ -1,0 +1,397 @@
+//! Payloads straight into typed columns, one pass over each payload's bytes.
+//!
+//! The decoder takes only what it is sure of: a flat JSON object whose keys are all slots, each
+//! value non-null and of its slot's type. Anything else (a null, an unknown or repeated key, an
+//! escape it does not read, malformed text, a value of another type) leaves the row to the
+//! row-by-row chain, which gives the same result or the precise error it always gave. So a bad
+//! payload costs its own row a slower path and never touches its neighbours.
+
+use std::borrow::Cow;
+
+use super::column::{Builder, Column, Kind};
+use super::plan::Slot;
+use crate::transform::timestamp;
+
+/// The latest time a record can write (RFC 3339 has four-digit years): 9999-12-31T23:59:59.999999Z.
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// One value read from a payload, before the row is known to be whole.
+enum Cell<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(i64),
+    Json(serde_json::Value),
+}
+
+/// Decode every payload; a row the decoder leaves is null in every column and `true` in `slow`.
+pub fn decode<'a>(slots: &[Slot], payloads: impl ExactSizeIterator<Item = &'a [u8]>) -> (Vec<Column>, Vec<bool>) {
+    let rows = payloads.len();
+    let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
+    let mut slow = Vec::with_capacity(rows);
+    let mut cells: Vec<Option<Cell>> = Vec::with_capacity(slots.len());
+    for payload in payloads {
+        cells.clear();
+        cells.resize_with(slots.len(), || None);
+        let whole = std::str::from_utf8(payload).ok().and_then(|text| Row { slots, text, at: 0 }.read(&mut cells));
+        slow.push(whole.is_none());
+        for (b, cell) in builders.iter_mut().zip(cells.drain(..)) {
+            match (b, cell.filter(|_| whole.is_some())) {
+                (b, None) => b.append_null(),
+                (Builder::Str(b), Some(Cell::Str(s))) => b.append_value(s),
+                (Builder::Int(b), Some(Cell::Int(i))) | (Builder::Time(b), Some(Cell::Time(i))) => b.append_value(i),
+                (Builder::Float(b), Some(Cell::Float(x))) => b.append_value(x),
+                (Builder::Bool(b), Some(Cell::Bool(x))) => b.append_value(x),
+                (Builder::Json(v), Some(Cell::Json(x))) => v.push(Some(x)),
+                _ => unreachable!("cells are read as their slot's kind"),
+            }
+        }
+    }
+    (builders.into_iter().map(Builder::finish).collect(), slow)
+}
+
+/// A reader over one payload.
+struct Row<'s, 'a> {
+    slots: &'s [Slot],
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Row<'_, 'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.skip_ws();
+        (self.peek()? == c).then(|| self.at += 1)
+    }
+
+    /// The whole object into `cells`, or `None` to leave the row to the row-by-row chain.
+    fn read(mut self, cells: &mut [Option<Cell<'a>>]) -> Option<()> {
+        self.eat(b'{')?;
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                let key = self.plain_string()?;
+                let slot = self.slots.iter().position(|s| s.name == key)?;
+                self.eat(b':')?;
+                self.skip_ws();
+                let cell = self.value(&self.slots[slot])?;
+                if cells[slot].replace(cell).is_some() {
+                    return None; // a repeated key: the strict reader names it
+                }
+                self.skip_ws();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.skip_ws();
+        (self.at == self.bytes().len()).then_some(())
+    }
+
+    fn value(&mut self, slot: &Slot) -> Option<Cell<'a>> {
+        match (slot.kind, self.peek()?) {
+            (Kind::Str, b'"') => self.string().map(Cell::Str),
+            (Kind::Int, b'-' | b'0'..=b'9') => self.integer().map(Cell::Int),
+            (Kind::Float, b'-' | b'0'..=b'9') => self.float().map(Cell::Float),
+            (Kind::Bool, b't') => self.literal("true").map(|_| Cell::Bool(true)),
+            (Kind::Bool, b'f') => self.literal("false").map(|_| Cell::Bool(false)),
+            (Kind::Time, b'"') if slot.any_time => {
+                let s = self.string()?;
+                timestamp::parse_text(&s).ok().and_then(|t| micros(t.timestamp_micros()))
+            }
+            (Kind::Time, b'"') => {
+                let s = self.plain_string()?;
+                crate::schema::parse_timestamp(s).and_then(|t| micros(t.timestamp_micros()))
+            }
+            (Kind::Time, b'-' | b'0'..=b'9') if slot.any_time => {
+                let n: serde_json::Value = serde_json::from_str(self.number()?).ok()?;
+                timestamp::parse_any(&n).ok().and_then(|t| micros(t.timestamp_micros()))
+            }
+            (Kind::Json, b'n') => None,
+            (Kind::Json, _) => {
+                let start = self.at;
+                self.skip_value(0)?;
+                crate::json::from_slice(&self.bytes()[start..self.at]).ok().map(Cell::Json)
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes().get(self.at..end)? == word.as_bytes()).then(|| self.at = end)
+    }
+
+    /// A string without escapes, borrowed.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        match self.string()? {
+            Cow::Borrowed(s) => Some(s),
+            Cow::Owned(_) => None,
+        }
+    }
+
+    /// A string; escapes other than a `\u` surrogate are read.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.at += 1;
+        let start = self.at;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(Cow::Borrowed(&self.text[start..self.at - 1]));
+                }
+                b'\\' => return self.escaped(start).map(Cow::Owned),
+                0..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    /// The rest of a string that holds an escape, from its start.
+    fn escaped(&mut self, start: usize) -> Option<String> {
+        let mut out = String::from(&self.text[start..self.at]);
+        loop {
+            let from = self.at;
+            while !matches!(self.peek()?, b'"' | b'\\' | 0..=0x1f) {
+                self.at += 1;
+            }
+            out.push_str(&self.text[from..self.at]);
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(out);
+                }
+                b'\\' => {
+                    let c = *self.bytes().get(self.at + 1)?;
+                    self.at += 2;
+                    out.push(match c {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.text.get(self.at..self.at + 4)?;
+                            self.at += 4;
+                            char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+                        }
+                        _ => return None,
+                    });
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A number's text, checked against JSON's grammar.
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let digits = |r: &mut Self| {
+            let from = r.at;
+            while let Some(b'0'..=b'9') = r.peek() {
+                r.at += 1;
+            }
+            r.at - from
+        };
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        let int_start = self.at;
+        match digits(self) {
+            0 => return None,
+            n if n > 1 && self.bytes()[int_start] == b'0' => return None,
+            _ => {}
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        Some(&self.text[start..self.at])
+    }
+
+    /// An integer that a record holds as one within 64 bits.
+    fn integer(&mut self) -> Option<i64> {
+        let text = self.number()?;
+        if text == "-0" || text.contains(['.', 'e', 'E']) {
+            return None;
+        }
+        text.parse().ok()
+    }
+
+    /// Any number, as the record's reader turns it into a float.
+    fn float(&mut self) -> Option<f64> {
+        let x: f64 = self.number()?.parse().ok()?;
+        x.is_finite().then_some(x)
+    }
+
+    /// Past one JSON value of any shape (checked later by the strict reader).
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > 100 {
+            return None;
+        }
+        self.skip_ws();
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => {
+                let close = if self.peek()? == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                loop {
+                    self.skip_ws();
+                    match self.peek()? {
+                        c if c == close => {
+                            self.at += 1;
+                            return Some(());
+                        }
+                        b',' | b':' => self.at += 1,
+                        _ => self.skip_value(depth + 1)?,
+                    }
+                }
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => self.number().map(drop),
+        }
+    }
+}
+
+fn micros(m: i64) -> Option<Cell<'static>> {
+    (0..=MAX_MICROS).contains(&m).then_some(Cell::Time(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn slots() -> Vec<Slot> {
+        let s = |name: &str, kind, any_time| Slot { name: name.into(), kind, any_time, in_schema: true };
+        vec![
+            s("s", Kind::Str, false),
+            s("i", Kind::Int, false),
+            s("f", Kind::Float, false),
+            s("b", Kind::Bool, false),
+            s("t", Kind::Time, false),
+            s("any", Kind::Time, true),
+            s("j", Kind::Json, false),
+        ]
+    }
+
+    fn one(payload: &str) -> Option<Vec<Option<serde_json::Value>>> {
+        let slots = slots();
+        let (cols, slow) = decode(&slots, [payload.as_bytes()].into_iter());
+        (!slow[0]).then(|| cols.iter().map(|c| c.value(0)).collect())
+    }
+
+    #[test]
+    fn reads_every_kind() {
+        let row = one(r#" {"s": "a\"b\u00e9\n", "i": -12, "f": 2.5e1, "b": true, "t": "2026-11-26T10:00:00+01:00",
+                "any": 1795683600250, "j": {"z": [1, {"y": null}], "a": "x"}} "#)
+        .unwrap();
+        let t = "2026-11-26T09:00:00.000000Z";
+        assert_eq!(
+            row,
+            [
+                Some(json!("a\"bé\n")),
+                Some(json!(-12)),
+                Some(json!(25.0)),
+                Some(json!(true)),
+                Some(json!(t)),
+                Some(json!("2026-11-26T09:00:00.250000Z")),
+                Some(json!({"a": "x", "z": [1, {"y": null}]})),
+            ]
+        );
+        assert_eq!(one("{}").unwrap(), vec![None; 7]);
+        assert_eq!(one(r#"{"any": " 2026-11-26 09:00:00 "}"#).unwrap()[5], Some(json!(t)));
+    }
+
+    /// Whatever the decoder is not sure of goes to the row-by-row chain, never into a column.
+    #[test]
+    fn leaves_what_it_is_not_sure_of() {
+        for payload in [
+            "",
+            "[1]",
+            "{",
+            r#"{"s": "a",}"#,
+            r#"{"s": "a"} x"#,
+            r#"{"s": null}"#,
+            r#"{"s": 1}"#,
+            r#"{"other": 1}"#,
+            r#"{"s": "a", "s": "b"}"#,
+            r#"{"s": "\ud83d\ude00"}"#,
+            "{\"s\": \"tab\there\"}",
+            r#"{"s": "\x"}"#,
+            r#"{"i": 1.0}"#,
+            r#"{"i": 01}"#,
+            r#"{"i": -0}"#,
+            r#"{"i": 9223372036854775808}"#,
+            r#"{"f": 1e400}"#,
+            r#"{"f": .5}"#,
+            r#"{"b": True}"#,
+            r#"{"t": "2026-11-26 10:00:00"}"#,
+            r#"{"t": 1795683600}"#,
+            r#"{"any": "yesterday"}"#,
+            r#"{"any": "1969-12-31T23:59:59Z"}"#,
+            r#"{"j": null}"#,
+            r#"{"j": {"a": 1, "a": 2}}"#,
+            r#"{"j": [1,]}"#,
+            r#"{"s\u0041": "a"}"#,
+        ] {
+            assert!(one(payload).is_none(), "{payload}");
+        }
+        let (_, slow) = decode(&slots(), [b"{\"s\": \"\xff\"}".as_slice()].into_iter());
+        assert!(slow[0], "invalid UTF-8");
+    }
+
+    /// A row the decoder leaves is null everywhere, and its neighbours are read whole.
+    #[test]
+    fn a_bad_row_leaves_its_neighbours_alone() {
+        let slots = slots();
+        let payloads: [&[u8]; 3] = [br#"{"s": "a", "i": 1}"#, br#"{"s": "b", "i": "x"}"#, br#"{"s": "c"}"#];
+        let (cols, slow) = decode(&slots, payloads.into_iter());
+        assert_eq!(slow, [false, true, false]);
+        let s: Vec<_> = (0..3).map(|r| cols[0].value(r)).collect();
+        assert_eq!(s, [Some(json!("a")), None, Some(json!("c"))]);
+        assert_eq!(cols[1].value(0), Some(json!(1)));
+        assert_eq!(cols[1].value(1), None);
+    }
+}

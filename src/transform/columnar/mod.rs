@@ -1,0 +1,281 @@
+//! The chain on batches: payloads decoded straight into typed columns, each stage applied to a
+//! whole column at once, and the rows that pass handed on as rows of one Arrow batch.
+//!
+//! A row the decoder is not sure of (see [`decode`]) stays on the row-by-row path: the same
+//! stages apply to its JSON record, in the same order, so results and refusal reasons are the
+//! ones the row engine gives. A chain with a stage that has no columnar form for its
+//! configuration runs every row that way ([`plan`]).
+
+mod column;
+mod decode;
+pub mod plan;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use serde_json::{json, Map, Value};
+
+pub use column::{Column, Kind};
+pub use plan::{Columnar, Planner, Slot};
+
+use super::{Stage, Verdict};
+use crate::ack::Outcome;
+use crate::event::{DeadLetter, Event};
+use crate::path::FieldPath;
+use crate::schema::Schema;
+
+/// What became of a row so far.
+#[derive(Debug)]
+pub enum Fate {
+    Live,
+    /// Filtered or a duplicate: already acknowledged.
+    Dropped,
+    /// Refused by stage `stage` (its index in the chain).
+    Dead {
+        stage: usize,
+        reason: String,
+    },
+}
+
+/// One batch between stages: each row's event (its metadata and ack; its record on the row
+/// path), and the columns of the rows on the columnar path.
+pub struct Rows {
+    pub events: Vec<Event>,
+    /// Rows left to the row-by-row path.
+    pub slow: Vec<bool>,
+    pub fate: Vec<Fate>,
+    /// One column per slot of the plan; empty when the chain has no plan.
+    pub cols: Vec<Column>,
+    /// The plan's slots (empty without a plan).
+    pub slots: Arc<[Slot]>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Whether row `r` is live and on the columnar path.
+    pub fn is_fast(&self, r: usize) -> bool {
+        !self.slow[r] && matches!(self.fate[r], Fate::Live)
+    }
+
+    /// The rows live on the columnar path now.
+    pub fn fast_rows(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&r| self.is_fast(r)).collect()
+    }
+
+    pub fn is_live(&self, r: usize) -> bool {
+        matches!(self.fate[r], Fate::Live)
+    }
+
+    pub fn refuse(&mut self, r: usize, stage: usize, reason: String) {
+        self.fate[r] = Fate::Dead { stage, reason };
+    }
+
+    /// The slot a top-level name is decoded into.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.name == name)
+    }
+
+    /// Row `r`'s value at `path`, as its record holds it: its slot's value, or a value inside a
+    /// JSON slot's. A name that is no slot is absent: the decoder leaves rows that have one.
+    pub fn value_at(&self, r: usize, path: &FieldPath) -> Option<Value> {
+        let value = self.cols[self.slot_of(path.root())?].value(r)?;
+        match plan::top_level(path) {
+            Some(_) => Some(value),
+            None => path.get(&json!({ path.root(): value })).cloned(),
+        }
+    }
+
+    /// Change row `r`'s value in JSON slot `slot` as part of a record `{name: value}` (paths that
+    /// reach inside it); the slot takes whatever `edit` leaves under its name.
+    pub fn edit_json<T>(&mut self, r: usize, slot: usize, edit: impl FnOnce(&mut Value) -> T) -> T {
+        let Column::Json(values) = &mut self.cols[slot] else { unreachable!("a JSON slot") };
+        let name = &self.slots[slot].name;
+        let mut record = Value::Object(values[r].take().map(|v| (name.clone(), v)).into_iter().collect());
+        let out = edit(&mut record);
+        values[r] = record.as_object_mut().and_then(|o| o.remove(name));
+        out
+    }
+
+    /// Drop row `r` on purpose: it is acknowledged as done.
+    pub fn drop_row(&mut self, r: usize) {
+        self.events[r].ack.take().settle(Outcome::Delivered);
+        self.fate[r] = Fate::Dropped;
+    }
+}
+
+/// What a chain made of a batch, in arrival order.
+#[derive(Debug, Default)]
+pub struct Batched {
+    /// Rows that passed every stage; those decoded into columns carry a [`RowRef`].
+    pub forward: Vec<Event>,
+    pub dead: Vec<DeadLetter>,
+}
+
+/// The rows a chain forwarded from one batch, as the schema's columns.
+#[derive(Debug)]
+pub struct Columns {
+    pub batch: RecordBatch,
+    pub schema: Arc<Schema>,
+    /// The column of the schema's `time_field`, which places a row in its partition.
+    time: Option<usize>,
+}
+
+/// An event's record held as one row of a [`Columns`] batch instead of a JSON tree.
+#[derive(Debug, Clone)]
+pub struct RowRef {
+    pub columns: Arc<Columns>,
+    pub row: usize,
+}
+
+impl RowRef {
+    /// The record as the row-by-row chain would have left it (for observers).
+    pub fn record(&self) -> Value {
+        self.record_of(None)
+    }
+
+    /// The record with only the named fields (all of them with `None`).
+    pub fn record_of(&self, names: Option<&[&str]>) -> Value {
+        let mut map = Map::new();
+        for (i, f) in self.columns.schema.fields.iter().enumerate() {
+            if names.is_some_and(|n| !n.contains(&f.name.as_str())) {
+                continue;
+            }
+            if let Some(v) = cell(&self.columns.batch, i, self.row, f.ty) {
+                map.insert(f.name.clone(), v);
+            }
+        }
+        Value::Object(map)
+    }
+
+    /// The row's time in the schema's `time_field`, if it has one.
+    pub fn event_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let col = self.columns.batch.column(self.columns.time?);
+        let col = col.as_primitive_opt::<TimestampMicrosecondType>()?;
+        col.is_valid(self.row).then(|| column::time(col.value(self.row)))
+    }
+}
+
+/// One cell of a forwarded batch as a record's JSON value.
+fn cell(batch: &RecordBatch, col: usize, row: usize, ty: crate::schema::FieldType) -> Option<Value> {
+    use crate::schema::FieldType as T;
+    let a = batch.column(col);
+    if a.is_null(row) {
+        return None;
+    }
+    Some(match ty {
+        T::String => Value::String(a.as_string::<i32>().value(row).to_owned()),
+        T::Json => serde_json::from_str(a.as_string::<i32>().value(row)).ok()?,
+        T::Int64 => Value::from(a.as_primitive::<arrow::datatypes::Int64Type>().value(row)),
+        T::Float64 => serde_json::Number::from_f64(a.as_primitive::<arrow::datatypes::Float64Type>().value(row))
+            .map(Value::Number)?,
+        T::Bool => Value::Bool(a.as_boolean().value(row)),
+        T::Timestamp => Value::String(crate::schema::format_timestamp(column::time(
+            a.as_primitive::<TimestampMicrosecondType>().value(row),
+        ))),
+        T::Bytes => return None,
+    })
+}
+
+/// Run `events` through `stages`: on columns when `slots` is a plan, else row by row.
+pub fn run(
+    stages: &mut [(String, Box<dyn Stage>)],
+    slots: Option<&Arc<[Slot]>>,
+    schema: &Arc<Schema>,
+    events: Vec<Event>,
+) -> Batched {
+    let n = events.len();
+    let (cols, slow) = match slots {
+        Some(slots) => decode::decode(slots, events.iter().map(|e| &e.data[..])),
+        None => (Vec::new(), vec![true; n]),
+    };
+    let slots = slots.cloned().unwrap_or_else(|| Arc::from([]));
+    let planned = !slots.is_empty();
+    let mut rows = Rows { events, slow, fate: (0..n).map(|_| Fate::Live).collect(), cols, slots };
+    for (i, (_, stage)) in stages.iter_mut().enumerate() {
+        let mut takes_slow = false;
+        if planned {
+            let op = stage.columnar().expect("a planned chain has a columnar form of every stage");
+            takes_slow = op.takes_slow_rows();
+            op.apply_columns(&mut rows, i);
+        }
+        if !takes_slow {
+            apply_rows(stage.as_mut(), &mut rows, i);
+        }
+    }
+    finish(rows, stages, schema)
+}
+
+/// A stage applied row by row to the live rows on the row path.
+fn apply_rows(stage: &mut dyn Stage, rows: &mut Rows, i: usize) {
+    for r in 0..rows.len() {
+        if rows.slow[r] && rows.is_live(r) {
+            match stage.apply(&mut rows.events[r]) {
+                Ok(Verdict::Keep) => {}
+                Ok(Verdict::Drop) => rows.drop_row(r),
+                Err(reason) => rows.refuse(r, i, reason),
+            }
+        }
+    }
+}
+
+fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>) -> Batched {
+    let Rows { events, slow, fate, cols, .. } = rows;
+    let any_fast = (0..events.len()).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
+    let columns = any_fast.then(|| {
+        let fields: Vec<ArrowField> =
+            schema.arrow_schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
+        let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
+            .expect("slot columns are typed as the schema's");
+        let time = schema.time_field.as_deref().and_then(|f| schema.fields.iter().position(|x| x.name == f));
+        Arc::new(Columns { batch, schema: schema.clone(), time })
+    });
+    let mut out = Batched::default();
+    for (r, (mut event, fate)) in events.into_iter().zip(fate).enumerate() {
+        match fate {
+            Fate::Live => {
+                if let (false, Some(columns)) = (slow[r], &columns) {
+                    event.row = Some(RowRef { columns: columns.clone(), row: r });
+                }
+                out.forward.push(event);
+            }
+            Fate::Dropped => {}
+            Fate::Dead { stage, reason } => {
+                out.dead.push(DeadLetter { event, stage: stages[stage].0.clone(), reason });
+            }
+        }
+    }
+    out
+}
+
+/// Plan `stages` on columns: a `parse_json` first, then stages that all have a columnar form.
+pub fn plan(stages: &mut [(String, Box<dyn Stage>)], first_parses_json: bool, schema: &Schema) -> Option<Arc<[Slot]>> {
+    if !first_parses_json {
+        return None;
+    }
+    let mut planner = Planner::new(schema)?;
+    for (_, stage) in stages.iter_mut() {
+        if !stage.columnar()?.plan(&mut planner) {
+            return None;
+        }
+    }
+    let slots = planner.slots;
+    for (_, stage) in stages.iter_mut() {
+        if !stage.columnar()?.check(&slots) {
+            return None;
+        }
+    }
+    Some(slots.into())
+}
+
+#[cfg(test)]
+mod tests;
