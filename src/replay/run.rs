@@ -91,7 +91,7 @@ pub struct Summary {
 /// Run a replay with a checked config.
 pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
-    let p = pipeline(config, &args.pipeline)?;
+    let p = config.pipeline_named(&args.pipeline).map_err(ReplayError::Usage)?;
     let window = Window { since: args.since, until: args.until };
     if let (Some(s), Some(u)) = (args.since, args.until) {
         if s >= u {
@@ -165,18 +165,6 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     summary.plan = plan;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// The pipeline named by `--pipeline`.
-fn pipeline<'a>(config: &'a Config, name: &str) -> Result<&'a Pipeline, ReplayError> {
-    config.pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
-        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-        ReplayError::Usage(format!(
-            "--pipeline: no pipeline '{name}' in {}; expected one of: {}",
-            config.file.display(),
-            names.join(", ")
-        ))
-    })
 }
 
 /// The files to replay: Parquet under the prefix, or NDJSON when `--from` names an NDJSON file or
