@@ -89,8 +89,8 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
-    /// Replay archived lake files (and dead letters) through a pipeline into BigQuery, a lake
-    /// prefix of its own, or the pipeline's topic.
+    /// Replay archived lake files (and dead letters), or NDJSON files, through a pipeline into
+    /// BigQuery, a lake prefix of its own, or the pipeline's topic.
     ///
     /// Archived rows are the pipeline's output: each is rebuilt as the message that produced it
     /// (payload = the row as JSON, message id = its message_id) and runs the whole transform
@@ -100,13 +100,19 @@ enum Command {
     /// gets only message ids it does not have; lake output goes under --output, one object per
     /// source row group, rewritten by a second run. Resumable from
     /// <output>/_checkpoints/<pipeline>.json.
+    ///
+    /// NDJSON files (*.ndjson, *.jsonl, *.json, each optionally .gz or .zst; Cloud Logging's
+    /// exports to GCS) hold one payload per line: each line runs the whole chain as a message with
+    /// id <file>:<line> and the file's modification time as publish time; a refused line is a dead
+    /// letter whose reason starts with <file>:<line>.
     Replay {
         #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
         config: PathBuf,
         /// The pipeline whose transforms and sinks are used.
         #[arg(long, short)]
         pipeline: String,
-        /// A lake location or a folder inside one: gs://BUCKET/events/logs/dt=2026-11-20/, a path.
+        /// A lake location or a folder inside one (gs://BUCKET/events/logs/dt=2026-11-20/, a path),
+        /// or NDJSON: one file, or a prefix holding NDJSON files and no Parquet.
         #[arg(long)]
         from: String,
         /// Only rows at or after this instant (RFC 3339; the time field, failed_at for dead letters).
@@ -392,17 +398,26 @@ fn print_replay(s: &sluice::replay::Summary, dry_run: bool) {
             let kind = match f.kind {
                 sluice::replay::plan::Kind::Archive => "rows",
                 sluice::replay::plan::Kind::DeadLetters => "dead letters",
+                sluice::replay::plan::Kind::Ndjson => {
+                    println!("{}	{} bytes	ndjson", f.path, f.size);
+                    continue;
+                }
             };
             println!("{}	{} row groups	{} {kind}	{} selected", f.path, f.row_groups.len(), f.rows(), f.selected);
         }
     }
-    let skipped = plan.outside_window + plan.other_schema.len();
-    println!(
-        "{} files, {} rows selected ({} files listed, {skipped} skipped)",
-        plan.files.len(),
-        plan.selected_rows(),
-        plan.listed
-    );
+    if plan.is_ndjson() {
+        let bytes: u64 = plan.files.iter().map(|f| f.size).sum();
+        println!("{} NDJSON files, {bytes} bytes (every line is replayed)", plan.files.len());
+    } else {
+        let skipped = plan.outside_window + plan.other_schema.len();
+        println!(
+            "{} files, {} rows selected ({} files listed, {skipped} skipped)",
+            plan.files.len(),
+            plan.selected_rows(),
+            plan.listed
+        );
+    }
     if dry_run {
         return;
     }

@@ -72,7 +72,7 @@ pub async fn merge(
             while let Some(batch) = reader::next(&mut stream, &path).await? {
                 let n = batch.num_rows() as u64;
                 out.write(batch)?;
-                progress.rows(n);
+                progress.advance(n);
             }
         }
         progress.file_done();

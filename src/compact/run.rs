@@ -61,7 +61,7 @@ pub struct Summary {
 /// Run a compaction with a checked config.
 pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactError> {
     let started = Instant::now();
-    let pipeline = pipeline(config, &args.pipeline)?;
+    let pipeline = config.pipeline_named(&args.pipeline).map_err(CompactError::Usage)?;
     let selection = selection(config, pipeline, &args)?;
     let lake = &config.global.lake;
     let location = crate::store::Location::parse(&lake.location).map_err(CompactError::Usage)?;
@@ -124,17 +124,6 @@ fn selection(config: &Config, p: &Pipeline, args: &Args) -> Result<Selection, Co
         window: Window { since: args.since, until: args.until },
         closed_before: Utc::now().checked_sub_signed(settle).unwrap_or(DateTime::<Utc>::MIN_UTC),
         target: args.target_size,
-    })
-}
-
-fn pipeline<'a>(config: &'a Config, name: &str) -> Result<&'a Pipeline, CompactError> {
-    config.pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
-        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-        CompactError::Usage(format!(
-            "--pipeline: no pipeline '{name}' in {}; expected one of: {}",
-            config.file.display(),
-            names.join(", ")
-        ))
     })
 }
 

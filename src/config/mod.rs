@@ -65,6 +65,20 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
 }
 
+impl Config {
+    /// The pipeline named on a command line (`--pipeline`); the error lists the names there are.
+    pub fn pipeline_named(&self, name: &str) -> Result<&Pipeline, String> {
+        self.pipelines.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.pipelines.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "--pipeline: no pipeline '{name}' in {}; expected one of: {}",
+                self.file.display(),
+                names.join(", ")
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub name: String,

@@ -1,5 +1,5 @@
 //! The replay checkpoint: the replay's parameters and, per source file, how many of its row groups
-//! are done. One JSON object beside the output (`<output>/_checkpoints/<pipeline>.json`), rewritten
+//! (for an NDJSON file: lines, then the whole file) are done. One JSON object beside the output (`<output>/_checkpoints/<pipeline>.json`), rewritten
 //! whole after each row group with one put (atomic on both stores).
 
 use std::collections::BTreeMap;
@@ -45,8 +45,15 @@ impl Params {
 pub struct FileState {
     /// Row groups done, from the first: the next run starts at this one.
     pub row_groups_done: usize,
-    /// Selected rows read from those row groups.
+    /// Selected rows read from those row groups (NDJSON: lines replayed).
     pub rows: u64,
+    /// NDJSON: the last line of the last batch made durable; the next run skips up to it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lines_done: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +75,19 @@ impl Checkpoint {
     /// Row groups of `path` already done.
     pub fn done(&self, path: &str) -> usize {
         self.files.get(path).map_or(0, |f| f.row_groups_done)
+    }
+
+    /// Lines of the NDJSON file `path` already done.
+    pub fn lines_done(&self, path: &str) -> u64 {
+        self.files.get(path).map_or(0, |f| f.lines_done)
+    }
+
+    /// A batch of an NDJSON file is durable: `rows` lines, up to line `last`.
+    pub fn record_lines(&mut self, path: &str, last: u64, rows: u64) {
+        let f = self.files.entry(path.to_owned()).or_default();
+        f.lines_done = last;
+        f.rows += rows;
+        self.updated_at = crate::schema::format_timestamp(chrono::Utc::now());
     }
 
     pub fn rows_done(&self) -> u64 {
@@ -207,6 +227,11 @@ mod tests {
         c.record("a", 2, 5);
         c.record("b", 1, 7);
         assert_eq!((c.done("a"), c.done("b"), c.rows_done()), (2, 1, 22));
+        c.record_lines("x.ndjson", 8192, 8000);
+        c.record_lines("x.ndjson", 9000, 700);
+        assert_eq!((c.done("x.ndjson"), c.lines_done("x.ndjson"), c.lines_done("a")), (0, 9000, 0));
+        c.record("x.ndjson", 1, 0);
+        assert_eq!((c.done("x.ndjson"), c.rows_done()), (1, 22 + 8700));
         let back: Checkpoint = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
         assert_eq!(back, c);
     }

@@ -1,11 +1,14 @@
 //! `sluice replay`: run archived lake files (and dead letters) through a pipeline again, into
-//! BigQuery, a lake prefix of its own, or the pipeline's Pub/Sub topic.
+//! BigQuery, a lake prefix of its own, or the pipeline's Pub/Sub topic. NDJSON files (one payload
+//! per line, as Cloud Logging exports them) are read by `ndjson` and fed in by `ndjson_run`.
 //!
 //! ```text
 //! --from prefix ─▶ plan (list, partition + time selection, footers) ─▶ for each file, row group:
 //!   reader (one row group at a time, 8Ki-row batches) ─▶ rows ─▶ events ─▶ transform::Chain
 //!   ─▶ sink::group (lake objects named after the row group; BigQuery: only ids not in the table)
 //!   ─▶ checkpoint (per file: row groups done) ─▶ progress
+//! --from *.ndjson[.gz|.zst] or a prefix of them ─▶ ndjson (stream, decompress, split) ─▶ batches
+//!   of lines as events ─▶ the same chain and sinks ─▶ checkpoint (per file: lines done)
 //! ```
 //! Decisions, and why:
 //! - **What goes through the transforms.** An archived row is the pipeline's own output: it is
@@ -35,6 +38,9 @@
 
 pub mod checkpoint;
 pub mod existing;
+pub mod ndjson;
+mod ndjson_run;
+mod outputs;
 pub mod plan;
 pub mod progress;
 pub mod reader;
@@ -60,6 +66,9 @@ pub enum ReplayError {
     /// Nothing matches the selection.
     #[error("{0}")]
     Empty(String),
+    /// An NDJSON file could not be read or decompressed.
+    #[error(transparent)]
+    Ndjson(#[from] ndjson::NdjsonError),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     /// A sink could not write a batch after its retries; run the replay again to resume.

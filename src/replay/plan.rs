@@ -78,6 +78,8 @@ pub enum Kind {
     Archive,
     /// Rows of the `dead_letter` schema (original bytes).
     DeadLetters,
+    /// One payload per line (`ndjson`): read as a whole, its rows are not known before.
+    Ndjson,
 }
 
 /// Which rows of a file are replayed: those inside the window, and for dead letters those of
@@ -96,6 +98,7 @@ impl Selector {
         match kind {
             Kind::Archive => self.time_field.as_deref(),
             Kind::DeadLetters => Some("failed_at"),
+            Kind::Ndjson => None,
         }
     }
 
@@ -139,7 +142,9 @@ pub struct SourceFile {
     pub size: u64,
     pub kind: Kind,
     pub partition: Option<Partition>,
-    /// Rows in each row group.
+    /// When the store last wrote it.
+    pub modified: DateTime<Utc>,
+    /// Rows in each row group (none for NDJSON).
     pub row_groups: Vec<u64>,
     /// Rows the selection keeps.
     pub selected: u64,
@@ -148,6 +153,14 @@ pub struct SourceFile {
 impl SourceFile {
     pub fn rows(&self) -> u64 {
         self.row_groups.iter().sum()
+    }
+
+    /// The units a checkpoint counts: row groups, or the whole file for NDJSON.
+    pub fn parts(&self) -> usize {
+        match self.kind {
+            Kind::Ndjson => 1,
+            _ => self.row_groups.len(),
+        }
     }
 }
 
@@ -166,6 +179,28 @@ pub struct Plan {
 impl Plan {
     pub fn selected_rows(&self) -> u64 {
         self.files.iter().map(|f| f.selected).sum()
+    }
+
+    /// Whether it reads NDJSON files (whose rows are counted only as they are read).
+    pub fn is_ndjson(&self) -> bool {
+        self.files.first().is_some_and(|f| f.kind == Kind::Ndjson)
+    }
+
+    /// An NDJSON plan: these files, whole.
+    pub fn ndjson(files: Vec<object_store::ObjectMeta>) -> Plan {
+        let files: Vec<SourceFile> = files
+            .into_iter()
+            .map(|m| SourceFile {
+                partition: partition_of(m.location.as_ref()),
+                path: m.location,
+                size: m.size,
+                kind: Kind::Ndjson,
+                modified: m.last_modified,
+                row_groups: Vec::new(),
+                selected: 0,
+            })
+            .collect();
+        Plan { listed: files.len(), files, ..Default::default() }
     }
 }
 
@@ -208,7 +243,16 @@ pub async fn plan(
         } else {
             reader::count_selected(store, &meta.location, meta.size, &footer, kind, selector).await?
         };
-        plan.files.push(SourceFile { path: meta.location, size: meta.size, kind, partition, row_groups, selected });
+        let modified = meta.last_modified;
+        plan.files.push(SourceFile {
+            path: meta.location,
+            size: meta.size,
+            kind,
+            partition,
+            modified,
+            row_groups,
+            selected,
+        });
     }
     Ok(plan)
 }

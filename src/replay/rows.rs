@@ -1,14 +1,21 @@
 //! Archived rows back into records: the inverse of `sink::encode`. Columns are read by their Arrow
 //! type (so files written before a column was added still read) and the schema says which text
-//! columns hold JSON. Nulls are left out, as a parsed payload would not have them.
+//! columns hold JSON. Nulls are left out, as a parsed payload would not have them. Then records
+//! back into the messages they came from (`archived_event`, `dead_letter_event`).
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
 use base64::Engine;
+use bytes::Bytes;
+use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::schema::{format_timestamp, FieldType, Schema};
+use crate::ack::Ack;
+use crate::event::{Attributes, DeadLetter, Event};
+use crate::schema::{format_timestamp, parse_timestamp, FieldType, Schema};
 
 /// Every row of `batch` as a JSON object, fields in column order.
 pub fn records(schema: &Schema, batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, String> {
@@ -59,6 +66,53 @@ pub fn records(schema: &Schema, batch: &RecordBatch) -> Result<Vec<Map<String, V
         }
     }
     Ok(out)
+}
+
+/// An archived row as the message that would produce it: payload = the row as JSON.
+pub fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
+    let id = record.get("message_id").and_then(Value::as_str).map(str::to_owned);
+    let publish_time = schema
+        .time_field
+        .as_deref()
+        .and_then(|f| record.get(f))
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp)
+        .unwrap_or_else(Utc::now);
+    let data = Bytes::from(serde_json::to_vec(&record).expect("a JSON map serializes"));
+    let event =
+        Event::new(id.clone().unwrap_or_default(), publish_time, Attributes::new(), data, Arc::from("replay"), ack);
+    match id {
+        Some(_) => Ok(event),
+        None => {
+            Err(Box::new(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }))
+        }
+    }
+}
+
+/// A dead letter as the message it was: original bytes, attributes, id and publish time.
+pub fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
+    let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let attributes: Attributes = record
+        .get("attributes")
+        .and_then(Value::as_object)
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
+        .unwrap_or_default();
+    let publish_time = parse_timestamp(&text("publish_time")).unwrap_or_else(Utc::now);
+    let data = base64::engine::general_purpose::STANDARD.decode(text("data"));
+    let subscription: Arc<str> = Arc::from(text("subscription").as_str());
+    match data {
+        Ok(bytes) => {
+            Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack))
+        }
+        Err(e) => {
+            let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);
+            Err(Box::new(DeadLetter {
+                event,
+                stage: "replay".into(),
+                reason: format!("dead letter's data is not base64: {e}"),
+            }))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,33 +1,28 @@
-//! One replay from start to end: plan, checkpoint, sinks, then every selected row group through
-//! the chain into the chosen targets, checkpointing after each.
+//! One replay from start to end: plan, checkpoint, sinks, then every selected row group (or batch
+//! of NDJSON lines, `ndjson_run`) through the chain into the chosen targets, checkpointing after each.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use base64::Engine;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::checkpoint::{self, Params, Start};
-use super::existing::{Counts, MissingOnly};
+use super::checkpoint::{self, Checkpoint, Params, Start};
+use super::ndjson_run::{self, Input};
+use super::outputs::{outputs, Outputs};
 use super::plan::{self, Kind, Plan, Selector, SourceFile, Window};
-use super::topic::TopicTarget;
+use super::progress::Progress;
 use super::{location, reader, rows, ReplayError};
 use crate::ack::{Ack, Outcome};
-use crate::config::global::WriteMode;
-use crate::config::{Config, Pipeline, Sink};
-use crate::event::{Attributes, DeadLetter, Event};
+use crate::config::{Config, Pipeline};
+use crate::event::{DeadLetter, Event};
 use crate::lake_tail::join;
-use crate::metrics::Metrics;
 use crate::path::FieldPath;
-use crate::schema::{format_timestamp, parse_timestamp, Schema};
-use crate::sink::batcher::Limits;
+use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
-use crate::sink::group::{SinkGroup, Writer};
-use crate::sink::lake::{LakeWriter, Partition};
+use crate::sink::lake::Partition;
 use crate::transform::{Chain, Output, StageConfig};
 
 /// Where replayed events go.
@@ -93,34 +88,10 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// The writers and targets a replay feeds.
-struct Outputs {
-    group: Option<SinkGroup>,
-    dead: SinkGroup,
-    topic: Option<TopicTarget>,
-    counts: Arc<Counts>,
-}
-
-impl Outputs {
-    /// Whether an event with these routes goes to any of the replay's sinks.
-    fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
-        let Some(group) = &self.group else { return false };
-        routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
-    }
-}
-
 /// Run a replay with a checked config.
 pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError> {
     let started = std::time::Instant::now();
-    let p = config.pipelines.iter().find(|p| p.name == args.pipeline).ok_or_else(|| {
-        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-        ReplayError::Usage(format!(
-            "--pipeline: no pipeline '{}' in {}; expected one of: {}",
-            args.pipeline,
-            config.file.display(),
-            names.join(", ")
-        ))
-    })?;
+    let p = config.pipeline_named(&args.pipeline).map_err(ReplayError::Usage)?;
     let window = Window { since: args.since, until: args.until };
     if let (Some(s), Some(u)) = (args.since, args.until) {
         if s >= u {
@@ -136,39 +107,17 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     to.dedup();
 
     let endpoint = config.global.lake.endpoint_url();
-    let from = location("--from", &args.from)?;
-    if let crate::store::Location::Local(dir) = &from {
-        if !dir.is_dir() {
-            return Err(ReplayError::Usage(format!("--from: {} is not a folder", dir.display())));
-        }
-    }
-    let (from_store, from_prefix) =
-        from.open(endpoint.as_deref()).map_err(|e| ReplayError::store(format!("opening {}", args.from), e))?;
+    let input = Input::open(&location("--from", &args.from)?, &args.from, endpoint.as_deref())?;
     let selector = Selector { window, pipeline: p.name.clone(), time_field: p.schema.time_field.clone() };
-    let plan = plan::plan(&from_store, &from_prefix, &p.schema, &selector).await?;
-    if plan.selected_rows() == 0 {
-        return Err(ReplayError::Empty(format!(
-            "nothing to replay under {}: {} Parquet files listed, {} in hours outside --since/--until, {} of \
-             another schema than '{}' or dead letters, {} selected with no row for pipeline '{}' in the window",
-            args.from,
-            plan.listed,
-            plan.outside_window,
-            plan.other_schema.len(),
-            p.schema.name,
-            plan.files.len(),
-            p.name
-        )));
-    }
+    let plan = plan_of(&input, p, &args, &selector).await?;
     let mut summary = Summary::default();
     if args.dry_run {
         summary.plan = plan;
         return Ok(summary);
     }
 
-    let output_text = match &args.output {
-        Some(o) => o.clone(),
-        None => format!("{}/_replay", config.global.lake.location.trim_end_matches('/')),
-    };
+    let output_text =
+        args.output.clone().unwrap_or_else(|| format!("{}/_replay", config.global.lake.location.trim_end_matches('/')));
     let output = location("--output", &output_text)?;
     let (out_store, out_base) =
         output.open(endpoint.as_deref()).map_err(|e| ReplayError::store(format!("opening {output_text}"), e))?;
@@ -180,17 +129,95 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
         since: args.since.map(format_timestamp),
         until: args.until.map(format_timestamp),
         to: to.iter().map(|t| t.name().to_owned()).collect(),
-        output: output_text.clone(),
+        output: output_text,
     };
-    let mut cp = match checkpoint::start(cp_store.load().await?, &params, args.restart, &summary.checkpoint)? {
+    let Some(mut cp) = begin(cp_store.load().await?, &params, &args, &plan, &mut summary)? else {
+        summary.plan = plan;
+        return Ok(summary);
+    };
+    cp_store.save(&cp).await?;
+
+    let mut outputs = outputs(config, p, &to, &out_store, &out_base).await?;
+    let mut chain =
+        p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
+    let ingest = ingest_field(p);
+    let mut progress = progress(&plan, &cp);
+    let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };
+    for file in &plan.files {
+        let first = cp.done(file.path.as_ref());
+        if first >= file.parts() {
+            continue;
+        }
+        if file.kind == Kind::Ndjson {
+            ndjson_run::file(&mut run, &input, file, (&mut cp, &cp_store), &mut progress).await?;
+        } else {
+            parquet_file(&mut run, &input, &selector, file, first, (&mut cp, &cp_store), &mut progress).await?;
+        }
+        run.summary.files_done += 1;
+        progress.file_done();
+    }
+    outputs.close().await;
+    cp.complete = true;
+    cp_store.save(&cp).await?;
+    progress.finish();
+    summary.appended = outputs.counts.appended.load(Ordering::Relaxed);
+    summary.already_present = outputs.counts.present.load(Ordering::Relaxed);
+    summary.plan = plan;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The files to replay: Parquet under the prefix, or NDJSON when `--from` names an NDJSON file or
+/// a prefix holding no Parquet file.
+async fn plan_of(input: &Input, p: &Pipeline, args: &Args, selector: &Selector) -> Result<Plan, ReplayError> {
+    let plan = match input.file {
+        true => input.plan_file().await?,
+        false => match plan::plan(&input.store, &input.prefix, &p.schema, selector).await? {
+            plan if plan.listed == 0 => input.plan_prefix().await?,
+            plan => plan,
+        },
+    };
+    if plan.is_ndjson() {
+        if args.since.is_some() || args.until.is_some() {
+            return Err(ReplayError::Usage(
+                "--since/--until select rows of Parquet archives; NDJSON files are replayed whole".into(),
+            ));
+        }
+        return Ok(plan);
+    }
+    if plan.selected_rows() == 0 {
+        return Err(ReplayError::Empty(format!(
+            "nothing to replay under {}: {} Parquet files listed (and no NDJSON file), {} in hours outside \
+             --since/--until, {} of another schema than '{}' or dead letters, {} selected with no row for pipeline \
+             '{}' in the window",
+            args.from,
+            plan.listed,
+            plan.outside_window,
+            plan.other_schema.len(),
+            p.schema.name,
+            plan.files.len(),
+            p.name
+        )));
+    }
+    Ok(plan)
+}
+
+/// The checkpoint this run continues, or `None` when the checkpoint says the replay is complete.
+fn begin(
+    stored: Option<Checkpoint>,
+    params: &Params,
+    args: &Args,
+    plan: &Plan,
+    summary: &mut Summary,
+) -> Result<Option<Checkpoint>, ReplayError> {
+    Ok(match checkpoint::start(stored, params, args.restart, &summary.checkpoint)? {
         Start::Complete(c) => {
             tracing::info!(checkpoint = %summary.checkpoint, finished = %c.updated_at, "replay already complete");
             summary.already_complete = true;
-            summary.plan = plan;
-            return Ok(summary);
+            None
         }
         Start::Resume(c) => {
-            let done = plan.files.iter().filter(|f| c.done(f.path.as_ref()) >= f.row_groups.len()).count();
+            let done = plan.files.iter().filter(|f| c.done(f.path.as_ref()) >= f.parts()).count();
             tracing::info!(checkpoint = %summary.checkpoint, files_done = done, files = plan.files.len(),
                 rows_done = c.rows_done(), "resuming replay from its checkpoint");
             eprintln!(
@@ -201,64 +228,57 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
                 c.started_at
             );
             summary.resumed = true;
-            c
+            Some(c)
         }
-        Start::Fresh(c) => c,
-    };
-    cp_store.save(&cp).await?;
+        Start::Fresh(c) => Some(c),
+    })
+}
 
-    let mut outputs = outputs(config, p, &to, &out_store, &out_base).await?;
-    let mut chain =
-        p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
-    let ingest = ingest_field(p);
-    let files_done = plan.files.iter().filter(|f| cp.done(f.path.as_ref()) >= f.row_groups.len()).count();
-    let mut progress =
-        super::progress::Progress::new("replay", plan.files.len(), plan.selected_rows(), files_done, cp.rows_done());
-    let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };
-    for file in &plan.files {
-        let first = cp.done(file.path.as_ref());
-        if first >= file.row_groups.len() {
-            continue;
-        }
-        let footer = reader::footer(&from_store, &file.path, file.size).await?;
-        for rg in first..file.row_groups.len() {
-            let mut stream = reader::row_group(&from_store, &file.path, file.size, &footer, rg)?;
-            let mut rows_in_group = 0;
-            let mut b = 0;
-            while let Some(batch) = reader::next(&mut stream, &file.path).await? {
-                let batch = match selector.mask(file.kind, &batch).map_err(|r| read_error(file, r))? {
-                    None => batch,
-                    Some(m) => arrow::compute::filter_record_batch(&batch, &m).map_err(|e| read_error(file, e))?,
-                };
-                let n = batch.num_rows() as u64;
-                if n > 0 {
-                    let schema = if file.kind == Kind::Archive { p.schema.clone() } else { dead_letter::schema() };
-                    let records = rows::records(&schema, &batch).map_err(|r| read_error(file, r))?;
-                    run.process(file, records, &format!("{}-rg{rg}-b{b}", stem(&file.path))).await?;
-                }
-                rows_in_group += n;
-                progress.rows(n);
-                b += 1;
+/// Progress in rows for Parquet (counted by the plan), in bytes read for NDJSON.
+fn progress(plan: &Plan, cp: &Checkpoint) -> Progress {
+    let done: Vec<&SourceFile> = plan.files.iter().filter(|f| cp.done(f.path.as_ref()) >= f.parts()).collect();
+    if plan.is_ndjson() {
+        let total = plan.files.iter().map(|f| f.size).sum();
+        Progress::bytes("replay", plan.files.len(), total, done.len(), done.iter().map(|f| f.size).sum())
+    } else {
+        Progress::new("replay", plan.files.len(), plan.selected_rows(), done.len(), cp.rows_done())
+    }
+}
+
+/// Replay one Parquet file from row group `first`, checkpointing after each.
+async fn parquet_file(
+    run: &mut Unit<'_>,
+    input: &Input,
+    selector: &Selector,
+    file: &SourceFile,
+    first: usize,
+    (cp, cp_store): (&mut Checkpoint, &checkpoint::Store),
+    progress: &mut Progress,
+) -> Result<(), ReplayError> {
+    let footer = reader::footer(&input.store, &file.path, file.size).await?;
+    for rg in first..file.row_groups.len() {
+        let mut stream = reader::row_group(&input.store, &file.path, file.size, &footer, rg)?;
+        let mut rows_in_group = 0;
+        let mut b = 0;
+        while let Some(batch) = reader::next(&mut stream, &file.path).await? {
+            let batch = match selector.mask(file.kind, &batch).map_err(|r| read_error(file, r))? {
+                None => batch,
+                Some(m) => arrow::compute::filter_record_batch(&batch, &m).map_err(|e| read_error(file, e))?,
+            };
+            let n = batch.num_rows() as u64;
+            if n > 0 {
+                let schema = if file.kind == Kind::Archive { run.p.schema.clone() } else { dead_letter::schema() };
+                let records = rows::records(&schema, &batch).map_err(|r| read_error(file, r))?;
+                run.process(file, records, &format!("{}-rg{rg}-b{b}", stem(&file.path))).await?;
             }
-            cp.record(file.path.as_ref(), rg + 1, rows_in_group);
-            cp_store.save(&cp).await?;
+            rows_in_group += n;
+            progress.advance(n);
+            b += 1;
         }
-        run.summary.files_done += 1;
-        progress.file_done();
+        cp.record(file.path.as_ref(), rg + 1, rows_in_group);
+        cp_store.save(cp).await?;
     }
-    if let Some(g) = &outputs.group {
-        for w in &g.writers {
-            w.close().await;
-        }
-    }
-    cp.complete = true;
-    cp_store.save(&cp).await?;
-    progress.finish();
-    summary.appended = outputs.counts.appended.load(Ordering::Relaxed);
-    summary.already_present = outputs.counts.present.load(Ordering::Relaxed);
-    summary.plan = plan;
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(())
 }
 
 fn read_error(file: &SourceFile, reason: impl std::fmt::Display) -> ReplayError {
@@ -279,103 +299,39 @@ fn ingest_field(p: &Pipeline) -> Option<FieldPath> {
     })
 }
 
-async fn outputs(
-    config: &Config,
-    p: &Pipeline,
-    to: &[Target],
-    store: &Arc<dyn object_store::ObjectStore>,
-    base: &ObjectPath,
-) -> Result<Outputs, ReplayError> {
-    let metrics = Metrics::new();
-    let counts = Arc::new(Counts::default());
-    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
-    let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
-    if to.contains(&Target::Bigquery) {
-        let warehouse = crate::bigquery::Warehouse::connect(config).await?.ok_or_else(|| {
-            usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
-        })?;
-        for s in &p.sinks {
-            if let Sink::BigQuery { name, table, .. } = s {
-                // Exactly-once whatever the service uses: a retried append must not double rows.
-                let inner =
-                    warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
-                let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
-                writers.push(Box::new(checked));
-            }
-        }
-        if writers.is_empty() {
-            return Err(usage("bigquery", format!("pipeline '{}' has no bigquery sink", p.name)));
-        }
-    }
-    if to.contains(&Target::Lake) {
-        let before = writers.len();
-        for s in &p.sinks {
-            if let Sink::Lake { name, prefix, .. } = s {
-                writers.push(Box::new(lake_writer(p, name, store, join(base, prefix), &metrics)));
-            }
-        }
-        if writers.len() == before {
-            return Err(usage("lake", format!("pipeline '{}' has no lake sink", p.name)));
-        }
-    }
-    let topic = if to.contains(&Target::Topic) {
-        let pubsub =
-            config.global.pubsub.as_ref().ok_or_else(|| usage("topic", "the config has no pubsub section".into()))?;
-        let name = p
-            .source
-            .topic
-            .as_deref()
-            .ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
-        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e))?)
-    } else {
-        None
-    };
-    // Batches are written as they are formed (one per row-group batch and partition), so the
-    // batcher's limits are not used.
-    let limits =
-        Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
-    let group = (!writers.is_empty()).then(|| SinkGroup {
-        pipeline: p.name.clone(),
-        schema: p.schema.clone(),
-        writers,
-        limits,
-        // Records are changed after the chain (the archived ingest time is put back).
-        rows_checked: false,
-        dead: None,
-        budget: None,
-    });
-    let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
-    let dead = SinkGroup {
-        pipeline: p.name.clone(),
-        schema: dead_letter::schema(),
-        writers: vec![Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics))],
-        limits,
-        rows_checked: false,
-        dead: None,
-        budget: None,
-    };
-    Ok(Outputs { group, dead, topic, counts })
+/// The acks of one batch's events; their outcomes come back here.
+pub(super) struct Acks {
+    tx: mpsc::UnboundedSender<Outcome>,
+    rx: mpsc::UnboundedReceiver<Outcome>,
 }
 
-fn lake_writer(
-    p: &Pipeline,
-    name: &str,
-    store: &Arc<dyn object_store::ObjectStore>,
-    prefix: ObjectPath,
-    metrics: &Metrics,
-) -> LakeWriter {
-    LakeWriter {
-        name: name.into(),
-        pipeline: p.name.clone(),
-        store: store.clone(),
-        prefix,
-        instance: "replay".into(),
-        metrics: metrics.sink(&p.name, name),
+impl Acks {
+    pub fn new() -> Acks {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Acks { tx, rx }
+    }
+
+    pub fn ack(&self) -> Ack {
+        let tx = self.tx.clone();
+        Ack::new(move |o| {
+            let _ = tx.send(o);
+        })
+    }
+
+    /// Wait for every ack handed out; how many failed.
+    async fn failed(self) -> usize {
+        let Acks { tx, mut rx } = self;
+        drop(tx);
+        let mut failed = 0;
+        while let Some(o) = rx.recv().await {
+            failed += usize::from(o == Outcome::Failed);
+        }
+        failed
     }
 }
 
 /// The state one batch of rows goes through.
-struct Unit<'a> {
+pub(super) struct Unit<'a> {
     p: &'a Pipeline,
     chain: &'a mut Chain,
     ingest: Option<&'a FieldPath>,
@@ -385,43 +341,92 @@ struct Unit<'a> {
 
 type Routes = Option<Arc<[Arc<str>]>>;
 
+/// Forwarded events by hour partition and routes: one object each.
+type Batches = Vec<((Partition, Routes), Vec<Event>)>;
+
 impl Unit<'_> {
-    /// Rebuild the rows as events, run them through the chain and write them; fails if any
-    /// event could not be made durable in its targets or in dead letters.
+    /// Rebuild archived rows or dead letters as events and deliver them.
     async fn process(
         &mut self,
         file: &SourceFile,
         records: Vec<Map<String, Value>>,
         object: &str,
     ) -> Result<(), ReplayError> {
-        let n = records.len();
-        self.summary.rows += n as u64;
-        let (outcome_tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
-        let mut events = Vec::with_capacity(n);
+        let acks = Acks::new();
+        let mut events = Vec::with_capacity(records.len());
         let mut dead: Vec<DeadLetter> = Vec::new();
         for record in records {
-            let tx = outcome_tx.clone();
-            let ack = Ack::new(move |o| {
-                let _ = tx.send(o);
-            });
+            let ack = acks.ack();
             let original_ingest = self.ingest.and_then(|f| f.get(&Value::Object(record.clone())).cloned());
             let rebuilt = match file.kind {
-                Kind::Archive => archived_event(&self.p.schema, record, ack),
-                Kind::DeadLetters => dead_letter_event(record, ack),
+                Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
+                // NDJSON lines come as events from `ndjson_run`, never as records.
+                Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
             };
             match rebuilt {
                 Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
                 Err(d) => dead.push(*d),
             }
         }
-        drop(outcome_tx);
+        self.deliver(acks, events, dead, file, object).await
+    }
 
+    /// Run events (each with the archived ingest time to put back, if any) through the chain and
+    /// write them, and `dead` to dead letters; fails if any event could not be made durable in its
+    /// targets or in dead letters. Objects are named after `object`.
+    pub async fn deliver(
+        &mut self,
+        acks: Acks,
+        events: Vec<(Event, Option<Value>)>,
+        mut dead: Vec<DeadLetter>,
+        file: &SourceFile,
+        object: &str,
+    ) -> Result<(), ReplayError> {
+        let n = events.len() + dead.len();
+        self.summary.rows += n as u64;
         if let Some(topic) = &self.outputs.topic {
             let plain: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
             topic.publish(&plain).await.map_err(ReplayError::Sink)?;
             self.summary.published += plain.len() as u64;
         }
-        let mut batches: Vec<((Partition, Routes), Vec<Event>)> = Vec::new();
+        let batches = self.chain_events(events, &mut dead);
+        if let Some(group) = &mut self.outputs.group {
+            // Rows a sink refuses come back on this channel; each event is refused at most once.
+            let (dead_tx, mut refused) = mpsc::channel(n.max(1));
+            group.dead = Some(dead_tx);
+            for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
+                group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
+            }
+            group.dead = None;
+            while let Ok(d) = refused.try_recv() {
+                dead.push(d);
+            }
+        }
+        if !dead.is_empty() {
+            self.summary.dead_letters += dead.len() as u64;
+            if file.kind == Kind::Ndjson {
+                // The id is `<file>:<line>`: the reason says where the line is.
+                dead.iter_mut().for_each(|d| d.reason = format!("{}: {}", d.event.message_id, d.reason));
+            }
+            let rows: Vec<Event> = dead.into_iter().map(|d| dead_letter::to_event(d, &self.p.name)).collect();
+            // The source file's hour (or its modification time's), so a second run rewrites the same object.
+            let partition = file.partition.unwrap_or_else(|| Partition::of(file.modified));
+            self.outputs.dead.write_named(partition, None, rows, Some(object.to_owned())).await;
+        }
+        let failed = acks.failed().await;
+        if failed > 0 {
+            return Err(ReplayError::Sink(format!(
+                "{failed} of {n} rows of {} ({object}) could not be written (the log says why)",
+                file.path
+            )));
+        }
+        Ok(())
+    }
+
+    /// The chain over `events`: what it forwards to the replay's sinks, by partition and routes;
+    /// what it refuses, into `dead`.
+    fn chain_events(&mut self, events: Vec<(Event, Option<Value>)>, dead: &mut Vec<DeadLetter>) -> Batches {
+        let mut batches: Batches = Vec::new();
         for (event, original_ingest) in events {
             if self.outputs.group.is_none() {
                 // Published only: nothing else to do with it.
@@ -450,82 +455,6 @@ impl Unit<'_> {
                 Output::Dead(d) => dead.push(d),
             }
         }
-        if let Some(group) = &mut self.outputs.group {
-            // Rows a sink refuses come back on this channel; each event is refused at most once.
-            let (dead_tx, mut refused) = mpsc::channel(n.max(1));
-            group.dead = Some(dead_tx);
-            for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
-                group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
-            }
-            group.dead = None;
-            while let Ok(d) = refused.try_recv() {
-                dead.push(d);
-            }
-        }
-        if !dead.is_empty() {
-            self.summary.dead_letters += dead.len() as u64;
-            let rows: Vec<Event> = dead.into_iter().map(|d| dead_letter::to_event(d, &self.p.name)).collect();
-            // The source file's hour, so a second run rewrites the same object.
-            let partition = file.partition.unwrap_or_else(|| Partition::of(Utc::now()));
-            self.outputs.dead.write_named(partition, None, rows, Some(object.to_owned())).await;
-        }
-        let mut failed = 0;
-        while let Some(o) = outcomes.recv().await {
-            failed += usize::from(o == Outcome::Failed);
-        }
-        if failed > 0 {
-            return Err(ReplayError::Sink(format!(
-                "{failed} of {n} rows of {} ({object}) could not be written (the log says why)",
-                file.path
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// An archived row as the message that would produce it: payload = the row as JSON.
-fn archived_event(schema: &Schema, record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
-    let id = record.get("message_id").and_then(Value::as_str).map(str::to_owned);
-    let publish_time = schema
-        .time_field
-        .as_deref()
-        .and_then(|f| record.get(f))
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp)
-        .unwrap_or_else(Utc::now);
-    let data = Bytes::from(serde_json::to_vec(&record).expect("a JSON map serializes"));
-    let event =
-        Event::new(id.clone().unwrap_or_default(), publish_time, Attributes::new(), data, Arc::from("replay"), ack);
-    match id {
-        Some(_) => Ok(event),
-        None => {
-            Err(Box::new(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }))
-        }
-    }
-}
-
-/// A dead letter as the message it was: original bytes, attributes, id and publish time.
-fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
-    let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let attributes: Attributes = record
-        .get("attributes")
-        .and_then(Value::as_object)
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
-        .unwrap_or_default();
-    let publish_time = parse_timestamp(&text("publish_time")).unwrap_or_else(Utc::now);
-    let data = base64::engine::general_purpose::STANDARD.decode(text("data"));
-    let subscription: Arc<str> = Arc::from(text("subscription").as_str());
-    match data {
-        Ok(bytes) => {
-            Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack))
-        }
-        Err(e) => {
-            let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);
-            Err(Box::new(DeadLetter {
-                event,
-                stage: "replay".into(),
-                reason: format!("dead letter's data is not base64: {e}"),
-            }))
-        }
+        batches
     }
 }

@@ -29,3 +29,9 @@ pub fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// `n` sample log payloads from the generator's `seed`, one JSON text each, as an NDJSON file holds them.
+pub fn log_lines(n: usize, seed: u64) -> Vec<String> {
+    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
+    (0..n).map(|_| sample.next_event().to_string()).collect()
+}

@@ -1,0 +1,140 @@
+//! The writers and targets a replay feeds: the pipeline's BigQuery sinks (only ids the table
+//! lacks, exactly-once appends), its lake sinks under `--output`, its topic, and the dead letters.
+
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+
+use super::existing::{Counts, MissingOnly};
+use super::run::Target;
+use super::topic::TopicTarget;
+use super::ReplayError;
+use crate::config::global::WriteMode;
+use crate::config::{Config, Pipeline, Sink};
+use crate::lake_tail::join;
+use crate::metrics::Metrics;
+use crate::sink::batcher::Limits;
+use crate::sink::dead_letter;
+use crate::sink::group::{SinkGroup, Writer};
+use crate::sink::lake::LakeWriter;
+
+/// The writers and targets a replay feeds.
+pub(super) struct Outputs {
+    pub group: Option<SinkGroup>,
+    pub dead: SinkGroup,
+    pub topic: Option<TopicTarget>,
+    pub counts: Arc<Counts>,
+}
+
+impl Outputs {
+    /// Whether an event with these routes goes to any of the replay's sinks.
+    pub fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
+        let Some(group) = &self.group else { return false };
+        routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
+    }
+
+    /// Close the writers (BigQuery streams) once everything is written.
+    pub async fn close(&self) {
+        if let Some(g) = &self.group {
+            for w in &g.writers {
+                w.close().await;
+            }
+        }
+    }
+}
+
+/// Build the replay's writers for `to` (lake output and dead letters under `base` in `store`).
+pub(super) async fn outputs(
+    config: &Config,
+    p: &Pipeline,
+    to: &[Target],
+    store: &Arc<dyn object_store::ObjectStore>,
+    base: &ObjectPath,
+) -> Result<Outputs, ReplayError> {
+    let metrics = Metrics::new();
+    let counts = Arc::new(Counts::default());
+    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
+    let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
+    if to.contains(&Target::Bigquery) {
+        let warehouse = crate::bigquery::Warehouse::connect(config).await?.ok_or_else(|| {
+            usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
+        })?;
+        for s in &p.sinks {
+            if let Sink::BigQuery { name, table, .. } = s {
+                // Exactly-once whatever the service uses: a retried append must not double rows.
+                let inner =
+                    warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
+                let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
+                writers.push(Box::new(checked));
+            }
+        }
+        if writers.is_empty() {
+            return Err(usage("bigquery", format!("pipeline '{}' has no bigquery sink", p.name)));
+        }
+    }
+    if to.contains(&Target::Lake) {
+        let before = writers.len();
+        for s in &p.sinks {
+            if let Sink::Lake { name, prefix, .. } = s {
+                writers.push(Box::new(lake_writer(p, name, store, join(base, prefix), &metrics)));
+            }
+        }
+        if writers.len() == before {
+            return Err(usage("lake", format!("pipeline '{}' has no lake sink", p.name)));
+        }
+    }
+    let topic = if to.contains(&Target::Topic) {
+        let pubsub =
+            config.global.pubsub.as_ref().ok_or_else(|| usage("topic", "the config has no pubsub section".into()))?;
+        let name = p
+            .source
+            .topic
+            .as_deref()
+            .ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
+        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e))?)
+    } else {
+        None
+    };
+    // Batches are written as they are formed (one per row-group batch and partition), so the
+    // batcher's limits are not used.
+    let limits =
+        Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
+    let group = (!writers.is_empty()).then(|| SinkGroup {
+        pipeline: p.name.clone(),
+        schema: p.schema.clone(),
+        writers,
+        limits,
+        // Records are changed after the chain (the archived ingest time is put back).
+        rows_checked: false,
+        dead: None,
+        budget: None,
+    });
+    let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
+    let dead = SinkGroup {
+        pipeline: p.name.clone(),
+        schema: dead_letter::schema(),
+        writers: vec![Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics))],
+        limits,
+        rows_checked: false,
+        dead: None,
+        budget: None,
+    };
+    Ok(Outputs { group, dead, topic, counts })
+}
+
+fn lake_writer(
+    p: &Pipeline,
+    name: &str,
+    store: &Arc<dyn object_store::ObjectStore>,
+    prefix: ObjectPath,
+    metrics: &Metrics,
+) -> LakeWriter {
+    LakeWriter {
+        name: name.into(),
+        pipeline: p.name.clone(),
+        store: store.clone(),
+        prefix,
+        instance: "replay".into(),
+        metrics: metrics.sink(&p.name, name),
+    }
+}
