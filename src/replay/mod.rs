@@ -38,6 +38,7 @@
 
 pub mod checkpoint;
 pub mod existing;
+mod ingest;
 pub mod ndjson;
 mod ndjson_run;
 mod outputs;

@@ -14,7 +14,7 @@ use super::ndjson_run::{self, Input};
 use super::outputs::{outputs, Outputs};
 use super::plan::{self, Kind, Plan, Selector, SourceFile, Window};
 use super::progress::Progress;
-use super::{location, reader, rows, ReplayError};
+use super::{ingest, location, reader, rows, ReplayError};
 use crate::ack::{Ack, Outcome};
 use crate::config::{Config, Pipeline};
 use crate::event::{DeadLetter, Event};
@@ -23,7 +23,7 @@ use crate::path::FieldPath;
 use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
 use crate::sink::lake::Partition;
-use crate::transform::{Chain, Output, StageConfig};
+use crate::transform::{Chain, StageConfig};
 
 /// Where replayed events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -427,32 +427,31 @@ impl Unit<'_> {
     /// what it refuses, into `dead`.
     fn chain_events(&mut self, events: Vec<(Event, Option<Value>)>, dead: &mut Vec<DeadLetter>) -> Batches {
         let mut batches: Batches = Vec::new();
-        for (event, original_ingest) in events {
-            if self.outputs.group.is_none() {
-                // Published only: nothing else to do with it.
-                event.ack.settle(Outcome::Delivered);
+        if self.outputs.group.is_none() {
+            // Published only: nothing else to do with them.
+            events.into_iter().for_each(|(e, _)| e.ack.settle(Outcome::Delivered));
+            return batches;
+        }
+        let taken = events.len();
+        let (events, originals): (Vec<Event>, Vec<Option<Value>>) = events.into_iter().unzip();
+        let mut out = self.chain.process_batch(events);
+        self.summary.dropped += (taken - out.forward.len() - out.dead.len()) as u64;
+        self.summary.forwarded += out.forward.len() as u64;
+        dead.append(&mut out.dead);
+        if let Some(f) = self.ingest {
+            ingest::restore(f, &mut out.forward, &out.forward_from, &originals);
+        }
+        for e in out.forward {
+            if !self.outputs.takes(e.routes.as_deref()) {
+                // Routed to no sink, or only to sinks this replay was not asked to feed.
+                self.summary.not_routed += 1;
+                e.ack.settle(Outcome::Delivered);
                 continue;
             }
-            match self.chain.process(event) {
-                Output::Forward(mut e) => {
-                    self.summary.forwarded += 1;
-                    if let (Some(f), Some(v)) = (self.ingest, original_ingest) {
-                        let _ = f.set(&mut e.record, v);
-                    }
-                    if !self.outputs.takes(e.routes.as_deref()) {
-                        // Routed to no sink, or only to sinks this replay was not asked to feed.
-                        self.summary.not_routed += 1;
-                        e.ack.settle(Outcome::Delivered);
-                        continue;
-                    }
-                    let key = (Partition::for_event(&self.p.schema, &e), e.routes.clone());
-                    match batches.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, v)) => v.push(e),
-                        None => batches.push((key, vec![e])),
-                    }
-                }
-                Output::Dropped => self.summary.dropped += 1,
-                Output::Dead(d) => dead.push(d),
+            let key = (Partition::for_event(&self.p.schema, &e), e.routes.clone());
+            match batches.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(e),
+                None => batches.push((key, vec![e])),
             }
         }
         batches

@@ -80,12 +80,34 @@ fn string<'a>(t: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
         return None;
     }
     let start = *at + 1;
-    let end = start + memchr::memchr2(b'"', b'\\', &t[start..])?;
-    if t[end] != b'"' || t[start..end].iter().any(|&b| b < 0x20) {
+    let end = start + special(&t[start..])?;
+    if t[end] != b'"' {
         return None;
     }
     *at = end + 1;
     Some(&t[start..end])
+}
+
+/// Where the first byte that ends or interrupts a JSON string is: a quote, a backslash or a
+/// control character. Eight bytes at a time: most strings are short, and a search routine's
+/// set-up costs more than the scan.
+pub fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte below `n` (exact up to the first such byte, which is all we read).
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) | below(x, 0x20);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some(at + tail)
 }
 
 fn literal(t: &[u8], at: &mut usize, word: &[u8]) -> bool {
@@ -114,6 +136,27 @@ fn integer(t: &[u8], at: &mut usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first quote, backslash or control character, at every offset and chunk position.
+    #[test]
+    fn special_finds_the_first_byte_that_ends_a_string() {
+        for len in 0..40 {
+            for at in 0..len {
+                for c in [b'"', b'\\', 0, 0x1f, b'\n'] {
+                    let mut s = vec![b'a'; len];
+                    s[at] = c;
+                    if at + 1 < len {
+                        s[at + 1] = b'"'; // a later hit never hides the first
+                    }
+                    assert_eq!(special(&s), Some(at), "{len} {at} {c}");
+                }
+            }
+            assert_eq!(special(&vec![b'x'; len]), None);
+            let high: Vec<u8> = (0..len).map(|i| 0x80 + (i % 0x7f) as u8).collect();
+            assert_eq!(special(&high), None, "bytes above 0x7f are not special");
+            assert_eq!(special(&vec![0x20u8; len]), None, "space is not");
+        }
+    }
 
     /// Canonical exactly when parsing and writing again gives the same text.
     #[test]

@@ -166,17 +166,16 @@ impl<'a> Row<'_, 'a> {
         }
         self.at += 1;
         let start = self.at;
-        // The closing quote or the first escape, found a word at a time.
-        let end = start + memchr::memchr2(b'"', b'\\', &self.bytes()[start..])?;
-        if self.bytes()[start..end].iter().any(|&b| b < 0x20) {
-            return None; // a raw control character: JSON refuses it
-        }
+        let end = start + compact::special(&self.bytes()[start..])?;
         self.at = end;
-        if self.bytes()[end] == b'\\' {
-            return self.escaped(start).map(Cow::Owned);
+        match self.bytes()[end] {
+            b'"' => {
+                self.at += 1;
+                Some(Cow::Borrowed(&self.text[start..end]))
+            }
+            b'\\' => self.escaped(start).map(Cow::Owned),
+            _ => None, // a raw control character: JSON refuses it
         }
-        self.at += 1;
-        Some(Cow::Borrowed(&self.text[start..end]))
     }
 
     /// The rest of a string that holds an escape, from its start.

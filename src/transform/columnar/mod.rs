@@ -132,6 +132,8 @@ impl Rows {
 pub struct Batched {
     /// Rows that passed every stage; those decoded into columns carry a [`RowRef`].
     pub forward: Vec<Event>,
+    /// Each forwarded row's position in the batch given to the chain.
+    pub forward_from: Vec<usize>,
     pub dead: Vec<DeadLetter>,
 }
 
@@ -149,6 +151,23 @@ pub struct Columns {
 pub struct RowRef {
     pub columns: Arc<Columns>,
     pub row: usize,
+}
+
+impl Columns {
+    /// The same rows with these rows' times in TIMESTAMP column `field` replaced; `None` when
+    /// the schema has no such column.
+    pub fn with_times(&self, field: &str, times: &[(usize, i64)]) -> Option<Columns> {
+        let at =
+            self.schema.fields.iter().position(|f| f.name == field && f.ty == crate::schema::FieldType::Timestamp)?;
+        let old = self.batch.column(at).as_primitive::<TimestampMicrosecondType>();
+        let mut values: Vec<Option<i64>> = old.iter().collect();
+        times.iter().for_each(|&(r, t)| values[r] = Some(t));
+        let column = arrow::array::TimestampMicrosecondArray::from(values).with_timezone("+00:00");
+        let mut columns = self.batch.columns().to_vec();
+        columns[at] = Arc::new(column);
+        let batch = RecordBatch::try_new(self.batch.schema(), columns).expect("the same column type");
+        Some(Columns { batch, schema: self.schema.clone(), time: self.time })
+    }
 }
 
 impl RowRef {
@@ -262,6 +281,7 @@ fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>)
                     event.row = Some(RowRef { columns: columns.clone(), row: r });
                 }
                 out.forward.push(event);
+                out.forward_from.push(r);
             }
             Fate::Dropped => {}
             Fate::Dead { stage, reason } => {
