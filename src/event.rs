@@ -48,6 +48,9 @@ pub struct Event {
     /// When this process received it: a redelivery is checked against what the previous holder
     /// wrote only after its in-flight writes had time to land.
     pub received: std::time::Instant,
+    /// Counts a push request as one that may still add to its pipeline's batches, until the
+    /// sinks take the event into a batch (see [`crate::source::arrivals`]); `None` otherwise.
+    pub arriving: Option<crate::source::arrivals::Arriving>,
 }
 
 impl Event {
@@ -71,6 +74,7 @@ impl Event {
             ack,
             delivery_attempt: None,
             received: std::time::Instant::now(),
+            arriving: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl Event {
             ack: self.ack.split(),
             delivery_attempt: self.delivery_attempt,
             received: self.received,
+            arriving: None,
         }
     }
 }

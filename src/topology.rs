@@ -26,6 +26,7 @@ use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+use crate::source::arrivals::Arrivals;
 use crate::source::budget::Budget;
 use crate::store::Location;
 use crate::transform::Output;
@@ -54,6 +55,9 @@ pub struct PipelineInput {
     /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
     /// its push requests'; `None` for a pipeline fed only internally.
     pub budget: Option<Budget>,
+    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
+    /// pulled (its sinks keep their batching) or fed only internally.
+    pub arrivals: Option<Arrivals>,
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -100,6 +104,10 @@ impl Topology {
                 field: e.field,
                 message: e.message,
             })?;
+            let pulled = config.global.pulling(&p.source);
+            // Shared by the dead letters too: an event a stage refuses goes there, its caller waiting.
+            let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
+            let linger = config.global.http.push_linger.0;
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
             let dead_group = SinkGroup {
                 pipeline: p.name.clone(),
@@ -116,6 +124,8 @@ impl Topology {
                 rows_checked: false,
                 dead: None,
                 budget: None,
+                arrivals: arrivals.clone(),
+                linger,
             };
             let dead_count = metrics.dead_lettered(&p.name);
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
@@ -149,7 +159,7 @@ impl Topology {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
             // One flow control per pipeline: the subscription's when pulled (push shares it).
-            let budget = match config.global.pulling(&p.source) {
+            let budget = match pulled {
                 Some(pubsub) => Some(Budget::for_subscription(pubsub)),
                 None => p.source.push.then(|| Budget::for_push(&config.global.http)),
             };
@@ -161,6 +171,8 @@ impl Topology {
                 rows_checked: chain.checked_against(&p.schema),
                 dead: Some(dead_tx.clone()),
                 budget: budget.clone(),
+                arrivals: arrivals.clone(),
+                linger,
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
@@ -168,7 +180,7 @@ impl Topology {
             let (tx, rx) = mpsc::channel::<Event>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
-            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget };
+            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget, arrivals };
             inputs.insert(p.name.clone(), input);
         }
         Ok(Topology { inputs, metrics, drain, tasks })

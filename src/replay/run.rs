@@ -343,6 +343,8 @@ async fn outputs(
         rows_checked: false,
         dead: None,
         budget: None,
+        arrivals: None,
+        linger: std::time::Duration::ZERO,
     });
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
     let dead = SinkGroup {
@@ -353,6 +355,8 @@ async fn outputs(
         rows_checked: false,
         dead: None,
         budget: None,
+        arrivals: None,
+        linger: std::time::Duration::ZERO,
     };
     Ok(Outputs { group, dead, topic, counts })
 }

@@ -166,6 +166,8 @@ mod tests {
             rows_checked: false,
             dead,
             budget: None,
+            arrivals: None,
+            linger: Duration::ZERO,
         }
     }
 
