@@ -105,31 +105,11 @@ impl Topology {
                 message: e.message,
             })?;
             let pulled = config.global.pulling(&p.source);
-            // Shared by the dead letters too: an event a stage refuses goes there, its caller waiting.
+            // Shared with the dead letters: a refused event goes there while its caller waits.
             let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
-            let linger = config.global.http.push_linger.0;
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            let dead_group = SinkGroup {
-                pipeline: p.name.clone(),
-                schema: dead_letter::schema(),
-                writers: vec![Box::new(LakeWriter {
-                    name: "dead_letters".into(),
-                    pipeline: p.name.clone(),
-                    store: store.clone(),
-                    prefix: join(&base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
-                    instance: config.global.instance.clone(),
-                    metrics: metrics.sink(&p.name, "dead_letters"),
-                })],
-                limits: limits(&config.global.limits.batch),
-                rows_checked: false,
-                dead: None,
-                budget: None,
-                arrivals: arrivals.clone(),
-                linger,
-            };
-            let dead_count = metrics.dead_lettered(&p.name);
-            tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
-
+            let dead_group = dead_letter_group(config, p, &store, &base, &metrics, arrivals.clone());
+            tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
             let mut writers: Vec<Box<dyn Writer>> = Vec::new();
             let mut batch: Option<Limits> = None;
             for s in &p.sinks {
@@ -172,7 +152,7 @@ impl Topology {
                 dead: Some(dead_tx.clone()),
                 budget: budget.clone(),
                 arrivals: arrivals.clone(),
-                linger,
+                linger: config.global.http.push_linger.0,
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
@@ -194,6 +174,35 @@ impl Topology {
                 tracing::error!(error = %e, "pipeline task failed");
             }
         }
+    }
+}
+
+/// The sink group writing a pipeline's dead letters to the lake, with the global batch limits.
+fn dead_letter_group(
+    config: &Config,
+    p: &crate::config::Pipeline,
+    store: &Arc<dyn object_store::ObjectStore>,
+    base: &ObjectPath,
+    metrics: &Metrics,
+    arrivals: Option<Arrivals>,
+) -> SinkGroup {
+    SinkGroup {
+        pipeline: p.name.clone(),
+        schema: dead_letter::schema(),
+        writers: vec![Box::new(LakeWriter {
+            name: "dead_letters".into(),
+            pipeline: p.name.clone(),
+            store: store.clone(),
+            prefix: join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
+            instance: config.global.instance.clone(),
+            metrics: metrics.sink(&p.name, "dead_letters"),
+        })],
+        limits: limits(&config.global.limits.batch),
+        rows_checked: false,
+        dead: None,
+        budget: None,
+        arrivals,
+        linger: config.global.http.push_linger.0,
     }
 }
 
