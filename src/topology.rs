@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use tokio::sync::mpsc;
@@ -202,7 +203,8 @@ fn dead_letter_group(
         dead: None,
         budget: None,
         arrivals,
-        linger: config.global.http.push_linger.0,
+        // Written as soon as nothing more can arrive: dead letters are few, and their callers wait.
+        linger: Duration::ZERO,
     }
 }
 

@@ -131,7 +131,7 @@ async fn push(
         }
     };
     // From here until its event is in a batch, the pipeline's sinks wait for this request.
-    let arriving = input.arrivals.as_ref().map(|a| a.begin());
+    let (_answering, arriving) = input.arrivals.as_ref().map(|a| a.begin()).unzip();
     let body = match read_body(body, max_body, announced).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(pipeline, max_body),

@@ -135,8 +135,9 @@ impl SinkGroup {
         }
     }
 
-    /// Whether open batches are to be written now because no push request can add to them and
-    /// the linger (started the first time that was so) is over. `lingering` is when it ends.
+    /// Whether open batches are to be written now because no push request can add to them, and
+    /// they hold as many events as callers were seen this round or the linger (started the first
+    /// time nothing could arrive) is over. `lingering` is when it ends.
     fn nothing_more_can_arrive(
         &self,
         batcher: &Batcher<(Partition, Routes), Event>,
@@ -151,10 +152,15 @@ impl SinkGroup {
             return false;
         }
         let now = Instant::now();
-        if *lingering.get_or_insert(now + self.linger) > now {
-            return false;
+        let ends = *lingering.get_or_insert(now + self.linger);
+        if ends > now && batcher.totals().0 < arrivals.callers() {
+            return false; // callers just answered may be sending their next event
         }
         *lingering = None;
+        // The dead letters (no linger) leave the count of callers to the pipeline's own sinks.
+        if !self.linger.is_zero() {
+            arrivals.new_round();
+        }
         true
     }
 
