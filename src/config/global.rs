@@ -101,8 +101,9 @@ pub struct HttpConfig {
     #[serde(default = "default_outstanding_bytes")]
     pub max_outstanding_bytes: ByteSize,
     /// A push-only pipeline writes its open batches as soon as every request it holds has its
-    /// event in one (the callers wait for that write, so no more can come); this long first, for
-    /// requests already on the wire but not yet read, so batches under load stay large.
+    /// event in one (the callers wait for that write, so no more can come). While they hold fewer
+    /// events than requests were held at once since the last write, it waits up to this long for
+    /// the callers just answered to send their next event, so batches under load stay large.
     #[serde(default = "default_push_linger")]
     pub push_linger: HumanDuration,
 }
@@ -133,7 +134,7 @@ fn default_push_outstanding_messages() -> NonZeroUsize {
     NonZeroUsize::new(1_000).expect("nonzero")
 }
 fn default_push_linger() -> HumanDuration {
-    HumanDuration(std::time::Duration::from_millis(2))
+    HumanDuration(std::time::Duration::from_millis(5))
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(60))
