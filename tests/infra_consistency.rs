@@ -603,7 +603,11 @@ fn drift_in_terraform_is_reported() {
     let p = drift_with(replaced("pipelines.tf", "\"events/dead-letters/\"", "\"events/dlq/\""));
     assert_reports(&p, "lake.dead_letters puts dead letters under events/dead-letters/");
 
-    let p = drift_with(replaced("main.tf", "concurrency            = var.push_concurrency", "concurrency            = 1200"));
+    let p = drift_with(replaced(
+        "main.tf",
+        "concurrency            = var.push_concurrency",
+        "concurrency            = 1200",
+    ));
     assert_reports(&p, "the service takes 1200 push requests at once, more than http.max_outstanding_messages (1000)");
 
     let p = drift_with(replaced("pipelines.tf", "max_delivery_attempts = 10", "max_delivery_attempts = 5"));

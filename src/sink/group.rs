@@ -81,6 +81,22 @@ pub struct SinkGroup {
 }
 
 impl SinkGroup {
+    /// A group that checks every row and has no dead letters, flow control or push arrivals of
+    /// its own: set those fields after, as its source needs.
+    pub fn new(pipeline: &str, schema: Arc<Schema>, writers: Vec<Box<dyn Writer>>, limits: Limits) -> SinkGroup {
+        SinkGroup {
+            pipeline: pipeline.to_owned(),
+            schema,
+            writers,
+            limits,
+            rows_checked: false,
+            dead: None,
+            budget: None,
+            arrivals: None,
+            linger: Duration::ZERO,
+        }
+    }
+
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
