@@ -75,8 +75,8 @@ pub struct SinkGroup {
     /// none, open batches are written (after `linger`) instead of waiting for more that cannot
     /// come. `None` for pulled pipelines, which keep their batching.
     pub arrivals: Option<Arrivals>,
-    /// How long open batches wait for requests already on the wire once nothing more the
-    /// pipeline holds can arrive (`http.push_linger`).
+    /// Once nothing more the pipeline holds can arrive, how long open batches wait at most for
+    /// the callers just answered to send their next event (`http.push_linger`); zero: not at all.
     pub linger: Duration,
 }
 
@@ -101,7 +101,8 @@ impl SinkGroup {
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
     /// batches are written as soon as they hold half of what its budget can hold. Once no push
-    /// request can add to them ([`Arrivals`]), they are written after `linger`.
+    /// request can add to them ([`Arrivals`]), they are written as soon as they hold as many
+    /// events as there were callers, or `linger` is over.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
