@@ -13,7 +13,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 struct Case {
@@ -49,17 +48,11 @@ fn flood(case: &Case) -> Flood {
     let sluice = common::Sluice::spawn(cmd, port);
 
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["publish", "--url", &sluice.url, "--pipeline", "logs"])
-        .args(["-n", &case.requests.to_string(), "--size", &case.size.to_string()])
-        .args(["--concurrency", &case.concurrency.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("sluice publish starts");
+    let (n, size, concurrency) = (case.requests.to_string(), case.size.to_string(), case.concurrency.to_string());
+    let published =
+        common::push_load::publish(&sluice.url, &["-n", &n, "--size", &size, "--concurrency", &concurrency]);
     let secs = started.elapsed().as_secs_f64();
-    // Not checking the exit status: requests still refused after publish's retries are a result.
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let delivered = delivered(&text).unwrap_or_else(|| panic!("no publish summary ({}):\n{text}", out.status));
+    let delivered = published.delivered;
 
     let pid = sluice.child.id();
     let (cpu_secs, peak_rss_mib) = (common::cpu_secs(pid), common::peak_rss_mib(pid));
@@ -69,12 +62,6 @@ fn flood(case: &Case) -> Flood {
     let rows = common::count_rows(&lake.join("logs"));
     assert!(rows >= delivered, "{delivered} delivered but {rows} rows in the lake; log: {}", log.display());
     Flood { delivered, secs, cpu_secs, peak_rss_mib, refusals, rows }
-}
-
-/// D from publish's summary: "published N events to URL: D delivered, R rejected, F failed in S s (…)".
-fn delivered(text: &str) -> Option<u64> {
-    let line = text.lines().rfind(|l| l.starts_with("published "))?;
-    line.rsplit_once(": ")?.1.split_whitespace().next()?.parse().ok()
 }
 
 fn main() {

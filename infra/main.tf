@@ -96,6 +96,7 @@ module "cloudrun" {
   cpu                    = var.cpu
   memory                 = var.memory
   max_instances          = var.max_instances
+  concurrency            = var.push_concurrency
   deletion_protection    = var.deletion_protection
   labels                 = var.labels
 

@@ -57,6 +57,12 @@ variable "max_instances" {
   default = 10
 }
 
+variable "push_concurrency" {
+  description = "Push requests one instance takes at once (Cloud Run max_instance_request_concurrency), at most http.max_outstanding_messages. Each caller waits for its batch, so an instance serves more the more requests are in flight: on 2 vCPUs 6,500-15,600 events/s at 80, 13,900-19,500 at 1,000 (docs/operations.md, `scripts/bench push_throughput`)."
+  type        = number
+  default     = 1000
+}
+
 variable "cpu" {
   description = "vCPUs per instance; see docs/operations.md for events/s per vCPU."
   type        = string

@@ -51,6 +51,9 @@ pub struct Event {
     /// When this process received it: a redelivery is checked against what the previous holder
     /// wrote only after its in-flight writes had time to land.
     pub received: std::time::Instant,
+    /// Counts a push request as one that may still add to its pipeline's batches, until the
+    /// sinks take the event into a batch (see [`crate::source::arrivals`]); `None` otherwise.
+    pub arriving: Option<crate::source::arrivals::Arriving>,
 }
 
 impl Event {
@@ -75,6 +78,7 @@ impl Event {
             ack,
             delivery_attempt: None,
             received: std::time::Instant::now(),
+            arriving: None,
         }
     }
 
@@ -111,6 +115,7 @@ impl Event {
             ack: self.ack.split(),
             delivery_attempt: self.delivery_attempt,
             received: self.received,
+            arriving: None,
         }
     }
 }

@@ -46,6 +46,34 @@ pub struct Summary {
     pub failed: u64,
     /// Message ids of what was delivered (assigned by Pub/Sub for a topic).
     pub ids: Vec<String>,
+    /// How long delivered messages took, from the first attempt to the answer (retries included).
+    pub latency: Option<Latency>,
+}
+
+/// Percentiles of the time each delivered message took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latency {
+    /// `None` without any time to summarise.
+    pub fn of(mut times: Vec<Duration>) -> Option<Latency> {
+        times.sort_unstable();
+        let max = *times.last()?;
+        // Nearest rank: the smallest time at least `q` of the times are no longer than.
+        let at = |q: f64| times[((q * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
+        Some(Latency { p50: at(0.50), p99: at(0.99), max })
+    }
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        write!(f, "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", ms(self.p50), ms(self.p99), ms(self.max))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,11 +146,13 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
         }
     };
     let mut summary = Summary { sent: total, ..Default::default() };
-    for r in results {
+    let mut times = Vec::with_capacity(results.len());
+    for (r, took) in results {
         match r {
             Attempt::Delivered(id) => {
                 summary.delivered += 1;
                 summary.ids.push(id);
+                times.push(took);
             }
             Attempt::Rejected(why) => {
                 summary.rejected += 1;
@@ -143,6 +173,10 @@ pub async fn run(args: PublishArgs) -> Result<Summary, PublishError> {
         summary.failed,
         summary.sent as f64 / secs.max(1e-9)
     );
+    summary.latency = Latency::of(times);
+    if let Some(latency) = &summary.latency {
+        eprintln!("latency of delivered events (first attempt to answer): {latency}");
+    }
     Ok(summary)
 }
 
@@ -152,7 +186,7 @@ async fn push_all(
     messages: Vec<(String, Vec<u8>)>,
     attributes: &BTreeMap<String, String>,
     started: Instant,
-) -> Vec<Attempt> {
+) -> Vec<(Attempt, Duration)> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("http client builds");
     let subscription = format!("sluice-publish/{}", args.pipeline);
     futures::stream::iter(messages.into_iter().enumerate())
@@ -161,6 +195,7 @@ async fn push_all(
             let client = &client;
             async move {
                 pace(args.rate, started, n).await;
+                let first = Instant::now();
                 let send = || async {
                     let resp = client.post(endpoint).json(&body).send().await.map_err(|e| e.to_string())?;
                     let status = resp.status();
@@ -173,9 +208,11 @@ async fn push_all(
                         Ok(Attempt::Rejected(format!("{id}: {status}: {text}")))
                     }
                 };
-                send.retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(5))
+                let attempt = send
+                    .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(5))
                     .await
-                    .unwrap_or_else(|e| Attempt::Retry(format!("{id}: {e}")))
+                    .unwrap_or_else(|e| Attempt::Retry(format!("{id}: {e}")));
+                (attempt, first.elapsed())
             }
         })
         .buffer_unordered(args.concurrency.max(1))
@@ -190,7 +227,7 @@ async fn publish_all(
     messages: Vec<(String, Vec<u8>)>,
     attributes: &BTreeMap<String, String>,
     started: Instant,
-) -> Result<Vec<Attempt>, PublishError> {
+) -> Result<Vec<(Attempt, Duration)>, PublishError> {
     let publisher = crate::source::pubsub::at_endpoint!(google_cloud_pubsub::client::Publisher::builder(topic), pubsub)
         .build()
         .await?;
@@ -202,10 +239,12 @@ async fn publish_all(
             let publisher = &publisher;
             async move {
                 pace(args.rate, started, n).await;
-                match publisher.publish(msg).await {
+                let first = Instant::now();
+                let attempt = match publisher.publish(msg).await {
                     Ok(id) => Attempt::Delivered(id),
                     Err(e) => Attempt::Retry(format!("{name}: {e}")),
-                }
+                };
+                (attempt, first.elapsed())
             }
         })
         .buffer_unordered(args.concurrency.max(1) * 32)
@@ -213,4 +252,21 @@ async fn publish_all(
         .await;
     publisher.flush().await;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_by_nearest_rank() {
+        let times: Vec<Duration> = (1..=200).rev().map(Duration::from_millis).collect();
+        let l = Latency::of(times).unwrap();
+        assert_eq!(
+            (l.p50, l.p99, l.max),
+            (Duration::from_millis(100), Duration::from_millis(198), Duration::from_millis(200))
+        );
+        assert_eq!(Latency::of(vec![Duration::from_millis(7)]).unwrap().p99, Duration::from_millis(7));
+        assert_eq!(Latency::of(Vec::new()), None);
+    }
 }

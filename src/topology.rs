@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use tokio::sync::mpsc;
@@ -26,6 +27,7 @@ use crate::sink::batcher::Limits;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+use crate::source::arrivals::Arrivals;
 use crate::source::budget::Budget;
 use crate::store::Location;
 
@@ -53,6 +55,9 @@ pub struct PipelineInput {
     /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
     /// its push requests'; `None` for a pipeline fed only internally.
     pub budget: Option<Budget>,
+    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
+    /// pulled (its sinks keep their batching) or fed only internally.
+    pub arrivals: Option<Arrivals>,
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -99,26 +104,12 @@ impl Topology {
                 field: e.field,
                 message: e.message,
             })?;
+            let pulled = config.global.pulling(&p.source);
+            // Shared with the dead letters: a refused event goes there while its caller waits.
+            let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            let dead_group = SinkGroup {
-                pipeline: p.name.clone(),
-                schema: dead_letter::schema(),
-                writers: vec![Box::new(LakeWriter {
-                    name: "dead_letters".into(),
-                    pipeline: p.name.clone(),
-                    store: store.clone(),
-                    prefix: join(&base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
-                    instance: config.global.instance.clone(),
-                    metrics: metrics.sink(&p.name, "dead_letters"),
-                })],
-                limits: limits(&config.global.limits.batch),
-                rows_checked: false,
-                dead: None,
-                budget: None,
-            };
-            let dead_count = metrics.dead_lettered(&p.name);
-            tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, dead_count));
-
+            let dead_group = dead_letter_group(config, p, &store, &base, &metrics, arrivals.clone());
+            tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
             let mut writers: Vec<Box<dyn Writer>> = Vec::new();
             let mut batch: Option<Limits> = None;
             for s in &p.sinks {
@@ -148,7 +139,7 @@ impl Topology {
                 return Err(StartError::NoSink { file: p.file.display().to_string() });
             };
             // One flow control per pipeline: the subscription's when pulled (push shares it).
-            let budget = match config.global.pulling(&p.source) {
+            let budget = match pulled {
                 Some(pubsub) => Some(Budget::for_subscription(pubsub)),
                 None => p.source.push.then(|| Budget::for_push(&config.global.http)),
             };
@@ -160,6 +151,8 @@ impl Topology {
                 rows_checked: chain.checked_against(&p.schema),
                 dead: Some(dead_tx.clone()),
                 budget: budget.clone(),
+                arrivals: arrivals.clone(),
+                linger: config.global.http.push_linger.0,
             };
             let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
@@ -167,7 +160,7 @@ impl Topology {
             let (tx, rx) = mpsc::channel::<Event>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
-            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget };
+            let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget, arrivals };
             inputs.insert(p.name.clone(), input);
         }
         Ok(Topology { inputs, metrics, drain, tasks })
@@ -181,6 +174,36 @@ impl Topology {
                 tracing::error!(error = %e, "pipeline task failed");
             }
         }
+    }
+}
+
+/// The sink group writing a pipeline's dead letters to the lake, with the global batch limits.
+fn dead_letter_group(
+    config: &Config,
+    p: &crate::config::Pipeline,
+    store: &Arc<dyn object_store::ObjectStore>,
+    base: &ObjectPath,
+    metrics: &Metrics,
+    arrivals: Option<Arrivals>,
+) -> SinkGroup {
+    SinkGroup {
+        pipeline: p.name.clone(),
+        schema: dead_letter::schema(),
+        writers: vec![Box::new(LakeWriter {
+            name: "dead_letters".into(),
+            pipeline: p.name.clone(),
+            store: store.clone(),
+            prefix: join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
+            instance: config.global.instance.clone(),
+            metrics: metrics.sink(&p.name, "dead_letters"),
+        })],
+        limits: limits(&config.global.limits.batch),
+        rows_checked: false,
+        dead: None,
+        budget: None,
+        arrivals,
+        // Written as soon as nothing more can arrive: dead letters are few, and their callers wait.
+        linger: Duration::ZERO,
     }
 }
 

@@ -272,6 +272,7 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
     let tables = input("bigquery", "tables");
     let replay_env = input("cloudrun", "replay_env");
     let replay_prefix = input("gcs", "replay_prefix");
+    let concurrency = input("cloudrun", "concurrency");
     let project = tf.ctx_vars["project"].clone();
 
     // The config as the service runs it: with the environment Terraform gives it.
@@ -306,6 +307,14 @@ fn drift(tf: &Terraform, infra: &Path, config_file: &Path) -> Vec<String> {
                 config_file.display()
             ));
         }
+    }
+
+    // Push requests beyond the push flow control would wait for room, then get 429.
+    if concurrency.as_u64().is_none_or(|c| c > g.http.max_outstanding_messages.get() as u64) {
+        out.push(format!(
+            "the service takes {concurrency} push requests at once, more than http.max_outstanding_messages ({})",
+            g.http.max_outstanding_messages
+        ));
     }
 
     // The replay job: what it adds to the environment is read too, and its output (checkpoints,
@@ -599,6 +608,13 @@ fn drift_in_terraform_is_reported() {
 
     let p = drift_with(replaced("pipelines.tf", "\"events/dead-letters/\"", "\"events/dlq/\""));
     assert_reports(&p, "lake.dead_letters puts dead letters under events/dead-letters/");
+
+    let p = drift_with(replaced(
+        "main.tf",
+        "concurrency            = var.push_concurrency",
+        "concurrency            = 1200",
+    ));
+    assert_reports(&p, "the service takes 1200 push requests at once, more than http.max_outstanding_messages (1000)");
 
     let p = drift_with(replaced("pipelines.tf", "max_delivery_attempts = 10", "max_delivery_attempts = 5"));
     assert_reports(&p, "pubsub.max_delivery_attempts is 10 but infra/ sets 5");

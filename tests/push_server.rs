@@ -46,6 +46,21 @@ fn chunked(body: Vec<u8>) -> reqwest::Body {
     reqwest::Body::wrap_stream(futures::stream::iter(pieces))
 }
 
+/// `body` sent in two halves, the second once `gate` opens; if the gate is dropped shut, the
+/// request is cut off mid-body.
+fn held_back(body: Vec<u8>, mut gate: tokio::sync::watch::Receiver<bool>) -> reqwest::Body {
+    use futures::StreamExt;
+    let rest = body[body.len() / 2..].to_vec();
+    let head = futures::stream::iter([Ok(body[..body.len() / 2].to_vec())]);
+    let rest = futures::stream::once(async move {
+        match gate.wait_for(|open| *open).await {
+            Ok(_) => Ok(rest),
+            Err(_) => Err(std::io::Error::other("the caller gave up mid-body")),
+        }
+    });
+    reqwest::Body::wrap_stream(head.chain(rest))
+}
+
 async fn push(url: &str, id: &str) -> (u16, String) {
     let r = reqwest::Client::new().post(format!("{url}/push/logs")).body(log_event(id)).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -55,8 +70,16 @@ async fn push(url: &str, id: &str) -> (u16, String) {
 async fn shutdown_writes_open_batches_and_answers_requests_in_flight() {
     let root = common::shipped_copy();
     let lake = root.path().join("lake");
-    // Batches would wait an hour: only the shutdown drain can write this event.
+    // Batches would wait an hour, and another push is still sending its body, so the batch is not
+    // written for want of anything more to come: only the shutdown drain can write this event.
     let app = start(root.path(), &lake, "1h").await;
+    let (gate, shut) = tokio::sync::watch::channel(false);
+    let unfinished = reqwest::Client::new()
+        .post(format!("{}/push/logs", app.url))
+        .body(held_back(log_event("unfinished-1"), shut))
+        .send();
+    let unfinished = tokio::spawn(unfinished);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let url = app.url.clone();
     let request = tokio::spawn(async move { push(&url, "in-flight-1").await });
     // Long enough for the request to reach the pipeline on a loaded machine (one that arrives
@@ -68,10 +91,68 @@ async fn shutdown_writes_open_batches_and_answers_requests_in_flight() {
     app.stop.send(()).unwrap();
     let (status, body) = request.await.unwrap();
     assert_eq!(status, 200, "{body}");
+    drop(gate); // the other caller gives up: its event was never whole
+    let _ = unfinished.await.unwrap();
     app.done.await.unwrap().unwrap();
     let rows = common::read_rows(&lake.join("logs"));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["message_id"], "in-flight-1");
+}
+
+/// A push-only pipeline writes its batches as soon as no request it holds can add to them, and
+/// not before. With batches that would wait an hour, a lone push is answered at once, its row
+/// already in the lake, and so is a poison one (its dead letter). 100 pushes whose bodies all
+/// arrive once every request has started land in one file: nothing is written while a body is
+/// being read. The bounds are generous; the real figures are in `benches/push_throughput.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_batches_are_written_once_nothing_more_can_arrive() {
+    let root = common::shipped_copy();
+    let lake = root.path().join("lake");
+    let app = start(root.path(), &lake, "1h").await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), push(&app.url, "lone-1"))
+        .await
+        .expect("answered within a minute");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(common::read_rows(&lake.join("logs")).len(), 1, "durable before the answer");
+    let client = reqwest::Client::new();
+    let url = format!("{}/push/logs", app.url);
+    let poison = envelope(b"{not json", "poison-1", &Default::default(), "sub").to_string();
+    let r = tokio::time::timeout(Duration::from_secs(60), client.post(&url).body(poison).send()).await;
+    assert_eq!(r.expect("answered within a minute").unwrap().status().as_u16(), 200);
+    assert_eq!(common::read_rows(&lake.join("dead-letters/logs")).len(), 1, "dead letter durable before the answer");
+
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let together: Vec<_> = (0..100)
+        .map(|i| {
+            // With its length: a body of unknown length is weighed at http.max_body in the flow control.
+            let body = log_event(&format!("together-{i}"));
+            let length = body.len();
+            let sent = client.post(&url).header("content-length", length).body(held_back(body, open.clone())).send();
+            tokio::spawn(async move { sent.await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}")) })
+        })
+        .collect();
+    // Setup, not a measurement: time for every request's headers to be read on a busy machine.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let early: Vec<usize> = (0..100).filter(|i| together[*i].is_finished()).collect();
+    if !early.is_empty() {
+        let r = together.into_iter().nth(early[0]).unwrap().await.unwrap();
+        panic!("{early:?} answered early: {r:?}");
+    }
+    gate.send(true).unwrap();
+    for r in together {
+        assert_eq!(r.await.unwrap(), Ok(200));
+    }
+    let mut rows_per_file: Vec<usize> = common::parquet_files(&lake.join("logs"))
+        .iter()
+        .map(|f| common::parquet_rows(std::fs::File::open(f).unwrap()).len())
+        .collect();
+    rows_per_file.sort();
+    // One file for the lone push and one for the 100; a request whose headers were not read
+    // within the setup wait would make a third.
+    assert_eq!(rows_per_file.iter().sum::<usize>(), 101, "{rows_per_file:?}");
+    assert!(rows_per_file.len() <= 3 && rows_per_file.last() >= Some(&90), "{rows_per_file:?}");
+    app.stop.send(()).unwrap();
+    app.done.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,12 @@ pub struct HttpConfig {
     /// number of callers.
     #[serde(default = "default_outstanding_bytes")]
     pub max_outstanding_bytes: ByteSize,
+    /// A push-only pipeline writes its open batches as soon as every request it holds has its
+    /// event in one (the callers wait for that write, so no more can come). While they hold fewer
+    /// events than requests were held at once since the last write, it waits up to this long for
+    /// the callers just answered to send their next event, so batches under load stay large.
+    #[serde(default = "default_push_linger")]
+    pub push_linger: HumanDuration,
 }
 
 impl Default for HttpConfig {
@@ -110,6 +116,7 @@ impl Default for HttpConfig {
             request_timeout: default_request_timeout(),
             max_outstanding_messages: default_push_outstanding_messages(),
             max_outstanding_bytes: default_outstanding_bytes(),
+            push_linger: default_push_linger(),
         }
     }
 }
@@ -125,6 +132,9 @@ fn default_max_body() -> ByteSize {
 /// Cloud Run's largest concurrency per instance.
 fn default_push_outstanding_messages() -> NonZeroUsize {
     NonZeroUsize::new(1_000).expect("nonzero")
+}
+fn default_push_linger() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(5))
 }
 fn default_request_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(60))

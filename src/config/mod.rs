@@ -138,6 +138,9 @@ pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (S
     })
 }
 
+/// Longest `http.push_linger` accepted: every push request may wait it on top of its write.
+const MAX_PUSH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Deepest nesting of `[` / `{` accepted; serde_yaml_ng refuses more than 128 levels anyway.
 const MAX_FLOW_DEPTH: usize = 128;
 
@@ -276,6 +279,15 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
     }
     if g.http.max_outstanding_bytes.0 == 0 {
         report("http.max_outstanding_bytes", "expected a size above zero".into());
+    }
+    if g.http.push_linger.0 >= MAX_PUSH_LINGER {
+        report(
+            "http.push_linger",
+            format!(
+                "expected a short wait under {MAX_PUSH_LINGER:?} (every push request may wait it), found {}",
+                g.http.push_linger
+            ),
+        );
     }
     if let Some(a) = &g.push_auth {
         a.check(report);

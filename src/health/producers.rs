@@ -378,7 +378,7 @@ mod tests {
     async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat() {
         let p = producers();
         let (tx, mut rx) = mpsc::channel(16);
-        let input = PipelineInput { name: Arc::from("health"), push: false, tx, budget: None };
+        let input = PipelineInput { name: Arc::from("health"), push: false, tx, budget: None, arrivals: None };
         let stop = CancellationToken::new();
         let task = tokio::spawn(p.clone().run("test".into(), Some(input), stop.clone()));
         let start = tokio::time::Instant::now();

@@ -99,26 +99,11 @@ pub(super) async fn outputs(
     // batcher's limits are not used.
     let limits =
         Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
-    let group = (!writers.is_empty()).then(|| SinkGroup {
-        pipeline: p.name.clone(),
-        schema: p.schema.clone(),
-        writers,
-        limits,
-        // Records are changed after the chain (the archived ingest time is put back).
-        rows_checked: false,
-        dead: None,
-        budget: None,
-    });
+    // Every row is checked: records are changed after the chain (the archived ingest time is put back).
+    let group = (!writers.is_empty()).then(|| SinkGroup::new(&p.name, p.schema.clone(), writers, limits));
     let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
-    let dead = SinkGroup {
-        pipeline: p.name.clone(),
-        schema: dead_letter::schema(),
-        writers: vec![Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics))],
-        limits,
-        rows_checked: false,
-        dead: None,
-        budget: None,
-    };
+    let dead_writer: Box<dyn Writer> = Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics));
+    let dead = SinkGroup::new(&p.name, dead_letter::schema(), vec![dead_writer], limits);
     Ok(Outputs { group, dead, topic, counts })
 }
 

@@ -130,6 +130,8 @@ async fn push(
             }
         }
     };
+    // From here until its event is in a batch, the pipeline's sinks wait for this request.
+    let (_answering, arriving) = input.arrivals.as_ref().map(|a| a.begin()).unzip();
     let body = match read_body(body, max_body, announced).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(pipeline, max_body),
@@ -157,7 +159,7 @@ async fn push(
         drop(held); // the room is given back when the event settles, not when the request ends
     });
     let message_id = msg.message_id.clone();
-    let event = Event::new(
+    let mut event = Event::new(
         msg.message_id,
         msg.publish_time,
         msg.attributes,
@@ -165,6 +167,7 @@ async fn push(
         msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push")),
         ack,
     );
+    event.arriving = arriving;
     match input.tx.send_timeout(event, ENQUEUE_WAIT).await {
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {

@@ -4,10 +4,12 @@
 //! is in dead letters with the reason a sink refused it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher, Limits};
@@ -16,6 +18,7 @@ use super::lake::Partition;
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
+use crate::source::arrivals::{Arrivals, Settled};
 use crate::source::budget::Budget;
 
 /// One batch as every sink receives it.
@@ -68,29 +71,62 @@ pub struct SinkGroup {
     /// Flow control of the subscription feeding this group: once it is out of room, open batches
     /// are written as soon as they hold half of what it can hold (see [`crate::source::budget`]).
     pub budget: Option<Budget>,
+    /// The push requests of a push-only pipeline whose event is not in a batch yet: once there is
+    /// none, open batches are written (after `linger`) instead of waiting for more that cannot
+    /// come. `None` for pulled pipelines, which keep their batching.
+    pub arrivals: Option<Arrivals>,
+    /// Once nothing more the pipeline holds can arrive, how long open batches wait at most for
+    /// the callers just answered to send their next event (`http.push_linger`); zero: not at all.
+    pub linger: Duration,
 }
 
 impl SinkGroup {
+    /// A group that checks every row and has no dead letters, flow control or push arrivals of
+    /// its own: set those fields after, as its source needs.
+    pub fn new(pipeline: &str, schema: Arc<Schema>, writers: Vec<Box<dyn Writer>>, limits: Limits) -> SinkGroup {
+        SinkGroup {
+            pipeline: pipeline.to_owned(),
+            schema,
+            writers,
+            limits,
+            rows_checked: false,
+            dead: None,
+            budget: None,
+            arrivals: None,
+            linger: Duration::ZERO,
+        }
+    }
+
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
-    /// batches are written as soon as they hold half of what its budget can hold.
+    /// batches are written as soon as they hold half of what its budget can hold. Once no push
+    /// request can add to them ([`Arrivals`]), they are written as soon as they hold as many
+    /// events as there were callers, or `linger` is over.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
         let mut pressed = false;
+        let mut settled = self.arrivals.as_ref().map(Arrivals::watch);
+        let mut lingering: Option<Instant> = None;
         loop {
             if pressed && self.holds_most_of_the_budget(&batcher) {
                 pressed = false;
                 self.write_all(batcher.drain()).await;
             }
-            let deadline = batcher.next_deadline();
+            if self.nothing_more_can_arrive(&batcher, &mut lingering) {
+                self.write_all(batcher.drain()).await;
+            }
+            // A linger that is over waits for `settled` instead: a request is still arriving.
+            let linger_ends = lingering.filter(|t| *t > Instant::now());
+            let deadline = batcher.next_deadline().into_iter().chain(linger_ends).min();
             tokio::select! {
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
                     self.write_all(batcher.drain()).await;
                 }
                 _ = out_of_room(self.budget.as_ref()), if !pressed => pressed = true,
+                _ = settled_changed(settled.as_mut()), if !batcher.is_empty() => {}
                 next = rx.recv() => match next {
                     Some(event) => {
                         let mut closed = self.add(&mut batcher, event);
@@ -104,8 +140,8 @@ impl SinkGroup {
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                    let due = batcher.due(tokio::time::Instant::now());
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let due = batcher.due(Instant::now());
                     self.write_all(due).await;
                 }
             }
@@ -114,6 +150,35 @@ impl SinkGroup {
         for w in &self.writers {
             w.close().await;
         }
+    }
+
+    /// Whether open batches are to be written now because no push request can add to them, and
+    /// they hold as many events as callers were seen this round or the linger (started the first
+    /// time nothing could arrive) is over. `lingering` is when it ends.
+    fn nothing_more_can_arrive(
+        &self,
+        batcher: &Batcher<(Partition, Routes), Event>,
+        lingering: &mut Option<Instant>,
+    ) -> bool {
+        if batcher.is_empty() {
+            *lingering = None;
+            return false;
+        }
+        let Some(arrivals) = &self.arrivals else { return false };
+        if arrivals.can_more_arrive() {
+            return false;
+        }
+        let now = Instant::now();
+        let ends = *lingering.get_or_insert(now + self.linger);
+        if ends > now && batcher.totals().0 < arrivals.callers() {
+            return false; // callers just answered may be sending their next event
+        }
+        *lingering = None;
+        // The dead letters (no linger) leave the count of callers to the pipeline's own sinks.
+        if !self.linger.is_zero() {
+            arrivals.new_round();
+        }
+        true
     }
 
     /// Whether the open batches hold at least half of the messages (or of the weight) the source's
@@ -129,11 +194,13 @@ impl SinkGroup {
     fn add(
         &self,
         batcher: &mut Batcher<(Partition, Routes), Event>,
-        event: Event,
+        mut event: Event,
     ) -> Vec<Batch<(Partition, Routes), Event>> {
+        // In a batch now: its request no longer counts as one that may still add to it.
+        drop(event.arriving.take());
         let size = event.size_hint();
         let key = (Partition::for_event(&self.schema, &event), event.routes.clone());
-        batcher.push(key, event, size, tokio::time::Instant::now())
+        batcher.push(key, event, size, Instant::now())
     }
 
     async fn write_all(&self, batches: Vec<Batch<(Partition, Routes), Event>>) {
@@ -277,6 +344,14 @@ impl SinkGroup {
 async fn out_of_room(budget: Option<&Budget>) {
     match budget {
         Some(b) => b.pressed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when no push request may add to the open batches any more; never for pulled pipelines.
+async fn settled_changed(settled: Option<&mut Settled>) {
+    match settled {
+        Some(s) => s.changed().await,
         None => std::future::pending().await,
     }
 }

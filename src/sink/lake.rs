@@ -177,6 +177,8 @@ mod tests {
             rows_checked: false,
             dead,
             budget: None,
+            arrivals: None,
+            linger: Duration::ZERO,
         }
     }
 

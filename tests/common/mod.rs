@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 pub mod compact;
 pub mod faults;
+pub mod push_load;
 pub mod replay;
 pub mod samples;
 
@@ -155,15 +156,14 @@ mod reqwest {
 
 /// Rows in every Parquet file under `dir`, from the file footers only.
 pub fn count_rows(dir: &Path) -> u64 {
-    parquet_files(dir)
-        .iter()
-        .filter_map(|f| {
-            let file = std::fs::File::open(f).ok()?;
-            let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
-            use parquet::file::reader::FileReader;
-            Some(reader.metadata().file_metadata().num_rows() as u64)
-        })
-        .sum()
+    parquet_files(dir).iter().filter_map(|f| footer_rows(std::fs::File::open(f).ok()?)).sum()
+}
+
+/// Rows in one Parquet file (a `File` or the object's `Bytes`), from its footer only.
+pub fn footer_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Option<u64> {
+    use parquet::file::reader::FileReader;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
+    Some(reader.metadata().file_metadata().num_rows() as u64)
 }
 
 /// Peak resident set size of a process, in MiB (VmHWM).

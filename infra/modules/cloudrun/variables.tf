@@ -62,7 +62,7 @@ variable "cpu_idle" {
 }
 
 variable "concurrency" {
-  description = "Push requests one instance takes at once; each waits for its batch to be written."
+  description = "Push requests one instance takes at once; each waits for its batch to be written, so more in flight means larger batches and more events/s (docs/operations.md)."
   type        = number
   default     = 1000
 }
