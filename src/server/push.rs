@@ -159,6 +159,7 @@ async fn push(
         drop(held); // the room is given back when the event settles, not when the request ends
     });
     let message_id = msg.message_id.clone();
+    let delivery_attempt = msg.delivery_attempt;
     let mut event = Event::new(
         msg.message_id,
         msg.publish_time,
@@ -168,6 +169,7 @@ async fn push(
         ack,
     );
     event.arriving = arriving;
+    event.delivery_attempt = delivery_attempt;
     match input.tx.send_timeout(event, ENQUEUE_WAIT).await {
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {

@@ -23,6 +23,9 @@ pub struct PushMessage {
     pub attributes: Attributes,
     pub data: Bytes,
     pub subscription: Option<String>,
+    /// Pub/Sub's count of this delivery (`deliveryAttempt`), sent on subscriptions with a
+    /// dead-letter policy; `None` without one and for unwrapped payloads.
+    pub delivery_attempt: Option<u32>,
 }
 
 /// Why a request body is not acceptable; each becomes a 400 with this text.
@@ -44,6 +47,8 @@ pub enum DecodeError {
 struct Envelope {
     message: Message,
     subscription: Option<String>,
+    #[serde(rename = "deliveryAttempt")]
+    delivery_attempt: Option<u32>,
 }
 
 /// Pub/Sub sends both camelCase and snake_case names for id and time; either is accepted.
@@ -93,6 +98,7 @@ pub fn decode(body: Bytes, header: impl Fn(&str) -> Option<String>) -> Result<Pu
         attributes: Attributes::new(),
         data: body,
         subscription: header(HEADER_SUBSCRIPTION),
+        delivery_attempt: None,
     })
 }
 
@@ -124,6 +130,7 @@ fn decode_envelope(value: serde_json::Value) -> Result<PushMessage, DecodeError>
         attributes: m.attributes.unwrap_or_default(),
         data,
         subscription: env.subscription,
+        delivery_attempt: env.delivery_attempt,
     })
 }
 
@@ -170,6 +177,19 @@ mod tests {
         assert_eq!(&m.data[..], br#"{"a":1}"#);
         assert_eq!(m.attributes, attrs.into_iter().collect::<Attributes>());
         assert_eq!(m.subscription.as_deref(), Some("projects/p/subscriptions/s"));
+        assert_eq!(m.delivery_attempt, None, "no dead-letter policy, no count");
+    }
+
+    /// With a dead-letter policy Pub/Sub counts deliveries; a first one needs no redelivery check.
+    #[test]
+    fn reads_the_delivery_attempt_of_an_envelope() {
+        let mut body = envelope(b"{}", "42", &BTreeMap::new(), "projects/p/subscriptions/s");
+        body["deliveryAttempt"] = 1.into();
+        let m = decode(Bytes::from(body.to_string()), no_headers).unwrap();
+        assert_eq!(m.delivery_attempt, Some(1));
+        body["deliveryAttempt"] = "first".into();
+        let err = decode(Bytes::from(body.to_string()), no_headers).unwrap_err().to_string();
+        assert!(err.starts_with("invalid push envelope: deliveryAttempt: invalid type"), "{err}");
     }
 
     #[test]
