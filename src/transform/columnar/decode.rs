@@ -33,10 +33,14 @@ pub fn decode<'a>(slots: &[Slot], payloads: impl ExactSizeIterator<Item = &'a [u
     let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);
     let mut cells: Vec<Option<Cell>> = Vec::with_capacity(slots.len());
+    // The slot whose key followed each slot's last time (the last entry: the first key): producers
+    // write their keys in one order, so most keys are found at the first comparison.
+    let mut next: Vec<usize> = vec![0; slots.len() + 1];
     for payload in payloads {
         cells.clear();
         cells.resize_with(slots.len(), || None);
-        let whole = std::str::from_utf8(payload).ok().and_then(|text| Row { slots, text, at: 0 }.read(&mut cells));
+        let whole =
+            std::str::from_utf8(payload).ok().and_then(|text| Row { slots, text, at: 0 }.read(&mut cells, &mut next));
         slow.push(whole.is_none());
         for (b, cell) in builders.iter_mut().zip(cells.drain(..)) {
             match (b, cell.filter(|_| whole.is_some())) {
@@ -81,7 +85,8 @@ impl<'a> Row<'_, 'a> {
     }
 
     /// The whole object into `cells`, or `None` to leave the row to the row-by-row chain.
-    fn read(mut self, cells: &mut [Option<Cell<'a>>]) -> Option<()> {
+    fn read(mut self, cells: &mut [Option<Cell<'a>>], next: &mut [usize]) -> Option<()> {
+        let mut previous = self.slots.len();
         self.eat(b'{')?;
         self.skip_ws();
         if self.peek()? == b'}' {
@@ -90,7 +95,13 @@ impl<'a> Row<'_, 'a> {
             loop {
                 self.skip_ws();
                 let key = self.plain_string()?;
-                let slot = self.slots.iter().position(|s| s.name == key)?;
+                let guess = next[previous];
+                let slot = match self.slots.get(guess) {
+                    Some(s) if s.name == key => guess,
+                    _ => self.slots.iter().position(|s| s.name == key)?,
+                };
+                next[previous] = slot;
+                previous = slot;
                 self.eat(b':')?;
                 self.skip_ws();
                 let cell = self.value(&self.slots[slot])?;

@@ -276,8 +276,14 @@ impl Redact {
 
     /// The text with every secret replaced, or `None` when there was nothing to mask.
     fn mask_text(&self, text: &str) -> Option<String> {
+        self.mask_with(text, self.needles.as_ref().and_then(|n| n.candidates(text)))
+    }
+
+    /// [`Redact::mask_text`] with the needles' candidates for `text` already found (`None`:
+    /// no needles, or text that is not ASCII).
+    fn mask_with(&self, text: &str, candidates: Option<u64>) -> Option<String> {
         // Most text holds no secret, and one pass over it says so.
-        let candidates = match self.needles.as_ref().and_then(|n| n.candidates(text)) {
+        let candidates = match candidates {
             Some(0) => return None,
             Some(bits) => bits,
             None if self.any.as_ref().is_some_and(|set| !set.is_match(text)) => return None,
@@ -460,10 +466,18 @@ impl Redact {
     /// The patterns over one text slot; the column is kept as it is when nothing matched.
     fn search_text(&self, rows: &mut Rows, slot: usize, fast: &[usize]) {
         let Column::Str(text) = &rows.cols[slot] else { unreachable!("a text slot") };
+        // One pass of the needles over the column's whole value buffer, not one per row.
+        let candidates = self.needles.as_ref().map(|n| n.candidates_by_row(text.values(), text.value_offsets()));
         let masked: Vec<(usize, String)> = fast
             .iter()
             .filter(|&&r| text.is_valid(r))
-            .filter_map(|&r| Some((r, self.mask_text(text.value(r))?)))
+            .filter_map(|&r| {
+                let found = match &candidates {
+                    Some(c) => c[r],
+                    None => None,
+                };
+                Some((r, self.mask_with(text.value(r), found)?))
+            })
             .collect();
         if masked.is_empty() {
             return;

@@ -37,6 +37,24 @@ impl Needles {
         Some(Needles { finder, owner })
     }
 
+    /// [`Needles::candidates`] of each text laid end to end in `buffer` at `offsets` (Arrow's
+    /// layout: text `r` is `offsets[r]..offsets[r + 1]`), in one pass over the buffer. A word that
+    /// runs across two texts marks the one it starts in: a search there that finds nothing, never
+    /// a match missed.
+    pub(super) fn candidates_by_row(&self, buffer: &[u8], offsets: &[i32]) -> Vec<Option<u64>> {
+        let rows = offsets.len().saturating_sub(1);
+        let mut bits = vec![0u64; rows];
+        let mut row = 0;
+        for m in self.finder.find_overlapping_iter(buffer) {
+            while row + 1 < rows && offsets[row + 1] as usize <= m.start() {
+                row += 1;
+            }
+            bits[row] |= 1 << self.owner[m.pattern().as_usize()];
+        }
+        let span = |r: usize| &buffer[offsets[r] as usize..offsets[r + 1] as usize];
+        (0..rows).map(|r| span(r).is_ascii().then_some(bits[r])).collect()
+    }
+
     /// Bit `i` set: pattern `i` may match `text`. `None` for text that is not ASCII, where `(?i)`
     /// also matches letters such as 'ſ' for 's' and 'K' (Kelvin) for 'k', which the words miss.
     pub(super) fn candidates(&self, text: &str) -> Option<u64> {
@@ -50,6 +68,28 @@ impl Needles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over a column's buffer, each text gets at least its own candidates (and only words that
+    /// start in it).
+    #[test]
+    fn candidates_by_row_cover_each_text() {
+        let words: [&[&str]; 3] = [&["bearer"], &["password", "pwd"], &["api", "secret"]];
+        let n = Needles::new(&words.map(Some), "[REDACTED]").unwrap();
+        let texts = ["nothing", "Bearer x", "", "pass", "word pwd", "clie", "nt_secret", "ſecret"];
+        let buffer: String = texts.concat();
+        let mut offsets = vec![0i32];
+        texts.iter().for_each(|t| offsets.push(offsets.last().unwrap() + t.len() as i32));
+        let got = n.candidates_by_row(buffer.as_bytes(), &offsets);
+        for (r, t) in texts.iter().enumerate() {
+            match (n.candidates(t), got[r]) {
+                (Some(own), Some(all)) => assert_eq!(own & all, own, "{t}"),
+                (own, all) => assert_eq!(own, all, "{t}"),
+            }
+        }
+        // "pass" + "word pwd": the word across them marks "pass", where a search finds nothing.
+        assert_eq!(got[3], Some(0b010));
+        assert_eq!(got[4], Some(0b010));
+    }
 
     #[test]
     fn finds_the_patterns_whose_words_occur() {
