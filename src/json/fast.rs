@@ -12,6 +12,31 @@ use serde_json::{Map, Number, Value};
 /// Deeper text goes to serde_json (whose limit is 128), so its error stays the one reported.
 const MAX_DEPTH: usize = 100;
 
+/// The character the JSON escape `\c` stands for; `at` is just past `c`, and moves past a `\u`'s
+/// four hex digits. `None` for an escape JSON does not have, and for a `\u` surrogate (serde_json
+/// pairs them).
+pub(crate) fn escape(c: u8, text: &str, at: &mut usize) -> Option<char> {
+    Some(match c {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hex = text.get(*at..*at + 4)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None; // (from_str_radix would take a sign)
+            }
+            *at += 4;
+            char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+        }
+        _ => return None,
+    })
+}
+
 /// `text` as one JSON value, or `None` to let serde_json read it.
 pub(super) fn parse(text: &str) -> Option<Value> {
     let mut r = Reader { text, bytes: text.as_bytes(), at: 0 };
@@ -151,27 +176,8 @@ impl Reader<'_> {
             match self.next()? {
                 b'"' => return Some(()),
                 b'\\' => {
-                    let c = match self.next()? {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hex = self.text.get(self.at..self.at + 4)?;
-                            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                                return None; // (from_str_radix would take a sign)
-                            }
-                            let code = u32::from_str_radix(hex, 16).ok()?;
-                            self.at += 4;
-                            char::from_u32(code)? // None for surrogates: serde_json pairs them
-                        }
-                        _ => return None,
-                    };
-                    out.push(c);
+                    let c = self.next()?;
+                    out.push(escape(c, self.text, &mut self.at)?);
                 }
                 _ => {
                     let start = self.at - 1;

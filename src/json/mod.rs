@@ -8,6 +8,8 @@
 
 mod fast;
 
+pub(crate) use fast::escape;
+
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};

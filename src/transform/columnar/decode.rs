@@ -206,22 +206,7 @@ impl<'a> Row<'_, 'a> {
                 b'\\' => {
                     let c = *self.bytes().get(self.at + 1)?;
                     self.at += 2;
-                    out.push(match c {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hex = self.text.get(self.at..self.at + 4)?;
-                            self.at += 4;
-                            char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
-                        }
-                        _ => return None,
-                    });
+                    out.push(crate::json::escape(c, self.text, &mut self.at)?);
                 }
                 _ => return None,
             }
@@ -375,6 +360,7 @@ mod tests {
             r#"{"other": 1}"#,
             r#"{"s": "a", "s": "b"}"#,
             r#"{"s": "\ud83d\ude00"}"#,
+            r#"{"s": "\u+041"}"#,
             "{\"s\": \"tab\there\"}",
             r#"{"s": "\x"}"#,
             r#"{"i": 1.0}"#,
