@@ -36,7 +36,7 @@ fn chain(configs: &[StageConfig], schema: &Arc<Schema>) -> Chain {
 fn payload(g: &mut Generator, r: &mut Rng) -> Vec<u8> {
     let mut v = g.next_event();
     let o = v.as_object_mut().unwrap();
-    let pick = r.below(40);
+    let pick = r.below(44);
     let mut text = None;
     match pick {
         0 => text = Some(serde_json::to_string_pretty(&v).unwrap()),
@@ -108,9 +108,25 @@ fn payload(g: &mut Generator, r: &mut Rng) -> Vec<u8> {
             o.insert("labels".into(), Value::Null);
         }
         29 => text = Some(format!("  {}  \n", v)),
+        30..=33 => return damaged(v.to_string().into_bytes(), r),
         _ => {}
     }
     text.unwrap_or_else(|| v.to_string()).into_bytes()
+}
+
+/// The text with one byte inserted, replaced or removed at random, from bytes that matter to a
+/// JSON reader: whatever the row reader makes of it, the columnar path must make the same.
+fn damaged(mut text: Vec<u8>, r: &mut Rng) -> Vec<u8> {
+    const BYTES: &[u8] = b"\\\"u+-0e.{}[],: n\x01\x7f\xc3\xa9tf";
+    let at = r.below(text.len() as u64 + 1) as usize;
+    let b = *r.pick(BYTES);
+    match r.below(3) {
+        0 => text.insert(at, b),
+        1 if at < text.len() => text[at] = b,
+        _ if at < text.len() => drop(text.remove(at)),
+        _ => text.push(b),
+    }
+    text
 }
 
 fn move_key(o: &mut serde_json::Map<String, Value>, from: &str, to: &str) {
