@@ -1,13 +1,15 @@
 //! Benchmark: the hot path on one core, no I/O. Events generated from a seed are packed 100 to a
 //! `StreamingPullResponse` (as the emulator sends them), then for each pipeline (`logs`, `health`,
 //! `config-changes`, with their shipped chains and schemas): decode the protobuf into events as
-//! the Pub/Sub source does, run the transform chain, batch by partition as the lake sink does,
-//! check rows, build Arrow columns and encode Parquet (zstd) into memory.
+//! the Pub/Sub source does, run the transform chain on batches as a loaded pipeline does, batch by
+//! partition as the lake sink does, gather the rows into Arrow and encode Parquet (zstd) into
+//! memory.
 //!
 //! Figures are per core: events and payload MB per CPU second of this thread, plus wall time.
-//! With `SLUICE_BENCH_PYTHON` set (see `scripts/bench`) the Python baseline
-//! (`benches/python/hot_path.py`) runs the logs chain on the same messages and the table shows
-//! sluice/baseline; the first Parquet file of each is compared row for row.
+//! With `SLUICE_BENCH_PYTHON` set (see `scripts/bench`) the anchors (`benches/python/anchors.py`:
+//! DuckDB and polars, one thread each) do the logs work on the same payloads, and the Python
+//! baseline (`benches/python/hot_path.py`) runs the logs chain on the same messages; the tables show
+//! sluice against each, and each one's rows are compared with sluice's first Parquet file.
 //!
 //! Run: `scripts/bench` (everything), or `cargo bench --bench hot_path` (sluice alone).
 //! Env: EVENTS per pipeline (200000), SEED (7), ROUNDS (5, the median is reported),
