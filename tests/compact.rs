@@ -152,13 +152,25 @@ async fn a_compaction_killed_at_random_moments_ends_with_every_row_once() {
     let target = (object_size(&lake, &format!("logs/{CLOSED}/small-0.parquet")).await * 4).to_string();
     let mut rng = common::faults::seeded_rng("compact random kills");
     let mut killed = 0;
+    // How long a whole run takes here, learnt from the runs that finished: the moments to kill
+    // at are drawn inside it, so a fast machine still sees runs killed midway.
+    let mut whole = Duration::from_millis(400);
     for round in 0..6 {
         ids.extend(lake.seed_logs(CLOSED, &format!("late{round}"), 8, 20).await);
-        let wait = common::faults::between(&mut rng, Duration::from_millis(100), Duration::from_millis(500));
+        let wait = common::faults::between(&mut rng, whole / 10, whole * 9 / 10);
         let (mut child, _log) =
             common::spawn_in_group(lake.command(&["--target-size", &target]), &format!("compact-random-{round}"));
-        std::thread::sleep(wait);
-        let running = child.try_wait().unwrap().is_none();
+        let started = std::time::Instant::now();
+        let running = loop {
+            if child.try_wait().unwrap().is_some() {
+                whole = started.elapsed();
+                break false;
+            }
+            if started.elapsed() >= wait {
+                break true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         if running {
             common::signal(child.id(), "KILL");
             killed += 1;
