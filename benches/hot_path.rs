@@ -272,21 +272,25 @@ struct Baseline {
     matches: String,
 }
 
-fn run_baseline(python: &str, frames: &Path, sluice_parquet: &Path, events: usize) -> Option<Baseline> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/hot_path.py");
+/// Run `benches/python/<script>` with `args`; the one JSON object it prints, or `None` if it failed.
+fn python_json(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> Option<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python").join(script);
     let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg(frames)
-        .arg("--compare")
-        .arg(sluice_parquet)
+        .arg(&path)
+        .args(args)
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("python starts");
     if !out.status.success() {
-        eprintln!("python baseline failed ({})", out.status);
+        eprintln!("{script} failed ({})", out.status);
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("baseline prints JSON");
+    Some(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} prints one JSON object: {e}")))
+}
+
+fn run_baseline(python: &str, frames: &Path, sluice_parquet: &Path, events: usize) -> Option<Baseline> {
+    let v =
+        python_json(python, "hot_path.py", &[frames.as_os_str(), "--compare".as_ref(), sluice_parquet.as_os_str()])?;
     assert_eq!(v["written"].as_u64(), Some(events as u64), "baseline wrote every event: {v}");
     let phases = v["phases"].as_object()?.iter().map(|(k, p)| (k.clone(), p["cpu_s"].as_f64().unwrap())).collect();
     Some(Baseline {
@@ -313,21 +317,11 @@ fn run_anchors(python: &str, dir: &Path, seed: u64, n: usize, sluice_parquet: &P
     }
     f.flush().unwrap();
     drop(f);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/anchors.py");
-    let out = std::process::Command::new(python)
-        .arg(&script)
-        .arg(&path)
-        .args(["--out".as_ref(), dir.join("anchors").as_os_str()])
-        .args(["--publish-time", "2026-11-26T09:30:00Z", "--compare"])
-        .arg(sluice_parquet)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("python starts");
-    if !out.status.success() {
-        eprintln!("anchors failed ({})", out.status);
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("anchors print JSON");
+    let out = dir.join("anchors");
+    let args = [path.as_os_str(), "--out".as_ref(), out.as_os_str(), "--publish-time".as_ref()];
+    let args =
+        [&args[..], &["2026-11-26T09:30:00Z".as_ref(), "--compare".as_ref(), sluice_parquet.as_os_str()]].concat();
+    let v = python_json(python, "anchors.py", &args)?;
     let version = |k: &str| v["versions"][k].as_str().unwrap_or("?").to_owned();
     let mut engines = Vec::new();
     for name in ["duckdb", "polars"] {
