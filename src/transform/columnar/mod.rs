@@ -154,11 +154,15 @@ pub struct RowRef {
 }
 
 impl Columns {
+    /// The position of TIMESTAMP column `field`.
+    pub fn time_column(&self, field: &str) -> Option<usize> {
+        self.schema.fields.iter().position(|f| f.name == field && f.ty == crate::schema::FieldType::Timestamp)
+    }
+
     /// The same rows with these rows' times in TIMESTAMP column `field` replaced; `None` when
     /// the schema has no such column.
     pub fn with_times(&self, field: &str, times: &[(usize, i64)]) -> Option<Columns> {
-        let at =
-            self.schema.fields.iter().position(|f| f.name == field && f.ty == crate::schema::FieldType::Timestamp)?;
+        let at = self.time_column(field)?;
         let old = self.batch.column(at).as_primitive::<TimestampMicrosecondType>();
         let mut values: Vec<Option<i64>> = old.iter().collect();
         times.iter().for_each(|&(r, t)| values[r] = Some(t));
