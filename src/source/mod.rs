@@ -5,5 +5,6 @@ pub mod arrivals;
 pub mod budget;
 pub mod jwks;
 pub mod pubsub;
+pub mod pull;
 pub mod push;
 pub mod push_auth;
