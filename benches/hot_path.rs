@@ -178,7 +178,7 @@ fn client_decode(frames: &[Vec<u8>], subscription: &Arc<str>) -> f64 {
             let e = Event::new(
                 message.message_id,
                 publish_time,
-                message.attributes,
+                message.attributes.into_iter().collect(),
                 message.data,
                 subscription.clone(),
                 ack,

@@ -5,7 +5,6 @@
 //! loses none of them; an ack id stays valid across streams. One that still fails is dropped with
 //! a warning: its message comes back after its deadline, which at-least-once allows.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,16 +23,50 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Held this long, a message's lease is no longer extended and Pub/Sub redelivers it.
 const MAX_LEASE: Duration = Duration::from_secs(3600);
 
-/// A held message's key in the table.
+/// A held message's key in the table: its slot, and the slot's generation when it was taken.
 pub type Key = u64;
 
-/// What the subscription holds, and what is settled but not yet sent.
+/// One held message.
+struct Lease {
+    ack_id: Bytes,
+    since: Instant,
+}
+
+/// What the subscription holds, and what is settled but not yet sent. Slots are reused, so
+/// holding and settling cost no hashing; a key's generation makes a stale key harmless.
 #[derive(Default)]
 struct Table {
-    next: Key,
-    held: HashMap<Key, (String, Instant)>,
-    acks: Vec<String>,
-    nacks: Vec<String>,
+    slots: Vec<(u32, Option<Lease>)>,
+    free: Vec<u32>,
+    held: usize,
+    acks: Vec<Bytes>,
+    nacks: Vec<Bytes>,
+}
+
+impl Table {
+    fn take(&mut self, lease: Lease) -> Key {
+        self.held += 1;
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push((0, None));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.1 = Some(lease);
+        u64::from(slot.0) << 32 | u64::from(index)
+    }
+
+    fn release(&mut self, key: Key) -> Option<Lease> {
+        let index = (key & u64::from(u32::MAX)) as u32;
+        let slot = self.slots.get_mut(index as usize).filter(|s| u64::from(s.0) == key >> 32)?;
+        let lease = slot.1.take()?;
+        slot.0 = slot.0.wrapping_add(1);
+        self.free.push(index);
+        self.held -= 1;
+        Some(lease)
+    }
 }
 
 /// The lease table of one subscription, shared by its streams and the acks of its events.
@@ -55,35 +88,28 @@ impl Leases {
     }
 
     /// Take the leases of a frame's messages: `ack_ids` yields them in order, and so do the keys.
-    pub fn hold<'a>(&self, ack_ids: impl Iterator<Item = &'a mut String>) -> Vec<Key> {
-        let now = Instant::now();
+    pub fn hold<'a>(&self, ack_ids: impl Iterator<Item = &'a mut Bytes>) -> Vec<Key> {
+        let since = Instant::now();
         let mut table = self.lock();
-        ack_ids
-            .map(|id| {
-                let key = table.next;
-                table.next += 1;
-                table.held.insert(key, (std::mem::take(id), now));
-                key
-            })
-            .collect()
+        ack_ids.map(|id| table.take(Lease { ack_id: std::mem::take(id), since })).collect()
     }
 
     /// A held message is done with: ack or nack it at the next flush.
     pub fn settle(&self, key: Key, outcome: Outcome) {
         let mut table = self.lock();
-        let Some((id, _)) = table.held.remove(&key) else { return };
+        let Some(lease) = table.release(key) else { return };
         let queue = match outcome {
             Outcome::Delivered => &mut table.acks,
             Outcome::Failed => &mut table.nacks,
         };
-        queue.push(id);
-        if queue.len() >= PER_CALL || table.held.is_empty() {
+        queue.push(lease.ack_id);
+        if queue.len() >= PER_CALL || table.held == 0 {
             self.wake.notify_one();
         }
     }
 
     fn held(&self) -> usize {
-        self.lock().held.len()
+        self.lock().held
     }
 
     /// Send settled messages back, and extend the leases of held ones, until `stop`; then until
@@ -99,7 +125,7 @@ impl Leases {
             tokio::select! {
                 _ = flush.tick() => {}
                 _ = self.wake.notified() => {}
-                _ = extend.tick() => sender.extend(self.leases_to_extend(), seconds).await,
+                _ = extend.tick() => sender.extend(self.leases_to_extend(Instant::now()), seconds).await,
                 _ = stop.cancelled(), if give_up.is_none() => give_up = Some(Instant::now() + shutdown_wait),
             }
             let (acks, nacks) = {
@@ -120,17 +146,23 @@ impl Leases {
     }
 
     /// The ack ids still within their maximum lease; older ones are forgotten (Pub/Sub redelivers).
-    fn leases_to_extend(&self) -> Vec<String> {
-        let now = Instant::now();
+    fn leases_to_extend(&self, now: Instant) -> Vec<Bytes> {
         let mut table = self.lock();
-        table.held.retain(|_, (id, since)| {
-            let keep = now.duration_since(*since) < MAX_LEASE;
-            if !keep {
-                tracing::warn!(ack_id = %id, "message held past its maximum lease; Pub/Sub will redeliver it");
+        let mut ids = Vec::with_capacity(table.held);
+        let mut expired = Vec::new();
+        for (index, (generation, lease)) in table.slots.iter().enumerate() {
+            match lease {
+                Some(l) if now.duration_since(l.since) < MAX_LEASE => ids.push(l.ack_id.clone()),
+                Some(_) => expired.push(u64::from(*generation) << 32 | index as u64),
+                None => {}
             }
-            keep
-        });
-        table.held.values().map(|(id, _)| id.clone()).collect()
+        }
+        for key in expired {
+            if let Some(l) = table.release(key) {
+                tracing::warn!(ack_id = ?l.ack_id, "message held past its maximum lease; Pub/Sub will redeliver it");
+            }
+        }
+        ids
     }
 }
 
@@ -147,7 +179,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    async fn settle(&self, acks: Vec<String>, nacks: Vec<String>) {
+    async fn settle(&self, acks: Vec<Bytes>, nacks: Vec<Bytes>) {
         for chunk in acks.chunks(PER_CALL) {
             self.send(Method::Acknowledge, wire::acknowledge(&self.subscription, chunk), chunk.len()).await;
         }
@@ -157,7 +189,7 @@ impl Sender {
         }
     }
 
-    async fn extend(&self, ids: Vec<String>, seconds: i32) {
+    async fn extend(&self, ids: Vec<Bytes>, seconds: i32) {
         for chunk in ids.chunks(PER_CALL) {
             let body = wire::modify_ack_deadline(&self.subscription, chunk, seconds);
             self.send(Method::ModifyAckDeadline, body, chunk.len()).await;
@@ -194,28 +226,48 @@ fn retryable(code: tonic::Code) -> bool {
 mod tests {
     use super::*;
 
+    fn ids(names: &[&'static str]) -> Vec<Bytes> {
+        names.iter().map(|n| Bytes::from_static(n.as_bytes())).collect()
+    }
+
     #[test]
     fn settled_messages_queue_as_acks_or_nacks_once() {
         let leases = Leases::new();
-        let mut ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
-        let keys = leases.hold(ids.iter_mut());
-        assert_eq!(keys, vec![0, 1, 2]);
-        assert!(ids.iter().all(String::is_empty), "ids move into the table");
+        let mut held = ids(&["a", "b", "c"]);
+        let keys = leases.hold(held.iter_mut());
+        assert!(held.iter().all(Bytes::is_empty), "ids move into the table");
         leases.settle(keys[0], Outcome::Delivered);
         leases.settle(keys[2], Outcome::Failed);
         leases.settle(keys[2], Outcome::Delivered); // settled twice: the second is ignored
         assert_eq!(leases.held(), 1);
-        assert_eq!(leases.leases_to_extend(), vec!["b".to_string()]);
+        assert_eq!(leases.leases_to_extend(Instant::now()), ids(&["b"]));
         let table = leases.lock();
-        assert_eq!((table.acks.as_slice(), table.nacks.as_slice()), (&["a".to_string()][..], &["c".to_string()][..]));
+        assert_eq!((table.acks.clone(), table.nacks.clone()), (ids(&["a"]), ids(&["c"])));
+    }
+
+    #[test]
+    fn a_reused_slot_ignores_the_stale_key() {
+        let leases = Leases::new();
+        let old = leases.hold(ids(&["old"]).iter_mut())[0];
+        leases.settle(old, Outcome::Delivered);
+        let new = leases.hold(ids(&["new"]).iter_mut())[0];
+        assert_ne!(old, new, "same slot, next generation");
+        leases.settle(old, Outcome::Failed);
+        assert_eq!(leases.held(), 1, "the stale key settled nothing");
+        leases.settle(new, Outcome::Delivered);
+        assert_eq!(leases.lock().acks, ids(&["old", "new"]));
+        assert!(leases.lock().nacks.is_empty());
     }
 
     #[test]
     fn leases_past_the_maximum_are_dropped() {
         let leases = Leases::new();
-        let keys = leases.hold([&mut "old".to_string(), &mut "new".to_string()].into_iter());
-        leases.lock().held.get_mut(&keys[0]).unwrap().1 = Instant::now() - MAX_LEASE;
-        assert_eq!(leases.leases_to_extend(), vec!["new".to_string()]);
+        leases.hold(ids(&["old"]).iter_mut());
+        let later = Instant::now() + MAX_LEASE;
+        let keys = leases.hold(ids(&["new"]).iter_mut());
+        let index = (keys[0] & u64::from(u32::MAX)) as usize;
+        leases.lock().slots[index].1.as_mut().unwrap().since = later;
+        assert_eq!(leases.leases_to_extend(later), ids(&["new"]));
         assert_eq!(leases.held(), 1);
     }
 }

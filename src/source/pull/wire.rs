@@ -13,7 +13,8 @@ use crate::event::Attributes;
 /// One message of a `StreamingPullResponse`, as the source hands it on.
 #[derive(Debug, PartialEq)]
 pub struct Received {
-    pub ack_id: String,
+    /// Opaque to sluice, only sent back: kept as bytes.
+    pub ack_id: Bytes,
     pub message_id: String,
     pub data: Bytes,
     pub attributes: Attributes,
@@ -126,7 +127,7 @@ pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malf
 fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
     let mut r = Reader::new(buf);
     let mut received = Received {
-        ack_id: String::new(),
+        ack_id: Bytes::new(),
         message_id: String::new(),
         data: Bytes::new(),
         attributes: Attributes::new(),
@@ -137,7 +138,7 @@ fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
         match field {
             1 => {
                 Reader::expect(wire, LEN)?;
-                received.ack_id = r.string()?;
+                received.ack_id = Bytes::copy_from_slice(r.bytes()?);
             }
             2 => {
                 Reader::expect(wire, LEN)?;
@@ -274,23 +275,23 @@ impl Open<'_> {
 }
 
 /// `AcknowledgeRequest { subscription = 1, ack_ids = 2 }`.
-pub fn acknowledge(subscription: &str, ack_ids: &[String]) -> Bytes {
+pub fn acknowledge(subscription: &str, ack_ids: &[Bytes]) -> Bytes {
     let mut out = Vec::with_capacity(subscription.len() + ack_ids.iter().map(|a| a.len() + 3).sum::<usize>() + 8);
     put_bytes(&mut out, 1, subscription.as_bytes());
     for id in ack_ids {
-        put_bytes(&mut out, 2, id.as_bytes());
+        put_bytes(&mut out, 2, id);
     }
     out.into()
 }
 
 /// `ModifyAckDeadlineRequest { subscription = 1, ack_deadline_seconds = 3, ack_ids = 4 }`; 0 seconds
 /// is a nack: Pub/Sub redelivers at once.
-pub fn modify_ack_deadline(subscription: &str, ack_ids: &[String], seconds: i32) -> Bytes {
+pub fn modify_ack_deadline(subscription: &str, ack_ids: &[Bytes], seconds: i32) -> Bytes {
     let mut out = Vec::with_capacity(subscription.len() + ack_ids.iter().map(|a| a.len() + 3).sum::<usize>() + 16);
     put_bytes(&mut out, 1, subscription.as_bytes());
     put_int(&mut out, 3, i64::from(seconds));
     for id in ack_ids {
-        put_bytes(&mut out, 4, id.as_bytes());
+        put_bytes(&mut out, 4, id);
     }
     out.into()
 }

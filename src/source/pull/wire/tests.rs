@@ -33,10 +33,10 @@ fn reads_what_prost_writes() {
     assert_eq!(out.len(), 5);
     for (got, want) in out.iter().zip(&messages) {
         let m = want.message.as_ref().unwrap();
-        assert_eq!(got.ack_id, want.ack_id);
+        assert_eq!(got.ack_id, want.ack_id.as_bytes());
         assert_eq!(got.message_id, m.message_id);
         assert_eq!(got.data, m.data);
-        assert_eq!(got.attributes, m.attributes);
+        assert_eq!(got.attributes, m.attributes.clone().into_iter().collect());
         assert_eq!(got.delivery_attempt, want.delivery_attempt);
         let t = m.publish_time.unwrap();
         assert_eq!(got.publish_time, DateTime::from_timestamp(t.seconds, t.nanos as u32));
@@ -78,7 +78,8 @@ fn damaged_frames_are_refused_never_misread() {
     assert_eq!(decoded(&[0x08, 0x01]).unwrap_err(), Malformed("known field with the wrong wire type"));
     assert_eq!(decoded(&[0x17]).unwrap_err(), Malformed("unknown wire type"));
     assert_eq!(decoded(&[0x0a, 0x02, 0x18, 0x01]).unwrap_err(), Malformed("a received message without an ack id"));
-    let bad_utf8 = [0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe];
+    // A message id that is not UTF-8 (the ack id, opaque, may be anything).
+    let bad_utf8 = [0x0a, 0x0b, 0x0a, 0x01, b'a', 0x12, 0x06, 0x1a, 0x02, 0xff, 0xfe, 0x0a, 0x00];
     assert_eq!(decoded(&bad_utf8).unwrap_err(), Malformed("string field is not UTF-8"));
     assert_eq!(decoded(&[0x0a; 11]).unwrap_err(), Malformed("truncated field"));
     assert_eq!(decoded(&[0xff; 11]).unwrap_err(), Malformed("varint longer than 10 bytes"));
@@ -106,10 +107,11 @@ fn requests_are_what_prost_reads() {
         }
     );
     let ids = vec!["a:1".to_string(), "a:2".to_string()];
-    let ack = proto::StreamingPullRequest::decode(acknowledge("projects/p/subscriptions/s", &ids)).unwrap();
+    let raw: Vec<Bytes> = ids.iter().map(|i| Bytes::from(i.clone())).collect();
+    let ack = proto::StreamingPullRequest::decode(acknowledge("projects/p/subscriptions/s", &raw)).unwrap();
     assert_eq!((ack.subscription.as_str(), ack.ack_ids), ("projects/p/subscriptions/s", ids.clone()));
     for seconds in [0, 600] {
-        let m = proto::ModifyAckDeadlineRequest::decode(modify_ack_deadline("s", &ids, seconds)).unwrap();
+        let m = proto::ModifyAckDeadlineRequest::decode(modify_ack_deadline("s", &raw, seconds)).unwrap();
         assert_eq!((m.subscription.as_str(), m.ack_deadline_seconds, &m.ack_ids), ("s", seconds, &ids));
     }
 }
