@@ -36,12 +36,12 @@ static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 /// The wire messages of `google.pubsub.v1` that streaming pull returns (same tags as the proto).
 mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StreamingPullResponse {
+    pub(crate) struct StreamingPullResponse {
         #[prost(message, repeated, tag = "1")]
         pub received_messages: Vec<ReceivedMessage>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ReceivedMessage {
+    pub(crate) struct ReceivedMessage {
         #[prost(string, tag = "1")]
         pub ack_id: String,
         #[prost(message, optional, tag = "2")]
@@ -50,7 +50,7 @@ mod proto {
         pub delivery_attempt: i32,
     }
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PubsubMessage {
+    pub(crate) struct PubsubMessage {
         #[prost(bytes = "bytes", tag = "1")]
         pub data: bytes::Bytes,
         #[prost(map = "string, string", tag = "2")]

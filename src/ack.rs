@@ -136,7 +136,7 @@ impl Drop for Ack {
 }
 
 /// Observes a message's acknowledgement without keeping it open: it holds only the message's
-/// small [`Status`], not what settling it needs.
+/// small `Status`, not what settling it needs.
 #[derive(Clone)]
 pub struct AckWatch {
     status: Arc<Status>,

@@ -28,13 +28,13 @@ pub(super) struct Outputs {
 
 impl Outputs {
     /// Whether an event with these routes goes to any of the replay's sinks.
-    pub fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
+    pub(super) fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
         let Some(group) = &self.group else { return false };
         routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
     }
 
     /// Close the writers (BigQuery streams) once everything is written.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         if let Some(g) = &self.group {
             for w in &g.writers {
                 w.close().await;

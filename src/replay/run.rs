@@ -306,12 +306,12 @@ pub(super) struct Acks {
 }
 
 impl Acks {
-    pub fn new() -> Acks {
+    pub(super) fn new() -> Acks {
         let (tx, rx) = mpsc::unbounded_channel();
         Acks { tx, rx }
     }
 
-    pub fn ack(&self) -> Ack {
+    pub(super) fn ack(&self) -> Ack {
         let tx = self.tx.clone();
         Ack::new(move |o| {
             let _ = tx.send(o);
@@ -374,7 +374,7 @@ impl Unit<'_> {
     /// Run events (each with the archived ingest time to put back, if any) through the chain and
     /// write them, and `dead` to dead letters; fails if any event could not be made durable in its
     /// targets or in dead letters. Objects are named after `object`.
-    pub async fn deliver(
+    pub(super) async fn deliver(
         &mut self,
         acks: Acks,
         events: Vec<(Event, Option<Value>)>,

@@ -9,29 +9,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-pub mod compact;
-pub mod faults;
-pub mod push_load;
-pub mod replay;
-pub mod samples;
+pub(crate) mod compact;
+pub(crate) mod faults;
+pub(crate) mod push_load;
+pub(crate) mod replay;
+pub(crate) mod samples;
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A log file for a child process, under the system temp dir (named in failures).
-pub fn log_file(name: &str) -> std::fs::File {
+pub(crate) fn log_file(name: &str) -> std::fs::File {
     let path = std::env::temp_dir().join(name);
     std::fs::File::create(&path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
 }
 
 /// A free TCP port on loopback (bound, then released for the child to take).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Message ids in the lake for a pipeline, with how often each occurs.
-pub fn lake_ids(lake: &Path, pipeline: &str) -> std::collections::HashMap<String, usize> {
+pub(crate) fn lake_ids(lake: &Path, pipeline: &str) -> std::collections::HashMap<String, usize> {
     let mut ids = std::collections::HashMap::new();
     for row in read_rows(&lake.join(pipeline)) {
         *ids.entry(row["message_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
@@ -40,7 +40,7 @@ pub fn lake_ids(lake: &Path, pipeline: &str) -> std::collections::HashMap<String
 }
 
 /// `sluice run` on the shipped config, with its lake in `lake`, listening on loopback `port`.
-pub fn run_command(lake: &Path, port: u16) -> Command {
+pub(crate) fn run_command(lake: &Path, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.current_dir(repo())
         .args(["run", "--config", "config/sluice.yaml"])
@@ -50,18 +50,18 @@ pub fn run_command(lake: &Path, port: u16) -> Command {
 }
 
 /// A `sluice run` child process on the shipped config, with its lake in `lake`.
-pub struct Sluice {
+pub(crate) struct Sluice {
     pub child: Child,
     pub url: String,
 }
 
 impl Sluice {
-    pub fn start(lake: &Path, extra_env: &[(&str, &str)]) -> Sluice {
+    pub(crate) fn start(lake: &Path, extra_env: &[(&str, &str)]) -> Sluice {
         let env: Vec<(&str, String)> = extra_env.iter().map(|(k, v)| (*k, v.to_string())).collect();
         Self::start_with(lake, &env)
     }
 
-    pub fn start_with(lake: &Path, extra_env: &[(&str, String)]) -> Sluice {
+    pub(crate) fn start_with(lake: &Path, extra_env: &[(&str, String)]) -> Sluice {
         let port = free_port();
         let mut cmd = run_command(lake, port);
         cmd.env("SLUICE_INSTANCE", "test");
@@ -73,7 +73,7 @@ impl Sluice {
 
     /// Spawn `cmd` (a [`run_command`] listening on `port`), logging to `sluice-<port>.log`, and
     /// wait until it is ready.
-    pub fn spawn(mut cmd: Command, port: u16) -> Sluice {
+    pub(crate) fn spawn(mut cmd: Command, port: u16) -> Sluice {
         cmd.stdin(Stdio::null()).stderr(log_file(&format!("sluice-{port}.log")));
         let child = cmd.spawn().expect("sluice binary starts");
         let s = Sluice { child, url: format!("http://127.0.0.1:{port}") };
@@ -95,7 +95,7 @@ impl Sluice {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -116,7 +116,7 @@ impl Drop for Sluice {
 }
 
 /// Send `sig` ("TERM", "KILL") to one process.
-pub fn signal(pid: u32, sig: &str) {
+pub(crate) fn signal(pid: u32, sig: &str) {
     let signo = match sig {
         "TERM" => libc::SIGTERM,
         "KILL" => libc::SIGKILL,
@@ -132,12 +132,12 @@ mod reqwest {
     use std::io::{Read, Write};
 
     /// True on HTTP 200.
-    pub fn blocking_get(url: &str) -> std::io::Result<bool> {
+    pub(super) fn blocking_get(url: &str) -> std::io::Result<bool> {
         Ok(blocking_request("GET", url, "")?.0 == 200)
     }
 
     /// Status code and body of one request with a JSON body.
-    pub fn blocking_request(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+    pub(super) fn blocking_request(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_once('/').unwrap();
         let mut s = std::net::TcpStream::connect(host)?;
@@ -155,19 +155,19 @@ mod reqwest {
 }
 
 /// Rows in every Parquet file under `dir`, from the file footers only.
-pub fn count_rows(dir: &Path) -> u64 {
+pub(crate) fn count_rows(dir: &Path) -> u64 {
     parquet_files(dir).iter().filter_map(|f| footer_rows(std::fs::File::open(f).ok()?)).sum()
 }
 
 /// Rows in one Parquet file (a `File` or the object's `Bytes`), from its footer only.
-pub fn footer_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Option<u64> {
+pub(crate) fn footer_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Option<u64> {
     use parquet::file::reader::FileReader;
     let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).ok()?;
     Some(reader.metadata().file_metadata().num_rows() as u64)
 }
 
 /// Peak resident set size of a process, in MiB (VmHWM).
-pub fn peak_rss_mib(pid: u32) -> f64 {
+pub(crate) fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -178,7 +178,7 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 /// CPU seconds (user + system) a live process has used.
-pub fn cpu_secs(pid: u32) -> f64 {
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
@@ -187,7 +187,7 @@ pub fn cpu_secs(pid: u32) -> f64 {
 }
 
 /// Every `.parquet` file under `dir`, recursively, sorted.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return out };
     for e in rd.flatten() {
@@ -203,12 +203,12 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Read every row of every Parquet file under `dir` as a JSON object.
-pub fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
+pub(crate) fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
     parquet_files(dir).into_iter().flat_map(|f| parquet_rows(std::fs::File::open(&f).unwrap())).collect()
 }
 
 /// Every row of one Parquet file (a `File` or the object's `Bytes`) as a JSON object.
-pub fn parquet_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Vec<Map<String, Value>> {
+pub(crate) fn parquet_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) -> Vec<Map<String, Value>> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
     let mut rows = Vec::new();
     for batch in reader {
@@ -223,7 +223,7 @@ pub fn parquet_rows<R: parquet::file::reader::ChunkReader + 'static>(file: R) ->
 }
 
 /// Copy config/, pipelines/ and schemas/ into a temp dir.
-pub fn shipped_copy() -> tempfile::TempDir {
+pub(crate) fn shipped_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["config", "pipelines", "schemas"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -236,7 +236,7 @@ pub fn shipped_copy() -> tempfile::TempDir {
     dir
 }
 
-pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
+pub(crate) fn edit(root: &Path, file: &str, from: &str, to: &str) {
     let path = root.join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(from), "{file} contains {from:?}");
@@ -244,15 +244,15 @@ pub fn edit(root: &Path, file: &str, from: &str, to: &str) {
 }
 
 /// The official Pub/Sub emulator on a free loopback port, stopped when dropped.
-pub struct PubsubEmulator {
+pub(crate) struct PubsubEmulator {
     child: Child,
     pub host: String,
 }
 
-pub const PUBSUB_EMULATOR: &str = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
+pub(crate) const PUBSUB_EMULATOR: &str = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator";
 
 impl PubsubEmulator {
-    pub fn start() -> PubsubEmulator {
+    pub(crate) fn start() -> PubsubEmulator {
         assert!(
             Path::new(PUBSUB_EMULATOR).exists(),
             "the Pub/Sub emulator is not installed at {PUBSUB_EMULATOR} (Debian package google-cloud-cli-pubsub-emulator)"
@@ -274,7 +274,7 @@ impl PubsubEmulator {
     }
 
     /// CPU seconds (user + system) used so far by the emulator's processes (launcher and JVM).
-    pub fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         let pgid = self.child.id().to_string();
         let mut ticks = 0.0;
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -288,7 +288,7 @@ impl PubsubEmulator {
     }
 
     /// Environment for a sluice that pulls from this emulator.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("SLUICE_PUBSUB", "true".into()),
             ("PUBSUB_EMULATOR_HOST", self.host.clone()),
@@ -299,7 +299,7 @@ impl PubsubEmulator {
 
 impl PubsubEmulator {
     /// Freeze (`STOP`) or thaw (`CONT`) the emulator: its JVM stops answering but keeps its state.
-    pub fn freeze(&self, on: bool) {
+    pub(crate) fn freeze(&self, on: bool) {
         let sig = if on { libc::SIGSTOP } else { libc::SIGCONT };
         for pid in descendants(self.child.id()) {
             // SAFETY: kill(2) with a positive pid signals only that process, one we started.
@@ -332,7 +332,7 @@ impl Drop for PubsubEmulator {
 
 /// Start `cmd` as the leader of a process group of its own (so it and any children it starts
 /// can be ended together), stdout and stderr to `<temp>/<name>.log`; returns the log's path.
-pub fn spawn_in_group(mut cmd: Command, name: &str) -> (Child, PathBuf) {
+pub(crate) fn spawn_in_group(mut cmd: Command, name: &str) -> (Child, PathBuf) {
     let log = std::env::temp_dir().join(format!("{name}.log"));
     let child = cmd
         .stdin(Stdio::null())
@@ -345,7 +345,7 @@ pub fn spawn_in_group(mut cmd: Command, name: &str) -> (Child, PathBuf) {
 }
 
 /// SIGKILL the process group `spawn_in_group` made for `child` (pgid = its pid, never ours), and reap it.
-pub fn kill_group(child: &mut Child) {
+pub(crate) fn kill_group(child: &mut Child) {
     let pgid = child.id() as libc::pid_t;
     assert!(pgid > 1);
     // SAFETY: a negative pid signals exactly that process group.
@@ -354,7 +354,7 @@ pub fn kill_group(child: &mut Child) {
 }
 
 /// Run the sluice binary to completion with the shipped config and `env`; panics on failure.
-pub fn sluice_cmd(args: &[&str], env: &[(&str, String)]) -> String {
+pub(crate) fn sluice_cmd(args: &[&str], env: &[(&str, String)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(repo())
         .args(args)
@@ -367,12 +367,12 @@ pub fn sluice_cmd(args: &[&str], env: &[(&str, String)]) -> String {
 }
 
 /// Where `scripts/install-emulators` put the GCS and BigQuery emulators.
-pub fn emulators_dir() -> PathBuf {
+pub(crate) fn emulators_dir() -> PathBuf {
     std::env::var_os("SLUICE_EMULATORS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join(".emulators"))
 }
 
 /// fake-gcs-server on a loopback port, stopped (killed) when dropped.
-pub struct FakeGcs {
+pub(crate) struct FakeGcs {
     child: Option<Child>,
     pub port: u16,
     /// Base URL, as STORAGE_EMULATOR_HOST and `lake.endpoint` take it.
@@ -383,12 +383,12 @@ pub struct FakeGcs {
 
 impl FakeGcs {
     /// On a free port with the memory backend.
-    pub fn start() -> FakeGcs {
+    pub(crate) fn start() -> FakeGcs {
         Self::launch(free_port(), None)
     }
 
     /// On a free port, keeping objects under `root` so a restart on the same port finds them.
-    pub fn start_persistent(root: &Path) -> FakeGcs {
+    pub(crate) fn start_persistent(root: &Path) -> FakeGcs {
         Self::launch(free_port(), Some(root.to_owned()))
     }
 
@@ -414,25 +414,25 @@ impl FakeGcs {
     }
 
     /// Kill it (objects stay on disk with the filesystem backend).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_group(&mut child);
         }
     }
 
     /// Start it again on the same port with the same backend.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         let again = Self::launch(self.port, self.root.clone());
         *self = again;
     }
 
-    pub fn create_bucket(&self, name: &str) {
+    pub(crate) fn create_bucket(&self, name: &str) {
         self.create(serde_json::json!({ "name": name }));
     }
 
     /// A bucket keeping every generation of its objects (old ones readable by version).
-    pub fn create_versioned_bucket(&self, name: &str) {
+    pub(crate) fn create_versioned_bucket(&self, name: &str) {
         self.create(serde_json::json!({ "name": name, "versioning": {"enabled": true} }));
     }
 
@@ -444,13 +444,13 @@ impl FakeGcs {
     }
 
     /// The bucket through sluice's own store, as the lake sink opens it.
-    pub fn store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    pub(crate) fn store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
         let location = sluice::store::Location::parse(&format!("gs://{bucket}")).unwrap();
         location.open(Some(&self.url)).unwrap().0
     }
 
     /// Name and content of every object under `prefix`, sorted by name.
-    pub async fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, bytes::Bytes)> {
+    pub(crate) async fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, bytes::Bytes)> {
         use futures::TryStreamExt;
         use object_store::ObjectStoreExt;
         let store = self.store(bucket);
@@ -466,7 +466,7 @@ impl FakeGcs {
     }
 
     /// Every row of every Parquet object under `prefix`.
-    pub async fn rows(&self, bucket: &str, prefix: &str) -> Vec<Map<String, Value>> {
+    pub(crate) async fn rows(&self, bucket: &str, prefix: &str) -> Vec<Map<String, Value>> {
         let objects = self.objects(bucket, prefix).await;
         objects.into_iter().filter(|(n, _)| n.ends_with(".parquet")).flat_map(|(_, b)| parquet_rows(b)).collect()
     }
@@ -479,12 +479,12 @@ impl Drop for FakeGcs {
 }
 
 /// Publish `count` sample events for `pipeline` to its topic; returns the Pub/Sub message ids.
-pub async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
+pub(crate) async fn publish(emu: &PubsubEmulator, pipeline: &str, count: u64, seed: u64) -> Vec<String> {
     faults::publish_at(&emu.env(), pipeline, count, seed, None).await
 }
 
 /// Wait until every id is in the lake for `pipeline`, or panic after `limit`.
-pub fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) -> HashMap<String, usize> {
+pub(crate) fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration) -> HashMap<String, usize> {
     let deadline = Instant::now() + limit;
     loop {
         let found = lake_ids(lake, pipeline);
@@ -502,26 +502,26 @@ pub fn wait_for_all(lake: &Path, pipeline: &str, ids: &[String], limit: Duration
 }
 
 /// The emulator's environment plus `extra`.
-pub fn env_with(emu: &PubsubEmulator, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn env_with(emu: &PubsubEmulator, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut env = emu.env();
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     env
 }
 
 /// A BigQuery emulator (bqemulator) on free REST and gRPC ports, killed on drop.
-pub struct BigQueryEmulator {
+pub(crate) struct BigQueryEmulator {
     child: Child,
     pub rest: String,
     pub grpc: String,
 }
 
 impl BigQueryEmulator {
-    pub fn start() -> BigQueryEmulator {
+    pub(crate) fn start() -> BigQueryEmulator {
         Self::start_with(&[])
     }
 
     /// Start with extra environment (the emulator's settings are `BQEMU_*` variables).
-    pub fn start_with(env: &[(&str, &str)]) -> BigQueryEmulator {
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> BigQueryEmulator {
         let bin = emulators_dir().join("bigquery-emulator");
         assert!(
             bin.exists(),
@@ -547,7 +547,7 @@ impl BigQueryEmulator {
     }
 
     /// Environment for a sluice (or `sluice provision`) that writes to this emulator.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("SLUICE_BIGQUERY", "true".into()),
             ("BIGQUERY_EMULATOR_HOST", self.rest.clone()),
@@ -558,7 +558,7 @@ impl BigQueryEmulator {
     }
 
     /// The emulator's settings as sluice's own config type, for its REST client in tests.
-    pub fn config(&self) -> sluice::config::global::BigQueryConfig {
+    pub(crate) fn config(&self) -> sluice::config::global::BigQueryConfig {
         sluice::config::global::BigQueryConfig {
             enabled: true,
             project: "sluice-test".into(),
@@ -571,14 +571,14 @@ impl BigQueryEmulator {
     }
 
     /// Run a query and return its rows (cells as the REST API gives them: strings or null).
-    pub async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
+    pub(crate) async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
         let rest = sluice::bigquery::rest::Rest::new(&self.config()).unwrap();
         rest.query(sql).await.unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"))
     }
 }
 
 /// The BigQuery sink's writer for `table`, on a stream opened as the sink opens it.
-pub async fn bigquery_writer(
+pub(crate) async fn bigquery_writer(
     config: &sluice::config::global::BigQueryConfig,
     table: &str,
     schema: &sluice::schema::Schema,

@@ -20,7 +20,7 @@ use super::GcsStore;
 const UNIT: usize = 256 * 1024;
 
 #[derive(Debug)]
-pub struct ResumableUpload {
+pub(super) struct ResumableUpload {
     shared: Arc<Shared>,
 }
 
@@ -56,7 +56,11 @@ enum Answer {
 }
 
 impl ResumableUpload {
-    pub async fn start(store: GcsStore, path: &Path, content_type: &str) -> object_store::Result<ResumableUpload> {
+    pub(super) async fn start(
+        store: GcsStore,
+        path: &Path,
+        content_type: &str,
+    ) -> object_store::Result<ResumableUpload> {
         let name = path.as_ref();
         let url = store.urls.upload(&[("uploadType", "resumable"), ("name", name)]);
         let fail = |e| to_store_error(e, name, OnPrecondition::Precondition);

@@ -28,7 +28,10 @@ enum Cell<'a> {
 }
 
 /// Decode every payload; a row the decoder leaves is null in every column and `true` in `slow`.
-pub fn decode<'a>(slots: &[Slot], payloads: impl ExactSizeIterator<Item = &'a [u8]>) -> (Vec<Column>, Vec<bool>) {
+pub(super) fn decode<'a>(
+    slots: &[Slot],
+    payloads: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> (Vec<Column>, Vec<bool>) {
     let rows = payloads.len();
     let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);

@@ -1,10 +1,10 @@
 //! The chain on batches: payloads decoded straight into typed columns, each stage applied to a
 //! whole column at once, and the rows that pass handed on as rows of one Arrow batch.
 //!
-//! A row the decoder is not sure of (see [`decode`]) stays on the row-by-row path: the same
+//! A row the decoder is not sure of (see `decode`) stays on the row-by-row path: the same
 //! stages apply to its JSON record, in the same order, so results and refusal reasons are the
 //! ones the row engine gives. A chain with a stage that has no columnar form for its
-//! configuration runs every row that way ([`plan`]).
+//! configuration runs every row that way ([`plan()`]).
 
 mod column;
 mod compact;

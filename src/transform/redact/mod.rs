@@ -9,7 +9,7 @@
 //!
 //! `- redact: {fields: [password], patterns: [bearer_token, {name: card, regex: '\d{16}'}],
 //!    in_fields: [message], replacement: "[REDACTED]"}`; every key is optional. Defaults: the
-//! names in [`DEFAULT_FIELDS`], every built-in pattern, every string, `[REDACTED]`.
+//! names in `DEFAULT_FIELDS`, every built-in pattern, every string, `[REDACTED]`.
 
 mod columns;
 mod needles;
