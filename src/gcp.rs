@@ -6,6 +6,18 @@
 use google_cloud_auth::credentials::{self, Credentials};
 use http::HeaderMap;
 
+/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
+pub fn endpoint_url(e: Option<&str>) -> Option<String> {
+    let e = e?.trim();
+    if e.is_empty() {
+        None
+    } else if e.contains("://") {
+        Some(e.to_owned())
+    } else {
+        Some(format!("http://{e}"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("application default credentials are not available ({0}); set GOOGLE_APPLICATION_CREDENTIALS, run on GCP with a service account, or point sluice at an emulator")]

@@ -24,11 +24,13 @@ use crate::config::{BatchLimits, Config, Sink};
 use crate::event::{DeadLetter, Event};
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
+use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
 use crate::source::arrivals::Arrivals;
 use crate::source::budget::Budget;
+pub use crate::source::PipelineInput;
 use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,25 +41,8 @@ pub enum StartError {
     Chain { file: String, field: String, message: String },
     #[error("{file}: sinks: no sink is active (bigquery is disabled and the pipeline has no other sink)")]
     NoSink { file: String },
-    #[error("bigquery: {0}")]
-    BigQuery(String),
-    #[error("{file}: sinks.{sink}: table {table} does not take the schema's rows:\n  {}", problems.join("\n  "))]
-    TableMismatch { file: String, sink: String, table: String, problems: Vec<String> },
-}
-
-/// Where sources hand events to one pipeline.
-#[derive(Clone)]
-pub struct PipelineInput {
-    pub name: Arc<str>,
-    /// Whether `POST /push/<name>` is accepted.
-    pub push: bool,
-    pub tx: mpsc::Sender<Event>,
-    /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
-    /// its push requests'; `None` for a pipeline fed only internally.
-    pub budget: Option<Budget>,
-    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
-    /// pulled (its sinks keep their batching) or fed only internally.
-    pub arrivals: Option<Arrivals>,
+    #[error(transparent)]
+    BigQuery(#[from] crate::bigquery::WarehouseError),
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -124,7 +109,7 @@ impl Topology {
                     })),
                     Sink::BigQuery { name, table, mode, .. } => match &warehouse {
                         Some(w) => {
-                            writers.push(Box::new(w.writer(p, name, table, *mode, metrics.sink(&p.name, name)).await?))
+                            writers.push(Box::new(BigQueryWriter::new(w.open_table(p, name, table, *mode).await?, name, &p.name, metrics.sink(&p.name, name))))
                         }
                         None => {
                             tracing::info!(pipeline = %p.name, sink = %name,

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration};
+use crate::gcp::endpoint_url;
+use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,17 +346,5 @@ impl BigQueryConfig {
     }
     pub fn grpc_endpoint_url(&self) -> Option<String> {
         endpoint_url(self.grpc_endpoint.as_deref())
-    }
-}
-
-/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
-pub fn endpoint_url(e: Option<&str>) -> Option<String> {
-    let e = e?.trim();
-    if e.is_empty() {
-        None
-    } else if e.contains("://") {
-        Some(e.to_owned())
-    } else {
-        Some(format!("http://{e}"))
     }
 }

@@ -6,10 +6,8 @@
 
 pub mod global;
 pub mod health;
-pub mod interpolate;
 pub mod pipeline;
 pub mod push_auth;
-pub mod units;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +16,10 @@ use std::sync::Arc;
 
 pub use global::{BatchLimits, GlobalConfig, WriteMode};
 pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
+/// Where config values are read: kept reachable from here for code that names them so.
+pub use crate::{interpolate, units};
+/// Kept here too: config structs are read with it everywhere, tests included.
+pub use crate::json::from_yaml_str;
 
 use crate::schema::Schema;
 use crate::transform::{BuildContext, Chain, StageConfig};
@@ -122,50 +124,8 @@ impl Pipeline {
     }
 }
 
-/// Parse YAML text into `T`, reporting the dotted path of the field that failed.
-///
-/// YAML is read into a JSON value first (a repeated key is an error) so enums are written as
-/// one-key maps (`- parse_json: {}`), then deserialized with the path tracked. Returns `(field, message)` on failure.
-pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
-    check_flow_depth(text).map_err(|m| (String::new(), format!("invalid YAML: {m}")))?;
-    // Strictly: serde_json's own Value would keep the last of two equal keys without a word.
-    let value = crate::json::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-        .map_err(|e| (String::new(), format!("invalid YAML: {e}")))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        (field, e.into_inner().to_string())
-    })
-}
-
 /// Longest `http.push_linger` accepted: every push request may wait it on top of its write.
 const MAX_PUSH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Deepest nesting of `[` / `{` accepted; serde_yaml_ng refuses more than 128 levels anyway.
-const MAX_FLOW_DEPTH: usize = 128;
-
-/// Refuse deeply nested flow collections before the YAML parser sees them: libyaml scans every
-/// open level for each token, so 100,000 `[` take minutes to be refused (quadratic). Brackets are
-/// counted outside comments only; quoted ones count too, which no real file notices.
-fn check_flow_depth(text: &str) -> Result<(), String> {
-    let mut depth = 0usize;
-    for (i, line) in text.lines().enumerate() {
-        let mut prev = ' ';
-        for c in line.chars() {
-            match c {
-                '#' if prev.is_whitespace() => break,
-                '[' | '{' => depth += 1,
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth > MAX_FLOW_DEPTH {
-                return Err(format!("line {}: '[' and '{{' nested more than {MAX_FLOW_DEPTH} deep", i + 1));
-            }
-            prev = c;
-        }
-    }
-    Ok(())
-}
 
 /// Load and check the configuration rooted at `file`, with `${VAR}` taken from the environment.
 pub fn load(file: &Path) -> Result<Config, Problems> {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::global::WriteMode;
-use super::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration};
 use crate::transform::StageConfig;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -357,7 +357,7 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::units::HumanDuration;
+    use crate::units::HumanDuration;
     use tokio::sync::mpsc;
 
     fn producers() -> Arc<Producers> {

@@ -14,6 +14,8 @@ use crate::config::{Config, Pipeline, Sink};
 use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
+use crate::sink::bigquery::BigQueryWriter;
+use crate::topology::StartError;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
@@ -56,14 +58,14 @@ pub(super) async fn outputs(
     let mut writers: Vec<Box<dyn Writer>> = Vec::new();
     let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
     if to.contains(&Target::Bigquery) {
-        let warehouse = crate::bigquery::Warehouse::connect(config).await?.ok_or_else(|| {
+        let warehouse = crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?.ok_or_else(|| {
             usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
         })?;
         for s in &p.sinks {
             if let Sink::BigQuery { name, table, .. } = s {
                 // Exactly-once whatever the service uses: a retried append must not double rows.
-                let inner =
-                    warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
+                let opened = warehouse.open_table(p, name, table, WriteMode::ExactlyOnce).await.map_err(StartError::from)?;
+                let inner = BigQueryWriter::new(opened, name, &p.name, metrics.sink(&p.name, name));
                 let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
                 writers.push(Box::new(checked));
             }

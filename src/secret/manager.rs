@@ -34,7 +34,7 @@ pub async fn access(endpoint: Option<&str>, version: &str) -> Result<Secret, Sec
             "expected projects/PROJECT/secrets/NAME/versions/(NUMBER|latest) (is a ${VARIABLE} unset?)".into(),
         ));
     }
-    let endpoint = crate::config::global::endpoint_url(endpoint);
+    let endpoint = crate::gcp::endpoint_url(endpoint);
     let creds = crate::gcp::credentials(endpoint.is_some())?;
     let base = endpoint.as_deref().unwrap_or(PRODUCTION).trim_end_matches('/');
     let headers = crate::gcp::auth_headers(&creds).await?;

@@ -175,9 +175,9 @@ fn reference(dir: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
     }
     let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read: {e}")))?;
     // Unset variables stay as written: validate must not need the deployment's environment.
-    let text = crate::config::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}"))))
+    let text = crate::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}"))))
         .map_err(fail)?;
-    let r: ReferenceFile = crate::config::from_yaml_str(&text)
+    let r: ReferenceFile = crate::json::from_yaml_str(&text)
         .map_err(|(f, m)| fail(if f.is_empty() { m } else { format!("{f}: {m}") }))?;
     let version = r.secret.trim().to_owned();
     if version.contains("${") {
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn settings_are_written_three_ways() {
-        let read = |y: &str| crate::config::from_yaml_str::<SecretSetting>(y);
+        let read = |y: &str| crate::json::from_yaml_str::<SecretSetting>(y);
         assert_eq!(read("abc").unwrap(), SecretSetting::Value(Secret::new("abc")));
         assert_eq!(read("{env: TOKEN}").unwrap(), SecretSetting::Env("TOKEN".into()));
         assert_eq!(read("{secret: push-token}").unwrap(), SecretSetting::Reference("push-token".into()));

@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use super::group::{Encoded, WriteResult, Writer, Written};
 use crate::bigquery::stream::{AppendFailure, Appender};
 use crate::bigquery::written::WrittenIds;
+use crate::bigquery::OpenTable;
 use crate::metrics::SinkMetrics;
 
 /// How long after a possible redelivery arrived its rows are checked against the table: the
@@ -36,6 +37,22 @@ pub struct BigQueryWriter {
     /// Exactly-once: asks the table which rows that may have been written before it holds, so
     /// a redelivery is not appended twice. `None` on the default stream (at-least-once).
     pub written: Option<WrittenIds>,
+}
+
+impl BigQueryWriter {
+    /// The sink `name` of `pipeline`, appending to a table the warehouse checked and opened.
+    pub fn new(table: OpenTable, name: &str, pipeline: &str, metrics: SinkMetrics) -> BigQueryWriter {
+        let OpenTable { shown, appender, written } = table;
+        BigQueryWriter {
+            name: name.into(),
+            pipeline: pipeline.into(),
+            table: shown,
+            appender,
+            retry: default_retry(),
+            metrics,
+            written,
+        }
+    }
 }
 
 /// The retry policy for appends: at most 25 s of backoff in all, then the batch is given back.

@@ -7,3 +7,26 @@ pub mod jwks;
 pub mod pubsub;
 pub mod push;
 pub mod push_auth;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::event::Event;
+use arrivals::Arrivals;
+use budget::Budget;
+
+/// Where sources hand events to one pipeline.
+#[derive(Clone)]
+pub struct PipelineInput {
+    pub name: Arc<str>,
+    /// Whether `POST /push/<name>` is accepted.
+    pub push: bool,
+    pub tx: mpsc::Sender<Event>,
+    /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
+    /// its push requests'; `None` for a pipeline fed only internally.
+    pub budget: Option<Budget>,
+    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
+    /// pulled (its sinks keep their batching) or fed only internally.
+    pub arrivals: Option<Arrivals>,
+}

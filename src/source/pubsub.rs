@@ -26,7 +26,7 @@ use crate::ack::{Ack, Outcome};
 use crate::config::global::PubsubConfig;
 use crate::event::{footprint, Event};
 use crate::metrics::SourceMetrics;
-use crate::topology::PipelineInput;
+use super::PipelineInput;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the Pub/Sub client for {endpoint}: {source}")]

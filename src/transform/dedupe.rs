@@ -23,7 +23,7 @@ use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::condition::text_of;
 use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::ack::{Absorbed, Ack, AckWatch};
-use crate::config::units::HumanDuration;
+use crate::units::HumanDuration;
 use crate::event::Event;
 use crate::path::FieldPath;
 
