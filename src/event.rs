@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::ack::Ack;
-use crate::transform::columnar::RowRef;
+use crate::row::RowRef;
 
 /// A message's Pub/Sub attributes. A hash map, as the client hands them over: converting each
 /// message's into an ordered map cost ~2% of the logs hot path, and every place that writes them
@@ -53,7 +53,7 @@ pub struct Event {
     pub received: std::time::Instant,
     /// Counts a push request as one that may still add to its pipeline's batches, until the
     /// sinks take the event into a batch (see [`crate::source::arrivals`]); `None` otherwise.
-    pub arriving: Option<crate::source::arrivals::Arriving>,
+    pub arriving: Option<crate::arrivals::Arriving>,
 }
 
 impl Event {

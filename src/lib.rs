@@ -13,6 +13,7 @@
 pub mod ack;
 pub mod alloc;
 pub mod app;
+pub mod arrivals;
 pub mod bigquery;
 pub mod compact;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod provision;
 pub mod publish;
 pub mod replay;
 pub mod rfc3339;
+pub mod row;
 pub mod sample;
 pub mod schema;
 pub mod secret;

@@ -28,7 +28,7 @@ use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
-use crate::source::arrivals::Arrivals;
+use crate::arrivals::Arrivals;
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
 use crate::store::Location;

@@ -18,7 +18,7 @@ use super::lake::Partition;
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
-use crate::source::arrivals::{Arrivals, Settled};
+use crate::arrivals::{Arrivals, Settled};
 use crate::source::budget::Budget;
 
 /// One batch as every sink receives it.

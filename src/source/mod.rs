@@ -1,7 +1,7 @@
 //! Sources: where events come from. Each builds [`Event`](crate::event::Event)s with an ack
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
-pub mod arrivals;
+pub use crate::arrivals;
 pub mod budget;
 pub mod jwks;
 pub mod pubsub;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::event::Event;
-use arrivals::Arrivals;
+use crate::arrivals::Arrivals;
 use budget::Budget;
 
 /// Where sources hand events to one pipeline.
