@@ -44,11 +44,6 @@ impl GlobalConfig {
     pub fn pubsub_enabled(&self) -> Option<&PubsubConfig> {
         self.pubsub.as_ref().filter(|p| p.enabled)
     }
-
-    /// The Pub/Sub settings a pipeline with this source pulls with; `None` when it is not pulled.
-    pub fn pulling(&self, source: &super::pipeline::SourceConfig) -> Option<&PubsubConfig> {
-        self.pubsub_enabled().filter(|_| source.subscription.is_some())
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -124,6 +124,13 @@ impl Pipeline {
     }
 }
 
+impl GlobalConfig {
+    /// The Pub/Sub settings a pipeline with this source pulls with; `None` when it is not pulled.
+    pub fn pulling(&self, source: &SourceConfig) -> Option<&global::PubsubConfig> {
+        self.pubsub_enabled().filter(|_| source.subscription.is_some())
+    }
+}
+
 /// Longest `http.push_linger` accepted: every push request may wait it on top of its write.
 const MAX_PUSH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 

@@ -21,7 +21,7 @@ use super::checkpoint::{self, Checkpoint};
 use super::ndjson::{compression_of, Line, Lines, MAX_LINE};
 use super::plan::{Plan, SourceFile};
 use super::progress::Progress;
-use super::run::{Acks, Unit};
+use super::unit::{Acks, Unit};
 use super::{reader, ReplayError};
 use crate::event::{Attributes, DeadLetter, Event};
 use crate::store::Location;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use object_store::path::Path as ObjectPath;
 
 use super::existing::{Counts, MissingOnly};
-use super::run::Target;
 use super::topic::TopicTarget;
 use super::ReplayError;
 use crate::config::global::WriteMode;
@@ -19,6 +18,27 @@ use crate::topology::StartError;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+
+/// Where replayed events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Target {
+    /// The pipeline's BigQuery sinks: only message ids the table does not have yet.
+    Bigquery,
+    /// The pipeline's lake sinks, under the replay's --output (never the archive).
+    Lake,
+    /// The pipeline's Pub/Sub topic (original bytes; the running service processes them).
+    Topic,
+}
+
+impl Target {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Target::Bigquery => "bigquery",
+            Target::Lake => "lake",
+            Target::Topic => "topic",
+        }
+    }
+}
 
 /// The writers and targets a replay feeds.
 pub(super) struct Outputs {

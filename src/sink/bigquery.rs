@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 
-use super::group::{Encoded, WriteResult, Writer, Written};
+use super::{Encoded, WriteResult, Writer, Written};
 use crate::bigquery::stream::{AppendFailure, Appender};
 use crate::bigquery::written::WrittenIds;
 use crate::bigquery::OpenTable;

@@ -6,55 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
-use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher, Limits};
 use super::encode;
-use super::lake::Partition;
+pub use super::{Encoded, WriteResult, Writer, Written};
+use super::Partition;
 use crate::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
 use crate::arrivals::{Arrivals, Settled};
 use crate::source::budget::Budget;
-
-/// One batch as every sink receives it.
-pub struct Encoded {
-    pub partition: Partition,
-    pub batch: RecordBatch,
-    /// A fixed object name (without `.parquet`) for this batch, so writing it again replaces the
-    /// object instead of adding one (replay: one per source row group); `None`: a unique name.
-    pub object: Option<String>,
-    /// Rows whose message may have been written before (a redelivery, or a delivery Pub/Sub did
-    /// not count): a sink that must not duplicate checks these first.
-    pub maybe_written: Vec<usize>,
-    /// When the last of those rows arrived.
-    pub maybe_written_since: Option<std::time::Instant>,
-}
-
-/// What a sink made of a batch it wrote: every row, or every row but these (index, reason).
-#[derive(Debug, PartialEq)]
-pub enum Written {
-    All,
-    Except(Vec<(usize, String)>),
-}
-
-/// `Err` means nothing of the batch is known to be durable: its messages are redelivered.
-pub type WriteResult = Result<Written, String>;
-
-/// A destination for encoded batches (the lake, a BigQuery table).
-pub trait Writer: Send + Sync {
-    fn name(&self) -> &str;
-    /// Write the batch, retrying what may pass on a later attempt.
-    fn write<'a>(&'a self, batch: &'a Encoded) -> BoxFuture<'a, WriteResult>;
-    /// Release what the writer holds (streams) once the group has written its last batch.
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-}
 
 type Routes = Option<Arc<[Arc<str>]>>;
 
