@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Outcome;
+use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
 use crate::config::{BatchLimits, Config, Sink};
 use crate::event::{DeadLetter, Event};
@@ -28,7 +29,6 @@ use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
-use crate::arrivals::Arrivals;
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
 use crate::store::Location;
@@ -108,9 +108,12 @@ impl Topology {
                         metrics: metrics.sink(&p.name, name),
                     })),
                     Sink::BigQuery { name, table, mode, .. } => match &warehouse {
-                        Some(w) => {
-                            writers.push(Box::new(BigQueryWriter::new(w.open_table(p, name, table, *mode).await?, name, &p.name, metrics.sink(&p.name, name))))
-                        }
+                        Some(w) => writers.push(Box::new(BigQueryWriter::new(
+                            w.open_table(p, name, table, *mode).await?,
+                            name,
+                            &p.name,
+                            metrics.sink(&p.name, name),
+                        ))),
                         None => {
                             tracing::info!(pipeline = %p.name, sink = %name,
                                 "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");

@@ -14,12 +14,12 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-pub use global::{BatchLimits, GlobalConfig, WriteMode};
-pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
-/// Where config values are read: kept reachable from here for code that names them so.
-pub use crate::{interpolate, units};
 /// Kept here too: config structs are read with it everywhere, tests included.
 pub use crate::json::from_yaml_str;
+/// Where config values are read: kept reachable from here for code that names them so.
+pub use crate::{interpolate, units};
+pub use global::{BatchLimits, GlobalConfig, WriteMode};
+pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
 
 use crate::schema::Schema;
 use crate::transform::{BuildContext, Chain, StageConfig};

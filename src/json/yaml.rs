@@ -42,4 +42,3 @@ fn check_flow_depth(text: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

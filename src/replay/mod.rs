@@ -46,8 +46,8 @@ pub mod plan;
 pub mod progress;
 pub mod reader;
 pub mod rows;
-mod select;
 pub mod run;
+mod select;
 pub mod topic;
 mod unit;
 

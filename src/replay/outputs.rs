@@ -14,10 +14,10 @@ use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::bigquery::BigQueryWriter;
-use crate::topology::StartError;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+use crate::topology::StartError;
 
 /// Where replayed events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -78,13 +78,15 @@ pub(super) async fn outputs(
     let mut writers: Vec<Box<dyn Writer>> = Vec::new();
     let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
     if to.contains(&Target::Bigquery) {
-        let warehouse = crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?.ok_or_else(|| {
-            usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
-        })?;
+        let warehouse =
+            crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?.ok_or_else(|| {
+                usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
+            })?;
         for s in &p.sinks {
             if let Sink::BigQuery { name, table, .. } = s {
                 // Exactly-once whatever the service uses: a retried append must not double rows.
-                let opened = warehouse.open_table(p, name, table, WriteMode::ExactlyOnce).await.map_err(StartError::from)?;
+                let opened =
+                    warehouse.open_table(p, name, table, WriteMode::ExactlyOnce).await.map_err(StartError::from)?;
                 let inner = BigQueryWriter::new(opened, name, &p.name, metrics.sink(&p.name, name));
                 let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
                 writers.push(Box::new(checked));

@@ -8,12 +8,12 @@ use object_store::path::Path as ObjectPath;
 
 use super::checkpoint::{self, Checkpoint, Params, Start};
 use super::ndjson_run::{self, Input};
-pub use super::outputs::Target;
 use super::outputs::outputs;
-use super::unit::Unit;
+pub use super::outputs::Target;
 use super::plan::{self, Kind, Plan, Selector, SourceFile, Window};
 use super::progress::Progress;
-use super::{Summary, location, reader, rows, ReplayError};
+use super::unit::Unit;
+use super::{location, reader, rows, ReplayError, Summary};
 use crate::config::{Config, Pipeline};
 use crate::lake_tail::join;
 use crate::path::FieldPath;

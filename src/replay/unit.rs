@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::outputs::Outputs;
 use super::plan::{Kind, SourceFile};
-use super::{Summary, ingest, rows, ReplayError};
+use super::{ingest, rows, ReplayError, Summary};
 use crate::ack::{Ack, Outcome};
 use crate::config::Pipeline;
 use crate::event::{DeadLetter, Event};

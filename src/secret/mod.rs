@@ -175,10 +175,10 @@ fn reference(dir: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
     }
     let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read: {e}")))?;
     // Unset variables stay as written: validate must not need the deployment's environment.
-    let text = crate::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}"))))
-        .map_err(fail)?;
-    let r: ReferenceFile = crate::json::from_yaml_str(&text)
-        .map_err(|(f, m)| fail(if f.is_empty() { m } else { format!("{f}: {m}") }))?;
+    let text =
+        crate::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}")))).map_err(fail)?;
+    let r: ReferenceFile =
+        crate::json::from_yaml_str(&text).map_err(|(f, m)| fail(if f.is_empty() { m } else { format!("{f}: {m}") }))?;
     let version = r.secret.trim().to_owned();
     if version.contains("${") {
         return Ok(version);

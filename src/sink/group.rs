@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher, Limits};
 use super::encode;
-pub use super::{Encoded, WriteResult, Writer, Written};
 use super::Partition;
+pub use super::{Encoded, WriteResult, Writer, Written};
 use crate::ack::Outcome;
+use crate::arrivals::{Arrivals, Settled};
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
-use crate::arrivals::{Arrivals, Settled};
 use crate::source::budget::Budget;
 
 type Routes = Option<Arc<[Arc<str>]>>;

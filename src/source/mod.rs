@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::event::Event;
 use crate::arrivals::Arrivals;
+use crate::event::Event;
 use budget::Budget;
 
 /// Where sources hand events to one pipeline.

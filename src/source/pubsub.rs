@@ -22,11 +22,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::budget::Budget;
+use super::PipelineInput;
 use crate::ack::{Ack, Outcome};
 use crate::config::global::PubsubConfig;
 use crate::event::{footprint, Event};
 use crate::metrics::SourceMetrics;
-use super::PipelineInput;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the Pub/Sub client for {endpoint}: {source}")]

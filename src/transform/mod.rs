@@ -25,6 +25,7 @@ pub mod name_marks;
 pub mod parse_json;
 pub mod redact;
 pub mod route;
+pub mod time_text;
 pub mod timestamp;
 pub mod validate;
 
