@@ -249,18 +249,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(sluice::app::run(config, None, sluice::shutdown::signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => match sluice::config::load(&config) {
-            Ok(c) => {
-                let names: Vec<&str> = c.pipelines.iter().map(|p| p.name.as_str()).collect();
-                println!("{}: ok ({} pipelines: {})", config.display(), names.len(), names.join(", "));
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(problems) => {
-                println!("{problems}");
-                println!("{} problem(s) found", problems.0.len());
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::Validate { config } => Ok(validate(&config)),
         Command::Schema { kind, schemas_dir } => {
             let schema = if kind == "dead_letter" {
                 sluice::sink::dead_letter::schema()
@@ -310,21 +299,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_compact(&summary, dry_run);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Healthcheck { listen, timeout } => {
-            let url = healthz_url(listen);
-            let client = reqwest::Client::builder().timeout(timeout).build()?;
-            let status = runtime()?.block_on(async { client.get(&url).send().await.map(|r| r.status()) });
-            match status {
-                Ok(s) if s.is_success() => Ok(ExitCode::SUCCESS),
-                Ok(s) => {
-                    eprintln!("unhealthy: {url} answered {s}");
-                    Ok(ExitCode::FAILURE)
-                }
-                Err(e) => {
-                    eprintln!("unhealthy: {:#}", anyhow::Error::from(e));
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+        Command::Healthcheck { listen, timeout } => healthcheck(listen, timeout),
+    }
+}
+
+/// `sluice validate`: every problem of the config, or what it holds.
+fn validate(config: &std::path::Path) -> ExitCode {
+    match sluice::config::load(config) {
+        Ok(c) => {
+            let names: Vec<&str> = c.pipelines.iter().map(|p| p.name.as_str()).collect();
+            println!("{}: ok ({} pipelines: {})", config.display(), names.len(), names.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("{problems}");
+            println!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice healthcheck`: success when `/healthz` answers 2xx within `timeout`.
+fn healthcheck(listen: SocketAddr, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let url = healthz_url(listen);
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let status = runtime()?.block_on(async { client.get(&url).send().await.map(|r| r.status()) });
+    match status {
+        Ok(s) if s.is_success() => Ok(ExitCode::SUCCESS),
+        Ok(s) => {
+            eprintln!("unhealthy: {url} answered {s}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {:#}", anyhow::Error::from(e));
+            Ok(ExitCode::FAILURE)
         }
     }
 }

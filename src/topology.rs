@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::Outcome;
 use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
-use crate::config::{BatchLimits, Config, Sink};
+use crate::config::{BatchLimits, Config, Pipeline, Sink};
 use crate::event::{DeadLetter, Event};
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
@@ -95,37 +96,7 @@ impl Topology {
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
             let dead_group = dead_letter_group(config, p, &store, &base, &metrics, arrivals.clone());
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
-            let mut writers: Vec<Box<dyn Writer>> = Vec::new();
-            let mut batch: Option<Limits> = None;
-            for s in &p.sinks {
-                match s {
-                    Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
-                        name: name.clone(),
-                        pipeline: p.name.clone(),
-                        store: store.clone(),
-                        prefix: join(&base, prefix),
-                        instance: config.global.instance.clone(),
-                        metrics: metrics.sink(&p.name, name),
-                    })),
-                    Sink::BigQuery { name, table, mode, .. } => match &warehouse {
-                        Some(w) => writers.push(Box::new(BigQueryWriter::new(
-                            w.open_table(p, name, table, *mode).await?,
-                            name,
-                            &p.name,
-                            metrics.sink(&p.name, name),
-                        ))),
-                        None => {
-                            tracing::info!(pipeline = %p.name, sink = %name,
-                                "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
-                            continue;
-                        }
-                    },
-                }
-                batch = Some(tightest(batch, limits(s.batch())));
-            }
-            let Some(batch) = batch else {
-                return Err(StartError::NoSink { file: p.file.display().to_string() });
-            };
+            let (writers, batch) = sink_writers(config, p, (&store, &base), &metrics, warehouse.as_ref()).await?;
             // One flow control per pipeline: the subscription's when pulled (push shares it).
             let budget = match pulled {
                 Some(pubsub) => Some(Budget::for_subscription(pubsub)),
@@ -162,6 +133,49 @@ impl Topology {
                 tracing::error!(error = %e, "pipeline task failed");
             }
         }
+    }
+}
+
+/// The writers of a pipeline's active sinks and the tightest of their batch limits; a BigQuery
+/// sink is skipped while BigQuery is disabled, and a pipeline left without a sink is an error.
+async fn sink_writers(
+    config: &Config,
+    p: &Pipeline,
+    (store, base): (&Arc<dyn ObjectStore>, &ObjectPath),
+    metrics: &Arc<Metrics>,
+    warehouse: Option<&Warehouse>,
+) -> Result<(Vec<Box<dyn Writer>>, Limits), StartError> {
+    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
+    let mut batch: Option<Limits> = None;
+    for s in &p.sinks {
+        match s {
+            Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
+                name: name.clone(),
+                pipeline: p.name.clone(),
+                store: store.clone(),
+                prefix: join(&base, prefix),
+                instance: config.global.instance.clone(),
+                metrics: metrics.sink(&p.name, name),
+            })),
+            Sink::BigQuery { name, table, mode, .. } => match warehouse {
+                Some(w) => writers.push(Box::new(BigQueryWriter::new(
+                    w.open_table(p, name, table, *mode).await?,
+                    name,
+                    &p.name,
+                    metrics.sink(&p.name, name),
+                ))),
+                None => {
+                    tracing::info!(pipeline = %p.name, sink = %name,
+                        "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
+                    continue;
+                }
+            },
+        }
+        batch = Some(tightest(batch, limits(s.batch())));
+    }
+    match batch {
+        Some(batch) => Ok((writers, batch)),
+        None => Err(StartError::NoSink { file: p.file.display().to_string() }),
     }
 }
 

@@ -370,6 +370,36 @@ fn check_pipeline(
     if spec.sinks.is_empty() {
         report("sinks", "expected at least one sink".into());
     }
+    let sinks = check_sinks(&spec, global, pulled, &mut report);
+    let schema = match Schema::load(schemas_dir, &spec.schema) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report("schema", e);
+            return None;
+        }
+    };
+    let pipeline = Pipeline {
+        name: spec.name,
+        file: file.to_owned(),
+        source: spec.source,
+        schema,
+        transforms: spec.transforms,
+        sinks,
+    };
+    if let Err(e) = pipeline.chain() {
+        report(&e.field, e.message);
+    }
+    (problems.len() == before).then_some(pipeline)
+}
+
+/// A pipeline's sinks, checked: unique valid names, a lake prefix, a BigQuery table name and
+/// section, each batch's limits against the flow control it is pulled with.
+fn check_sinks(
+    spec: &PipelineFile,
+    global: &GlobalConfig,
+    pulled: Option<&global::PubsubConfig>,
+    report: &mut impl FnMut(&str, String),
+) -> Vec<Sink> {
     let mut sinks = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, s) in spec.sinks.iter().enumerate() {
@@ -407,25 +437,7 @@ fn check_pipeline(
             }
         }
     }
-    let schema = match Schema::load(schemas_dir, &spec.schema) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            report("schema", e);
-            return None;
-        }
-    };
-    let pipeline = Pipeline {
-        name: spec.name,
-        file: file.to_owned(),
-        source: spec.source,
-        schema,
-        transforms: spec.transforms,
-        sinks,
-    };
-    if let Err(e) = pipeline.chain() {
-        report(&e.field, e.message);
-    }
-    (problems.len() == before).then_some(pipeline)
+    sinks
 }
 
 fn check_across(pipelines: &[Pipeline], problems: &mut Vec<Problem>) {

@@ -207,6 +207,19 @@ impl SinkGroup {
         if good.is_empty() {
             return;
         }
+        let Some((good, batch)) = self.encode(partition, good, object).await else { return };
+        let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
+        self.settle(&writers, results, good).await;
+    }
+
+    /// The batch every sink writes, in its own thread; `None` when it could not be encoded (the
+    /// events are refused, or failed with the task).
+    async fn encode(
+        &self,
+        partition: Partition,
+        good: Vec<Event>,
+        object: Option<String>,
+    ) -> Option<(Vec<Event>, Encoded)> {
         let schema = self.schema.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let batch = encode::events_to_batch(&schema, &good);
@@ -218,7 +231,7 @@ impl SinkGroup {
             Err(e) => {
                 // The events were dropped with the task: their acks fail and the source redelivers.
                 tracing::error!(pipeline = %self.pipeline, error = %e, "encoding task failed");
-                return;
+                return None;
             }
         };
         let batch = match batch {
@@ -238,11 +251,15 @@ impl SinkGroup {
                 for ev in good {
                     self.refuse(ev, "sinks", format!("cannot encode batch: {e}")).await;
                 }
-                return;
+                return None;
             }
         };
-        let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
+        Some((good, batch))
+    }
 
+    /// Settle each event from every sink's result: failed if a sink failed the batch, refused
+    /// (to dead letters) if a sink refused its row, else delivered.
+    async fn settle(&self, writers: &[&dyn Writer], results: Vec<WriteResult>, good: Vec<Event>) {
         let mut refused: Vec<Option<(String, String)>> = (0..good.len()).map(|_| None).collect();
         let mut failed = None;
         for (w, r) in writers.iter().zip(results) {
