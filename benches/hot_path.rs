@@ -379,7 +379,6 @@ fn main() {
         }
     }
     let Some((r, frames, payload, keep)) = logs else { return };
-    let cpu = r.cpu().as_secs_f64();
 
     let baseline = python.as_deref().and_then(|py| {
         let path = dir.join("logs.frames");
@@ -393,6 +392,20 @@ fn main() {
         run_baseline(py, &path, &keep, n)
     });
 
+    print_phases(&r, baseline.as_ref(), n);
+
+    if let Some(a) = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep)) {
+        print_anchors(&r, &a, n, payload);
+    }
+
+    if let Some(b) = baseline {
+        print_baseline(&r, &b, n, payload);
+    }
+}
+
+/// Where the logs pipeline's CPU time goes, phase by phase, beside the baseline's if it ran.
+fn print_phases(r: &Round, baseline: Option<&Baseline>, n: usize) {
+    let cpu = r.cpu().as_secs_f64();
     println!();
     println!("logs: where the CPU time goes");
     println!();
@@ -410,44 +423,47 @@ fn main() {
             .unwrap_or_default();
         println!("| {name} | {:.2} | {:.0}% |{py}", c * 1e6 / n as f64, 100.0 * c / cpu);
     }
+}
 
-    let anchors = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep));
-    if let Some(a) = anchors {
-        let decode = r.phases[0].cpu.as_secs_f64();
-        println!();
-        println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
-        println!();
-        println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
-        println!("| --- | ---: | ---: | ---: |");
-        let line = |what: &str, secs: f64, vs: Option<f64>| {
-            let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
-            println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
-        };
-        line("sluice: Pub/Sub frames -> Parquet", cpu, None);
-        line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
-        for (name, secs) in &a.engines {
-            line(name, *secs, Some(cpu - decode));
-        }
-        println!();
-        println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
+/// sluice beside the anchors (DuckDB, polars) on the same payloads.
+fn print_anchors(r: &Round, a: &Anchors, n: usize, payload: usize) {
+    let cpu = r.cpu().as_secs_f64();
+    let decode = r.phases[0].cpu.as_secs_f64();
+    println!();
+    println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
+    println!();
+    println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
+    println!("| --- | ---: | ---: | ---: |");
+    let line = |what: &str, secs: f64, vs: Option<f64>| {
+        let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
+        println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
+    };
+    line("sluice: Pub/Sub frames -> Parquet", cpu, None);
+    line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
+    for (name, secs) in &a.engines {
+        line(name, *secs, Some(cpu - decode));
     }
+    println!();
+    println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
+}
 
-    if let Some(b) = baseline {
-        println!();
-        println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
-        println!();
-        println!("| measure | sluice | python | sluice/python |");
-        println!("| --- | ---: | ---: | ---: |");
-        let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
-        row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
-        row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
-        println!(
-            "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
-            payload as f64 / 1e6 / cpu,
-            payload as f64 / 1e6 / b.cpu,
-            b.cpu / cpu
-        );
-        println!();
-        println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
-    }
+/// sluice beside the Python baseline.
+fn print_baseline(r: &Round, b: &Baseline, n: usize, payload: usize) {
+    let cpu = r.cpu().as_secs_f64();
+    println!();
+    println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
+    println!();
+    println!("| measure | sluice | python | sluice/python |");
+    println!("| --- | ---: | ---: | ---: |");
+    let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
+    row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
+    row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
+    println!(
+        "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
+        payload as f64 / 1e6 / cpu,
+        payload as f64 / 1e6 / b.cpu,
+        b.cpu / cpu
+    );
+    println!();
+    println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
 }
