@@ -153,7 +153,7 @@ async fn sink_writers(
                 name: name.clone(),
                 pipeline: p.name.clone(),
                 store: store.clone(),
-                prefix: join(&base, prefix),
+                prefix: join(base, prefix),
                 instance: config.global.instance.clone(),
                 metrics: metrics.sink(&p.name, name),
             })),

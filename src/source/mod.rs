@@ -1,4 +1,4 @@
-//! Sources: where events come from. Each builds [`Event`](crate::event::Event)s with an ack
+//! Sources: where events come from. Each builds [`Event`]s with an ack
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
 pub use crate::arrivals;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 pub(crate) mod compact;
+mod emulators;
 pub(crate) mod faults;
 pub(crate) mod push_load;
 pub(crate) mod replay;
 pub(crate) mod samples;
-mod emulators;
 
 pub(crate) use emulators::*;
 

@@ -1,4 +1,3 @@
-
 use super::super::testing::{build, event};
 use super::BUILT_IN;
 use serde_json::json;
