@@ -39,7 +39,7 @@ enum State {
 impl Status {
     /// The state, even after a panic elsewhere while it was held (it is always consistent).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.0)
     }
 }
 

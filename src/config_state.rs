@@ -105,7 +105,7 @@ impl ConfigState {
     }
 
     pub fn apply(&self, c: Change) -> Applied {
-        let mut state = self.state.write().expect("not poisoned");
+        let mut state = crate::locks::write(&self.state);
         let keys = state.entry(c.service).or_default();
         let applied = match keys.get(&c.key) {
             Some(held) if held.message_id == c.entry.message_id => Applied::Duplicate,
@@ -122,17 +122,17 @@ impl ConfigState {
 
     /// The current keys of one service.
     pub fn service(&self, service: &str) -> Option<BTreeMap<String, Entry>> {
-        self.state.read().expect("not poisoned").get(service).cloned()
+        crate::locks::read(&self.state).get(service).cloned()
     }
 
     /// `(services, keys)` held.
     pub fn size(&self) -> (usize, usize) {
-        let state = self.state.read().expect("not poisoned");
+        let state = crate::locks::read(&self.state);
         (state.len(), state.values().map(BTreeMap::len).sum())
     }
 
     fn snapshot(&self) -> State {
-        self.state.read().expect("not poisoned").clone()
+        crate::locks::read(&self.state).clone()
     }
 
     fn apply_all(&self, state: State) {

@@ -24,6 +24,7 @@ pub mod health;
 pub mod interpolate;
 pub mod json;
 pub mod lake_tail;
+mod locks;
 pub mod metrics;
 pub mod path;
 pub mod provision;

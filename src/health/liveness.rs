@@ -81,7 +81,7 @@ impl Liveness {
                 not_ready.push(format!("subscription {} not connected: {why}", s.subscription));
             }
         }
-        for s in self.stalled.lock().expect("not poisoned").keys() {
+        for s in crate::locks::lock(&self.stalled).keys() {
             unhealthy.push(format!("subscription {s} stalled: messages wait but its streams deliver none"));
         }
         for s in self.metrics.sinks() {
@@ -139,14 +139,14 @@ impl Liveness {
         let now = tokio::time::Instant::now();
         let last_message = s.state.last_message_ms.load(Ordering::Relaxed);
         let silent_ms = chrono::Utc::now().timestamp_millis() - last_message;
-        let mut stalled = self.stalled.lock().expect("not poisoned").get(&s.subscription).copied();
+        let mut stalled = crate::locks::lock(&self.stalled).get(&s.subscription).copied();
         // Silence counts from the later of: the last message, sluice's start, the last restart.
         let mut silent_for = Duration::from_millis(silent_ms.max(0) as u64).min(now - started);
         if let Some(restarted) = stalled {
             if silent_for < now - restarted {
                 // Delivered since the restart: recovered.
                 tracing::info!(subscription = %s.subscription, "stalled subscription delivers again");
-                self.stalled.lock().expect("not poisoned").remove(&s.subscription);
+                crate::locks::lock(&self.stalled).remove(&s.subscription);
                 stalled = None;
             } else {
                 silent_for = now - restarted;
@@ -161,12 +161,12 @@ impl Liveness {
             Ok(true) => {
                 tracing::warn!(subscription = %s.subscription, silent_s = silent_for.as_secs(), restarted_before = stalled.is_some(),
                     "messages wait but the streams deliver none; restarting them");
-                self.stalled.lock().expect("not poisoned").insert(s.subscription.clone(), now);
+                crate::locks::lock(&self.stalled).insert(s.subscription.clone(), now);
                 s.restart_streams();
             }
             Ok(false) => {
                 if stalled.is_some() {
-                    self.stalled.lock().expect("not poisoned").remove(&s.subscription);
+                    crate::locks::lock(&self.stalled).remove(&s.subscription);
                 }
             }
             Err(e) => tracing::warn!(subscription = %s.subscription, error = %e, "backlog check failed"),

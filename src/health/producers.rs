@@ -146,7 +146,7 @@ impl Producers {
     pub fn seen(&self, service: &str, at: DateTime<Utc>, report: Option<Report>) {
         let now = self.clock.now();
         let at = at.min(now);
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut inner = crate::locks::lock(&self.inner);
         let p = inner.entry(service.to_owned()).or_insert(Producer { last_seen: at, state: None, report: None });
         if at >= p.last_seen {
             p.last_seen = at;
@@ -164,7 +164,7 @@ impl Producers {
     /// Bring every producer's state up to `now`; returns the changes, oldest first.
     pub fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
         let mut out = Vec::new();
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut inner = crate::locks::lock(&self.inner);
         for (service, p) in inner.iter_mut() {
             let to = self.state_of(service, p, now);
             match p.state {
@@ -197,7 +197,7 @@ impl Producers {
 
     /// When the next threshold is crossed, if any producer has one ahead.
     fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        let inner = self.inner.lock().expect("not poisoned");
+        let inner = crate::locks::lock(&self.inner);
         inner
             .iter()
             .filter_map(|(service, p)| {
@@ -214,7 +214,7 @@ impl Producers {
     /// Every producer, by name.
     pub fn view(&self) -> BTreeMap<String, ProducerView> {
         let now = self.clock.now();
-        let inner = self.inner.lock().expect("not poisoned");
+        let inner = crate::locks::lock(&self.inner);
         inner
             .iter()
             .map(|(service, p)| {

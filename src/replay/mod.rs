@@ -77,6 +77,9 @@ pub enum ReplayError {
     /// A sink could not write a batch after its retries; run the replay again to resume.
     #[error("{0}; run the same replay again to resume from the checkpoint")]
     Sink(String),
+    /// Publishing to the pipeline's topic failed; run the replay again to resume.
+    #[error("{0}; run the same replay again to resume from the checkpoint")]
+    Topic(#[from] topic::TopicError),
     #[error("starting the sinks: {0}")]
     Start(#[from] crate::topology::StartError),
 }

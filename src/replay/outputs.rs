@@ -115,7 +115,7 @@ pub(super) async fn outputs(
             .topic
             .as_deref()
             .ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
-        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e))?)
+        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e.to_string()))?)
     } else {
         None
     };

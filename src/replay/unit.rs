@@ -104,7 +104,7 @@ impl Unit<'_> {
         self.summary.rows += n as u64;
         if let Some(topic) = &self.outputs.topic {
             let plain: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
-            topic.publish(&plain).await.map_err(ReplayError::Sink)?;
+            topic.publish(&plain).await?;
             self.summary.published += plain.len() as u64;
         }
         let batches = self.chain_events(events, &mut dead);

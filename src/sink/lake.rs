@@ -46,9 +46,7 @@ impl Writer for LakeWriter {
     fn write<'a>(&'a self, encoded: &'a Encoded) -> BoxFuture<'a, WriteResult> {
         Box::pin(async move {
             let batch = encoded.batch.clone();
-            let bytes = tokio::task::spawn_blocking(move || encode::to_parquet(&batch))
-                .await
-                .map_err(|e| format!("encoding task failed: {e}"))?;
+            let bytes = tokio::task::spawn_blocking(move || encode::to_parquet(&batch)).await?;
             let bytes = match bytes {
                 Ok(b) => b,
                 // Deterministic: the same rows would fail again, so they go to dead letters.
@@ -63,7 +61,7 @@ impl Writer for LakeWriter {
             let size = bytes.len();
             if let Err(e) = self.put(&path, bytes).await {
                 self.metrics.failed("write", &e.to_string());
-                return Err(e.to_string());
+                return Err(e.into());
             }
             self.metrics.flushed(encoded.batch.num_rows(), started.elapsed());
             tracing::info!(sink = %self.name, pipeline = %self.pipeline, object = %path, rows = encoded.batch.num_rows(),

@@ -80,7 +80,38 @@ pub enum Written {
 }
 
 /// `Err` means nothing of the batch is known to be durable: its messages are redelivered.
-pub type WriteResult = Result<Written, String>;
+pub type WriteResult = Result<Written, WriteError>;
+
+/// Why a sink wrote nothing of a batch that it knows of.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The task encoding the batch ended without a result (it panicked).
+    #[error("encoding task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The object store did not take the object, after its retries.
+    #[error(transparent)]
+    Store(#[from] lake::WriteError),
+    /// An append failed after its retries, or may have landed on a stream that was replaced.
+    #[error("appending to {table}: {source}")]
+    Append { table: String, source: crate::bigquery::stream::AppendFailure },
+    /// Which rows the table already holds could not be found out.
+    #[error("checking {table} for rows written before: {source}")]
+    Lookup { table: String, source: crate::bigquery::rest::RestError },
+    /// Taking rows out of a batch failed.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The batch lacks the column that identifies its rows.
+    #[error("{table}: the batch has no {column} column")]
+    NoIdColumn { table: String, column: &'static str },
+}
+
+/// By message: results are compared in tests and benches, and the sources (object store,
+/// transport errors) have no equality of their own.
+impl PartialEq for WriteError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
 
 /// A destination for encoded batches (the lake, a BigQuery table).
 pub trait Writer: Send + Sync {

@@ -94,7 +94,7 @@ impl Shared {
 
     /// Move queued parts into the send buffer, in order.
     fn take_queued(&self, sent: &mut Sent) {
-        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queued = crate::locks::lock(&self.queued);
         for part in queued.drain(..) {
             sent.buffer.extend_from_slice(&part);
         }
@@ -171,7 +171,7 @@ impl Shared {
 #[async_trait]
 impl MultipartUpload for ResumableUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.shared.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Bytes::from(data));
+        crate::locks::lock(&self.shared.queued).push(Bytes::from(data));
         let shared = self.shared.clone();
         async move {
             let mut sent = shared.sent.lock().await;
