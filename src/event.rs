@@ -11,8 +11,8 @@ use crate::ack::Ack;
 use crate::row::RowRef;
 
 /// A message's Pub/Sub attributes. A hash map, as the client hands them over: converting each
-/// message's into an ordered map cost ~2% of the logs hot path, and every place that writes them
-/// out (metadata, dead letters) goes through a sorted JSON object anyway.
+/// message's into an ordered map costs on the hot path, and every place that writes them out
+/// (metadata, dead letters) goes through a sorted JSON object anyway.
 pub type Attributes = HashMap<String, String>;
 
 /// What an event of `payload` bytes with an id of `id` bytes weighs in memory at its peak, about:

@@ -23,9 +23,8 @@ use crate::source::PipelineInput;
 const ENQUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest push body after which the connection is kept open. Reading a body grows the
-/// connection's read buffer (up to ~400 KiB in hyper) and an idle connection keeps it: 1,000
-/// callers of 1 MB pushes held 441 MiB that way, beside a flow control of 100 MiB, and 138 MiB
-/// peak once those connections were closed. Events are mostly far smaller, and keep theirs.
+/// connection's read buffer and an idle connection keeps it, outside the flow control; closing
+/// the connection after a large body frees it (`docs/performance.md`, push floods).
 const KEEP_ALIVE_BODY: usize = 16 << 10;
 
 /// The answer to a request refused before its body is read: bad token, no such push pipeline,

@@ -56,8 +56,8 @@ impl BigQueryWriter {
 }
 
 /// The retry policy for appends: at most 25 s of backoff in all, then the batch is given back.
-/// A bound on the total, not on the count: with jitter, eight retries slept anywhere from 21 to
-/// 42 s, so whether an outage of half a minute ended in a nack was a coin toss.
+/// A bound on the total, not on the count: with jitter, a count of retries sleeps anywhere in a
+/// wide range, and whether an outage of half a minute ends in a nack must not be left to chance.
 pub fn default_retry() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))

@@ -146,8 +146,8 @@ impl SinkGroup {
     }
 
     /// Whether the open batches hold at least half of the messages (or of the weight) the source's
-    /// budget can hold. Not half of what it holds now: just after a write that is little, and a
-    /// batch written then stays small (a CI run wrote 4,752 rows in 5 files that way).
+    /// budget can hold. Not half of what it holds now: just after a write that is little, and
+    /// every batch written then would stay small.
     fn holds_most_of_the_budget(&self, batcher: &Batcher<(Partition, Routes), Event>) -> bool {
         let Some(budget) = &self.budget else { return false };
         let (messages, bytes) = budget.capacity();
