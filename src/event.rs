@@ -52,7 +52,7 @@ pub struct Event {
     /// wrote only after its in-flight writes had time to land.
     pub received: std::time::Instant,
     /// Counts a push request as one that may still add to its pipeline's batches, until the
-    /// sinks take the event into a batch (see [`crate::source::arrivals`]); `None` otherwise.
+    /// sinks take the event into a batch (see `crate::arrivals`); `None` otherwise.
     pub arriving: Option<crate::arrivals::Arriving>,
 }
 

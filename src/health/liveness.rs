@@ -42,7 +42,13 @@ pub struct Liveness {
 
 /// Whether a subscription's silence is a stall worth probing for: connected, silent long enough,
 /// and not explained by back-pressure from the pipeline or by flow control being full.
-pub fn may_be_stalled(silent_for: Duration, stall_after: Duration, blocked: bool, outstanding: i64, max: i64) -> bool {
+pub(crate) fn may_be_stalled(
+    silent_for: Duration,
+    stall_after: Duration,
+    blocked: bool,
+    outstanding: i64,
+    max: i64,
+) -> bool {
     silent_for >= stall_after && !blocked && outstanding < max
 }
 
@@ -62,10 +68,6 @@ impl Liveness {
             shutting_down,
             stalled: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn check_interval(&self) -> Duration {
-        self.check_interval
     }
 
     /// The current verdict, from the sources' and sinks' state.

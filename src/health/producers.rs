@@ -35,8 +35,8 @@ use crate::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
 
 /// Attribute marking events sluice emits itself.
-pub const ORIGIN: &str = "origin";
-pub const ORIGIN_LIVENESS: &str = "sluice-liveness";
+pub(crate) const ORIGIN: &str = "origin";
+pub(crate) const ORIGIN_LIVENESS: &str = "sluice-liveness";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,7 +259,7 @@ impl Producers {
 }
 
 /// The `health` event that records a transition.
-pub fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
+pub(crate) fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
     let ts = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Micros, true);
     let record = json!({
         "timestamp": ts(t.at),

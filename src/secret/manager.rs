@@ -27,7 +27,7 @@ struct Payload {
 
 /// Fetch the payload of `version` (`projects/P/secrets/S/versions/V`). A trailing newline (as
 /// `echo` writes it into `gcloud secrets create --data-file=-`) is dropped.
-pub async fn access(endpoint: Option<&str>, version: &str) -> Result<Secret, SecretError> {
+pub(crate) async fn access(endpoint: Option<&str>, version: &str) -> Result<Secret, SecretError> {
     let fail = |message: String| SecretError::Fetch { name: version.to_owned(), message };
     if !valid_version_name(version) {
         return Err(fail(

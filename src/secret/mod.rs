@@ -8,7 +8,7 @@
 //! resolves them at start ([`manager`]). A resolved value lives in a [`Secret`], whose Debug,
 //! Display and Serialize print `***`, so it cannot reach a log line, an error or `/status`.
 
-pub mod manager;
+pub(crate) mod manager;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ struct ReferenceFile {
 }
 
 /// Whether `name` is a Secret Manager version name: `projects/P/secrets/S/versions/V`.
-pub fn valid_version_name(name: &str) -> bool {
+pub(crate) fn valid_version_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').collect();
     let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     matches!(parts.as_slice(), ["projects", p, "secrets", s, "versions", v]

@@ -65,7 +65,7 @@ impl SinkGroup {
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
     /// batches are written as soon as they hold half of what its budget can hold. Once no push
-    /// request can add to them ([`Arrivals`]), they are written as soon as they hold as many
+    /// request can add to them (`Arrivals`), they are written as soon as they hold as many
     /// events as there were callers, or `linger` is over.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);

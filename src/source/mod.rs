@@ -1,7 +1,6 @@
 //! Sources: where events come from. Each builds [`Event`]s with an ack
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
-pub use crate::arrivals;
 pub mod budget;
 pub mod jwks;
 pub mod pubsub;
