@@ -343,6 +343,20 @@ fn run_anchors(python: &str, dir: &Path, seed: u64, n: usize, sluice_parquet: &P
     Some(Anchors { engines, compare: v["compare"].to_string() })
 }
 
+/// sluice's Pub/Sub decode (the round's first phase) beside the official client's way.
+fn print_decode(r: &Round, frames: &[Vec<u8>], rounds: usize, n: usize) {
+    let subscription: Arc<str> = Arc::from("projects/sluice-local/subscriptions/logs-sluice");
+    let client = (0..rounds).map(|_| client_decode(frames, &subscription)).fold(f64::MAX, f64::min);
+    let own = r.phases[0].cpu.as_secs_f64();
+    println!();
+    println!("logs: Pub/Sub frames -> events, CPU µs/event (best of {rounds} for the client's way)");
+    println!();
+    println!("| decode | CPU µs/event |");
+    println!("| --- | ---: |");
+    println!("| sluice's own reader (source::pull::wire), leases included | {:.2} |", own * 1e6 / n as f64);
+    println!("| the official client's way (prost types, then its Message) | {:.2} |", client * 1e6 / n as f64);
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
@@ -391,18 +405,8 @@ fn main() {
         }
     }
     let Some((r, frames, payload, keep)) = logs else { return };
-    let cpu = r.cpu().as_secs_f64();
 
-    let subscription: Arc<str> = Arc::from("projects/sluice-local/subscriptions/logs-sluice");
-    let client = (0..rounds).map(|_| client_decode(&frames, &subscription)).fold(f64::MAX, f64::min);
-    let own = r.phases[0].cpu.as_secs_f64();
-    println!();
-    println!("logs: Pub/Sub frames -> events, CPU µs/event (best of {rounds} for the client's way)");
-    println!();
-    println!("| decode | CPU µs/event |");
-    println!("| --- | ---: |");
-    println!("| sluice's own reader (source::pull::wire), leases included | {:.2} |", own * 1e6 / n as f64);
-    println!("| the official client's way (prost types, then its Message) | {:.2} |", client * 1e6 / n as f64);
+    print_decode(&r, &frames, rounds, n);
 
     let baseline = python.as_deref().and_then(|py| {
         let path = dir.join("logs.frames");
@@ -416,6 +420,20 @@ fn main() {
         run_baseline(py, &path, &keep, n)
     });
 
+    print_phases(&r, baseline.as_ref(), n);
+
+    if let Some(a) = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep)) {
+        print_anchors(&r, &a, n, payload);
+    }
+
+    if let Some(b) = baseline {
+        print_baseline(&r, &b, n, payload);
+    }
+}
+
+/// Where the logs pipeline's CPU time goes, phase by phase, beside the baseline's if it ran.
+fn print_phases(r: &Round, baseline: Option<&Baseline>, n: usize) {
+    let cpu = r.cpu().as_secs_f64();
     println!();
     println!("logs: where the CPU time goes");
     println!();
@@ -433,44 +451,47 @@ fn main() {
             .unwrap_or_default();
         println!("| {name} | {:.2} | {:.0}% |{py}", c * 1e6 / n as f64, 100.0 * c / cpu);
     }
+}
 
-    let anchors = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep));
-    if let Some(a) = anchors {
-        let decode = r.phases[0].cpu.as_secs_f64();
-        println!();
-        println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
-        println!();
-        println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
-        println!("| --- | ---: | ---: | ---: |");
-        let line = |what: &str, secs: f64, vs: Option<f64>| {
-            let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
-            println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
-        };
-        line("sluice: Pub/Sub frames -> Parquet", cpu, None);
-        line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
-        for (name, secs) in &a.engines {
-            line(name, *secs, Some(cpu - decode));
-        }
-        println!();
-        println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
+/// sluice beside the anchors (DuckDB, polars) on the same payloads.
+fn print_anchors(r: &Round, a: &Anchors, n: usize, payload: usize) {
+    let cpu = r.cpu().as_secs_f64();
+    let decode = r.phases[0].cpu.as_secs_f64();
+    println!();
+    println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
+    println!();
+    println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
+    println!("| --- | ---: | ---: | ---: |");
+    let line = |what: &str, secs: f64, vs: Option<f64>| {
+        let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
+        println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
+    };
+    line("sluice: Pub/Sub frames -> Parquet", cpu, None);
+    line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
+    for (name, secs) in &a.engines {
+        line(name, *secs, Some(cpu - decode));
     }
+    println!();
+    println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
+}
 
-    if let Some(b) = baseline {
-        println!();
-        println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
-        println!();
-        println!("| measure | sluice | python | sluice/python |");
-        println!("| --- | ---: | ---: | ---: |");
-        let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
-        row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
-        row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
-        println!(
-            "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
-            payload as f64 / 1e6 / cpu,
-            payload as f64 / 1e6 / b.cpu,
-            b.cpu / cpu
-        );
-        println!();
-        println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
-    }
+/// sluice beside the Python baseline.
+fn print_baseline(r: &Round, b: &Baseline, n: usize, payload: usize) {
+    let cpu = r.cpu().as_secs_f64();
+    println!();
+    println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
+    println!();
+    println!("| measure | sluice | python | sluice/python |");
+    println!("| --- | ---: | ---: | ---: |");
+    let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
+    row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
+    row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
+    println!(
+        "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
+        payload as f64 / 1e6 / cpu,
+        payload as f64 / 1e6 / b.cpu,
+        b.cpu / cpu
+    );
+    println!();
+    println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
 }

@@ -139,6 +139,17 @@ fn main() {
             common::sluice_cmd(&["provision"], &e);
         }
     }
+    let publish_secs = publish(&env, backlog, size);
+
+    let sluice = drain_with_sluice(&emu, &env, backlog);
+    let baseline = python.as_deref().and_then(|py| drain_with_python(py, &emu, python_sub, backlog));
+    let into_gcs = gcs.then(|| drain_into_gcs(&emu, &env, backlog));
+
+    report(&emu, (backlog, size, publish_secs), &sluice, baseline.as_ref(), into_gcs);
+}
+
+/// Publish the backlog to the emulator's `logs` topic; how long it took, in seconds.
+fn publish(env: &[(&'static str, String)], backlog: u64, size: usize) -> f64 {
     let publish_started = Instant::now();
     let out = common::sluice_cmd(
         &[
@@ -156,15 +167,20 @@ fn main() {
             "--concurrency",
             "64",
         ],
-        &env,
+        env,
     );
     assert!(out.contains(&format!("{backlog} delivered")), "{out}");
-    let publish_secs = publish_started.elapsed().as_secs_f64();
+    publish_started.elapsed().as_secs_f64()
+}
 
-    let sluice = drain_with_sluice(&emu, &env, backlog);
-    let baseline = python.as_deref().and_then(|py| drain_with_python(py, &emu, python_sub, backlog));
-    let into_gcs = gcs.then(|| drain_into_gcs(&emu, &env, backlog));
-
+/// The drain figures of sluice, beside the baseline's if it ran, and the GCS lake's.
+fn report(
+    emu: &common::PubsubEmulator,
+    (backlog, size, publish_secs): (u64, usize, f64),
+    sluice: &Drain,
+    baseline: Option<&Drain>,
+    into_gcs: Option<Drain>,
+) {
     // pubsub.max_outstanding_bytes in config/sluice.yaml (per subscription; only `logs` has a
     // backlog here), plus the fixed overhead the memory target allows.
     let (bound_mib, overhead_mib) = (100.0, 64.0);
@@ -182,13 +198,12 @@ fn main() {
     println!("| --- | ---: |{}", if baseline.is_some() { " ---: | ---: |" } else { "" });
     let row = |what: &str, f: &dyn Fn(&Drain) -> f64, fmt: &dyn Fn(f64) -> String, ratio: &dyn Fn(f64, f64) -> f64| {
         let extra = baseline
-            .as_ref()
-            .map(|b| match ratio(f(&sluice), f(b)) {
+            .map(|b| match ratio(f(sluice), f(b)) {
                 r if r.is_finite() => format!(" {} | {r:.1}x |", fmt(f(b))),
                 _ => format!(" {} | |", fmt(f(b))),
             })
             .unwrap_or_default();
-        println!("| {what} | {} |{extra}", fmt(f(&sluice)));
+        println!("| {what} | {} |{extra}", fmt(f(sluice)));
     };
     let per_s = |s: f64, p: f64| s / p;
     let less = |s: f64, p: f64| p / s;

@@ -39,7 +39,7 @@ enum State {
 impl Status {
     /// The state, even after a panic elsewhere while it was held (it is always consistent).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::locks::lock(&self.0)
     }
 }
 
@@ -136,7 +136,7 @@ impl Drop for Ack {
 }
 
 /// Observes a message's acknowledgement without keeping it open: it holds only the message's
-/// small [`Status`], not what settling it needs.
+/// small `Status`, not what settling it needs.
 #[derive(Clone)]
 pub struct AckWatch {
     status: Arc<Status>,

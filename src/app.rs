@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, Sink};
 use crate::config_state::{ConfigState, LakeFollower};
@@ -19,6 +20,7 @@ use crate::health::Clock;
 use crate::lake_tail::LakeTail;
 use crate::metrics::Metrics;
 use crate::server::{router, AppState};
+use crate::shutdown::Shutdown;
 use crate::status::Status;
 use crate::topology::{Observer, Topology};
 
@@ -137,13 +139,7 @@ pub async fn run(
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let project = std::env::var("GOOGLE_CLOUD_PROJECT").ok().or_else(|| {
-        let g = &config.global;
-        g.pubsub.as_ref().map(|p| p.project.clone()).or_else(|| g.bigquery.as_ref().map(|b| b.project.clone()))
-    });
-    if let Some(p) = project {
-        crate::telemetry::set_project(&p);
-    }
+    set_project(&config);
     let push_auth = Arc::new(crate::source::push_auth::PushAuth::from_config(
         config.global.push_auth.as_ref(),
         push_token(&config).await?,
@@ -155,8 +151,8 @@ pub async fn run(
         Some(c) => rebuild_config_state(&config, c).await,
         None => None,
     };
-    let stop_pulling = tokio_util::sync::CancellationToken::new();
-    let pullers = start_pulling(&config, &topology, &stop_pulling).await?;
+    let phases = Shutdown::new(topology.drain.clone());
+    let pullers = start_pulling(&config, &topology, &phases.draining()).await?;
     let listener = match listener {
         Some(l) => l,
         None => {
@@ -165,38 +161,12 @@ pub async fn run(
         }
     };
     let addr = listener.local_addr().map_err(RunError::Serve)?;
-
-    let health = &config.global.health;
-    let pubsub = config.global.pubsub_enabled();
-    let shutting_down = tokio_util::sync::CancellationToken::new();
-    let max_outstanding = pubsub.map_or(i64::MAX, |p| p.max_outstanding_messages.get() as i64);
-    let liveness = Arc::new(Liveness::new(metrics.clone(), health, max_outstanding, shutting_down.clone()));
-    let probe = pubsub.and_then(|p| match Probe::new(p, health.check_interval.0) {
-        Ok(probe) => Some(probe),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot check subscriptions; readiness follows the streams alone");
-            None
-        }
-    });
-    let background = tokio_util::sync::CancellationToken::new();
-    let mut chores = vec![tokio::spawn(liveness.clone().run(probe, background.clone()))];
-    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
-    if let Some(p) = &observers.producers {
-        let emit_to = health.producers.emit_to(&names);
-        let emit = emit_to.as_ref().and_then(|n| topology.inputs.get(n).cloned());
-        chores.push(tokio::spawn(p.clone().run(config.global.instance.clone(), emit, background.clone())));
-        if let Some((store, base, prefix)) = emit_to.and_then(|n| lake_of(&config, &n)) {
-            let tail = LakeTail::new(store, crate::lake_tail::join(&base, &prefix), Some(p.window_hours()));
-            let every = health.producers.lake_refresh.0;
-            chores.push(tokio::spawn(p.clone().follow_lake(tail, every, background.clone())));
-        }
-    }
-    if let Some(f) = follower {
-        chores.push(tokio::spawn(f.run(health.config_state.refresh.0, background.clone())));
-    }
+    let (liveness, mut chores) = start_liveness(&config, &metrics, &phases);
+    chores.extend(start_followers(&config, &observers, &topology, follower, &phases));
+    let names: Vec<String> = config.pipelines.iter().map(|p| p.name.clone()).collect();
     let status = Arc::new(Status::new(
         config.global.instance.clone(),
-        names.iter().map(|n| n.to_string()).collect(),
+        names.clone(),
         metrics.clone(),
         liveness,
         observers.producers.clone(),
@@ -205,38 +175,91 @@ pub async fn run(
     let state = AppState {
         inputs: Arc::new(topology.inputs.clone()),
         request_timeout: config.global.http.request_timeout.0,
-        shutting_down,
+        shutting_down: phases.draining(),
         metrics,
         status,
         push_auth,
     };
-    let app = router(state.clone(), config.global.http.max_body.0 as usize);
+    let app = router(state, config.global.http.max_body.0 as usize);
     tracing::info!(%addr, lake = %config.global.lake.location, instance = %config.global.instance,
         pipelines = %names.join(","), "sluice is running");
-
-    let drain = topology.drain.clone();
-    let stopping = state.shutting_down.clone();
-    let stop = stop_pulling.clone();
-    drop(state);
+    let signalled = phases.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            stop.cancel();
-            stopping.cancel();
-            drain.cancel();
+            signalled.begin_draining();
         })
         .await
         .map_err(RunError::Serve)?;
     tracing::info!("http server stopped; writing what remains");
-    // The producer tracker holds an input of the health pipeline: it must let go before the join.
-    background.cancel();
-    for t in chores {
-        let _ = t.await;
+    finish(&phases, chores, pullers, topology).await;
+    tracing::info!("all pipelines flushed; bye");
+    Ok(())
+}
+
+/// Logs name the project: `GOOGLE_CLOUD_PROJECT`, else Pub/Sub's or BigQuery's.
+fn set_project(config: &Config) {
+    let project = std::env::var("GOOGLE_CLOUD_PROJECT").ok().or_else(|| {
+        let g = &config.global;
+        g.pubsub.as_ref().map(|p| p.project.clone()).or_else(|| g.bigquery.as_ref().map(|b| b.project.clone()))
+    });
+    if let Some(p) = project {
+        crate::telemetry::set_project(&p);
     }
-    for t in pullers {
+}
+
+/// sluice's own readiness and stall checks, running until the chores stop.
+fn start_liveness(config: &Config, metrics: &Arc<Metrics>, phases: &Shutdown) -> (Arc<Liveness>, Vec<JoinHandle<()>>) {
+    let health = &config.global.health;
+    let pubsub = config.global.pubsub_enabled();
+    let max_outstanding = pubsub.map_or(i64::MAX, |p| p.max_outstanding_messages.get() as i64);
+    let liveness = Arc::new(Liveness::new(metrics.clone(), health, max_outstanding, phases.draining()));
+    let probe = pubsub.and_then(|p| match Probe::new(p, health.check_interval.0) {
+        Ok(probe) => Some(probe),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check subscriptions; readiness follows the streams alone");
+            None
+        }
+    });
+    let task = tokio::spawn(liveness.clone().run(probe, phases.chores()));
+    (liveness, vec![task])
+}
+
+/// The producer tracker (emitting transitions, following the lake) and the configuration
+/// state's lake follower, running until the chores stop.
+fn start_followers(
+    config: &Config,
+    observers: &Observers,
+    topology: &Topology,
+    follower: Option<LakeFollower>,
+    phases: &Shutdown,
+) -> Vec<JoinHandle<()>> {
+    let health = &config.global.health;
+    let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+    let mut chores = Vec::new();
+    if let Some(p) = &observers.producers {
+        let emit_to = health.producers.emit_to(&names);
+        let emit = emit_to.as_ref().and_then(|n| topology.inputs.get(n).cloned());
+        chores.push(tokio::spawn(p.clone().run(config.global.instance.clone(), emit, phases.chores())));
+        if let Some((store, base, prefix)) = emit_to.and_then(|n| lake_of(config, &n)) {
+            let tail = LakeTail::new(store, crate::lake_tail::join(&base, &prefix), Some(p.window_hours()));
+            let every = health.producers.lake_refresh.0;
+            chores.push(tokio::spawn(p.clone().follow_lake(tail, every, phases.chores())));
+        }
+    }
+    if let Some(f) = follower {
+        chores.push(tokio::spawn(f.run(health.config_state.refresh.0, phases.chores())));
+    }
+    chores
+}
+
+/// After the server answered its last request: stop the chores, let the streams deliver their
+/// acks, then wait for every pipeline to write what it holds.
+async fn finish(phases: &Shutdown, chores: Vec<JoinHandle<()>>, pullers: Vec<JoinHandle<()>>, topology: Topology) {
+    // The producer tracker holds an input of the health pipeline: it must let go before the join.
+    phases.stop_chores();
+    for t in chores.into_iter().chain(pullers) {
         let _ = t.await;
     }
     topology.join().await;
-    tracing::info!("all pipelines flushed; bye");
-    Ok(())
 }

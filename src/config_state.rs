@@ -105,7 +105,7 @@ impl ConfigState {
     }
 
     pub fn apply(&self, c: Change) -> Applied {
-        let mut state = self.state.write().expect("not poisoned");
+        let mut state = crate::locks::write(&self.state);
         let keys = state.entry(c.service).or_default();
         let applied = match keys.get(&c.key) {
             Some(held) if held.message_id == c.entry.message_id => Applied::Duplicate,
@@ -122,17 +122,17 @@ impl ConfigState {
 
     /// The current keys of one service.
     pub fn service(&self, service: &str) -> Option<BTreeMap<String, Entry>> {
-        self.state.read().expect("not poisoned").get(service).cloned()
+        crate::locks::read(&self.state).get(service).cloned()
     }
 
     /// `(services, keys)` held.
     pub fn size(&self) -> (usize, usize) {
-        let state = self.state.read().expect("not poisoned");
+        let state = crate::locks::read(&self.state);
         (state.len(), state.values().map(BTreeMap::len).sum())
     }
 
     fn snapshot(&self) -> State {
-        self.state.read().expect("not poisoned").clone()
+        crate::locks::read(&self.state).clone()
     }
 
     fn apply_all(&self, state: State) {
@@ -169,14 +169,14 @@ struct Snapshot {
 const MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// Reads the config pipeline's lake files into a [`ConfigState`] and keeps a snapshot.
-pub struct LakeFollower {
+pub(crate) struct LakeFollower {
     tail: LakeTail,
     snapshot: ObjectPath,
     state: Arc<ConfigState>,
 }
 
 impl LakeFollower {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn ObjectStore>,
         base: &ObjectPath,
         prefix: &str,
@@ -191,7 +191,7 @@ impl LakeFollower {
     }
 
     /// Load the snapshot, if any, then every lake file written since it.
-    pub async fn rebuild(&mut self) -> Result<usize, LakeError> {
+    pub(crate) async fn rebuild(&mut self) -> Result<usize, LakeError> {
         match self.tail.store().get(&self.snapshot).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| LakeError::store(&self.snapshot, e))?;
@@ -212,7 +212,7 @@ impl LakeFollower {
     }
 
     /// Read the lake files not read yet; returns how many changes they held.
-    pub async fn refresh(&mut self) -> Result<usize, LakeError> {
+    pub(crate) async fn refresh(&mut self) -> Result<usize, LakeError> {
         let mut changes = 0;
         for row in self.tail.new_rows().await? {
             if let Some(c) = Change::from_record(&row) {
@@ -224,7 +224,7 @@ impl LakeFollower {
     }
 
     /// Write the snapshot: the state now, and the time it covers the lake up to.
-    pub async fn save(&mut self) -> Result<(), LakeError> {
+    pub(crate) async fn save(&mut self) -> Result<(), LakeError> {
         let snap = Snapshot { written_at: Utc::now(), state: self.state.snapshot() };
         let bytes = serde_json::to_vec(&snap).expect("state serializes");
         self.tail
@@ -236,7 +236,7 @@ impl LakeFollower {
     }
 
     /// Refresh and save every `every` until `stop`, then save once more.
-    pub async fn run(mut self, every: std::time::Duration, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, every: std::time::Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {

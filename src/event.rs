@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::ack::Ack;
-use crate::transform::columnar::RowRef;
+use crate::row::RowRef;
 
 /// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
 /// found by a short search and built without hashing, and it iterates in a stable order.
@@ -120,8 +120,8 @@ pub struct Event {
     /// wrote only after its in-flight writes had time to land.
     pub received: std::time::Instant,
     /// Counts a push request as one that may still add to its pipeline's batches, until the
-    /// sinks take the event into a batch (see [`crate::source::arrivals`]); `None` otherwise.
-    pub arriving: Option<crate::source::arrivals::Arriving>,
+    /// sinks take the event into a batch (see `crate::arrivals`); `None` otherwise.
+    pub arriving: Option<crate::arrivals::Arriving>,
 }
 
 impl Event {

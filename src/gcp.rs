@@ -6,6 +6,18 @@
 use google_cloud_auth::credentials::{self, Credentials};
 use http::HeaderMap;
 
+/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
+pub(crate) fn endpoint_url(e: Option<&str>) -> Option<String> {
+    let e = e?.trim();
+    if e.is_empty() {
+        None
+    } else if e.contains("://") {
+        Some(e.to_owned())
+    } else {
+        Some(format!("http://{e}"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("application default credentials are not available ({0}); set GOOGLE_APPLICATION_CREDENTIALS, run on GCP with a service account, or point sluice at an emulator")]
@@ -15,7 +27,7 @@ pub enum AuthError {
 }
 
 /// Anonymous credentials for an emulator, application default credentials otherwise.
-pub fn credentials(emulator: bool) -> Result<Credentials, AuthError> {
+pub(crate) fn credentials(emulator: bool) -> Result<Credentials, AuthError> {
     if emulator {
         return Ok(credentials::anonymous::Builder::new().build());
     }
@@ -26,7 +38,7 @@ pub fn credentials(emulator: bool) -> Result<Credentials, AuthError> {
 }
 
 /// The headers (Authorization) to send with one REST request; the credentials cache the token.
-pub async fn auth_headers(creds: &Credentials) -> Result<HeaderMap, AuthError> {
+pub(crate) async fn auth_headers(creds: &Credentials) -> Result<HeaderMap, AuthError> {
     match creds.headers(http::Extensions::new()).await {
         Ok(credentials::CacheableResource::New { data, .. }) => Ok(data),
         Ok(credentials::CacheableResource::NotModified) => Ok(HeaderMap::new()),

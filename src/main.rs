@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice::telemetry::{self, LogFormat};
 
-/// Every event allocates dozens of small strings and map nodes; mimalloc serves them at about a
-/// third of glibc malloc's cost (see docs/performance.md).
+/// Every event allocates dozens of small strings and map nodes, which mimalloc serves far cheaper
+/// than glibc malloc (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 
@@ -177,10 +177,9 @@ enum Command {
 }
 
 /// Turn transparent huge pages off for this process. mimalloc asks for them on its arenas
-/// (`MADV_HUGEPAGE`), and a 2 MiB page stays resident while any 4 KiB of it is in use: draining a
-/// backlog, that put the peak RSS at 175-189 MiB instead of 123-131 MiB, over the target
-/// (the flow-control bound + 64 MiB = 164 MiB), with no CPU cost measured (docs/performance.md,
-/// "Peak RSS (this round)"). Done first, before the runtime's threads allocate.
+/// (`MADV_HUGEPAGE`), and a huge page stays resident while any small page of it is in use, which
+/// puts the peak RSS well over the flow-control bound (`docs/performance.md`, end to end from the Pub/Sub emulator). Done
+/// first, before the runtime's threads allocate.
 #[cfg(target_os = "linux")]
 fn no_transparent_huge_pages() -> std::io::Result<()> {
     // SAFETY: integer arguments only; it sets a flag of this process's memory policy.
@@ -198,12 +197,10 @@ fn no_transparent_huge_pages() -> std::io::Result<()> {
 /// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Give memory back to the OS as soon as it is freed: mimalloc's `purge_delay` set to 0 (it is
-/// 1,000 ms by default in mimalloc v3). Draining 4 KB events, the default left the peak RSS at
-/// 154-180 MiB, near or over the target of 164, while the heap itself peaked at ~90 MB: freed
-/// batches (Arrow columns, Parquet buffers) stayed resident for up to a second. With 0 the peak
-/// was 109-126 MiB. The price is CPU on large events (62 -> 78 µs per 4 KB event); on the sample
-/// lines neither the CPU per event nor the hot path changed (docs/performance.md, "Large events").
+/// Give memory back to the OS as soon as it is freed: mimalloc's `purge_delay` set to 0 (a
+/// second by default). Otherwise freed batches (Arrow columns, Parquet buffers) stay resident
+/// meanwhile, and the peak RSS draining large events nears the flow-control bound's target. The
+/// price is some CPU on large events (`docs/performance.md`, end to end from the Pub/Sub emulator).
 fn purge_freed_memory_at_once() {
     // mimalloc's own entry point.
     unsafe extern "C" {
@@ -249,18 +246,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(sluice::app::run(config, None, sluice::shutdown::signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => match sluice::config::load(&config) {
-            Ok(c) => {
-                let names: Vec<&str> = c.pipelines.iter().map(|p| p.name.as_str()).collect();
-                println!("{}: ok ({} pipelines: {})", config.display(), names.len(), names.join(", "));
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(problems) => {
-                println!("{problems}");
-                println!("{} problem(s) found", problems.0.len());
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::Validate { config } => Ok(validate(&config)),
         Command::Schema { kind, schemas_dir } => {
             let schema = if kind == "dead_letter" {
                 sluice::sink::dead_letter::schema()
@@ -310,21 +296,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_compact(&summary, dry_run);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Healthcheck { listen, timeout } => {
-            let url = healthz_url(listen);
-            let client = reqwest::Client::builder().timeout(timeout).build()?;
-            let status = runtime()?.block_on(async { client.get(&url).send().await.map(|r| r.status()) });
-            match status {
-                Ok(s) if s.is_success() => Ok(ExitCode::SUCCESS),
-                Ok(s) => {
-                    eprintln!("unhealthy: {url} answered {s}");
-                    Ok(ExitCode::FAILURE)
-                }
-                Err(e) => {
-                    eprintln!("unhealthy: {:#}", anyhow::Error::from(e));
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+        Command::Healthcheck { listen, timeout } => healthcheck(listen, timeout),
+    }
+}
+
+/// `sluice validate`: every problem of the config, or what it holds.
+fn validate(config: &std::path::Path) -> ExitCode {
+    match sluice::config::load(config) {
+        Ok(c) => {
+            let names: Vec<&str> = c.pipelines.iter().map(|p| p.name.as_str()).collect();
+            println!("{}: ok ({} pipelines: {})", config.display(), names.len(), names.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("{problems}");
+            println!("{} problem(s) found", problems.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sluice healthcheck`: success when `/healthz` answers 2xx within `timeout`.
+fn healthcheck(listen: SocketAddr, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let url = healthz_url(listen);
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let status = runtime()?.block_on(async { client.get(&url).send().await.map(|r| r.status()) });
+    match status {
+        Ok(s) if s.is_success() => Ok(ExitCode::SUCCESS),
+        Ok(s) => {
+            eprintln!("unhealthy: {url} answered {s}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {:#}", anyhow::Error::from(e));
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -198,7 +198,7 @@ impl Metrics {
             restarts: self.stream_restarts.get_or_create_owned(&labels),
             state: Arc::new(SourceState::default()),
         };
-        self.sources.lock().expect("not poisoned").push(s.clone());
+        crate::locks::lock(&self.sources).push(s.clone());
         s
     }
 
@@ -234,7 +234,7 @@ impl Metrics {
             errors: self.sink_errors.clone(),
             state: Arc::new(SinkState::default()),
         };
-        self.sinks.lock().expect("not poisoned").push(s.clone());
+        crate::locks::lock(&self.sinks).push(s.clone());
         s
     }
 
@@ -244,11 +244,11 @@ impl Metrics {
     }
 
     pub fn sinks(&self) -> Vec<SinkMetrics> {
-        self.sinks.lock().expect("not poisoned").clone()
+        crate::locks::lock(&self.sinks).clone()
     }
 
     pub fn sources(&self) -> Vec<SourceMetrics> {
-        self.sources.lock().expect("not poisoned").clone()
+        crate::locks::lock(&self.sources).clone()
     }
 
     /// Totals for one pipeline, summed over its sources and sinks (for `/status`).
@@ -374,7 +374,7 @@ impl SourceMetrics {
     /// A stream failed (server gone, subscription missing): not connected until it recovers.
     pub fn stream_error(&self, error: &str) {
         self.state.last_error_ms.store(now_ms(), Ordering::Relaxed);
-        *self.state.last_error.lock().expect("not poisoned") = Some(error.to_owned());
+        *crate::locks::lock(&self.state.last_error) = Some(error.to_owned());
     }
 
     /// The subscription answered a check asked at `asked_ms`: what failed before then has recovered.
@@ -390,7 +390,7 @@ impl SourceMetrics {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.state.last_error.lock().expect("not poisoned").clone()
+        crate::locks::lock(&self.state.last_error).clone()
     }
 
     /// Ask every stream of this subscription to reopen.
@@ -452,7 +452,7 @@ impl SinkMetrics {
         if kind == "write" {
             self.state.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         }
-        *self.state.last_error.lock().expect("not poisoned") = Some(error.to_owned());
+        *crate::locks::lock(&self.state.last_error) = Some(error.to_owned());
     }
 
     /// Whether the last write succeeded (or none was tried yet).
@@ -465,7 +465,7 @@ impl SinkMetrics {
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.state.last_error.lock().expect("not poisoned").clone()
+        crate::locks::lock(&self.state.last_error).clone()
     }
 
     pub fn events_out(&self) -> u64 {

@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 
 /// `t` as canonical text; the same as `to_rfc3339_opts(SecondsFormat::Micros, true)`.
-pub fn format(t: DateTime<Utc>) -> String {
+pub(crate) fn format(t: DateTime<Utc>) -> String {
     let (secs, nanos) = (t.timestamp(), t.timestamp_subsec_nanos());
     // 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z; other years chrono writes with a sign or
     // more digits, and it writes leap seconds.
@@ -49,7 +49,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Parse RFC 3339 text; the same as chrono's `DateTime::parse_from_rfc3339` in UTC.
-pub fn parse(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse(s: &str) -> Option<DateTime<Utc>> {
     parse_canonical(s).or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)))
 }
 

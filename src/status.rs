@@ -61,7 +61,7 @@ impl Status {
     /// Events per second per pipeline since the oldest sample kept (at most about a minute ago).
     fn rates(&self, counts: &[u64]) -> Vec<f64> {
         let now = Instant::now();
-        let mut samples = self.samples.lock().expect("not poisoned");
+        let mut samples = crate::locks::lock(&self.samples);
         while samples.len() > 1 && now - samples[1].0 >= WINDOW {
             samples.pop_front();
         }

@@ -14,21 +14,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::Outcome;
+use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
-use crate::config::{BatchLimits, Config, Sink};
+use crate::config::{BatchLimits, Config, Pipeline, Sink};
 use crate::event::{DeadLetter, Event};
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
+use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
-use crate::source::arrivals::Arrivals;
 use crate::source::budget::Budget;
+pub use crate::source::PipelineInput;
 use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,25 +42,8 @@ pub enum StartError {
     Chain { file: String, field: String, message: String },
     #[error("{file}: sinks: no sink is active (bigquery is disabled and the pipeline has no other sink)")]
     NoSink { file: String },
-    #[error("bigquery: {0}")]
-    BigQuery(String),
-    #[error("{file}: sinks.{sink}: table {table} does not take the schema's rows:\n  {}", problems.join("\n  "))]
-    TableMismatch { file: String, sink: String, table: String, problems: Vec<String> },
-}
-
-/// Where sources hand events to one pipeline.
-#[derive(Clone)]
-pub struct PipelineInput {
-    pub name: Arc<str>,
-    /// Whether `POST /push/<name>` is accepted.
-    pub push: bool,
-    pub tx: mpsc::Sender<Event>,
-    /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
-    /// its push requests'; `None` for a pipeline fed only internally.
-    pub budget: Option<Budget>,
-    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
-    /// pulled (its sinks keep their batching) or fed only internally.
-    pub arrivals: Option<Arrivals>,
+    #[error(transparent)]
+    BigQuery(#[from] crate::bigquery::WarehouseError),
 }
 
 /// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
@@ -110,34 +96,7 @@ impl Topology {
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
             let dead_group = dead_letter_group(config, p, &store, &base, &metrics, arrivals.clone());
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
-            let mut writers: Vec<Box<dyn Writer>> = Vec::new();
-            let mut batch: Option<Limits> = None;
-            for s in &p.sinks {
-                match s {
-                    Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
-                        name: name.clone(),
-                        pipeline: p.name.clone(),
-                        store: store.clone(),
-                        prefix: join(&base, prefix),
-                        instance: config.global.instance.clone(),
-                        metrics: metrics.sink(&p.name, name),
-                    })),
-                    Sink::BigQuery { name, table, mode, .. } => match &warehouse {
-                        Some(w) => {
-                            writers.push(Box::new(w.writer(p, name, table, *mode, metrics.sink(&p.name, name)).await?))
-                        }
-                        None => {
-                            tracing::info!(pipeline = %p.name, sink = %name,
-                                "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
-                            continue;
-                        }
-                    },
-                }
-                batch = Some(tightest(batch, limits(s.batch())));
-            }
-            let Some(batch) = batch else {
-                return Err(StartError::NoSink { file: p.file.display().to_string() });
-            };
+            let (writers, batch) = sink_writers(config, p, (&store, &base), &metrics, warehouse.as_ref()).await?;
             // One flow control per pipeline: the subscription's when pulled (push shares it).
             let budget = match pulled {
                 Some(pubsub) => Some(Budget::for_subscription(pubsub)),
@@ -174,6 +133,49 @@ impl Topology {
                 tracing::error!(error = %e, "pipeline task failed");
             }
         }
+    }
+}
+
+/// The writers of a pipeline's active sinks and the tightest of their batch limits; a BigQuery
+/// sink is skipped while BigQuery is disabled, and a pipeline left without a sink is an error.
+async fn sink_writers(
+    config: &Config,
+    p: &Pipeline,
+    (store, base): (&Arc<dyn ObjectStore>, &ObjectPath),
+    metrics: &Arc<Metrics>,
+    warehouse: Option<&Warehouse>,
+) -> Result<(Vec<Box<dyn Writer>>, Limits), StartError> {
+    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
+    let mut batch: Option<Limits> = None;
+    for s in &p.sinks {
+        match s {
+            Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
+                name: name.clone(),
+                pipeline: p.name.clone(),
+                store: store.clone(),
+                prefix: join(base, prefix),
+                instance: config.global.instance.clone(),
+                metrics: metrics.sink(&p.name, name),
+            })),
+            Sink::BigQuery { name, table, mode, .. } => match warehouse {
+                Some(w) => writers.push(Box::new(BigQueryWriter::new(
+                    w.open_table(p, name, table, *mode).await?,
+                    name,
+                    &p.name,
+                    metrics.sink(&p.name, name),
+                ))),
+                None => {
+                    tracing::info!(pipeline = %p.name, sink = %name,
+                        "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
+                    continue;
+                }
+            },
+        }
+        batch = Some(tightest(batch, limits(s.batch())));
+    }
+    match batch {
+        Some(batch) => Ok((writers, batch)),
+        None => Err(StartError::NoSink { file: p.file.display().to_string() }),
     }
 }
 

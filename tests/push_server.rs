@@ -335,8 +335,8 @@ async fn push_requests_are_held_under_the_pipelines_flow_control() {
 }
 
 /// A connection that carried a large push body is closed after the answer: its read buffer grew
-/// with the body and an idle connection would keep it (1,000 callers of 1 MB pushes held 441 MiB
-/// that way). Small events keep their connection.
+/// with the body and an idle connection would keep it, outside the flow control. Small events
+/// keep their connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_closed_after_large_bodies_only() {
     let root = common::shipped_copy();

@@ -12,9 +12,26 @@ use google_cloud_bigquery::client::Write;
 
 use crate::config::global::{BigQueryConfig, WriteMode};
 use crate::config::{Config, Pipeline};
-use crate::metrics::SinkMetrics;
-use crate::sink::bigquery::{default_retry, BigQueryWriter};
-use crate::topology::StartError;
+
+/// Why the BigQuery side could not start, or a table cannot take a pipeline's rows.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("bigquery: {0}")]
+    Rest(#[from] rest::RestError),
+    #[error("bigquery: {0}")]
+    Open(#[from] stream::OpenError),
+    #[error("{file}: sinks.{sink}: table {table} does not take the schema's rows:\n  {}", problems.join("\n  "))]
+    TableMismatch { file: String, sink: String, table: String, problems: Vec<String> },
+}
+
+/// A table checked against a pipeline's schema, with what a sink appends to it through.
+pub struct OpenTable {
+    /// `dataset.table`, for logs.
+    pub shown: String,
+    pub appender: stream::Appender,
+    /// Exactly-once: which redelivered rows the table already holds; `None` on the default stream.
+    pub written: Option<written::WrittenIds>,
+}
 
 /// `projects/P/datasets/D/tables/T`, the name the Storage Write API uses.
 pub fn table_path(config: &BigQueryConfig, table: &str) -> String {
@@ -30,30 +47,29 @@ pub struct Warehouse {
 
 impl Warehouse {
     /// `None` when the config has no enabled `bigquery` section.
-    pub async fn connect(config: &Config) -> Result<Option<Warehouse>, StartError> {
+    pub async fn connect(config: &Config) -> Result<Option<Warehouse>, WarehouseError> {
         let Some(bq) = config.global.bigquery.as_ref().filter(|b| b.enabled) else { return Ok(None) };
-        let rest = rest::Rest::new(bq).map_err(|e| StartError::BigQuery(e.to_string()))?;
-        let write = stream::client(bq).await.map_err(|e| StartError::BigQuery(e.to_string()))?;
+        let rest = rest::Rest::new(bq)?;
+        let write = stream::client(bq).await?;
         Ok(Some(Warehouse { config: bq.clone(), rest, write }))
     }
 
-    /// A writer for one pipeline's table, after checking the table takes the schema's rows.
-    pub async fn writer(
+    /// One pipeline's table for sink `sink`, after checking the table takes the schema's rows.
+    pub async fn open_table(
         &self,
         p: &Pipeline,
         sink: &str,
         table: &str,
         mode: WriteMode,
-        metrics: SinkMetrics,
-    ) -> Result<BigQueryWriter, StartError> {
+    ) -> Result<OpenTable, WarehouseError> {
         let shown = format!("{}.{table}", self.config.dataset);
-        let mismatch = |problems: Vec<String>| StartError::TableMismatch {
+        let mismatch = |problems: Vec<String>| WarehouseError::TableMismatch {
             file: p.file.display().to_string(),
             sink: sink.into(),
             table: shown.clone(),
             problems,
         };
-        let columns = self.rest.table_columns(table).await.map_err(|e| StartError::BigQuery(e.to_string()))?;
+        let columns = self.rest.table_columns(table).await?;
         let Some(columns) = columns else {
             return Err(mismatch(vec![format!("table {shown} does not exist; create it with `sluice provision`")]));
         };
@@ -81,16 +97,7 @@ impl Warehouse {
         };
         let appender =
             stream::Appender::open(self.write.clone(), table_path(&self.config, table), &p.schema.arrow_schema(), mode)
-                .await
-                .map_err(|e| StartError::BigQuery(e.to_string()))?;
-        Ok(BigQueryWriter {
-            name: sink.into(),
-            pipeline: p.name.clone(),
-            table: shown,
-            appender,
-            retry: default_retry(),
-            metrics,
-            written,
-        })
+                .await?;
+        Ok(OpenTable { shown, appender, written })
     }
 }

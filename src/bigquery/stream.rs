@@ -117,7 +117,7 @@ impl Appender {
     /// The stream to append to, and whether it is a new one (not the one reconnected to).
     async fn connect(&self) -> Result<(State, bool), OpenError> {
         let err = |e: &dyn std::fmt::Display| OpenError { table: self.table.clone(), reason: e.to_string() };
-        let reattach = self.pending_reattach.lock().expect("not poisoned").take();
+        let reattach = crate::locks::lock(&self.pending_reattach).take();
         if let Some((stream, next)) = reattach {
             let attached =
                 self.client.attach_to_stream::<CommittedStream>(&stream).build_arrow(self.wire_schema.clone());
@@ -133,7 +133,7 @@ impl Appender {
                 }
                 Err(e) => {
                     // Keep trying the same stream: a new one would lose track of what landed.
-                    self.pending_reattach.lock().expect("not poisoned").replace((stream.clone(), next));
+                    crate::locks::lock(&self.pending_reattach).replace((stream.clone(), next));
                     return Err(err(&e));
                 }
             }
@@ -246,7 +246,7 @@ impl Appender {
     /// Reconnect to the same committed stream (lazily, on the next append), keeping its offset.
     fn remember_stream(&self, state: State) {
         if let State::Committed { writer, next } = state {
-            self.pending_reattach.lock().expect("not poisoned").replace((writer.write_stream().to_owned(), next));
+            crate::locks::lock(&self.pending_reattach).replace((writer.write_stream().to_owned(), next));
         }
     }
 
@@ -255,7 +255,7 @@ impl Appender {
     /// other rows). The given-up rows come back as redeliveries, which are checked against the table.
     pub async fn abandon(&self) {
         if self.mode == WriteMode::ExactlyOnce {
-            self.pending_reattach.lock().expect("not poisoned").take();
+            crate::locks::lock(&self.pending_reattach).take();
             self.state.lock().await.take();
             self.uncertain.store(false, Ordering::SeqCst);
         }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration};
+use crate::gcp::endpoint_url;
+use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,11 +43,6 @@ impl GlobalConfig {
     /// The Pub/Sub settings, when streaming pull is enabled.
     pub fn pubsub_enabled(&self) -> Option<&PubsubConfig> {
         self.pubsub.as_ref().filter(|p| p.enabled)
-    }
-
-    /// The Pub/Sub settings a pipeline with this source pulls with; `None` when it is not pulled.
-    pub fn pulling(&self, source: &super::pipeline::SourceConfig) -> Option<&PubsubConfig> {
-        self.pubsub_enabled().filter(|_| source.subscription.is_some())
     }
 }
 
@@ -345,17 +341,5 @@ impl BigQueryConfig {
     }
     pub fn grpc_endpoint_url(&self) -> Option<String> {
         endpoint_url(self.grpc_endpoint.as_deref())
-    }
-}
-
-/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
-pub fn endpoint_url(e: Option<&str>) -> Option<String> {
-    let e = e?.trim();
-    if e.is_empty() {
-        None
-    } else if e.contains("://") {
-        Some(e.to_owned())
-    } else {
-        Some(format!("http://{e}"))
     }
 }

@@ -6,16 +6,18 @@
 
 pub mod global;
 pub mod health;
-pub mod interpolate;
 pub mod pipeline;
 pub mod push_auth;
-pub mod units;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+/// Kept here too: config structs are read with it everywhere, tests included.
+pub use crate::json::from_yaml_str;
+/// Where config values are read: kept reachable from here for code that names them so.
+pub use crate::{interpolate, units};
 pub use global::{BatchLimits, GlobalConfig, WriteMode};
 pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
 
@@ -122,50 +124,15 @@ impl Pipeline {
     }
 }
 
-/// Parse YAML text into `T`, reporting the dotted path of the field that failed.
-///
-/// YAML is read into a JSON value first (a repeated key is an error) so enums are written as
-/// one-key maps (`- parse_json: {}`), then deserialized with the path tracked. Returns `(field, message)` on failure.
-pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
-    check_flow_depth(text).map_err(|m| (String::new(), format!("invalid YAML: {m}")))?;
-    // Strictly: serde_json's own Value would keep the last of two equal keys without a word.
-    let value = crate::json::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-        .map_err(|e| (String::new(), format!("invalid YAML: {e}")))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        (field, e.into_inner().to_string())
-    })
+impl GlobalConfig {
+    /// The Pub/Sub settings a pipeline with this source pulls with; `None` when it is not pulled.
+    pub fn pulling(&self, source: &SourceConfig) -> Option<&global::PubsubConfig> {
+        self.pubsub_enabled().filter(|_| source.subscription.is_some())
+    }
 }
 
 /// Longest `http.push_linger` accepted: every push request may wait it on top of its write.
 const MAX_PUSH_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Deepest nesting of `[` / `{` accepted; serde_yaml_ng refuses more than 128 levels anyway.
-const MAX_FLOW_DEPTH: usize = 128;
-
-/// Refuse deeply nested flow collections before the YAML parser sees them: libyaml scans every
-/// open level for each token, so 100,000 `[` take minutes to be refused (quadratic). Brackets are
-/// counted outside comments only; quoted ones count too, which no real file notices.
-fn check_flow_depth(text: &str) -> Result<(), String> {
-    let mut depth = 0usize;
-    for (i, line) in text.lines().enumerate() {
-        let mut prev = ' ';
-        for c in line.chars() {
-            match c {
-                '#' if prev.is_whitespace() => break,
-                '[' | '{' => depth += 1,
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth > MAX_FLOW_DEPTH {
-                return Err(format!("line {}: '[' and '{{' nested more than {MAX_FLOW_DEPTH} deep", i + 1));
-            }
-            prev = c;
-        }
-    }
-    Ok(())
-}
 
 /// Load and check the configuration rooted at `file`, with `${VAR}` taken from the environment.
 pub fn load(file: &Path) -> Result<Config, Problems> {
@@ -403,6 +370,36 @@ fn check_pipeline(
     if spec.sinks.is_empty() {
         report("sinks", "expected at least one sink".into());
     }
+    let sinks = check_sinks(&spec, global, pulled, &mut report);
+    let schema = match Schema::load(schemas_dir, &spec.schema) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            report("schema", e);
+            return None;
+        }
+    };
+    let pipeline = Pipeline {
+        name: spec.name,
+        file: file.to_owned(),
+        source: spec.source,
+        schema,
+        transforms: spec.transforms,
+        sinks,
+    };
+    if let Err(e) = pipeline.chain() {
+        report(&e.field, e.message);
+    }
+    (problems.len() == before).then_some(pipeline)
+}
+
+/// A pipeline's sinks, checked: unique valid names, a lake prefix, a BigQuery table name and
+/// section, each batch's limits against the flow control it is pulled with.
+fn check_sinks(
+    spec: &PipelineFile,
+    global: &GlobalConfig,
+    pulled: Option<&global::PubsubConfig>,
+    report: &mut impl FnMut(&str, String),
+) -> Vec<Sink> {
     let mut sinks = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, s) in spec.sinks.iter().enumerate() {
@@ -440,25 +437,7 @@ fn check_pipeline(
             }
         }
     }
-    let schema = match Schema::load(schemas_dir, &spec.schema) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            report("schema", e);
-            return None;
-        }
-    };
-    let pipeline = Pipeline {
-        name: spec.name,
-        file: file.to_owned(),
-        source: spec.source,
-        schema,
-        transforms: spec.transforms,
-        sinks,
-    };
-    if let Err(e) = pipeline.chain() {
-        report(&e.field, e.message);
-    }
-    (problems.len() == before).then_some(pipeline)
+    sinks
 }
 
 fn check_across(pipelines: &[Pipeline], problems: &mut Vec<Problem>) {

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 
 use super::global::WriteMode;
-use super::units::{ByteSize, HumanDuration};
 use crate::transform::StageConfig;
+use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,7 +42,13 @@ pub struct Liveness {
 
 /// Whether a subscription's silence is a stall worth probing for: connected, silent long enough,
 /// and not explained by back-pressure from the pipeline or by flow control being full.
-pub fn may_be_stalled(silent_for: Duration, stall_after: Duration, blocked: bool, outstanding: i64, max: i64) -> bool {
+pub(crate) fn may_be_stalled(
+    silent_for: Duration,
+    stall_after: Duration,
+    blocked: bool,
+    outstanding: i64,
+    max: i64,
+) -> bool {
     silent_for >= stall_after && !blocked && outstanding < max
 }
 
@@ -64,10 +70,6 @@ impl Liveness {
         }
     }
 
-    pub fn check_interval(&self) -> Duration {
-        self.check_interval
-    }
-
     /// The current verdict, from the sources' and sinks' state.
     pub fn report(&self) -> SelfReport {
         let mut not_ready = Vec::new();
@@ -81,7 +83,7 @@ impl Liveness {
                 not_ready.push(format!("subscription {} not connected: {why}", s.subscription));
             }
         }
-        for s in self.stalled.lock().expect("not poisoned").keys() {
+        for s in crate::locks::lock(&self.stalled).keys() {
             unhealthy.push(format!("subscription {s} stalled: messages wait but its streams deliver none"));
         }
         for s in self.metrics.sinks() {
@@ -139,14 +141,14 @@ impl Liveness {
         let now = tokio::time::Instant::now();
         let last_message = s.state.last_message_ms.load(Ordering::Relaxed);
         let silent_ms = chrono::Utc::now().timestamp_millis() - last_message;
-        let mut stalled = self.stalled.lock().expect("not poisoned").get(&s.subscription).copied();
+        let mut stalled = crate::locks::lock(&self.stalled).get(&s.subscription).copied();
         // Silence counts from the later of: the last message, sluice's start, the last restart.
         let mut silent_for = Duration::from_millis(silent_ms.max(0) as u64).min(now - started);
         if let Some(restarted) = stalled {
             if silent_for < now - restarted {
                 // Delivered since the restart: recovered.
                 tracing::info!(subscription = %s.subscription, "stalled subscription delivers again");
-                self.stalled.lock().expect("not poisoned").remove(&s.subscription);
+                crate::locks::lock(&self.stalled).remove(&s.subscription);
                 stalled = None;
             } else {
                 silent_for = now - restarted;
@@ -161,12 +163,12 @@ impl Liveness {
             Ok(true) => {
                 tracing::warn!(subscription = %s.subscription, silent_s = silent_for.as_secs(), restarted_before = stalled.is_some(),
                     "messages wait but the streams deliver none; restarting them");
-                self.stalled.lock().expect("not poisoned").insert(s.subscription.clone(), now);
+                crate::locks::lock(&self.stalled).insert(s.subscription.clone(), now);
                 s.restart_streams();
             }
             Ok(false) => {
                 if stalled.is_some() {
-                    self.stalled.lock().expect("not poisoned").remove(&s.subscription);
+                    crate::locks::lock(&self.stalled).remove(&s.subscription);
                 }
             }
             Err(e) => tracing::warn!(subscription = %s.subscription, error = %e, "backlog check failed"),

@@ -35,8 +35,8 @@ use crate::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
 
 /// Attribute marking events sluice emits itself.
-pub const ORIGIN: &str = "origin";
-pub const ORIGIN_LIVENESS: &str = "sluice-liveness";
+pub(crate) const ORIGIN: &str = "origin";
+pub(crate) const ORIGIN_LIVENESS: &str = "sluice-liveness";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,7 +146,7 @@ impl Producers {
     pub fn seen(&self, service: &str, at: DateTime<Utc>, report: Option<Report>) {
         let now = self.clock.now();
         let at = at.min(now);
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut inner = crate::locks::lock(&self.inner);
         let p = inner.entry(service.to_owned()).or_insert(Producer { last_seen: at, state: None, report: None });
         if at >= p.last_seen {
             p.last_seen = at;
@@ -164,7 +164,7 @@ impl Producers {
     /// Bring every producer's state up to `now`; returns the changes, oldest first.
     pub fn evaluate(&self, now: DateTime<Utc>) -> Vec<Transition> {
         let mut out = Vec::new();
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut inner = crate::locks::lock(&self.inner);
         for (service, p) in inner.iter_mut() {
             let to = self.state_of(service, p, now);
             match p.state {
@@ -197,7 +197,7 @@ impl Producers {
 
     /// When the next threshold is crossed, if any producer has one ahead.
     fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        let inner = self.inner.lock().expect("not poisoned");
+        let inner = crate::locks::lock(&self.inner);
         inner
             .iter()
             .filter_map(|(service, p)| {
@@ -214,7 +214,7 @@ impl Producers {
     /// Every producer, by name.
     pub fn view(&self) -> BTreeMap<String, ProducerView> {
         let now = self.clock.now();
-        let inner = self.inner.lock().expect("not poisoned");
+        let inner = crate::locks::lock(&self.inner);
         inner
             .iter()
             .map(|(service, p)| {
@@ -259,7 +259,7 @@ impl Producers {
 }
 
 /// The `health` event that records a transition.
-pub fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
+pub(crate) fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
     let ts = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Micros, true);
     let record = json!({
         "timestamp": ts(t.at),
@@ -357,7 +357,7 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::units::HumanDuration;
+    use crate::units::HumanDuration;
     use tokio::sync::mpsc;
 
     fn producers() -> Arc<Producers> {

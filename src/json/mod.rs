@@ -7,8 +7,10 @@
 //! (128 in serde_json and serde_yaml_ng), so nothing downstream that walks a record recurses deeper.
 
 mod fast;
+mod yaml;
 
 pub(crate) use fast::escape;
+pub use yaml::from_yaml_str;
 
 use std::fmt;
 

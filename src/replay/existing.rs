@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use crate::bigquery::written::{WrittenIds, ID_COLUMN};
 use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::group::{Encoded, WriteResult, Writer, Written};
+use crate::sink::WriteError;
 
 /// Rows appended and rows left out because the table had them; shared with the replay summary.
 #[derive(Debug, Default)]
@@ -46,7 +47,7 @@ impl Writer for MissingOnly {
         Box::pin(async move {
             let table = &self.inner.table;
             if encoded.batch.column_by_name(ID_COLUMN).is_none() {
-                return Err(format!("{table}: the batch has no {ID_COLUMN} column"));
+                return Err(WriteError::NoIdColumn { table: table.clone(), column: ID_COLUMN });
             }
             let rows: Vec<usize> = (0..encoded.batch.num_rows()).collect();
             let (batch, missing, present) =

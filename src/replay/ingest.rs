@@ -10,7 +10,7 @@ use crate::path::FieldPath;
 
 /// Put `originals[from[i]]` (when set) into `field` of `forward[i]`. Rows held in columns get a
 /// copy of their batch with that column replaced; a record gets the value set.
-pub fn restore(field: &FieldPath, forward: &mut [Event], from: &[usize], originals: &[Option<Value>]) {
+pub(super) fn restore(field: &FieldPath, forward: &mut [Event], from: &[usize], originals: &[Option<Value>]) {
     let columns = forward.iter().find_map(|e| e.row.as_ref().map(|r| r.columns.clone()));
     let in_column = columns.as_ref().is_some_and(|c| c.time_column(field.as_str()).is_some());
     let mut times: Vec<(usize, i64)> = Vec::new();

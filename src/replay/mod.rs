@@ -47,9 +47,11 @@ pub mod progress;
 pub mod reader;
 pub mod rows;
 pub mod run;
+mod select;
 pub mod topic;
+mod unit;
 
-pub use run::{replay, Args, Summary, Target};
+pub use run::{replay, Args, Target};
 
 use crate::store::Location;
 
@@ -75,6 +77,9 @@ pub enum ReplayError {
     /// A sink could not write a batch after its retries; run the replay again to resume.
     #[error("{0}; run the same replay again to resume from the checkpoint")]
     Sink(String),
+    /// Publishing to the pipeline's topic failed; run the replay again to resume.
+    #[error("{0}; run the same replay again to resume from the checkpoint")]
+    Topic(#[from] topic::TopicError),
     #[error("starting the sinks: {0}")]
     Start(#[from] crate::topology::StartError),
 }
@@ -88,4 +93,30 @@ impl ReplayError {
 /// Parse a location from the command line, naming the flag in the error.
 fn location(flag: &str, text: &str) -> Result<Location, ReplayError> {
     Location::parse(text).map_err(|e| ReplayError::Usage(format!("{flag}: {e}")))
+}
+
+/// What a replay did (or, for a dry run, would do).
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub plan: plan::Plan,
+    pub resumed: bool,
+    /// The checkpoint said this replay had already finished: nothing was read.
+    pub already_complete: bool,
+    pub files_done: usize,
+    /// Selected rows read in this run.
+    pub rows: u64,
+    /// Rows that passed the chain.
+    pub forwarded: u64,
+    /// Removed on purpose by a stage (filter, dedupe).
+    pub dropped: u64,
+    /// Routed (by a `route` stage) only to sinks the replay does not feed.
+    pub not_routed: u64,
+    /// Refused by a stage or a sink, written under the output's dead letters.
+    pub dead_letters: u64,
+    /// BigQuery rows appended, and rows left out because the table had their id.
+    pub appended: u64,
+    pub already_present: u64,
+    pub published: u64,
+    pub checkpoint: String,
+    pub seconds: f64,
 }

@@ -21,13 +21,13 @@ use super::checkpoint::{self, Checkpoint};
 use super::ndjson::{compression_of, Line, Lines, MAX_LINE};
 use super::plan::{Plan, SourceFile};
 use super::progress::Progress;
-use super::run::{Acks, Unit};
+use super::unit::{Acks, Unit};
 use super::{reader, ReplayError};
 use crate::event::{Attributes, DeadLetter, Event};
 use crate::store::Location;
 
 /// The most payload bytes in one batch, so a file of long lines keeps memory bounded too.
-pub const BATCH_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// What `--from` opens: a store, the prefix (or the one file) in it, and how to name its files.
 pub(super) struct Input {
@@ -41,7 +41,7 @@ pub(super) struct Input {
 
 impl Input {
     /// Open `--from`: a folder, a bucket prefix, or one NDJSON file in either.
-    pub fn open(from: &Location, text: &str, endpoint: Option<&str>) -> Result<Input, ReplayError> {
+    pub(super) fn open(from: &Location, text: &str, endpoint: Option<&str>) -> Result<Input, ReplayError> {
         let opening = |e| ReplayError::store(format!("opening {text}"), e);
         match from {
             Location::Local(path) if path.is_file() && is_ndjson(path) => {
@@ -67,18 +67,18 @@ impl Input {
     }
 
     /// A file's full location, as ids and dead letters name it.
-    pub fn name(&self, path: &ObjectPath) -> String {
+    pub(super) fn name(&self, path: &ObjectPath) -> String {
         format!("{}{path}", self.base)
     }
 
     /// The plan for `--from` naming one NDJSON file.
-    pub async fn plan_file(&self) -> Result<Plan, ReplayError> {
+    pub(super) async fn plan_file(&self) -> Result<Plan, ReplayError> {
         let meta = self.store.head(&self.prefix).await.map_err(|e| ReplayError::store(self.name(&self.prefix), e))?;
         Ok(Plan::ndjson(vec![meta]))
     }
 
     /// The plan for a prefix holding no Parquet files: its NDJSON files.
-    pub async fn plan_prefix(&self) -> Result<Plan, ReplayError> {
+    pub(super) async fn plan_prefix(&self) -> Result<Plan, ReplayError> {
         Ok(Plan::ndjson(super::ndjson::list(&self.store, &self.prefix).await?))
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use object_store::path::Path as ObjectPath;
 
 use super::existing::{Counts, MissingOnly};
-use super::run::Target;
 use super::topic::TopicTarget;
 use super::ReplayError;
 use crate::config::global::WriteMode;
@@ -14,9 +13,32 @@ use crate::config::{Config, Pipeline, Sink};
 use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
+use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
+use crate::topology::StartError;
+
+/// Where replayed events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Target {
+    /// The pipeline's BigQuery sinks: only message ids the table does not have yet.
+    Bigquery,
+    /// The pipeline's lake sinks, under the replay's --output (never the archive).
+    Lake,
+    /// The pipeline's Pub/Sub topic (original bytes; the running service processes them).
+    Topic,
+}
+
+impl Target {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Target::Bigquery => "bigquery",
+            Target::Lake => "lake",
+            Target::Topic => "topic",
+        }
+    }
+}
 
 /// The writers and targets a replay feeds.
 pub(super) struct Outputs {
@@ -28,13 +50,13 @@ pub(super) struct Outputs {
 
 impl Outputs {
     /// Whether an event with these routes goes to any of the replay's sinks.
-    pub fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
+    pub(super) fn takes(&self, routes: Option<&[Arc<str>]>) -> bool {
         let Some(group) = &self.group else { return false };
         routes.is_none_or(|r| group.writers.iter().any(|w| r.iter().any(|n| &**n == w.name())))
     }
 
     /// Close the writers (BigQuery streams) once everything is written.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         if let Some(g) = &self.group {
             for w in &g.writers {
                 w.close().await;
@@ -56,14 +78,16 @@ pub(super) async fn outputs(
     let mut writers: Vec<Box<dyn Writer>> = Vec::new();
     let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
     if to.contains(&Target::Bigquery) {
-        let warehouse = crate::bigquery::Warehouse::connect(config).await?.ok_or_else(|| {
-            usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
-        })?;
+        let warehouse =
+            crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?.ok_or_else(|| {
+                usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
+            })?;
         for s in &p.sinks {
             if let Sink::BigQuery { name, table, .. } = s {
                 // Exactly-once whatever the service uses: a retried append must not double rows.
-                let inner =
-                    warehouse.writer(p, name, table, WriteMode::ExactlyOnce, metrics.sink(&p.name, name)).await?;
+                let opened =
+                    warehouse.open_table(p, name, table, WriteMode::ExactlyOnce).await.map_err(StartError::from)?;
+                let inner = BigQueryWriter::new(opened, name, &p.name, metrics.sink(&p.name, name));
                 let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
                 writers.push(Box::new(checked));
             }
@@ -91,7 +115,7 @@ pub(super) async fn outputs(
             .topic
             .as_deref()
             .ok_or_else(|| usage("topic", format!("{} names no source.topic", p.file.display())))?;
-        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e))?)
+        Some(TopicTarget::connect(pubsub, name).await.map_err(|e| usage("topic", e.to_string()))?)
     } else {
         None
     };

@@ -16,7 +16,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
-use super::plan::{Kind, Selector};
+use super::select::{Kind, Selector};
 use super::ReplayError;
 
 /// Rows per decoded batch: the unit that goes through the chain and is written as one object.

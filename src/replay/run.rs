@@ -2,49 +2,24 @@
 //! of NDJSON lines, `ndjson_run`) through the chain into the chosen targets, checkpointing after each.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
-use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use super::checkpoint::{self, Checkpoint, Params, Start};
 use super::ndjson_run::{self, Input};
-use super::outputs::{outputs, Outputs};
+use super::outputs::outputs;
+pub use super::outputs::Target;
 use super::plan::{self, Kind, Plan, Selector, SourceFile, Window};
 use super::progress::Progress;
-use super::{ingest, location, reader, rows, ReplayError};
-use crate::ack::{Ack, Outcome};
+use super::unit::Unit;
+use super::{location, reader, rows, ReplayError, Summary};
 use crate::config::{Config, Pipeline};
-use crate::event::{DeadLetter, Event};
 use crate::lake_tail::join;
 use crate::path::FieldPath;
 use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
-use crate::sink::lake::Partition;
-use crate::transform::{Chain, StageConfig};
-
-/// Where replayed events go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Target {
-    /// The pipeline's BigQuery sinks: only message ids the table does not have yet.
-    Bigquery,
-    /// The pipeline's lake sinks, under the replay's --output (never the archive).
-    Lake,
-    /// The pipeline's Pub/Sub topic (original bytes; the running service processes them).
-    Topic,
-}
-
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::Bigquery => "bigquery",
-            Target::Lake => "lake",
-            Target::Topic => "topic",
-        }
-    }
-}
+use crate::transform::StageConfig;
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -60,32 +35,6 @@ pub struct Args {
     pub dry_run: bool,
     /// Discard the checkpoint and start over.
     pub restart: bool,
-}
-
-/// What a replay did (or, for a dry run, would do).
-#[derive(Debug, Default)]
-pub struct Summary {
-    pub plan: Plan,
-    pub resumed: bool,
-    /// The checkpoint said this replay had already finished: nothing was read.
-    pub already_complete: bool,
-    pub files_done: usize,
-    /// Selected rows read in this run.
-    pub rows: u64,
-    /// Rows that passed the chain.
-    pub forwarded: u64,
-    /// Removed on purpose by a stage (filter, dedupe).
-    pub dropped: u64,
-    /// Routed (by a `route` stage) only to sinks the replay does not feed.
-    pub not_routed: u64,
-    /// Refused by a stage or a sink, written under the output's dead letters.
-    pub dead_letters: u64,
-    /// BigQuery rows appended, and rows left out because the table had their id.
-    pub appended: u64,
-    pub already_present: u64,
-    pub published: u64,
-    pub checkpoint: String,
-    pub seconds: f64,
 }
 
 /// Run a replay with a checked config.
@@ -297,163 +246,4 @@ fn ingest_field(p: &Pipeline) -> Option<FieldPath> {
         StageConfig::Metadata(m) => m.ingest_time.as_deref().and_then(|t| FieldPath::parse(t).ok()),
         _ => None,
     })
-}
-
-/// The acks of one batch's events; their outcomes come back here.
-pub(super) struct Acks {
-    tx: mpsc::UnboundedSender<Outcome>,
-    rx: mpsc::UnboundedReceiver<Outcome>,
-}
-
-impl Acks {
-    pub fn new() -> Acks {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Acks { tx, rx }
-    }
-
-    pub fn ack(&self) -> Ack {
-        let tx = self.tx.clone();
-        Ack::new(move |o| {
-            let _ = tx.send(o);
-        })
-    }
-
-    /// Wait for every ack handed out; how many failed.
-    async fn failed(self) -> usize {
-        let Acks { tx, mut rx } = self;
-        drop(tx);
-        let mut failed = 0;
-        while let Some(o) = rx.recv().await {
-            failed += usize::from(o == Outcome::Failed);
-        }
-        failed
-    }
-}
-
-/// The state one batch of rows goes through.
-pub(super) struct Unit<'a> {
-    p: &'a Pipeline,
-    chain: &'a mut Chain,
-    ingest: Option<&'a FieldPath>,
-    outputs: &'a mut Outputs,
-    summary: &'a mut Summary,
-}
-
-type Routes = Option<Arc<[Arc<str>]>>;
-
-/// Forwarded events by hour partition and routes: one object each.
-type Batches = Vec<((Partition, Routes), Vec<Event>)>;
-
-impl Unit<'_> {
-    /// Rebuild archived rows or dead letters as events and deliver them.
-    async fn process(
-        &mut self,
-        file: &SourceFile,
-        records: Vec<Map<String, Value>>,
-        object: &str,
-    ) -> Result<(), ReplayError> {
-        let acks = Acks::new();
-        let mut events = Vec::with_capacity(records.len());
-        let mut dead: Vec<DeadLetter> = Vec::new();
-        for record in records {
-            let ack = acks.ack();
-            let original_ingest = self.ingest.and_then(|f| f.get(&Value::Object(record.clone())).cloned());
-            let rebuilt = match file.kind {
-                Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
-                // NDJSON lines come as events from `ndjson_run`, never as records.
-                Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
-            };
-            match rebuilt {
-                Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
-                Err(d) => dead.push(*d),
-            }
-        }
-        self.deliver(acks, events, dead, file, object).await
-    }
-
-    /// Run events (each with the archived ingest time to put back, if any) through the chain and
-    /// write them, and `dead` to dead letters; fails if any event could not be made durable in its
-    /// targets or in dead letters. Objects are named after `object`.
-    pub async fn deliver(
-        &mut self,
-        acks: Acks,
-        events: Vec<(Event, Option<Value>)>,
-        mut dead: Vec<DeadLetter>,
-        file: &SourceFile,
-        object: &str,
-    ) -> Result<(), ReplayError> {
-        let n = events.len() + dead.len();
-        self.summary.rows += n as u64;
-        if let Some(topic) = &self.outputs.topic {
-            let plain: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
-            topic.publish(&plain).await.map_err(ReplayError::Sink)?;
-            self.summary.published += plain.len() as u64;
-        }
-        let batches = self.chain_events(events, &mut dead);
-        if let Some(group) = &mut self.outputs.group {
-            // Rows a sink refuses come back on this channel; each event is refused at most once.
-            let (dead_tx, mut refused) = mpsc::channel(n.max(1));
-            group.dead = Some(dead_tx);
-            for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
-                group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
-            }
-            group.dead = None;
-            while let Ok(d) = refused.try_recv() {
-                dead.push(d);
-            }
-        }
-        if !dead.is_empty() {
-            self.summary.dead_letters += dead.len() as u64;
-            if file.kind == Kind::Ndjson {
-                // The id is `<file>:<line>`: the reason says where the line is.
-                dead.iter_mut().for_each(|d| d.reason = format!("{}: {}", d.event.message_id, d.reason));
-            }
-            let rows: Vec<Event> = dead.into_iter().map(|d| dead_letter::to_event(d, &self.p.name)).collect();
-            // The source file's hour (or its modification time's), so a second run rewrites the same object.
-            let partition = file.partition.unwrap_or_else(|| Partition::of(file.modified));
-            self.outputs.dead.write_named(partition, None, rows, Some(object.to_owned())).await;
-        }
-        let failed = acks.failed().await;
-        if failed > 0 {
-            return Err(ReplayError::Sink(format!(
-                "{failed} of {n} rows of {} ({object}) could not be written (the log says why)",
-                file.path
-            )));
-        }
-        Ok(())
-    }
-
-    /// The chain over `events`: what it forwards to the replay's sinks, by partition and routes;
-    /// what it refuses, into `dead`.
-    fn chain_events(&mut self, events: Vec<(Event, Option<Value>)>, dead: &mut Vec<DeadLetter>) -> Batches {
-        let mut batches: Batches = Vec::new();
-        if self.outputs.group.is_none() {
-            // Published only: nothing else to do with them.
-            events.into_iter().for_each(|(e, _)| e.ack.settle(Outcome::Delivered));
-            return batches;
-        }
-        let taken = events.len();
-        let (events, originals): (Vec<Event>, Vec<Option<Value>>) = events.into_iter().unzip();
-        let mut out = self.chain.process_batch(events);
-        self.summary.dropped += (taken - out.forward.len() - out.dead.len()) as u64;
-        self.summary.forwarded += out.forward.len() as u64;
-        dead.append(&mut out.dead);
-        if let Some(f) = self.ingest {
-            ingest::restore(f, &mut out.forward, &out.forward_from, &originals);
-        }
-        for e in out.forward {
-            if !self.outputs.takes(e.routes.as_deref()) {
-                // Routed to no sink, or only to sinks this replay was not asked to feed.
-                self.summary.not_routed += 1;
-                e.ack.settle(Outcome::Delivered);
-                continue;
-            }
-            let key = (Partition::for_event(&self.p.schema, &e), e.routes.clone());
-            match batches.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(e),
-                None => batches.push((key, vec![e])),
-            }
-        }
-        batches
-    }
 }

@@ -8,6 +8,15 @@ use google_cloud_pubsub::client::Publisher;
 use crate::config::global::PubsubConfig;
 use crate::event::Event;
 
+/// Why the topic target could not start or publish.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("creating a publisher for {topic}: {source}")]
+    Connect { topic: String, source: google_cloud_gax::client_builder::Error },
+    #[error("publishing to {topic}: {source}")]
+    Publish { topic: String, source: google_cloud_pubsub::error::PublishError },
+}
+
 /// The attribute carrying the archived message id.
 pub const REPLAY_OF: &str = "sluice_replay_of";
 
@@ -17,17 +26,17 @@ pub struct TopicTarget {
 }
 
 impl TopicTarget {
-    pub async fn connect(pubsub: &PubsubConfig, topic: &str) -> Result<TopicTarget, String> {
+    pub async fn connect(pubsub: &PubsubConfig, topic: &str) -> Result<TopicTarget, TopicError> {
         let topic = pubsub.topic_path(topic);
         let publisher = crate::source::pubsub::at_endpoint!(Publisher::builder(&topic), pubsub)
             .build()
             .await
-            .map_err(|e| format!("creating a publisher for {topic}: {e}"))?;
+            .map_err(|source| TopicError::Connect { topic: topic.clone(), source })?;
         Ok(TopicTarget { topic, publisher })
     }
 
     /// Publish every event's original bytes and attributes; all must be accepted.
-    pub async fn publish(&self, events: &[&Event]) -> Result<(), String> {
+    pub async fn publish(&self, events: &[&Event]) -> Result<(), TopicError> {
         let sends = events.iter().map(|e| {
             let mut attrs: Vec<(String, String)> = e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             attrs.push((REPLAY_OF.to_owned(), e.message_id.clone()));
@@ -36,7 +45,7 @@ impl TopicTarget {
         });
         let results = futures::future::join_all(sends).await;
         match results.into_iter().find_map(Result::err) {
-            Some(e) => Err(format!("publishing to {}: {e}", self.topic)),
+            Some(source) => Err(TopicError::Publish { topic: self.topic.clone(), source }),
             None => Ok(()),
         }
     }

@@ -27,14 +27,14 @@ struct Payload {
 
 /// Fetch the payload of `version` (`projects/P/secrets/S/versions/V`). A trailing newline (as
 /// `echo` writes it into `gcloud secrets create --data-file=-`) is dropped.
-pub async fn access(endpoint: Option<&str>, version: &str) -> Result<Secret, SecretError> {
+pub(crate) async fn access(endpoint: Option<&str>, version: &str) -> Result<Secret, SecretError> {
     let fail = |message: String| SecretError::Fetch { name: version.to_owned(), message };
     if !valid_version_name(version) {
         return Err(fail(
             "expected projects/PROJECT/secrets/NAME/versions/(NUMBER|latest) (is a ${VARIABLE} unset?)".into(),
         ));
     }
-    let endpoint = crate::config::global::endpoint_url(endpoint);
+    let endpoint = crate::gcp::endpoint_url(endpoint);
     let creds = crate::gcp::credentials(endpoint.is_some())?;
     let base = endpoint.as_deref().unwrap_or(PRODUCTION).trim_end_matches('/');
     let headers = crate::gcp::auth_headers(&creds).await?;

@@ -8,7 +8,7 @@
 //! resolves them at start ([`manager`]). A resolved value lives in a [`Secret`], whose Debug,
 //! Display and Serialize print `***`, so it cannot reach a log line, an error or `/status`.
 
-pub mod manager;
+pub(crate) mod manager;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ struct ReferenceFile {
 }
 
 /// Whether `name` is a Secret Manager version name: `projects/P/secrets/S/versions/V`.
-pub fn valid_version_name(name: &str) -> bool {
+pub(crate) fn valid_version_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').collect();
     let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     matches!(parts.as_slice(), ["projects", p, "secrets", s, "versions", v]
@@ -175,10 +175,10 @@ fn reference(dir: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
     }
     let text = std::fs::read_to_string(&file).map_err(|e| fail(format!("cannot read: {e}")))?;
     // Unset variables stay as written: validate must not need the deployment's environment.
-    let text = crate::config::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}"))))
-        .map_err(fail)?;
-    let r: ReferenceFile = crate::config::from_yaml_str(&text)
-        .map_err(|(f, m)| fail(if f.is_empty() { m } else { format!("{f}: {m}") }))?;
+    let text =
+        crate::interpolate::interpolate(&text, |k| env(k).or_else(|| Some(format!("${{{k}}}")))).map_err(fail)?;
+    let r: ReferenceFile =
+        crate::json::from_yaml_str(&text).map_err(|(f, m)| fail(if f.is_empty() { m } else { format!("{f}: {m}") }))?;
     let version = r.secret.trim().to_owned();
     if version.contains("${") {
         return Ok(version);
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn settings_are_written_three_ways() {
-        let read = |y: &str| crate::config::from_yaml_str::<SecretSetting>(y);
+        let read = |y: &str| crate::json::from_yaml_str::<SecretSetting>(y);
         assert_eq!(read("abc").unwrap(), SecretSetting::Value(Secret::new("abc")));
         assert_eq!(read("{env: TOKEN}").unwrap(), SecretSetting::Env("TOKEN".into()));
         assert_eq!(read("{secret: push-token}").unwrap(), SecretSetting::Reference("push-token".into()));

@@ -38,8 +38,7 @@ pub(super) async fn read_body(body: axum::body::Body, max: usize, expected: usiz
     Ok(buf.freeze())
 }
 
-/// Bodies drained at once. Each grows its connection's read buffer (up to ~400 KiB in hyper)
-/// while it lasts (up to [`LINGER`]), so a flood of refused large pushes could otherwise hold one
+/// Bodies drained at once. Each grows its connection's read buffer while it lasts (up to [`LINGER`]), so a flood of refused large pushes could otherwise hold one
 /// per connection. Past this, the body is left unread: the connection closes and the client may
 /// see a reset instead of the answer, which it retries all the same.
 static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);

@@ -15,15 +15,16 @@ use super::body::{content_length, drain, read_body, BodyError};
 use super::{error, AppState};
 use crate::ack::{Ack, Outcome};
 use crate::event::{footprint, Event};
+use crate::source::budget::Held;
 use crate::source::push;
+use crate::source::PipelineInput;
 
 /// How long a push request may wait for room in a full pipeline before being told to retry.
 const ENQUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest push body after which the connection is kept open. Reading a body grows the
-/// connection's read buffer (up to ~400 KiB in hyper) and an idle connection keeps it: 1,000
-/// callers of 1 MB pushes held 441 MiB that way, beside a flow control of 100 MiB, and 138 MiB
-/// peak once those connections were closed. Events are mostly far smaller, and keep theirs.
+/// connection's read buffer and an idle connection keeps it, outside the flow control; closing
+/// the connection after a large body frees it (`docs/performance.md`, push floods).
 const KEEP_ALIVE_BODY: usize = 16 << 10;
 
 /// The answer to a request refused before its body is read: bad token, no such push pipeline,
@@ -114,21 +115,10 @@ async fn push(
         return too_large(pipeline, max_body);
     }
     let announced = announced.unwrap_or(max_body);
-    // The budget counts waits for the liveness check of pulling streams; a push wait is no
-    // stream's, so its count is kept here and read by nobody.
-    let waiting = AtomicU64::new(0);
-    let mut held = match &input.budget {
-        None => None,
-        Some(budget) => {
-            match tokio::time::timeout(ENQUEUE_WAIT, budget.reserve(footprint(announced, 0), &waiting)).await {
-                Ok(held) => Some(held),
-                Err(_) => {
-                    drain(body.into_data_stream()).await;
-                    tracing::warn!(pipeline, "refused push request: pipeline at its http.max_outstanding limits");
-                    return at_capacity(pipeline);
-                }
-            }
-        }
+    let Ok(mut held) = reserve(input, announced).await else {
+        drain(body.into_data_stream()).await;
+        tracing::warn!(pipeline, "refused push request: pipeline at its http.max_outstanding limits");
+        return at_capacity(pipeline);
     };
     // From here until its event is in a batch, the pipeline's sinks wait for this request.
     let (_answering, arriving) = input.arrivals.as_ref().map(|a| a.begin()).unzip();
@@ -145,12 +135,38 @@ async fn push(
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let counted = state.metrics.input(pipeline, "push");
-    counted.received(msg.publish_time);
-    let (tx, outcome) = tokio::sync::oneshot::channel();
     if let Some(held) = &mut held {
         held.shrink_to(footprint(msg.data.len(), msg.message_id.len()));
     }
+    let (mut event, outcome) = event_of(state, pipeline, msg, held);
+    event.arriving = arriving;
+    deliver(state, input, pipeline, event, outcome).await
+}
+
+/// Room for an event of `announced` bytes in the pipeline's flow control, waiting at most
+/// `ENQUEUE_WAIT`; `Ok(None)` when the pipeline has none, `Err` when it stayed full.
+async fn reserve(input: &PipelineInput, announced: usize) -> Result<Option<Held>, ()> {
+    let Some(budget) = &input.budget else { return Ok(None) };
+    // The budget counts waits for the liveness check of pulling streams; a push wait is no
+    // stream's, so its count is kept here and read by nobody.
+    let waiting = AtomicU64::new(0);
+    match tokio::time::timeout(ENQUEUE_WAIT, budget.reserve(footprint(announced, 0), &waiting)).await {
+        Ok(held) => Ok(Some(held)),
+        Err(_) => Err(()),
+    }
+}
+
+/// The event of a decoded push, whose ack counts it, gives its room back and reports its
+/// outcome on the receiver returned with it.
+fn event_of(
+    state: &AppState,
+    pipeline: &str,
+    msg: push::PushMessage,
+    held: Option<Held>,
+) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
+    let counted = state.metrics.input(pipeline, "push");
+    counted.received(msg.publish_time);
+    let (tx, outcome) = tokio::sync::oneshot::channel();
     let outstanding = state.metrics.push_outstanding(pipeline, msg.data.len());
     let ack = Ack::new(move |o| {
         counted.settled(o);
@@ -158,7 +174,6 @@ async fn push(
         let _ = tx.send(o);
         drop(held); // the room is given back when the event settles, not when the request ends
     });
-    let message_id = msg.message_id.clone();
     let delivery_attempt = msg.delivery_attempt;
     let mut event = Event::new(
         msg.message_id,
@@ -168,8 +183,19 @@ async fn push(
         msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push")),
         ack,
     );
-    event.arriving = arriving;
     event.delivery_attempt = delivery_attempt;
+    (event, outcome)
+}
+
+/// Hand the event to the pipeline and answer once it settled (or the request timed out).
+async fn deliver(
+    state: &AppState,
+    input: &PipelineInput,
+    pipeline: &str,
+    event: Event,
+    outcome: tokio::sync::oneshot::Receiver<Outcome>,
+) -> Response {
+    let message_id = event.message_id.clone();
     match input.tx.send_timeout(event, ENQUEUE_WAIT).await {
         Ok(()) => {}
         Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {

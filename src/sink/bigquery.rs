@@ -12,9 +12,10 @@ use arrow::record_batch::RecordBatch;
 use backon::{ExponentialBuilder, Retryable};
 use futures::future::BoxFuture;
 
-use super::group::{Encoded, WriteResult, Writer, Written};
+use super::{Encoded, WriteError, WriteResult, Writer, Written};
 use crate::bigquery::stream::{AppendFailure, Appender};
 use crate::bigquery::written::WrittenIds;
+use crate::bigquery::OpenTable;
 use crate::metrics::SinkMetrics;
 
 /// How long after a possible redelivery arrived its rows are checked against the table: the
@@ -38,9 +39,25 @@ pub struct BigQueryWriter {
     pub written: Option<WrittenIds>,
 }
 
+impl BigQueryWriter {
+    /// The sink `name` of `pipeline`, appending to a table the warehouse checked and opened.
+    pub fn new(table: OpenTable, name: &str, pipeline: &str, metrics: SinkMetrics) -> BigQueryWriter {
+        let OpenTable { shown, appender, written } = table;
+        BigQueryWriter {
+            name: name.into(),
+            pipeline: pipeline.into(),
+            table: shown,
+            appender,
+            retry: default_retry(),
+            metrics,
+            written,
+        }
+    }
+}
+
 /// The retry policy for appends: at most 25 s of backoff in all, then the batch is given back.
-/// A bound on the total, not on the count: with jitter, eight retries slept anywhere from 21 to
-/// 42 s, so whether an outage of half a minute ended in a nack was a coin toss.
+/// A bound on the total, not on the count: with jitter, a count of retries sleeps anywhere in a
+/// wide range, and whether an outage of half a minute ends in a nack must not be left to chance.
 pub fn default_retry() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
@@ -93,7 +110,7 @@ impl Writer for BigQueryWriter {
                         let keep: Vec<usize> = (0..batch.num_rows()).filter(|i| !bad_set.contains(i)).collect();
                         if !keep.is_empty() && keep.len() < batch.num_rows() {
                             let take = UInt32Array::from_iter_values(keep.iter().map(|&i| i as u32));
-                            let rest = arrow::compute::take_record_batch(&batch, &take).map_err(|e| e.to_string())?;
+                            let rest = arrow::compute::take_record_batch(&batch, &take)?;
                             work.push((rest, keep.iter().map(|&i| index[i]).collect()));
                         }
                     }
@@ -109,7 +126,10 @@ impl Writer for BigQueryWriter {
                     }
                     Err(AppendFailure::Uncertain) => {
                         let Some(w) = &self.written else {
-                            return Err(format!("appending to {}: {}", self.table, AppendFailure::Uncertain));
+                            return Err(WriteError::Append {
+                                table: self.table.clone(),
+                                source: AppendFailure::Uncertain,
+                            });
                         };
                         let every: Vec<usize> = (0..batch.num_rows()).collect();
                         let (rest, index, n) = self.without_present(w, &batch, index, &every).await?;
@@ -118,10 +138,10 @@ impl Writer for BigQueryWriter {
                             work.push((rest, index));
                         }
                     }
-                    Err(AppendFailure::Transient(reason)) => {
+                    Err(failure @ AppendFailure::Transient(_)) => {
                         // The last attempt may land yet: the next batch must not take its offset.
                         self.appender.abandon().await;
-                        return Err(format!("appending to {}: {reason}", self.table));
+                        return Err(WriteError::Append { table: self.table.clone(), source: failure });
                     }
                 }
             }
@@ -151,7 +171,7 @@ impl BigQueryWriter {
         batch: &RecordBatch,
         index: Vec<usize>,
         check: &[usize],
-    ) -> Result<(RecordBatch, Vec<usize>, usize), String> {
+    ) -> Result<(RecordBatch, Vec<usize>, usize), WriteError> {
         let present = (|| written.present(batch, check))
             .retry(self.retry)
             .when(|e| e.retryable())
@@ -160,7 +180,7 @@ impl BigQueryWriter {
                     retry_in_ms = wait.as_millis() as u64, "checking for rows written before failed; retrying")
             })
             .await
-            .map_err(|e| format!("checking {} for rows written before: {e}", self.table))?;
+            .map_err(|source| WriteError::Lookup { table: self.table.clone(), source })?;
         if present.is_empty() {
             return Ok((batch.clone(), index, 0));
         }
@@ -168,7 +188,7 @@ impl BigQueryWriter {
             "redelivered rows already in the table; not appended again");
         let keep: Vec<usize> = (0..batch.num_rows()).filter(|i| !present.contains(i)).collect();
         let take = UInt32Array::from_iter_values(keep.iter().map(|&i| i as u32));
-        let rest = arrow::compute::take_record_batch(batch, &take).map_err(|e| e.to_string())?;
+        let rest = arrow::compute::take_record_batch(batch, &take)?;
         Ok((rest, keep.iter().map(|&i| index[i]).collect(), present.len()))
     }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::dictionary;
 use crate::event::Event;
-use crate::schema::{parse_timestamp, FieldType, Schema};
+use crate::schema::{parse_timestamp, Field, FieldType, Schema};
 use crate::transform::columnar::Columns;
 
 /// Rows per Parquet row group: large enough for good compression and pruning, small enough
@@ -54,97 +54,105 @@ fn cells<'a>(schema: &Schema, records: &[&'a Value]) -> Vec<Option<&'a Value>> {
 
 /// Build one Arrow batch from records that already passed `Schema::check`.
 pub fn to_record_batch(schema: &Schema, records: &[&Value]) -> Result<RecordBatch, EncodeError> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields.len());
     let cells = cells(schema, records);
-    for (fi, f) in schema.fields.iter().enumerate() {
-        // The column's values are walked twice for text: once to size its buffer.
-        let column = &cells[fi * records.len()..(fi + 1) * records.len()];
-        let values = column.iter().copied();
-        let bad = |row: usize, reason: &str| EncodeError::Value { row, field: f.name.clone(), reason: reason.into() };
-        let col: ArrayRef = match f.ty {
-            FieldType::String => {
-                let text_bytes = column.iter().flatten().filter_map(|v| v.as_str()).map(str::len).sum();
-                let mut b = StringBuilder::with_capacity(records.len(), text_bytes);
-                for (i, v) in values.enumerate() {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => b.append_value(v.as_str().ok_or_else(|| bad(i, "expected a string"))?),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Json => {
-                let mut b = StringBuilder::with_capacity(records.len(), records.len() * 32);
-                // Compact JSON text, as `Value`'s `Display` writes it, without the formatter between.
-                let mut text = Vec::new();
-                for v in values {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => {
-                            text.clear();
-                            serde_json::to_writer(&mut text, v).expect("a Value always serializes");
-                            b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Int64 => {
-                let mut b = Int64Builder::with_capacity(records.len());
-                for (i, v) in values.enumerate() {
-                    b.append_option(v.map(|v| v.as_i64().ok_or_else(|| bad(i, "expected an integer"))).transpose()?);
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Float64 => {
-                let mut b = Float64Builder::with_capacity(records.len());
-                for (i, v) in values.enumerate() {
-                    b.append_option(v.map(|v| v.as_f64().ok_or_else(|| bad(i, "expected a number"))).transpose()?);
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Bool => {
-                let mut b = BooleanBuilder::with_capacity(records.len());
-                for (i, v) in values.enumerate() {
-                    b.append_option(v.map(|v| v.as_bool().ok_or_else(|| bad(i, "expected a boolean"))).transpose()?);
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Timestamp => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("+00:00");
-                for (i, v) in values.enumerate() {
-                    let t = v
-                        .map(|v| {
-                            v.as_str()
-                                .and_then(parse_timestamp)
-                                .map(|t| t.timestamp_micros())
-                                .ok_or_else(|| bad(i, "expected an RFC 3339 timestamp"))
-                        })
-                        .transpose()?;
-                    b.append_option(t);
-                }
-                Arc::new(b.finish())
-            }
-            FieldType::Bytes => {
-                let mut b = BinaryBuilder::with_capacity(records.len(), records.len() * 64);
-                for (i, v) in values.enumerate() {
-                    match v {
-                        None => b.append_null(),
-                        Some(v) => {
-                            let raw = v
-                                .as_str()
-                                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                                .ok_or_else(|| bad(i, "expected base64 text"))?;
-                            b.append_value(raw);
-                        }
-                    }
-                }
-                Arc::new(b.finish())
-            }
-        };
-        columns.push(col);
-    }
+    let columns = (schema.fields.iter().enumerate())
+        .map(|(fi, f)| encode_column(f, &cells[fi * records.len()..(fi + 1) * records.len()]))
+        .collect::<Result<Vec<ArrayRef>, EncodeError>>()?;
     Ok(RecordBatch::try_new(schema.arrow_schema(), columns)?)
+}
+
+/// One field's column from its cells, one per record.
+fn encode_column(f: &Field, column: &[Option<&Value>]) -> Result<ArrayRef, EncodeError> {
+    let values = column.iter().copied();
+    let bad = |row: usize, reason: &str| EncodeError::Value { row, field: f.name.clone(), reason: reason.into() };
+    Ok(match f.ty {
+        FieldType::String => {
+            // The column's values are walked twice for text: once to size its buffer.
+            let text_bytes = column.iter().flatten().filter_map(|v| v.as_str()).map(str::len).sum();
+            let mut b = StringBuilder::with_capacity(column.len(), text_bytes);
+            for (i, v) in values.enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(v) => b.append_value(v.as_str().ok_or_else(|| bad(i, "expected a string"))?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        FieldType::Json => json_column(column),
+        FieldType::Int64 => {
+            let mut b = Int64Builder::with_capacity(column.len());
+            for (i, v) in values.enumerate() {
+                b.append_option(v.map(|v| v.as_i64().ok_or_else(|| bad(i, "expected an integer"))).transpose()?);
+            }
+            Arc::new(b.finish())
+        }
+        FieldType::Float64 => {
+            let mut b = Float64Builder::with_capacity(column.len());
+            for (i, v) in values.enumerate() {
+                b.append_option(v.map(|v| v.as_f64().ok_or_else(|| bad(i, "expected a number"))).transpose()?);
+            }
+            Arc::new(b.finish())
+        }
+        FieldType::Bool => {
+            let mut b = BooleanBuilder::with_capacity(column.len());
+            for (i, v) in values.enumerate() {
+                b.append_option(v.map(|v| v.as_bool().ok_or_else(|| bad(i, "expected a boolean"))).transpose()?);
+            }
+            Arc::new(b.finish())
+        }
+        FieldType::Timestamp => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(column.len()).with_timezone("+00:00");
+            for (i, v) in values.enumerate() {
+                let t = v
+                    .map(|v| {
+                        v.as_str()
+                            .and_then(parse_timestamp)
+                            .map(|t| t.timestamp_micros())
+                            .ok_or_else(|| bad(i, "expected an RFC 3339 timestamp"))
+                    })
+                    .transpose()?;
+                b.append_option(t);
+            }
+            Arc::new(b.finish())
+        }
+        FieldType::Bytes => bytes_column(column, bad)?,
+    })
+}
+
+/// A JSON column: each value as compact JSON text.
+fn json_column(column: &[Option<&Value>]) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(column.len(), column.len() * 32);
+    // Compact JSON text, as `Value`'s `Display` writes it, without the formatter between.
+    let mut text = Vec::new();
+    for v in column.iter().copied() {
+        match v {
+            None => b.append_null(),
+            Some(v) => {
+                text.clear();
+                serde_json::to_writer(&mut text, v).expect("a Value always serializes");
+                b.append_value(std::str::from_utf8(&text).expect("serde_json writes UTF-8"));
+            }
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// A BYTES column from base64 text.
+fn bytes_column(column: &[Option<&Value>], bad: impl Fn(usize, &str) -> EncodeError) -> Result<ArrayRef, EncodeError> {
+    let mut b = BinaryBuilder::with_capacity(column.len(), column.len() * 64);
+    for (i, v) in column.iter().copied().enumerate() {
+        match v {
+            None => b.append_null(),
+            Some(v) => {
+                let raw = v
+                    .as_str()
+                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .ok_or_else(|| bad(i, "expected base64 text"))?;
+                b.append_value(raw);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
 }
 
 /// One Arrow batch of the events' records, in order: rows held in a chain's columns are gathered

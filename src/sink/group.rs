@@ -6,55 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
-use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batcher::{Batch, Batcher, Limits};
 use super::encode;
-use super::lake::Partition;
+use super::Partition;
+pub use super::{Encoded, WriteResult, Writer, Written};
 use crate::ack::Outcome;
+use crate::arrivals::{Arrivals, Settled};
 use crate::event::{DeadLetter, Event};
 use crate::schema::Schema;
-use crate::source::arrivals::{Arrivals, Settled};
 use crate::source::budget::Budget;
-
-/// One batch as every sink receives it.
-pub struct Encoded {
-    pub partition: Partition,
-    pub batch: RecordBatch,
-    /// A fixed object name (without `.parquet`) for this batch, so writing it again replaces the
-    /// object instead of adding one (replay: one per source row group); `None`: a unique name.
-    pub object: Option<String>,
-    /// Rows whose message may have been written before (a redelivery, or a delivery Pub/Sub did
-    /// not count): a sink that must not duplicate checks these first.
-    pub maybe_written: Vec<usize>,
-    /// When the last of those rows arrived.
-    pub maybe_written_since: Option<std::time::Instant>,
-}
-
-/// What a sink made of a batch it wrote: every row, or every row but these (index, reason).
-#[derive(Debug, PartialEq)]
-pub enum Written {
-    All,
-    Except(Vec<(usize, String)>),
-}
-
-/// `Err` means nothing of the batch is known to be durable: its messages are redelivered.
-pub type WriteResult = Result<Written, String>;
-
-/// A destination for encoded batches (the lake, a BigQuery table).
-pub trait Writer: Send + Sync {
-    fn name(&self) -> &str;
-    /// Write the batch, retrying what may pass on a later attempt.
-    fn write<'a>(&'a self, batch: &'a Encoded) -> BoxFuture<'a, WriteResult>;
-    /// Release what the writer holds (streams) once the group has written its last batch.
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-}
 
 type Routes = Option<Arc<[Arc<str>]>>;
 
@@ -101,7 +65,7 @@ impl SinkGroup {
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open
     /// batches are written as soon as they hold half of what its budget can hold. Once no push
-    /// request can add to them ([`Arrivals`]), they are written as soon as they hold as many
+    /// request can add to them (`Arrivals`), they are written as soon as they hold as many
     /// events as there were callers, or `linger` is over.
     pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
@@ -182,8 +146,8 @@ impl SinkGroup {
     }
 
     /// Whether the open batches hold at least half of the messages (or of the weight) the source's
-    /// budget can hold. Not half of what it holds now: just after a write that is little, and a
-    /// batch written then stays small (a CI run wrote 4,752 rows in 5 files that way).
+    /// budget can hold. Not half of what it holds now: just after a write that is little, and
+    /// every batch written then would stay small.
     fn holds_most_of_the_budget(&self, batcher: &Batcher<(Partition, Routes), Event>) -> bool {
         let Some(budget) = &self.budget else { return false };
         let (messages, bytes) = budget.capacity();
@@ -243,6 +207,19 @@ impl SinkGroup {
         if good.is_empty() {
             return;
         }
+        let Some((good, batch)) = self.encode(partition, good, object).await else { return };
+        let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
+        self.settle(&writers, results, good).await;
+    }
+
+    /// The batch every sink writes, in its own thread; `None` when it could not be encoded (the
+    /// events are refused, or failed with the task).
+    async fn encode(
+        &self,
+        partition: Partition,
+        good: Vec<Event>,
+        object: Option<String>,
+    ) -> Option<(Vec<Event>, Encoded)> {
         let schema = self.schema.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let batch = encode::events_to_batch(&schema, &good);
@@ -254,7 +231,7 @@ impl SinkGroup {
             Err(e) => {
                 // The events were dropped with the task: their acks fail and the source redelivers.
                 tracing::error!(pipeline = %self.pipeline, error = %e, "encoding task failed");
-                return;
+                return None;
             }
         };
         let batch = match batch {
@@ -274,11 +251,15 @@ impl SinkGroup {
                 for ev in good {
                     self.refuse(ev, "sinks", format!("cannot encode batch: {e}")).await;
                 }
-                return;
+                return None;
             }
         };
-        let results = futures::future::join_all(writers.iter().map(|w| w.write(&batch))).await;
+        Some((good, batch))
+    }
 
+    /// Settle each event from every sink's result: failed if a sink failed the batch, refused
+    /// (to dead letters) if a sink refused its row, else delivered.
+    async fn settle(&self, writers: &[&dyn Writer], results: Vec<WriteResult>, good: Vec<Event>) {
         let mut refused: Vec<Option<(String, String)>> = (0..good.len()).map(|_| None).collect();
         let mut failed = None;
         for (w, r) in writers.iter().zip(results) {

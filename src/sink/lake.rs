@@ -10,47 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use futures::future::BoxFuture;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::encode;
-use super::group::{Encoded, WriteResult, Writer, Written};
-use crate::event::Event;
+pub use super::Partition;
+use super::{Encoded, WriteResult, Writer, Written};
 use crate::metrics::SinkMetrics;
-use crate::schema::{parse_timestamp, Schema};
-
-/// The hour a row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Partition {
-    pub date: NaiveDate,
-    pub hour: u32,
-}
-
-impl Partition {
-    pub fn of(t: DateTime<Utc>) -> Self {
-        Partition { date: t.date_naive(), hour: t.hour() }
-    }
-
-    /// The partition of the event's `time_field`, or of its publish time when it has none.
-    pub fn for_event(schema: &Schema, event: &Event) -> Self {
-        let t = match &event.row {
-            Some(row) => row.event_time(),
-            None => {
-                let field = schema.time_field.as_deref();
-                field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp)
-            }
-        };
-        let t = t.unwrap_or(event.publish_time);
-        Partition::of(t)
-    }
-
-    /// `dt=2026-11-26/hour=09`
-    pub fn path(&self) -> String {
-        format!("dt={:04}-{:02}-{:02}/hour={:02}", self.date.year(), self.date.month(), self.date.day(), self.hour)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -79,9 +46,7 @@ impl Writer for LakeWriter {
     fn write<'a>(&'a self, encoded: &'a Encoded) -> BoxFuture<'a, WriteResult> {
         Box::pin(async move {
             let batch = encoded.batch.clone();
-            let bytes = tokio::task::spawn_blocking(move || encode::to_parquet(&batch))
-                .await
-                .map_err(|e| format!("encoding task failed: {e}"))?;
+            let bytes = tokio::task::spawn_blocking(move || encode::to_parquet(&batch)).await?;
             let bytes = match bytes {
                 Ok(b) => b,
                 // Deterministic: the same rows would fail again, so they go to dead letters.
@@ -96,7 +61,7 @@ impl Writer for LakeWriter {
             let size = bytes.len();
             if let Err(e) = self.put(&path, bytes).await {
                 self.metrics.failed("write", &e.to_string());
-                return Err(e.to_string());
+                return Err(e.into());
             }
             self.metrics.flushed(encoded.batch.num_rows(), started.elapsed());
             tracing::info!(sink = %self.name, pipeline = %self.pipeline, object = %path, rows = encoded.batch.num_rows(),
@@ -189,7 +154,7 @@ mod tests {
 
     fn event(id: &str, record: serde_json::Value) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
         let (ack, rx) = Ack::channel();
-        let mut e = Event::new(id, Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push"), ack);
+        let mut e = Event::new(id, chrono::Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push"), ack);
         e.record = record;
         (e, rx)
     }

@@ -1,10 +1,32 @@
-//! Sources: where events come from. Each builds [`Event`](crate::event::Event)s with an ack
+//! Sources: where events come from. Each builds [`Event`]s with an ack
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
-pub mod arrivals;
 pub mod budget;
 pub mod jwks;
 pub mod pubsub;
 pub mod pull;
 pub mod push;
 pub mod push_auth;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::arrivals::Arrivals;
+use crate::event::Event;
+use budget::Budget;
+
+/// Where sources hand events to one pipeline.
+#[derive(Clone)]
+pub struct PipelineInput {
+    pub name: Arc<str>,
+    /// Whether `POST /push/<name>` is accepted.
+    pub push: bool,
+    pub tx: mpsc::Sender<Event>,
+    /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
+    /// its push requests'; `None` for a pipeline fed only internally.
+    pub budget: Option<Budget>,
+    /// Push requests whose event is not in a batch yet, for a push-only pipeline; `None` when
+    /// pulled (its sinks keep their batching) or fed only internally.
+    pub arrivals: Option<Arrivals>,
+}

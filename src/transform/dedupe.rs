@@ -23,9 +23,9 @@ use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::condition::text_of;
 use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
 use crate::ack::{Absorbed, Ack, AckWatch};
-use crate::config::units::HumanDuration;
 use crate::event::Event;
 use crate::path::FieldPath;
+use crate::units::HumanDuration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

@@ -25,6 +25,7 @@ pub mod name_marks;
 pub mod parse_json;
 pub mod redact;
 pub mod route;
+pub mod time_text;
 pub mod timestamp;
 pub mod validate;
 
@@ -240,7 +241,7 @@ pub(crate) mod testing {
     use bytes::Bytes;
 
     /// An event whose record is already `record` (as if parsed).
-    pub fn event(record: serde_json::Value) -> Event {
+    pub(crate) fn event(record: serde_json::Value) -> Event {
         let mut e = Event::new(
             "m-1",
             chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap().into(),
@@ -253,13 +254,13 @@ pub(crate) mod testing {
         e
     }
 
-    pub fn schema() -> Arc<Schema> {
+    pub(crate) fn schema() -> Arc<Schema> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
         Arc::new(Schema::load(&dir, "log").unwrap())
     }
 
     /// Build a stage from YAML text such as `rename: {fields: {a: b}}`.
-    pub fn build(yaml: &str, sinks: &[&str]) -> Result<Box<dyn Stage>, FieldError> {
+    pub(crate) fn build(yaml: &str, sinks: &[&str]) -> Result<Box<dyn Stage>, FieldError> {
         let config: StageConfig = crate::config::from_yaml_str(yaml).expect("stage yaml parses");
         let schema = schema();
         let sinks: Vec<String> = sinks.iter().map(|s| s.to_string()).collect();

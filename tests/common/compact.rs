@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{json, Value};
 
 /// A lake as `sluice compact` sees it (through the shipped config's env) and as the test reads it.
-pub struct Lake {
+pub(crate) struct Lake {
     pub store: Arc<dyn ObjectStore>,
     /// The lake location's prefix inside the store.
     pub base: ObjectPath,
@@ -21,20 +21,20 @@ pub struct Lake {
 }
 
 /// A closed hour (long past) and an open one (the next hour: not ended yet).
-pub const CLOSED: &str = "dt=2026-11-26/hour=09";
+pub(crate) const CLOSED: &str = "dt=2026-11-26/hour=09";
 
-pub fn open_hour() -> String {
+pub(crate) fn open_hour() -> String {
     sluice::sink::lake::Partition::of(chrono::Utc::now() + chrono::TimeDelta::hours(1)).path()
 }
 
 impl Lake {
-    pub fn local(dir: &std::path::Path) -> Lake {
+    pub(crate) fn local(dir: &std::path::Path) -> Lake {
         let location = sluice::store::Location::parse(dir.to_str().unwrap()).unwrap();
         let (store, base) = location.open(None).unwrap();
         Lake { store, base, env: vec![("SLUICE_LAKE", dir.display().to_string())] }
     }
 
-    pub fn gcs(gcs: &super::FakeGcs, bucket: &str) -> Lake {
+    pub(crate) fn gcs(gcs: &super::FakeGcs, bucket: &str) -> Lake {
         gcs.create_bucket(bucket);
         Lake {
             store: gcs.store(bucket),
@@ -48,7 +48,7 @@ impl Lake {
     }
 
     /// `files` log objects of `rows` rows each under `logs/<hour>/`, ids `<tag>-<file>-<row>`.
-    pub async fn seed_logs(&self, hour: &str, tag: &str, files: usize, rows: usize) -> Vec<String> {
+    pub(crate) async fn seed_logs(&self, hour: &str, tag: &str, files: usize, rows: usize) -> Vec<String> {
         let schema = sluice::schema::Schema::load(&super::repo().join("schemas"), "log").unwrap();
         let mut ids = Vec::new();
         for f in 0..files {
@@ -66,7 +66,7 @@ impl Lake {
     }
 
     /// `files` dead-letter objects of `rows` rows each under `dead-letters/logs/<hour>/`.
-    pub async fn seed_dead_letters(&self, hour: &str, files: usize, rows: usize) -> Vec<String> {
+    pub(crate) async fn seed_dead_letters(&self, hour: &str, files: usize, rows: usize) -> Vec<String> {
         let schema = sluice::sink::dead_letter::schema();
         let mut ids = Vec::new();
         for f in 0..files {
@@ -90,7 +90,7 @@ impl Lake {
 
     /// Every object under `rest` (relative to the lake), by name relative to the lake, with its
     /// rows as JSON text, sorted (manifests: their text).
-    pub async fn snapshot(&self, rest: &str) -> BTreeMap<String, Vec<String>> {
+    pub(crate) async fn snapshot(&self, rest: &str) -> BTreeMap<String, Vec<String>> {
         let prefix = self.path(rest);
         let listed: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.unwrap();
         let mut out = BTreeMap::new();
@@ -109,7 +109,7 @@ impl Lake {
     }
 
     /// Message ids in the Parquet objects under `rest`, with how often each occurs.
-    pub async fn ids(&self, rest: &str) -> HashMap<String, usize> {
+    pub(crate) async fn ids(&self, rest: &str) -> HashMap<String, usize> {
         let mut ids = HashMap::new();
         for (name, rows) in self.snapshot(rest).await {
             if !name.ends_with(".parquet") {
@@ -124,7 +124,7 @@ impl Lake {
     }
 
     /// `sluice compact -p logs ARGS` on the shipped config, not yet started.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.current_dir(super::repo())
             .args(["--log-format", "text", "compact", "-c", "config/sluice.yaml", "-p", "logs"])
@@ -134,7 +134,7 @@ impl Lake {
     }
 
     /// Run a compaction that must succeed; its stdout and stderr.
-    pub fn compact(&self, args: &[&str]) -> String {
+    pub(crate) fn compact(&self, args: &[&str]) -> String {
         let out = self.command(args).output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "sluice compact {args:?} failed:\n{text}");
@@ -142,7 +142,7 @@ impl Lake {
     }
 
     /// Start a compaction that pauses after `step` of its first merge; once it says so, SIGKILL it.
-    pub fn kill_at(&self, args: &[&str], step: &str) {
+    pub(crate) fn kill_at(&self, args: &[&str], step: &str) {
         let mut cmd = self.command(args);
         cmd.env("SLUICE_COMPACT_PAUSE_AT", step);
         let (child, log) = super::spawn_in_group(cmd, &format!("compact-pause-{step}-{}", std::process::id()));
@@ -167,14 +167,14 @@ fn wait_for(mut child: Child, log: &PathBuf, needle: &str) {
 }
 
 /// Every id of `want` exactly once in `got`, and nothing else.
-pub fn exactly_once(got: &HashMap<String, usize>, want: &[String]) {
+pub(crate) fn exactly_once(got: &HashMap<String, usize>, want: &[String]) {
     let missing = want.iter().filter(|id| !got.contains_key(*id)).count();
     let twice = got.values().filter(|n| **n > 1).count();
     assert_eq!((missing, twice, got.len()), (0, 0, want.len()), "missing, duplicated, distinct ids");
 }
 
 /// Every id of `want` at least once (a reader between write and delete may see duplicates).
-pub fn no_gap(got: &HashMap<String, usize>, want: &[String]) {
+pub(crate) fn no_gap(got: &HashMap<String, usize>, want: &[String]) {
     let missing: Vec<&String> = want.iter().filter(|id| !got.contains_key(*id)).collect();
     assert!(missing.is_empty(), "{} ids missing, e.g. {:?}", missing.len(), missing.first());
 }

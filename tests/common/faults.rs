@@ -14,7 +14,7 @@ use super::{BigQueryEmulator, PubsubEmulator, Sluice};
 
 /// Print `text` where CI shows it even when the test passes: the test harness captures
 /// `println!`, not direct writes to stderr. One write, so parallel tests do not interleave it.
-pub fn report(text: impl AsRef<str>) {
+pub(crate) fn report(text: impl AsRef<str>) {
     use std::io::Write;
     let mut text = text.as_ref().to_owned();
     text.push('\n');
@@ -24,13 +24,13 @@ pub fn report(text: impl AsRef<str>) {
 /// A subscription on the dead-letter topic `sluice provision` sets on every subscription: what
 /// Pub/Sub gave up on after `max_delivery_attempts` goes there instead of to sluice, so a count
 /// of it tells a slow or stuck delivery from a loss in sluice.
-pub struct ParkedWatch {
+pub(crate) struct ParkedWatch {
     base: String,
 }
 
 impl ParkedWatch {
     /// Provision with `env`, then subscribe to the dead-letter topic.
-    pub async fn provision(ps: &PubsubEmulator, env: &[(&'static str, String)]) -> ParkedWatch {
+    pub(crate) async fn provision(ps: &PubsubEmulator, env: &[(&'static str, String)]) -> ParkedWatch {
         tokio::task::block_in_place(|| super::sluice_cmd(&["provision"], env));
         let base = format!("http://{}/v1/projects/sluice-test/subscriptions/parked-watch", ps.host);
         let body = serde_json::json!({"topic": "projects/sluice-test/topics/sluice-dead-letters"});
@@ -40,7 +40,7 @@ impl ParkedWatch {
     }
 
     /// Report how many messages Pub/Sub dead-lettered, by the subscription they came from.
-    pub async fn report(&self) {
+    pub(crate) async fn report(&self) {
         let client = reqwest::Client::new();
         let mut by_source: std::collections::BTreeMap<String, usize> = Default::default();
         loop {
@@ -71,7 +71,7 @@ impl ParkedWatch {
 
 /// sluice's seeded generator, seeded from `SLUICE_FAULT_SEED` when set, else from the clock. The
 /// seed is printed, so a failing run can be repeated from it.
-pub fn seeded_rng(test: &str) -> sluice::sample::Rng {
+pub(crate) fn seeded_rng(test: &str) -> sluice::sample::Rng {
     let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
@@ -80,14 +80,14 @@ pub fn seeded_rng(test: &str) -> sluice::sample::Rng {
 }
 
 /// A duration in `[lo, hi)`.
-pub fn between(rng: &mut sluice::sample::Rng, lo: Duration, hi: Duration) -> Duration {
+pub(crate) fn between(rng: &mut sluice::sample::Rng, lo: Duration, hi: Duration) -> Duration {
     let span = (hi - lo).as_millis().max(1) as u64;
     lo + Duration::from_millis(rng.below(span))
 }
 
 /// Publish `count` sample events for `pipeline` at `rate` per second (`None`: as fast as
 /// possible) to the emulator `env` names ([`PubsubEmulator::env`]); returns the Pub/Sub message ids.
-pub async fn publish_at(
+pub(crate) async fn publish_at(
     env: &[(&'static str, String)],
     pipeline: &str,
     count: u64,
@@ -116,13 +116,13 @@ pub async fn publish_at(
 }
 
 /// Publishers running in the background, one per pipeline, each at a steady rate.
-pub struct Steady {
+pub(crate) struct Steady {
     tasks: Vec<(&'static str, JoinHandle<Vec<String>>)>,
 }
 
 impl Steady {
     /// Start publishing `count` events at `rate`/s to each `(pipeline, count, rate)`.
-    pub fn start(emu: &PubsubEmulator, plan: &[(&'static str, u64, f64)], seed: u64) -> Steady {
+    pub(crate) fn start(emu: &PubsubEmulator, plan: &[(&'static str, u64, f64)], seed: u64) -> Steady {
         let tasks = plan
             .iter()
             .map(|&(pipeline, count, rate)| {
@@ -134,7 +134,7 @@ impl Steady {
     }
 
     /// Wait for every publisher; the ids each published.
-    pub async fn finish(self) -> Vec<(&'static str, Vec<String>)> {
+    pub(crate) async fn finish(self) -> Vec<(&'static str, Vec<String>)> {
         let mut out = Vec::new();
         for (pipeline, task) in self.tasks {
             out.push((pipeline, task.await.expect("publisher task")));
@@ -144,7 +144,7 @@ impl Steady {
 }
 
 /// BigQuery table of each shipped pipeline.
-pub fn table_of(pipeline: &str) -> &'static str {
+pub(crate) fn table_of(pipeline: &str) -> &'static str {
     match pipeline {
         "logs" => "logs",
         "health" => "health",
@@ -156,7 +156,7 @@ pub fn table_of(pipeline: &str) -> &'static str {
 /// For ids BigQuery holds twice: when each copy was ingested, and which instances wrote the id to
 /// the local lake (object names start with the instance), to tell a late append of a killed
 /// instance from a message two survivors held at once.
-pub async fn explain_duplicates(
+pub(crate) async fn explain_duplicates(
     bq: &BigQueryEmulator,
     lake: Option<&Path>,
     pipeline: &str,
@@ -192,7 +192,7 @@ pub async fn explain_duplicates(
 }
 
 /// Message ids in a BigQuery table, with how often each occurs.
-pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
+pub(crate) async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
     let mut ids = HashMap::new();
     for row in bq.query(&format!("SELECT message_id FROM `sluice-test.sluice.{table}`")).await {
         *ids.entry(row[0].as_str().unwrap().to_owned()).or_insert(0) += 1;
@@ -202,7 +202,7 @@ pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, us
 
 /// One line of the count table: what was published, and what each sink holds of it.
 #[derive(Debug, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub pipeline: String,
     pub published: usize,
     pub in_lake: usize,
@@ -218,7 +218,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn of(
+    pub(crate) fn of(
         pipeline: &str,
         published: &[String],
         lake: &HashMap<String, usize>,
@@ -258,7 +258,7 @@ impl Counts {
     }
 
     /// Print the table under a title, with the first ids each sink lacks.
-    pub fn print(title: &str, rows: &[Counts]) {
+    pub(crate) fn print(title: &str, rows: &[Counts]) {
         let line = |cells: [&dyn std::fmt::Display; 7]| {
             let [p, n, l, b, lost, dl, db] = cells;
             format!("  {p:<15} {n:>9} {l:>8} {b:>11} {lost:>5} {dl:>14} {db:>13}\n")
@@ -279,7 +279,7 @@ impl Counts {
 
 /// Distinct published-looking ids in a table (sluice's own liveness rows left out): a cheap
 /// progress check, so waiting does not load the emulator with full reads.
-pub async fn distinct_ids(bq: &BigQueryEmulator, table: &str) -> usize {
+pub(crate) async fn distinct_ids(bq: &BigQueryEmulator, table: &str) -> usize {
     let sql = format!(
         "SELECT COUNT(DISTINCT message_id) FROM `sluice-test.sluice.{table}` WHERE message_id NOT LIKE 'liveness:%'"
     );
@@ -288,7 +288,7 @@ pub async fn distinct_ids(bq: &BigQueryEmulator, table: &str) -> usize {
 
 /// Wait until BigQuery and then the lake (read by `lake`) hold as many ids as were published,
 /// or `limit` passes; then count. Panics on neither: the caller asserts on the counts.
-pub async fn settle<F>(
+pub(crate) async fn settle<F>(
     bq: &BigQueryEmulator,
     published: &[(&'static str, Vec<String>)],
     mut lake: F,
@@ -323,7 +323,7 @@ where
 }
 
 /// Resident set size of a process, in bytes (0 once it is gone).
-pub fn rss(pid: u32) -> u64 {
+pub(crate) fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -333,7 +333,7 @@ pub fn rss(pid: u32) -> u64 {
 }
 
 /// The value of a `/metrics` sample whose line starts with `name` and contains `label`.
-pub async fn metric(url: &str, name: &str, label: &str) -> Option<f64> {
+pub(crate) async fn metric(url: &str, name: &str, label: &str) -> Option<f64> {
     let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(label))
@@ -342,21 +342,21 @@ pub async fn metric(url: &str, name: &str, label: &str) -> Option<f64> {
 
 /// Peaks seen while sampling a sluice: RSS, outstanding messages and bytes on one subscription.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Peaks {
+pub(crate) struct Peaks {
     pub rss: u64,
     pub messages: f64,
     pub bytes: f64,
 }
 
 /// Samples a sluice every 200 ms in the background until stopped.
-pub struct Sampler {
+pub(crate) struct Sampler {
     stop: Arc<AtomicBool>,
     peaks: Arc<Mutex<Peaks>>,
     task: JoinHandle<()>,
 }
 
 impl Sampler {
-    pub fn start(sluice: &Sluice, subscription: &str) -> Sampler {
+    pub(crate) fn start(sluice: &Sluice, subscription: &str) -> Sampler {
         let (pid, url, sub) = (sluice.child.id(), sluice.url.clone(), subscription.to_owned());
         let stop = Arc::new(AtomicBool::new(false));
         let peaks = Arc::new(Mutex::new(Peaks::default()));
@@ -379,16 +379,16 @@ impl Sampler {
     }
 
     /// Peaks so far.
-    pub fn peaks(&self) -> Peaks {
+    pub(crate) fn peaks(&self) -> Peaks {
         *self.peaks.lock().unwrap()
     }
 
     /// Peaks since the last reset, then start over.
-    pub fn take(&self) -> Peaks {
+    pub(crate) fn take(&self) -> Peaks {
         std::mem::take(&mut *self.peaks.lock().unwrap())
     }
 
-    pub async fn stop(self) -> Peaks {
+    pub(crate) async fn stop(self) -> Peaks {
         self.stop.store(true, Ordering::Relaxed);
         let peaks = self.peaks.clone();
         let _ = self.task.await;
@@ -398,13 +398,13 @@ impl Sampler {
 }
 
 /// Lines of a sluice's log (its stderr) that contain `needle`.
-pub fn log_lines(sluice: &Sluice, needle: &str) -> usize {
+pub(crate) fn log_lines(sluice: &Sluice, needle: &str) -> usize {
     let text = std::fs::read_to_string(log_path(sluice)).unwrap_or_default();
     text.lines().filter(|l| l.contains(needle)).count()
 }
 
 /// Where a sluice started by the harness writes its log.
-pub fn log_path(sluice: &Sluice) -> std::path::PathBuf {
+pub(crate) fn log_path(sluice: &Sluice) -> std::path::PathBuf {
     let port = sluice.url.rsplit(':').next().unwrap();
     std::env::temp_dir().join(format!("sluice-{port}.log"))
 }
@@ -412,7 +412,7 @@ pub fn log_path(sluice: &Sluice) -> std::path::PathBuf {
 /// Follow each lost id through the logs of every instance that ran (with
 /// `RUST_LOG=…,sluice::source::pull=debug` they hold each delivery and how it settled) and the
 /// lake's dead letters, so a loss says where the message went.
-pub async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake: Option<&Path>) {
+pub(crate) async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake: Option<&Path>) {
     for c in counts.iter().filter(|c| !c.missing.is_empty()) {
         let dead = match lake {
             Some(l) => local_lake_ids(l, &format!("dead-letters/{}", c.pipeline)).await,
@@ -427,7 +427,7 @@ pub async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake:
 }
 
 /// The log lines of every instance that name message `id`, under a heading.
-pub fn trace(heading: &str, id: &str, logs: &[std::path::PathBuf]) -> String {
+pub(crate) fn trace(heading: &str, id: &str, logs: &[std::path::PathBuf]) -> String {
     let mut text = format!("  trace of {heading}:");
     let needle = format!("\"message_id\":\"{id}\"");
     for (n, log) in logs.iter().enumerate() {
@@ -441,7 +441,7 @@ pub fn trace(heading: &str, id: &str, logs: &[std::path::PathBuf]) -> String {
 
 /// A TCP gate in front of a service: while closed, open connections are cut and new ones are
 /// accepted and dropped at once, as a crashed service behind a load balancer looks to a client.
-pub struct Gate {
+pub(crate) struct Gate {
     pub addr: String,
     closed: Arc<AtomicBool>,
     /// Bumped on every close, so connection tasks of an earlier opening end themselves.
@@ -449,7 +449,7 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub async fn start(target: String) -> Gate {
+    pub(crate) async fn start(target: String) -> Gate {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let closed = Arc::new(AtomicBool::new(false));
@@ -479,7 +479,7 @@ impl Gate {
     }
 
     /// Cut every connection and refuse new ones (`true`), or let them through again.
-    pub fn close(&self, closed: bool) {
+    pub(crate) fn close(&self, closed: bool) {
         self.closed.store(closed, Ordering::SeqCst);
         if closed {
             self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -488,7 +488,7 @@ impl Gate {
 }
 
 /// Message ids in a local lake for a pipeline (the shared helper, for `settle`).
-pub async fn local_lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
+pub(crate) async fn local_lake_ids(lake: &Path, pipeline: &str) -> HashMap<String, usize> {
     let (lake, pipeline) = (lake.to_owned(), pipeline.to_owned());
     tokio::task::spawn_blocking(move || super::lake_ids(&lake, &pipeline)).await.unwrap()
 }

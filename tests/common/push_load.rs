@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 
 /// What one `sluice publish` run printed at its end.
-pub struct Published {
+pub(crate) struct Published {
     pub delivered: u64,
     /// Events sent per second of publishing, as publish measured it.
     pub events_per_s: f64,
@@ -15,7 +15,7 @@ pub struct Published {
 /// Push sample events to `url` with `sluice publish --pipeline logs` and `args` (e.g. `-n`,
 /// `--concurrency`, `--seed`). Requests still refused after publish's retries are a result, so
 /// its exit status is not checked.
-pub fn publish(url: &str, args: &[&str]) -> Published {
+pub(crate) fn publish(url: &str, args: &[&str]) -> Published {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["publish", "--url", url, "--pipeline", "logs"])
         .args(args)

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use super::BigQueryEmulator;
 
 /// `sluice replay ARGS` with `env`, not yet started (the shipped config unless ARGS name one).
-pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
+pub(crate) fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.current_dir(super::repo())
         .arg("--log-format")
@@ -19,26 +19,26 @@ pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
 }
 
 /// Run a replay to its end: (exit success, stdout + stderr).
-pub fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+pub(crate) fn run(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     let out = command(args, env).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
 /// Run a replay that must succeed; its output.
-pub fn ok(args: &[&str], env: &[(&str, String)]) -> String {
+pub(crate) fn ok(args: &[&str], env: &[(&str, String)]) -> String {
     let (success, text) = run(args, env);
     assert!(success, "sluice replay {args:?} failed:\n{text}");
     text
 }
 
 /// Start a replay in a process group of its own (so the test can SIGKILL it); its log's path.
-pub fn spawn(args: &[&str], env: &[(&str, String)], name: &str) -> (Child, PathBuf) {
+pub(crate) fn spawn(args: &[&str], env: &[(&str, String)], name: &str) -> (Child, PathBuf) {
     super::spawn_in_group(command(args, env), name)
 }
 
 /// Message ids in `sluice.<table>` with how often each occurs.
-pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
+pub(crate) async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, usize> {
     let mut ids = HashMap::new();
     for row in bq.query(&format!("SELECT message_id FROM `sluice-test.sluice.{table}`")).await {
         *ids.entry(row[0].as_str().unwrap().to_owned()).or_insert(0) += 1;
@@ -48,7 +48,7 @@ pub async fn table_ids(bq: &BigQueryEmulator, table: &str) -> HashMap<String, us
 
 /// Pull (and ack) until `want` messages came from `subscription` on the Pub/Sub emulator, over its
 /// REST API; each as the API gives it (`data` base64, `attributes`).
-pub async fn pull(emu: &super::PubsubEmulator, subscription: &str, want: usize) -> Vec<serde_json::Value> {
+pub(crate) async fn pull(emu: &super::PubsubEmulator, subscription: &str, want: usize) -> Vec<serde_json::Value> {
     let client = reqwest::Client::new();
     let base = format!("http://{}/v1/projects/sluice-test/subscriptions/{subscription}", emu.host);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Log rows with message ids `bench-<i>` for `i` in `ids`, from the sample generator's `seed`.
-pub fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
+pub(crate) fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
     let config = sluice::config::load(&super::repo().join("config/sluice.yaml")).unwrap();
     let mut chain = config.pipelines.iter().find(|p| p.name == "logs").unwrap().chain().unwrap();
     let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
@@ -26,12 +26,12 @@ pub fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
 }
 
 /// A benchmark's size setting from the environment (`ROWS=…`), or its default.
-pub fn env_usize(name: &str, default: usize) -> usize {
+pub(crate) fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// `n` sample log payloads from the generator's `seed`, one JSON text each, as an NDJSON file holds them.
-pub fn log_lines(n: usize, seed: u64) -> Vec<String> {
+pub(crate) fn log_lines(n: usize, seed: u64) -> Vec<String> {
     let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
     (0..n).map(|_| sample.next_event().to_string()).collect()
 }

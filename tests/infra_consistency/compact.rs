@@ -13,7 +13,7 @@ fn as_str(v: &Value) -> &str {
 /// The compaction schedule: its arguments are ones `sluice compact` takes, every hour is in the
 /// window of a run after it closed (twice, so one failed run is made good), and one execution with
 /// its retries ends before the next starts (two runs of a pipeline must not overlap).
-pub fn check(compact: Option<&Value>, config: &Config, out: &mut Vec<String>) {
+pub(crate) fn check(compact: Option<&Value>, config: &Config, out: &mut Vec<String>) {
     let Some(c) = compact else {
         out.push("infra/pipelines.tf: no local `compact` (the compaction jobs' schedule)".into());
         return;

@@ -36,7 +36,7 @@ use crate::ack::Ack;
 use crate::config::global::PubsubConfig;
 use crate::event::{footprint, Event};
 use crate::metrics::SourceMetrics;
-use crate::topology::PipelineInput;
+use super::PipelineInput;
 
 pub use self::grpc::ConnectError;
 

@@ -58,18 +58,18 @@ fn causes(e: &dyn std::error::Error) -> String {
 
 /// What a 412 means for the request that got it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnPrecondition {
+pub(super) enum OnPrecondition {
     /// `ifGenerationMatch=0`: the object exists already.
     AlreadyExists,
     /// A generation or etag condition did not hold.
     Precondition,
 }
 
-pub const STORE: &str = "GCS";
+pub(super) const STORE: &str = "GCS";
 
 /// An `object_store` error for `path`: callers match on the variant (the lake sink retries
 /// `Generic`), so only failures that may pass on retry become `Generic`.
-pub fn to_store_error(e: GcsError, path: &str, on_412: OnPrecondition) -> object_store::Error {
+pub(super) fn to_store_error(e: GcsError, path: &str, on_412: OnPrecondition) -> object_store::Error {
     use object_store::Error as E;
     let path = path.to_owned();
     match e.status() {
@@ -100,7 +100,7 @@ pub fn retryable(e: &object_store::Error) -> bool {
 
 /// Percent-encode everything but RFC 3986 unreserved characters: object names go into one URL
 /// path segment (so `/` becomes `%2F`) or a query value.
-pub fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -114,14 +114,14 @@ pub fn encode(s: &str) -> String {
 
 /// The URLs of one bucket's JSON API.
 #[derive(Debug, Clone)]
-pub struct Urls {
+pub(super) struct Urls {
     /// `https://storage.googleapis.com` or an emulator's base URL, without a trailing slash.
     pub base: String,
     pub bucket: String,
 }
 
 impl Urls {
-    pub fn new(base: &str, bucket: &str) -> Urls {
+    pub(super) fn new(base: &str, bucket: &str) -> Urls {
         Urls { base: base.trim_end_matches('/').to_owned(), bucket: bucket.to_owned() }
     }
 
@@ -130,22 +130,22 @@ impl Urls {
     }
 
     /// The object resource (metadata, delete).
-    pub fn object(&self, name: &str, query: &[(&str, &str)]) -> String {
+    pub(super) fn object(&self, name: &str, query: &[(&str, &str)]) -> String {
         with_query(format!("{}/{}", self.objects(), encode(name)), query)
     }
 
     /// Listing of the bucket's objects.
-    pub fn list(&self, query: &[(&str, &str)]) -> String {
+    pub(super) fn list(&self, query: &[(&str, &str)]) -> String {
         with_query(self.objects(), query)
     }
 
     /// Uploads (`uploadType=media` or `resumable`).
-    pub fn upload(&self, query: &[(&str, &str)]) -> String {
+    pub(super) fn upload(&self, query: &[(&str, &str)]) -> String {
         with_query(format!("{}/upload/storage/v1/b/{}/o", self.base, encode(&self.bucket)), query)
     }
 
     /// Server-side copy within the bucket.
-    pub fn rewrite(&self, from: &str, to: &str, query: &[(&str, &str)]) -> String {
+    pub(super) fn rewrite(&self, from: &str, to: &str, query: &[(&str, &str)]) -> String {
         let b = encode(&self.bucket);
         with_query(format!("{}/{}/rewriteTo/b/{b}/o/{}", self.objects(), encode(from), encode(to)), query)
     }
@@ -163,7 +163,7 @@ fn with_query(mut url: String, query: &[(&str, &str)]) -> String {
 
 /// A `multipart/related` upload body: the object's metadata, then its bytes. Returns the
 /// Content-Type (with the boundary) and the body.
-pub fn multipart_body(name: &str, content_type: &str, data: &[u8]) -> (String, Bytes) {
+pub(super) fn multipart_body(name: &str, content_type: &str, data: &[u8]) -> (String, Bytes) {
     // Random, so it cannot occur in the data except by a 2^-122 chance.
     let boundary = format!("sluice-{}", uuid::Uuid::new_v4().simple());
     let metadata = serde_json::json!({ "name": name, "contentType": content_type });
@@ -180,7 +180,7 @@ pub fn multipart_body(name: &str, content_type: &str, data: &[u8]) -> (String, B
 
 /// The fields of the JSON API object resource that `ObjectMeta` needs.
 #[derive(Debug, Deserialize)]
-pub struct Object {
+pub(super) struct Object {
     pub name: String,
     /// A decimal string in the API (some emulators send a number).
     #[serde(deserialize_with = "u64_or_string")]
@@ -192,7 +192,7 @@ pub struct Object {
 }
 
 impl Object {
-    pub fn meta(&self) -> Result<ObjectMeta, object_store::path::Error> {
+    pub(super) fn meta(&self) -> Result<ObjectMeta, object_store::path::Error> {
         Ok(ObjectMeta {
             location: Path::parse(&self.name)?,
             last_modified: self.updated.unwrap_or_default(),
@@ -206,7 +206,7 @@ impl Object {
 /// One page of `objects.list`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListPage {
+pub(super) struct ListPage {
     #[serde(default)]
     pub items: Vec<Object>,
     #[serde(default)]
@@ -216,7 +216,7 @@ pub struct ListPage {
 
 impl ListPage {
     /// The token of the next page; `None` on the last (an empty token would restart the listing).
-    pub fn next(&self) -> Option<String> {
+    pub(super) fn next(&self) -> Option<String> {
         self.next_page_token.clone().filter(|t| !t.is_empty())
     }
 }
@@ -224,7 +224,7 @@ impl ListPage {
 /// The answer to `rewriteTo`: large copies take several calls.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RewriteResponse {
+pub(super) struct RewriteResponse {
     pub done: bool,
     pub rewrite_token: Option<String>,
 }
@@ -250,7 +250,7 @@ fn opt_u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u6
 }
 
 /// The error message in a JSON API error body (`{"error": {"message": ..}}`), else the body.
-pub fn error_message(body: &str) -> String {
+pub(super) fn error_message(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))

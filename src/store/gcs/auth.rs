@@ -7,7 +7,7 @@ use reqwest::header::HeaderMap;
 use super::api::GcsError;
 
 #[derive(Debug, Clone)]
-pub enum Auth {
+pub(super) enum Auth {
     /// Emulators take anonymous requests.
     Anonymous,
     /// Application default credentials; the crate caches the token and refreshes it before it
@@ -16,12 +16,12 @@ pub enum Auth {
 }
 
 impl Auth {
-    pub fn application_default() -> Result<Auth, google_cloud_auth::build_errors::Error> {
+    pub(super) fn application_default() -> Result<Auth, google_cloud_auth::build_errors::Error> {
         Builder::default().build().map(Auth::Adc)
     }
 
     /// The headers to add to a request (none when anonymous).
-    pub async fn headers(&self) -> Result<HeaderMap, GcsError> {
+    pub(super) async fn headers(&self) -> Result<HeaderMap, GcsError> {
         match self {
             Auth::Anonymous => Ok(HeaderMap::new()),
             Auth::Adc(c) => match c.headers(Extensions::new()).await? {

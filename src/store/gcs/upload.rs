@@ -20,7 +20,7 @@ use super::GcsStore;
 const UNIT: usize = 256 * 1024;
 
 #[derive(Debug)]
-pub struct ResumableUpload {
+pub(super) struct ResumableUpload {
     shared: Arc<Shared>,
 }
 
@@ -56,7 +56,11 @@ enum Answer {
 }
 
 impl ResumableUpload {
-    pub async fn start(store: GcsStore, path: &Path, content_type: &str) -> object_store::Result<ResumableUpload> {
+    pub(super) async fn start(
+        store: GcsStore,
+        path: &Path,
+        content_type: &str,
+    ) -> object_store::Result<ResumableUpload> {
         let name = path.as_ref();
         let url = store.urls.upload(&[("uploadType", "resumable"), ("name", name)]);
         let fail = |e| to_store_error(e, name, OnPrecondition::Precondition);
@@ -90,7 +94,7 @@ impl Shared {
 
     /// Move queued parts into the send buffer, in order.
     fn take_queued(&self, sent: &mut Sent) {
-        let mut queued = self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queued = crate::locks::lock(&self.queued);
         for part in queued.drain(..) {
             sent.buffer.extend_from_slice(&part);
         }
@@ -167,7 +171,7 @@ impl Shared {
 #[async_trait]
 impl MultipartUpload for ResumableUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.shared.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Bytes::from(data));
+        crate::locks::lock(&self.shared.queued).push(Bytes::from(data));
         let shared = self.shared.clone();
         async move {
             let mut sent = shared.sent.lock().await;

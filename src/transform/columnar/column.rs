@@ -151,12 +151,12 @@ impl Column {
 }
 
 /// A microsecond count the decoder accepted as a time (always in range).
-pub fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
+pub(super) fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
 }
 
 /// Appends one row at a time while payloads are decoded.
-pub enum Builder {
+pub(super) enum Builder {
     Str(StringBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -166,7 +166,7 @@ pub enum Builder {
 }
 
 impl Builder {
-    pub fn new(kind: Kind, rows: usize) -> Builder {
+    pub(super) fn new(kind: Kind, rows: usize) -> Builder {
         match kind {
             Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, rows * 16)),
             Kind::Int => Builder::Int(Int64Builder::with_capacity(rows)),
@@ -177,7 +177,7 @@ impl Builder {
         }
     }
 
-    pub fn append_null(&mut self) {
+    pub(super) fn append_null(&mut self) {
         match self {
             Builder::Str(b) | Builder::Json(b) => b.append_null(),
             Builder::Int(b) | Builder::Time(b) => b.append_null(),
@@ -186,7 +186,7 @@ impl Builder {
         }
     }
 
-    pub fn finish(self) -> Column {
+    pub(super) fn finish(self) -> Column {
         match self {
             Builder::Str(mut b) => Column::Str(b.finish()),
             Builder::Int(mut b) => Column::Int(b.finish()),

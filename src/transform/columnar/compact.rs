@@ -6,7 +6,7 @@
 const MAX_DEPTH: usize = 100;
 
 /// Whether `text` is one JSON value written exactly as `serde_json` writes it parsed.
-pub fn is_canonical(text: &[u8]) -> bool {
+pub(super) fn is_canonical(text: &[u8]) -> bool {
     let mut at = 0;
     value(text, &mut at, 0) && at == text.len()
 }
@@ -91,7 +91,7 @@ fn string<'a>(t: &'a [u8], at: &mut usize) -> Option<&'a [u8]> {
 /// Where the first byte that ends or interrupts a JSON string is: a quote, a backslash or a
 /// control character. Eight bytes at a time: most strings are short, and a search routine's
 /// set-up costs more than the scan.
-pub fn special(bytes: &[u8]) -> Option<usize> {
+pub(super) fn special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // High bit set in each byte below `n` (exact up to the first such byte, which is all we read).

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use super::column::{Builder, Column, Kind};
 use super::compact;
 use super::plan::Slot;
-use crate::transform::timestamp;
+use crate::transform::time_text;
 
 /// The latest time a record can write (RFC 3339 has four-digit years): 9999-12-31T23:59:59.999999Z.
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
@@ -28,7 +28,10 @@ enum Cell<'a> {
 }
 
 /// Decode every payload; a row the decoder leaves is null in every column and `true` in `slow`.
-pub fn decode<'a>(slots: &[Slot], payloads: impl ExactSizeIterator<Item = &'a [u8]>) -> (Vec<Column>, Vec<bool>) {
+pub(super) fn decode<'a>(
+    slots: &[Slot],
+    payloads: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> (Vec<Column>, Vec<bool>) {
     let rows = payloads.len();
     let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);
@@ -132,7 +135,7 @@ impl<'a> Row<'_, 'a> {
             (Kind::Bool, b'f') => self.literal("false").map(|_| Cell::Bool(false)),
             (Kind::Time, b'"') if slot.any_time => {
                 let s = self.string()?;
-                timestamp::parse_text(&s).ok().and_then(|t| micros(t.timestamp_micros()))
+                time_text::parse_text(&s).ok().and_then(|t| micros(t.timestamp_micros()))
             }
             (Kind::Time, b'"') => {
                 let s = self.plain_string()?;
@@ -140,7 +143,7 @@ impl<'a> Row<'_, 'a> {
             }
             (Kind::Time, b'-' | b'0'..=b'9') if slot.any_time => {
                 let n: serde_json::Value = serde_json::from_str(self.number()?).ok()?;
-                timestamp::parse_any(&n).ok().and_then(|t| micros(t.timestamp_micros()))
+                time_text::parse_any(&n).ok().and_then(|t| micros(t.timestamp_micros()))
             }
             (Kind::Json, b'n') => None,
             (Kind::Json, _) => {

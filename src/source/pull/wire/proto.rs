@@ -2,13 +2,13 @@
 //! an independent encoder and decoder to hold the hand-written wire code to.
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct StreamingPullResponse {
+pub(crate) struct StreamingPullResponse {
     #[prost(message, repeated, tag = "1")]
     pub received_messages: Vec<ReceivedMessage>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ReceivedMessage {
+pub(crate) struct ReceivedMessage {
     #[prost(string, tag = "1")]
     pub ack_id: String,
     #[prost(message, optional, tag = "2")]
@@ -18,7 +18,7 @@ pub struct ReceivedMessage {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PubsubMessage {
+pub(crate) struct PubsubMessage {
     #[prost(bytes = "bytes", tag = "1")]
     pub data: bytes::Bytes,
     #[prost(map = "string, string", tag = "2")]
@@ -32,7 +32,7 @@ pub struct PubsubMessage {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct StreamingPullRequest {
+pub(crate) struct StreamingPullRequest {
     #[prost(string, tag = "1")]
     pub subscription: String,
     #[prost(string, repeated, tag = "2")]
@@ -48,7 +48,7 @@ pub struct StreamingPullRequest {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ModifyAckDeadlineRequest {
+pub(crate) struct ModifyAckDeadlineRequest {
     #[prost(string, tag = "1")]
     pub subscription: String,
     #[prost(int32, tag = "3")]

@@ -1,0 +1,177 @@
+//! One batch of replayed rows (a row group's, or a batch of NDJSON lines) through the chain into
+//! the replay's targets and dead letters, and the acks that say whether all of it is durable.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::outputs::Outputs;
+use super::plan::{Kind, SourceFile};
+use super::{ingest, rows, ReplayError, Summary};
+use crate::ack::{Ack, Outcome};
+use crate::config::Pipeline;
+use crate::event::{DeadLetter, Event};
+use crate::path::FieldPath;
+use crate::sink::dead_letter;
+use crate::sink::lake::Partition;
+use crate::transform::Chain;
+
+/// The acks of one batch's events; their outcomes come back here.
+pub(super) struct Acks {
+    tx: mpsc::UnboundedSender<Outcome>,
+    rx: mpsc::UnboundedReceiver<Outcome>,
+}
+
+impl Acks {
+    pub(super) fn new() -> Acks {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Acks { tx, rx }
+    }
+
+    pub(super) fn ack(&self) -> Ack {
+        let tx = self.tx.clone();
+        Ack::new(move |o| {
+            let _ = tx.send(o);
+        })
+    }
+
+    /// Wait for every ack handed out; how many failed.
+    async fn failed(self) -> usize {
+        let Acks { tx, mut rx } = self;
+        drop(tx);
+        let mut failed = 0;
+        while let Some(o) = rx.recv().await {
+            failed += usize::from(o == Outcome::Failed);
+        }
+        failed
+    }
+}
+
+/// The state one batch of rows goes through.
+pub(super) struct Unit<'a> {
+    pub(super) p: &'a Pipeline,
+    pub(super) chain: &'a mut Chain,
+    pub(super) ingest: Option<&'a FieldPath>,
+    pub(super) outputs: &'a mut Outputs,
+    pub(super) summary: &'a mut Summary,
+}
+
+type Routes = Option<Arc<[Arc<str>]>>;
+
+/// Forwarded events by hour partition and routes: one object each.
+type Batches = Vec<((Partition, Routes), Vec<Event>)>;
+
+impl Unit<'_> {
+    /// Rebuild archived rows or dead letters as events and deliver them.
+    pub(super) async fn process(
+        &mut self,
+        file: &SourceFile,
+        records: Vec<Map<String, Value>>,
+        object: &str,
+    ) -> Result<(), ReplayError> {
+        let acks = Acks::new();
+        let mut events = Vec::with_capacity(records.len());
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        for record in records {
+            let ack = acks.ack();
+            let original_ingest = self.ingest.and_then(|f| f.get(&Value::Object(record.clone())).cloned());
+            let rebuilt = match file.kind {
+                Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
+                // NDJSON lines come as events from `ndjson_run`, never as records.
+                Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
+            };
+            match rebuilt {
+                Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
+                Err(d) => dead.push(*d),
+            }
+        }
+        self.deliver(acks, events, dead, file, object).await
+    }
+
+    /// Run events (each with the archived ingest time to put back, if any) through the chain and
+    /// write them, and `dead` to dead letters; fails if any event could not be made durable in its
+    /// targets or in dead letters. Objects are named after `object`.
+    pub(super) async fn deliver(
+        &mut self,
+        acks: Acks,
+        events: Vec<(Event, Option<Value>)>,
+        mut dead: Vec<DeadLetter>,
+        file: &SourceFile,
+        object: &str,
+    ) -> Result<(), ReplayError> {
+        let n = events.len() + dead.len();
+        self.summary.rows += n as u64;
+        if let Some(topic) = &self.outputs.topic {
+            let plain: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
+            topic.publish(&plain).await?;
+            self.summary.published += plain.len() as u64;
+        }
+        let batches = self.chain_events(events, &mut dead);
+        if let Some(group) = &mut self.outputs.group {
+            // Rows a sink refuses come back on this channel; each event is refused at most once.
+            let (dead_tx, mut refused) = mpsc::channel(n.max(1));
+            group.dead = Some(dead_tx);
+            for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
+                group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
+            }
+            group.dead = None;
+            while let Ok(d) = refused.try_recv() {
+                dead.push(d);
+            }
+        }
+        if !dead.is_empty() {
+            self.summary.dead_letters += dead.len() as u64;
+            if file.kind == Kind::Ndjson {
+                // The id is `<file>:<line>`: the reason says where the line is.
+                dead.iter_mut().for_each(|d| d.reason = format!("{}: {}", d.event.message_id, d.reason));
+            }
+            let rows: Vec<Event> = dead.into_iter().map(|d| dead_letter::to_event(d, &self.p.name)).collect();
+            // The source file's hour (or its modification time's), so a second run rewrites the same object.
+            let partition = file.partition.unwrap_or_else(|| Partition::of(file.modified));
+            self.outputs.dead.write_named(partition, None, rows, Some(object.to_owned())).await;
+        }
+        let failed = acks.failed().await;
+        if failed > 0 {
+            return Err(ReplayError::Sink(format!(
+                "{failed} of {n} rows of {} ({object}) could not be written (the log says why)",
+                file.path
+            )));
+        }
+        Ok(())
+    }
+
+    /// The chain over `events`: what it forwards to the replay's sinks, by partition and routes;
+    /// what it refuses, into `dead`.
+    fn chain_events(&mut self, events: Vec<(Event, Option<Value>)>, dead: &mut Vec<DeadLetter>) -> Batches {
+        let mut batches: Batches = Vec::new();
+        if self.outputs.group.is_none() {
+            // Published only: nothing else to do with them.
+            events.into_iter().for_each(|(e, _)| e.ack.settle(Outcome::Delivered));
+            return batches;
+        }
+        let taken = events.len();
+        let (events, originals): (Vec<Event>, Vec<Option<Value>>) = events.into_iter().unzip();
+        let mut out = self.chain.process_batch(events);
+        self.summary.dropped += (taken - out.forward.len() - out.dead.len()) as u64;
+        self.summary.forwarded += out.forward.len() as u64;
+        dead.append(&mut out.dead);
+        if let Some(f) = self.ingest {
+            ingest::restore(f, &mut out.forward, &out.forward_from, &originals);
+        }
+        for e in out.forward {
+            if !self.outputs.takes(e.routes.as_deref()) {
+                // Routed to no sink, or only to sinks this replay was not asked to feed.
+                self.summary.not_routed += 1;
+                e.ack.settle(Outcome::Delivered);
+                continue;
+            }
+            let key = (Partition::for_event(&self.p.schema, &e), e.routes.clone());
+            match batches.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(e),
+                None => batches.push((key, vec![e])),
+            }
+        }
+        batches
+    }
+}
