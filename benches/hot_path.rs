@@ -27,42 +27,20 @@ use sluice::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;
+use sluice::source::pull;
+use sluice::source::pull::lease::Leases;
+use sluice::source::pull::wire::{self, Received};
 use sluice::topology::CHAIN_BATCH;
 
 /// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
 #[global_allocator]
 static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 
-/// The wire messages of `google.pubsub.v1` that streaming pull returns (same tags as the proto).
-mod proto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct StreamingPullResponse {
-        #[prost(message, repeated, tag = "1")]
-        pub received_messages: Vec<ReceivedMessage>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct ReceivedMessage {
-        #[prost(string, tag = "1")]
-        pub ack_id: String,
-        #[prost(message, optional, tag = "2")]
-        pub message: Option<PubsubMessage>,
-        #[prost(int32, tag = "3")]
-        pub delivery_attempt: i32,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct PubsubMessage {
-        #[prost(bytes = "bytes", tag = "1")]
-        pub data: bytes::Bytes,
-        #[prost(map = "string, string", tag = "2")]
-        pub attributes: std::collections::HashMap<String, String>,
-        #[prost(string, tag = "3")]
-        pub message_id: String,
-        #[prost(message, optional, tag = "4")]
-        pub publish_time: Option<prost_types::Timestamp>,
-        #[prost(string, tag = "5")]
-        pub ordering_key: String,
-    }
-}
+/// `google.pubsub.v1` as prost derives it: encodes the frames, and decodes them the way the
+/// official client does, for the comparison.
+#[allow(dead_code)]
+#[path = "../src/source/pull/wire/proto.rs"]
+mod proto;
 
 /// Messages per streaming-pull response, as the emulator sends them.
 const PER_RESPONSE: usize = 100;
@@ -158,24 +136,57 @@ fn responses(kind: Kind, pipeline: &str, seed: u64, n: usize) -> (Vec<Vec<u8>>, 
     (out, payload)
 }
 
-/// Decode one response into events, as the client and `source::pubsub::to_event` do.
-fn decode(frame: &[u8], subscription: &Arc<str>, out: &mut Vec<Event>) {
-    let response = proto::StreamingPullResponse::decode(frame).expect("valid frame");
-    for rm in response.received_messages {
-        let m = rm.message.expect("message present");
-        let mut message = google_cloud_pubsub::model::Message::new()
-            .set_data(m.data)
-            .set_attributes(m.attributes)
-            .set_message_id(m.message_id)
-            .set_ordering_key(m.ordering_key);
-        if let Some(t) = m.publish_time {
-            message = message.set_publish_time(google_cloud_wkt::Timestamp::clamp(t.seconds, t.nanos));
-        }
-        // The source's ack callback acks through the stream's handler; this one only records it.
-        let ack = Ack::new(|o| assert_eq!(o, Outcome::Delivered, "no event fails in the benchmark"));
-        let publish_time = sluice::source::pubsub::publish_time(&message);
-        out.push(sluice::source::pubsub::to_event(message, publish_time, subscription.clone(), ack));
+/// Decode one response into events, as `source::pull` does: each message's lease taken, then
+/// its event built; the event's ack settles the lease.
+fn decode(frame: &[u8], subscription: &Arc<str>, leases: &Leases, received: &mut Vec<Received>, out: &mut Vec<Event>) {
+    wire::decode_response(frame, received).expect("valid frame");
+    let keys = leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
+    for (key, r) in keys.into_iter().zip(received.drain(..)) {
+        let leases = leases.clone();
+        let ack = Ack::new(move |o| {
+            assert_eq!(o, Outcome::Delivered, "no event fails in the benchmark");
+            leases.settle(key, o);
+        });
+        let publish_time = r.publish_time.expect("frames carry publish times");
+        out.push(pull::to_event(r, publish_time, subscription.clone(), ack));
     }
+}
+
+/// CPU seconds to decode `frames` the way the official client does (prost into its generated
+/// types, then its `Message`, then an event with an ack, as sluice built them with it): the
+/// measurement behind reading the frames with `source::pull::wire` instead.
+fn client_decode(frames: &[Vec<u8>], subscription: &Arc<str>) -> f64 {
+    let start = thread_cpu();
+    for frame in frames {
+        let response = proto::StreamingPullResponse::decode(frame.as_slice()).expect("valid frame");
+        for rm in response.received_messages {
+            let m = rm.message.expect("message present");
+            let mut message = google_cloud_pubsub::model::Message::new()
+                .set_data(m.data)
+                .set_attributes(m.attributes)
+                .set_message_id(m.message_id)
+                .set_ordering_key(m.ordering_key);
+            if let Some(t) = m.publish_time {
+                message = message.set_publish_time(google_cloud_wkt::Timestamp::clamp(t.seconds, t.nanos));
+            }
+            let ack_id = rm.ack_id;
+            let ack = Ack::new(move |_| drop(ack_id));
+            let publish_time = message
+                .publish_time
+                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds(), t.nanos() as u32))
+                .expect("frames carry publish times");
+            let e = Event::new(
+                message.message_id,
+                publish_time,
+                message.attributes.into_iter().collect(),
+                message.data,
+                subscription.clone(),
+                ack,
+            );
+            e.ack.settle(Outcome::Delivered);
+        }
+    }
+    (thread_cpu() - start).as_secs_f64()
 }
 
 /// The lake sink's work on one closed batch: check rows (unless the chain did, as the sink group
@@ -227,12 +238,13 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let rows_checked = chain.checked_against(schema);
     let mut round = Round::default();
     let (mut events, mut kept) = (Vec::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
+    let (leases, mut received) = (Leases::new(), Vec::with_capacity(PER_RESPONSE));
     let now = tokio::time::Instant::now();
     let mut clock = Clock::start();
     // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
     for group in frames.chunks(CHAIN_BATCH / PER_RESPONSE) {
         for frame in group {
-            decode(frame, &subscription, &mut events);
+            decode(frame, &subscription, &leases, &mut received, &mut events);
         }
         clock.lap(&mut round.phases[0]);
         let taken = events.len();
@@ -380,6 +392,8 @@ fn main() {
     }
     let Some((r, frames, payload, keep)) = logs else { return };
 
+    print_decode(&r, &frames, rounds, n);
+
     let baseline = python.as_deref().and_then(|py| {
         let path = dir.join("logs.frames");
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -466,4 +480,18 @@ fn print_baseline(r: &Round, b: &Baseline, n: usize, payload: usize) {
     );
     println!();
     println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
+}
+
+/// sluice's own reader of Pub/Sub frames beside the official client's way of decoding them.
+fn print_decode(r: &Round, frames: &[Vec<u8>], rounds: usize, n: usize) {
+    let subscription: Arc<str> = Arc::from("projects/sluice-local/subscriptions/logs-sluice");
+    let client = (0..rounds).map(|_| client_decode(frames, &subscription)).fold(f64::MAX, f64::min);
+    let own = r.phases[0].cpu.as_secs_f64();
+    println!();
+    println!("logs: Pub/Sub frames -> events, CPU µs/event (best of {rounds} for the client's way)");
+    println!();
+    println!("| decode | CPU µs/event |");
+    println!("| --- | ---: |");
+    println!("| sluice's own reader (source::pull::wire), leases included | {:.2} |", own * 1e6 / n as f64);
+    println!("| the official client's way (prost types, then its Message) | {:.2} |", client * 1e6 / n as f64);
 }

@@ -35,7 +35,7 @@ pub enum RunError {
     #[error("push_auth.keys: {0}")]
     PushKeys(#[from] crate::source::jwks::KeysError),
     #[error(transparent)]
-    Pubsub(#[from] crate::source::pubsub::ConnectError),
+    Pubsub(#[from] crate::source::pull::ConnectError),
     #[error("push_auth.token: {0}")]
     Secret(#[from] crate::secret::SecretError),
 }
@@ -63,14 +63,14 @@ async fn start_pulling(
         tracing::info!("pubsub is not enabled; pipelines are fed by the push endpoint only");
         return Ok(Vec::new());
     };
-    let client = crate::source::pubsub::subscriber(ps).await?;
+    let client = crate::source::pull::grpc::Client::new(ps)?;
     let mut tasks = Vec::new();
     for p in &config.pipelines {
         if let Some(sub) = &p.source.subscription {
             let input = topology.inputs[&p.name].clone();
             let path = ps.subscription_path(sub);
             let metrics = topology.metrics.subscription(&p.name, &path);
-            tasks.extend(crate::source::pubsub::spawn(&client, ps, path, input, metrics, stop.clone()));
+            tasks.extend(crate::source::pull::spawn(&client, ps, path, input, metrics, stop.clone()));
         }
     }
     Ok(tasks)

@@ -1,6 +1,5 @@
 //! The unit that flows through a pipeline: one Pub/Sub message, its parsed record and its ack.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,10 +9,79 @@ use serde_json::Value;
 use crate::ack::Ack;
 use crate::row::RowRef;
 
-/// A message's Pub/Sub attributes. A hash map, as the client hands them over: converting each
-/// message's into an ordered map costs on the hot path, and every place that writes them out
-/// (metadata, dead letters) goes through a sorted JSON object anyway.
-pub type Attributes = HashMap<String, String>;
+/// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
+/// found by a short search and built without hashing, and it iterates in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes(Vec<(String, String)>);
+
+impl Attributes {
+    pub fn new() -> Attributes {
+        Attributes(Vec::new())
+    }
+
+    /// Set `key`; the value it had, if any.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Key and value pairs, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut a = Attributes::new();
+        for (k, v) in pairs {
+            a.insert(k, v);
+        }
+        a
+    }
+}
+
+impl<const N: usize> From<[(String, String); N]> for Attributes {
+    fn from(pairs: [(String, String); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&str> for Attributes {
+    type Output = String;
+    fn index(&self, key: &str) -> &String {
+        self.get(key).unwrap_or_else(|| panic!("no attribute {key:?}"))
+    }
+}
+
+impl serde::Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        std::collections::BTreeMap::<String, String>::deserialize(d).map(|m| Attributes(m.into_iter().collect()))
+    }
+}
 
 /// What an event of `payload` bytes with an id of `id` bytes weighs in memory at its peak, about:
 /// the payload kept verbatim and the record parsed from it, then, while its batch is written,

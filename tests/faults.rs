@@ -58,7 +58,7 @@ const FAULT_SETTINGS: &[(&str, &str)] = &[
     // redelivery grace). What Pub/Sub does move is reported after each count table.
     ("SLUICE_MAX_DELIVERY_ATTEMPTS", "100"),
     // Each delivery and how it settled, so a lost or doubled id can be followed (`trace`).
-    ("RUST_LOG", "info,sluice::source::pubsub=debug,sluice::transform::dedupe=debug"),
+    ("RUST_LOG", "info,sluice::source::pull=debug,sluice::transform::dedupe=debug"),
 ];
 
 /// The BigQuery emulator with room for every append stream. bqemulator serves each on a thread

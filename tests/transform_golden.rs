@@ -42,8 +42,7 @@ fn run_golden(pipeline: &str, drive: Drive) {
             Some(raw) => raw.as_str().unwrap().as_bytes().to_vec(),
             None => case["data"].to_string().into_bytes(),
         };
-        let mut attributes: std::collections::HashMap<String, String> =
-            serde_json::from_value(case["attributes"].clone()).unwrap();
+        let mut attributes: sluice::event::Attributes = serde_json::from_value(case["attributes"].clone()).unwrap();
         // Which case an output is, in a batch (the shipped chains do not write attributes).
         attributes.insert(CASE.into(), events.len().to_string());
         let id = case["id"].as_str().unwrap();

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod jwks;
 pub mod pubsub;
+pub mod pull;
 pub mod push;
 pub mod push_auth;
 

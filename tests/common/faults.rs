@@ -410,7 +410,7 @@ pub(crate) fn log_path(sluice: &Sluice) -> std::path::PathBuf {
 }
 
 /// Follow each lost id through the logs of every instance that ran (with
-/// `RUST_LOG=…,sluice::source::pubsub=debug` they hold each delivery and how it settled) and the
+/// `RUST_LOG=…,sluice::source::pull=debug` they hold each delivery and how it settled) and the
 /// lake's dead letters, so a loss says where the message went.
 pub(crate) async fn trace_missing(counts: &[Counts], logs: &[std::path::PathBuf], lake: Option<&Path>) {
     for c in counts.iter().filter(|c| !c.missing.is_empty()) {
