@@ -18,6 +18,15 @@ pub(crate) fn endpoint_url(e: Option<&str>) -> Option<String> {
     }
 }
 
+/// The message of a Google API error body (`{"error": {"message": ..}}`), else the body's first
+/// `limit` characters: Google's message names the problem (NOT_FOUND, PERMISSION_DENIED).
+pub(crate) fn error_message(body: &str, limit: usize) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(limit).collect())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("application default credentials are not available ({0}); set GOOGLE_APPLICATION_CREDENTIALS, run on GCP with a service account, or point sluice at an emulator")]

@@ -32,7 +32,6 @@ use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
-use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -75,8 +74,8 @@ impl Topology {
         metrics: Arc<Metrics>,
         observers: &[Arc<dyn Observer>],
     ) -> Result<Topology, StartError> {
-        let location = Location::parse(&config.global.lake.location).expect("checked by config::load");
-        let (store, base) = location
+        let (store, base) = config
+            .lake
             .open(config.global.lake.endpoint_url().as_deref())
             .map_err(|source| StartError::Lake { location: config.global.lake.location.clone(), source })?;
         let warehouse = Warehouse::connect(config).await?;

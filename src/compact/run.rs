@@ -64,8 +64,8 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
     let pipeline = config.pipeline_named(&args.pipeline).map_err(CompactError::Usage)?;
     let selection = selection(config, pipeline, &args)?;
     let lake = &config.global.lake;
-    let location = crate::store::Location::parse(&lake.location).map_err(CompactError::Usage)?;
-    let (store, base) = location
+    let (store, base) = config
+        .lake
         .open(lake.endpoint_url().as_deref())
         .map_err(|e| CompactError::store(format!("opening {}", lake.location), e))?;
     let mut summary = Summary::default();

@@ -22,6 +22,7 @@ pub use global::{BatchLimits, GlobalConfig, WriteMode};
 pub use pipeline::{PipelineFile, SinkConfig, SourceConfig};
 
 use crate::schema::Schema;
+use crate::store::Location;
 use crate::transform::{BuildContext, Chain, StageConfig};
 
 /// One thing wrong with the configuration.
@@ -64,6 +65,8 @@ impl fmt::Display for Problems {
 pub struct Config {
     pub file: PathBuf,
     pub global: GlobalConfig,
+    /// `global.lake.location`, parsed once here, so no later step parses (or fails on) it again.
+    pub lake: Location,
     pub pipelines: Vec<Pipeline>,
 }
 
@@ -144,7 +147,7 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
     let mut problems = Vec::new();
     let global: GlobalConfig = read_file(file, env).map_err(|p| Problems(vec![p]))?;
     let problem = |field: &str, message: String| Problem { file: file.to_owned(), field: field.into(), message };
-    check_global(&global, &mut |f, m| problems.push(problem(f, m)));
+    let lake = check_global(&global, &mut |f, m| problems.push(problem(f, m)));
 
     let base = file.parent().unwrap_or(Path::new("."));
     let pipelines_dir = clean(&base.join(&global.pipelines_dir));
@@ -195,10 +198,9 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
         health::check(&global.health, &names, &mut |f, m| problems.push(problem(f, m)));
     }
 
-    if problems.is_empty() {
-        Ok(Config { file: file.to_owned(), global, pipelines })
-    } else {
-        Err(Problems(problems))
+    match lake {
+        Some(lake) if problems.is_empty() => Ok(Config { file: file.to_owned(), global, lake, pipelines }),
+        _ => Err(Problems(problems)),
     }
 }
 
@@ -220,16 +222,15 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
+/// Check the settings shared by every pipeline; the lake's location, parsed, when it is one.
+fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) -> Option<Location> {
     if !valid_name(&g.instance) {
         report(
             "instance",
             format!("expected letters, digits, '-' or '_' (it is part of object names), found '{}'", g.instance),
         );
     }
-    if let Err(e) = crate::store::Location::parse(&g.lake.location) {
-        report("lake.location", e);
-    }
+    let lake = crate::store::Location::parse(&g.lake.location).map_err(|e| report("lake.location", e)).ok();
     if let Some(e) = g.lake.endpoint_url() {
         if !url::Url::parse(&e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
             report("lake.endpoint", format!("expected host:port or an http(s) URL, found '{e}'"));
@@ -296,6 +297,7 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    lake
 }
 
 fn valid_table(s: &str) -> bool {

@@ -49,10 +49,7 @@ pub(crate) async fn access(endpoint: Option<&str>, version: &str) -> Result<Secr
     if !status.is_success() {
         // Google's error body names the problem (NOT_FOUND, PERMISSION_DENIED), not the secret.
         let body = answer.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| body.chars().take(200).collect());
+        let message = crate::gcp::error_message(&body, 200);
         return Err(fail(format!("HTTP {}: {message}", status.as_u16())));
     }
     let r: AccessResponse =

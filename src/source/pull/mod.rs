@@ -32,11 +32,11 @@ use self::grpc::Client;
 use self::lease::{Key, Leases, Sender};
 use self::wire::Received;
 use super::budget::Budget;
+use super::PipelineInput;
 use crate::ack::Ack;
 use crate::config::global::PubsubConfig;
 use crate::event::{footprint, Event};
 use crate::metrics::SourceMetrics;
-use super::PipelineInput;
 
 pub use self::grpc::ConnectError;
 

@@ -251,10 +251,7 @@ fn opt_u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u6
 
 /// The error message in a JSON API error body (`{"error": {"message": ..}}`), else the body.
 pub(super) fn error_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(500).collect())
+    crate::gcp::error_message(body, 500)
 }
 
 #[cfg(test)]

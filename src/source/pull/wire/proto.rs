@@ -2,13 +2,13 @@
 //! an independent encoder and decoder to hold the hand-written wire code to.
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct StreamingPullResponse {
+pub(super) struct StreamingPullResponse {
     #[prost(message, repeated, tag = "1")]
     pub received_messages: Vec<ReceivedMessage>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ReceivedMessage {
+pub(super) struct ReceivedMessage {
     #[prost(string, tag = "1")]
     pub ack_id: String,
     #[prost(message, optional, tag = "2")]
@@ -18,7 +18,7 @@ pub(crate) struct ReceivedMessage {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct PubsubMessage {
+pub(super) struct PubsubMessage {
     #[prost(bytes = "bytes", tag = "1")]
     pub data: bytes::Bytes,
     #[prost(map = "string, string", tag = "2")]
@@ -32,7 +32,7 @@ pub(crate) struct PubsubMessage {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct StreamingPullRequest {
+pub(super) struct StreamingPullRequest {
     #[prost(string, tag = "1")]
     pub subscription: String,
     #[prost(string, repeated, tag = "2")]
@@ -48,7 +48,7 @@ pub(crate) struct StreamingPullRequest {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ModifyAckDeadlineRequest {
+pub(super) struct ModifyAckDeadlineRequest {
     #[prost(string, tag = "1")]
     pub subscription: String,
     #[prost(int32, tag = "3")]
