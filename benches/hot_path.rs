@@ -495,17 +495,3 @@ fn print_baseline(r: &Round, b: &Baseline, n: usize, payload: usize) {
     println!();
     println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
 }
-
-/// sluice's own reader of Pub/Sub frames beside the official client's way of decoding them.
-fn print_decode(r: &Round, frames: &[Vec<u8>], rounds: usize, n: usize) {
-    let subscription: Arc<str> = Arc::from("projects/sluice-local/subscriptions/logs-sluice");
-    let client = (0..rounds).map(|_| client_decode(frames, &subscription)).fold(f64::MAX, f64::min);
-    let own = r.phases[0].cpu.as_secs_f64();
-    println!();
-    println!("logs: Pub/Sub frames -> events, CPU µs/event (best of {rounds} for the client's way)");
-    println!();
-    println!("| decode | CPU µs/event |");
-    println!("| --- | ---: |");
-    println!("| sluice's own reader (source::pull::wire), leases included | {:.2} |", own * 1e6 / n as f64);
-    println!("| the official client's way (prost types, then its Message) | {:.2} |", client * 1e6 / n as f64);
-}
