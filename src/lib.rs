@@ -17,6 +17,7 @@ pub mod bigquery;
 pub mod compact;
 pub mod config;
 pub mod config_state;
+pub mod console;
 pub mod event;
 pub mod gcp;
 pub mod health;
