@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 pub mod compact;
+pub mod console;
 pub mod faults;
 pub mod push_load;
 pub mod replay;
