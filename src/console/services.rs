@@ -104,6 +104,7 @@ fn row(h: &mut Html, name: &str, v: &ProducerView, transitions: &[Transition], n
 /// state now.
 pub fn strip(transitions: &[Transition], now_state: &str, now: DateTime<Utc>) -> String {
     const W: f64 = 240.0;
+    const MIN: f64 = 4.0;
     let start = now - TimeDelta::hours(WINDOW_HOURS);
     let span = (now - start).num_milliseconds() as f64;
     let x = |t: DateTime<Utc>| ((t - start).num_milliseconds() as f64 / span * W).clamp(0.0, W);
@@ -116,7 +117,13 @@ pub fn strip(transitions: &[Transition], now_state: &str, now: DateTime<Utc>) ->
         to: now_state.to_owned(),
         at: now,
     })) {
-        let (x0, x1) = (x(from), x(t.at));
+        // Every state held since the first transition stays visible: a producer down for seconds
+        // is still a mark at the right, drawn over what came before.
+        let (x0, x1) = if from == start {
+            (x(from), x(t.at))
+        } else {
+            (x(from).min(W - MIN), x(t.at).max(x(from).min(W - MIN) + MIN))
+        };
         if x1 > x0 {
             let class = if rank(state) < STATES.len() { state } else { "unknown" };
             let _ = write!(

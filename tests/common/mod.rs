@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub mod browser;
 pub mod compact;
 pub mod console;
 pub mod faults;
