@@ -49,6 +49,25 @@ async fn refuses_no_token_a_wrong_token_and_the_push_token() {
         let (status, body) = get(base, page, Some(CONSOLE_TOKEN)).await;
         assert_eq!(status, 200, "{page} with the console token: {body}");
     }
+    // A browser signs in once; the cookie then opens every page, the push token's never does.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = |token: &str| {
+        let body: String = url::form_urlencoded::Serializer::new(String::new()).append_pair("token", token).finish();
+        client
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_eq!(login(PUSH_TOKEN).await.unwrap().status().as_u16(), 401, "the push token does not sign in");
+    let signed_in = login(CONSOLE_TOKEN).await.unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let with = |c: &str| client.get(format!("{base}/ui/services")).header("cookie", c.to_owned()).send();
+    assert_eq!(with(cookie.split(';').next().unwrap()).await.unwrap().status().as_u16(), 200);
+    assert_eq!(with(&format!("sluice_console={PUSH_TOKEN}")).await.unwrap().status().as_u16(), 401);
+
     let record = change("billing", "limit", 1, json!(5), "ops").to_string();
     let (status, _) = push(base, "config-changes", "c-0", record.as_bytes(), Some(CONSOLE_TOKEN)).await;
     assert_eq!(status, 401, "the console token does not open the push endpoint");

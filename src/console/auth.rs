@@ -68,10 +68,16 @@ impl ConsoleAuth {
     pub async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         match self {
             ConsoleAuth::Open => Ok(()),
-            ConsoleAuth::Token(t) => match bearer(headers)? {
-                given if t.matches(given.as_bytes()) => Ok(()),
-                _ => Err(Refusal::Unauthenticated("bearer token is not console.auth.token".into())),
-            },
+            ConsoleAuth::Token(t) => {
+                let given = match (headers.contains_key(axum::http::header::AUTHORIZATION), cookie(headers)) {
+                    (false, Some(c)) => c,
+                    _ => bearer(headers)?.to_owned(),
+                };
+                match given {
+                    given if t.matches(given.as_bytes()) => Ok(()),
+                    _ => Err(Refusal::Unauthenticated("bearer token is not console.auth.token".into())),
+                }
+            }
             ConsoleAuth::Oidc(v) => v.check(headers).await.map_err(|r| match r {
                 Refusal::Unauthenticated(m) => Refusal::Unauthenticated(for_console(&m)),
                 Refusal::Forbidden(m) => Refusal::Forbidden(for_console(&m)),
@@ -79,6 +85,21 @@ impl ConsoleAuth {
             }),
         }
     }
+}
+
+/// The cookie `/ui/login` sets in token mode, for browsers (which cannot add a header).
+pub const COOKIE: &str = "sluice_console";
+
+/// The token in the [`COOKIE`] of a request, if any.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    let prefix = format!("{COOKIE}=");
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(&prefix).map(str::to_owned))
+        .map(|v| url::form_urlencoded::parse(format!("t={v}").as_bytes()).map(|(_, v)| v.into_owned()).collect())
 }
 
 /// The verifier's messages name the push settings; here they are the console's.
@@ -118,6 +139,11 @@ mod tests {
             "bearer token is not console.auth.token"
         );
         assert_eq!(refused(auth.check(&headers(Some("Basic x"))).await), "Authorization is not a Bearer token");
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::COOKIE, "a=b; sluice_console=console-secret".parse().unwrap());
+        assert!(auth.check(&h).await.is_ok(), "the login cookie");
+        h.insert(axum::http::header::COOKIE, "sluice_console=push-secret".parse().unwrap());
+        assert!(auth.check(&h).await.is_err());
     }
 
     #[test]

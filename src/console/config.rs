@@ -7,17 +7,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::diff::diff;
-use super::html::{esc, link, pager, search, truncate, Html, Paging, Query};
+use super::html::{esc, link, pager, param, search, truncate, Html, Paging, Query};
 use super::Console;
 use crate::config_state::Entry;
 
 const PATH: &str = "/ui/config";
 /// Characters of a value shown in a table cell.
 const CELL: usize = 200;
-
-fn param<'a>(q: &'a Query, k: &str) -> &'a str {
-    q.get(k).map_or("", String::as_str)
-}
 
 pub fn render(c: &Console, q: &Query) -> String {
     let mut h = Html::default();

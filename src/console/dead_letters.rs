@@ -7,17 +7,13 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-use super::html::{esc, pager, truncate, Html, Paging, Query};
+use super::html::{esc, pager, param, truncate, Html, Paging, Query};
 use super::letters::Letter;
 use super::Console;
 
 const PATH: &str = "/ui/dead-letters";
 /// Characters of the payload shown in the table.
 const PREVIEW: usize = 160;
-
-fn param<'a>(q: &'a Query, k: &str) -> &'a str {
-    q.get(k).map_or("", String::as_str)
-}
 
 pub fn render(c: &Console, q: &Query) -> String {
     let mut h = Html::default();

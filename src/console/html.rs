@@ -71,6 +71,11 @@ impl Html {
 /// The query string of a console URL.
 pub type Query = HashMap<String, String>;
 
+/// The query parameter `k`, or "" when absent.
+pub fn param<'a>(q: &'a Query, k: &str) -> &'a str {
+    q.get(k).map_or("", String::as_str)
+}
+
 /// `path?k=v&...` with the values URL-encoded; empty values are left out.
 pub fn link(path: &str, params: &[(&str, &str)]) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());

@@ -15,6 +15,7 @@ pub mod dead_letters;
 pub mod diff;
 pub mod html;
 pub mod letters;
+pub mod login;
 pub mod mask;
 pub mod overview;
 pub mod rates;
@@ -99,6 +100,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/config", get(|s, h, q| serve(s, h, q, Nav::Config)))
         .route("/ui/dead-letters", get(|s, h, q| serve(s, h, q, Nav::DeadLetters)))
         .route(html::SCRIPT_PATH, get(script))
+        .route("/ui/login", get(login::form).post(login::submit))
 }
 
 /// The live-refresh script: static and public, like any page's script.
@@ -114,8 +116,12 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'se
 async fn serve(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<html::Query>, nav: Nav) -> Response {
     let Some(console) = state.console.clone() else { return StatusCode::NOT_FOUND.into_response() };
     if let Err(refusal) = console.auth.check(&headers).await {
+        let login = match console.auth {
+            auth::ConsoleAuth::Token(_) => "<p><a href=\"/ui/login\">sign in with the console's token</a></p>",
+            _ => "",
+        };
         let body = format!(
-            "<!doctype html><title>sluice console</title><h1>{}</h1><p>{}</p>",
+            "<!doctype html><title>sluice console</title><h1>{}</h1><p>{}</p>{login}",
             refusal.status(),
             html::esc(&refusal.to_string())
         );

@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::html::{ago, esc, link, pager, search, Html, Paging, Query};
+use super::html::{ago, esc, link, pager, param, search, Html, Paging, Query};
 use super::timeline::{Transition, WINDOW_HOURS};
 use super::Console;
 use crate::health::producers::ProducerView;
@@ -30,9 +30,9 @@ pub fn render(c: &Console, q: &Query, now: DateTime<Utc>) -> String {
     };
     let view = producers.view();
     let needle = q.get("q").map(|s| s.to_lowercase()).unwrap_or_default();
-    let state = q.get("state").map(String::as_str).unwrap_or("");
+    let state = param(q, "state");
     counts(&mut h, &view, state);
-    h.raw(&search(PATH, &[("state", state)], q.get("q").map_or("", String::as_str), "service name"));
+    h.raw(&search(PATH, &[("state", state)], param(q, "q"), "service name"));
     let mut rows: Vec<(&String, &ProducerView)> = view
         .iter()
         .filter(|(name, v)| {
@@ -53,7 +53,7 @@ pub fn render(c: &Console, q: &Query, now: DateTime<Utc>) -> String {
         row(&mut h, name, v, timelines.get(name.as_str()).map(Vec::as_slice).unwrap_or(&[]), now);
     }
     h.raw("</table>");
-    let keep = [("q", q.get("q").map_or("", String::as_str)), ("state", state)];
+    let keep = [("q", param(q, "q")), ("state", state)];
     h.raw(&pager(PATH, &keep, paging, rows.len()));
     if let Some(t) = &c.timeline {
         latest(&mut h, &t.latest(50));
