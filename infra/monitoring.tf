@@ -5,7 +5,7 @@
 
 locals {
   # name => the doc's expression, how long it must hold, and what to look at.
-  sluice_alerts = {
+  alert_policies = {
     "sluice-unhealthy" = {
       query    = "sluice_healthy == 0"
       duration = "120s"
@@ -90,7 +90,7 @@ locals {
 }
 
 resource "google_monitoring_alert_policy" "sluice" {
-  for_each     = local.sluice_alerts
+  for_each     = local.alert_policies
   project      = var.project
   display_name = "${var.service_name}: ${each.key}"
   combiner     = "OR"

@@ -21,6 +21,8 @@ pub mod overview;
 pub mod rates;
 pub mod services;
 pub mod setup;
+#[cfg(test)]
+mod tests;
 pub mod timeline;
 
 use std::sync::Arc;
