@@ -48,7 +48,7 @@ impl Letter {
 
 /// A BYTES column read back as JSON text: hex (Arrow's JSON writer) or base64.
 fn payload(text: &str) -> Vec<u8> {
-    let hex = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
     if hex {
         let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
         return text.as_bytes().chunks(2).map(|p| digit(p[0]) << 4 | digit(p[1])).collect();
