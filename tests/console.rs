@@ -1,5 +1,5 @@
 //! The console's security against a running `sluice run`: who it refuses (no token, a wrong
-//! token, the push token), that the push endpoint does not take the console's token, that
+//! token, the push token; with identity tokens, the push one), that the push endpoint does not take the console's token, that
 //! hostile HTML in a configuration value, an author, a service name and a dead letter's payload
 //! is shown as text, that secret-looking keys are masked, and that sluice refuses to start (and
 //! `sluice validate` reports) a console reachable off loopback without authentication.
@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::console::{change, get, push, wait_for_page};
+use common::console::{change, get, identity_token, push, test_keys, wait_for_page};
 use serde_json::json;
 
 const CONSOLE_TOKEN: &str = "console-secret-1";
@@ -73,6 +73,42 @@ async fn refuses_no_token_a_wrong_token_and_the_push_token() {
     assert_eq!(status, 401, "the console token does not open the push endpoint");
     let (status, body) = push(base, "config-changes", "c-1", record.as_bytes(), Some(PUSH_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
+    assert!(sluice.stop().success());
+}
+
+/// `mode: oidc` on both: a valid push token (the push audience and account) does not open the
+/// console, and the console's does not push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_tokens_open_only_their_own_gate() {
+    let lake = tempfile::tempdir().unwrap();
+    let env: Vec<(&str, String)> = [
+        ("SLUICE_PUSH_AUTH", "oidc"),
+        ("SLUICE_PUSH_AUDIENCE", "push-audience"),
+        ("SLUICE_PUSH_SERVICE_ACCOUNT", "pusher@p.iam.gserviceaccount.com"),
+        ("SLUICE_CONSOLE", "true"),
+        ("SLUICE_CONSOLE_AUTH", "oidc"),
+        ("SLUICE_CONSOLE_AUDIENCE", "console-audience"),
+        ("SLUICE_CONSOLE_ACCOUNT", "oncall@example.com"),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .chain([("SLUICE_PUSH_KEYS", test_keys()), ("SLUICE_CONSOLE_KEYS", test_keys())])
+    .collect();
+    let sluice = common::Sluice::start_with(lake.path(), &env);
+    let base = &sluice.url;
+    let push_token = identity_token("push-audience", "pusher@p.iam.gserviceaccount.com");
+    let console_token = identity_token("console-audience", "oncall@example.com");
+    let (status, body) = get(base, "/ui/services", Some(&push_token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("its audience is not console.auth.audience"), "{body}");
+    let (status, body) =
+        get(base, "/ui/services", Some(&identity_token("console-audience", "someone@example.com"))).await;
+    assert_eq!(status, 403, "another account: {body}");
+    assert!(body.contains("not the service account in console.auth.service_account"), "{body}");
+    assert_eq!(get(base, "/ui/services", Some(&console_token)).await.0, 200);
+    let record = change("billing", "limit", 1, json!(5), "ops").to_string();
+    assert_eq!(push(base, "config-changes", "o-1", record.as_bytes(), Some(&console_token)).await.0, 401);
+    assert_eq!(push(base, "config-changes", "o-2", record.as_bytes(), Some(&push_token)).await.0, 200);
     assert!(sluice.stop().success());
 }
 

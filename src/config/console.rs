@@ -2,8 +2,8 @@
 //!
 //! It shows configuration values and payloads, so it is off unless enabled, and anywhere but
 //! loopback it requires authentication: `console.auth` takes the same shape as `push_auth`
-//! (`mode: token` with a secret setting, or `mode: oidc` for Google identity tokens, e.g. behind
-//! IAP), and sluice refuses to start without it. Its credentials must differ from the push ones,
+//! (`mode: token` with a secret setting, or `mode: oidc` for Google identity tokens as a bearer),
+//! and sluice refuses to start without it. Its credentials must differ from the push ones,
 //! so a push token never opens the console.
 
 use std::net::SocketAddr;
@@ -97,7 +97,7 @@ impl ConsoleConfig {
             report(
                 "console.auth.audience",
                 "is push_auth.audience: a push subscription's token would open the console; expected an audience \
-                 of its own (e.g. the IAP client id)"
+                 of its own"
                     .into(),
             );
         }

@@ -30,7 +30,7 @@ pub async fn form(State(state): State<AppState>) -> Response {
     match state.console.as_deref().map(|c| &c.auth) {
         Some(ConsoleAuth::Token(_)) => page(StatusCode::OK, "Sign in with the console's token."),
         Some(_) => {
-            page(StatusCode::OK, "No sign-in here: this console is open on loopback or behind an identity-aware proxy.")
+            page(StatusCode::OK, "No sign-in here: this console is open on loopback, or takes Google identity tokens.")
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -61,7 +61,8 @@ impl Parts {
             tracing::info!(%listen, "console is off: console.enabled is local and sluice does not listen on loopback");
             return Ok(None);
         }
-        let token = match c.auth_required().and_then(|a| a.token.as_ref()) {
+        let token_mode = c.auth_required().filter(|a| a.mode == crate::config::push_auth::PushAuthMode::Token);
+        let token = match token_mode.and_then(|a| a.token.as_ref()) {
             Some(setting) => {
                 let dir = crate::config::secrets_dir(&config.file, &config.global);
                 let endpoint = config.global.secrets.endpoint.as_deref();

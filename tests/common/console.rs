@@ -55,3 +55,20 @@ pub async fn wait_for_page(base: &str, path: &str, token: Option<&str>, needle: 
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// A Google-style identity token for `audience` and `email`, valid for an hour, signed with the
+/// test key of `tests/fixtures/push-auth/` (whose JWKS is [`test_keys`]).
+pub fn identity_token(audience: &str, email: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({"iss": "https://accounts.google.com", "aud": audience, "email": email,
+        "email_verified": true, "sub": "1", "iat": now - 10, "exp": now + 3600});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    let pem = std::fs::read(super::repo().join("tests/fixtures/push-auth/signing.key.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+/// The JWKS file that verifies [`identity_token`]s.
+pub fn test_keys() -> String {
+    super::repo().join("tests/fixtures/push-auth/signing.jwks.json").display().to_string()
+}
