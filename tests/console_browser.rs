@@ -124,6 +124,8 @@ async fn every_page_in_chromium_with_live_refresh() {
     assert!(refreshes(&config) >= 1);
     drop(browser);
 
+    // The dead letters are read from the lake once someone looks.
+    wait_for_page(&base, "/ui/dead-letters?pipeline=logs", None, "not json at all", 60).await;
     check_pages(&bin, &base);
     if let Ok(dir) = std::env::var("SLUICE_CONSOLE_SCREENSHOTS") {
         screenshots(&bin, &base, Path::new(&dir));

@@ -20,9 +20,14 @@ pub fn render(c: &Console, q: &Query) -> String {
     h.raw("<h1>Dead letters</h1>");
     let (pipeline, reason) = (param(q, "pipeline"), param(q, "q"));
     filters(c, &mut h, pipeline, reason);
+    c.letters.viewed();
     let letters = c.letters.latest(Some(pipeline).filter(|p| !p.is_empty()), reason);
     if letters.is_empty() {
-        h.raw("<p class=\"muted\">No dead letter in the lake's last 24 hours matches.</p>");
+        h.raw(if c.letters.read_once() {
+            "<p class=\"muted\">No dead letter in the lake's last 24 hours matches.</p>"
+        } else {
+            "<p class=\"muted\">Reading the dead letters from the lake: they show within seconds.</p>"
+        });
         return h.0;
     }
     replay_commands(c, &mut h, &letters, !reason.is_empty());

@@ -1,8 +1,11 @@
 //! The dead-letters page's data: the latest dead letters of each pipeline, read back from the
 //! lake (`<lake>/<dead_letters>/<pipeline>/`, the last [`HOURS`] hour partitions) every
-//! [`REFRESH`], so every instance's dead letters show, [`KEPT`] per pipeline at most.
+//! [`REFRESH`], so every instance's dead letters show, [`KEPT`] per pipeline at most. The lake is
+//! listed only while someone looks (the page was rendered in the last [`WANTED_FOR`]): an
+//! instance nobody watches makes no requests to the bucket.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use crate::lake_tail::LakeTail;
 pub const KEPT: usize = 1_000;
 pub const HOURS: u32 = 24;
 pub const REFRESH: Duration = Duration::from_secs(5);
+pub const WANTED_FOR: Duration = Duration::from_secs(120);
 /// Characters of a payload kept for its preview.
 const PREVIEW: usize = 400;
 
@@ -59,9 +63,27 @@ fn payload(text: &str) -> Vec<u8> {
 #[derive(Default)]
 pub struct Letters {
     by_pipeline: Mutex<HashMap<String, VecDeque<Letter>>>,
+    /// When the page was last rendered (ms since the epoch).
+    viewed_ms: AtomicI64,
+    /// Whether the lake has been read once.
+    read: AtomicBool,
 }
 
 impl Letters {
+    /// The page is being looked at: keep reading the lake.
+    pub fn viewed(&self) {
+        self.viewed_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    fn wanted(&self) -> bool {
+        chrono::Utc::now().timestamp_millis() - self.viewed_ms.load(Ordering::Relaxed) < WANTED_FOR.as_millis() as i64
+    }
+
+    /// Whether the lake has been read at least once.
+    pub fn read_once(&self) -> bool {
+        self.read.load(Ordering::Relaxed)
+    }
+
     pub fn add(&self, l: Letter) {
         let mut all = self.by_pipeline.lock().expect("not poisoned");
         let list = all.entry(l.pipeline.clone()).or_default();
@@ -112,14 +134,20 @@ impl Follower {
                 Err(e) => tracing::warn!(error = %e, "console: cannot read dead letters from the lake"),
             }
         }
+        self.letters.read.store(true, Ordering::Relaxed);
     }
 
+    /// Every [`REFRESH`] while the page is looked at, until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(REFRESH);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => self.refresh().await,
+                _ = tick.tick() => {
+                    if self.letters.wanted() {
+                        self.refresh().await;
+                    }
+                }
             }
         }
     }
@@ -148,5 +176,8 @@ mod tests {
         assert_eq!(letters.latest(Some("logs"), "JSON").len(), 1);
         assert_eq!(letters.latest(Some("logs"), "json")[0].preview, "<b>");
         assert!(Letter::from_row(&json!({"pipeline": "x"}).as_object().cloned().unwrap()).is_none());
+        assert!(!letters.wanted());
+        letters.viewed();
+        assert!(letters.wanted(), "read while the page is looked at");
     }
 }
