@@ -13,6 +13,7 @@ resource "google_project_service" "api" {
     "bigquerystorage.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",

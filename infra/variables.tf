@@ -96,3 +96,9 @@ variable "labels" {
   type    = map(string)
   default = { app = "sluice" }
 }
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) the alert policies of monitoring.tf notify; empty: the alerts show in the console only."
+  type        = list(string)
+  default     = []
+}

@@ -38,6 +38,8 @@ pub enum RunError {
     Pubsub(#[from] crate::source::pull::ConnectError),
     #[error("push_auth.token: {0}")]
     Secret(#[from] crate::secret::SecretError),
+    #[error(transparent)]
+    Console(#[from] crate::console::auth::AuthError),
 }
 
 /// `push_auth.token` resolved (environment or Secret Manager) when `mode: token` needs it.
@@ -145,7 +147,10 @@ pub async fn run(
     )?);
     let metrics = Arc::new(Metrics::new());
     let observers = Observers::new(&config, &metrics);
-    let topology = Topology::start_with(&config, metrics.clone(), &observers.all()).await?;
+    let console = crate::console::setup::Parts::new(&config);
+    let mut watching = observers.all();
+    watching.extend(console.iter().flat_map(|c| c.observers()));
+    let topology = Topology::start_with(&config, metrics.clone(), &watching).await?;
     let follower = match &observers.config_state {
         Some(c) => rebuild_config_state(&config, c).await,
         None => None,
@@ -171,6 +176,14 @@ pub async fn run(
         observers.producers.clone(),
         observers.config_state.clone(),
     ));
+    let console = match console {
+        Some(parts) => parts.start(&config, status.clone(), &push_auth, addr, &background).await?,
+        None => None,
+    };
+    let console = console.map(|(c, tasks)| {
+        chores.extend(tasks);
+        c
+    });
     let state = AppState {
         inputs: Arc::new(topology.inputs.clone()),
         request_timeout: config.global.http.request_timeout.0,
@@ -178,6 +191,7 @@ pub async fn run(
         metrics,
         status,
         push_auth,
+        console,
     };
     let app = router(state, config.global.http.max_body.0 as usize);
     tracing::info!(%addr, lake = %config.global.lake.location, instance = %config.global.instance,

@@ -125,6 +125,12 @@ impl ConfigState {
         crate::locks::read(&self.state).get(service).cloned()
     }
 
+    /// `f` over the whole state (service -> key -> entry), under the read lock: for views that
+    /// page through it without copying it.
+    pub fn read<R>(&self, f: impl FnOnce(&BTreeMap<String, BTreeMap<String, Entry>>) -> R) -> R {
+        f(&self.state.read().expect("not poisoned"))
+    }
+
     /// `(services, keys)` held.
     pub fn size(&self) -> (usize, usize) {
         let state = crate::locks::read(&self.state);

@@ -24,7 +24,7 @@ fn problems(root: &Path) -> Vec<Problem> {
 /// (what is broken, file, text replaced, replacement, expected field, expected message part)
 const CASES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("unknown global key", "config/sluice.yaml", "http:\n", "colour: blue\nhttp:\n", "colour",
-     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `push_auth`, `limits`, `pubsub`, `bigquery`, `health`, `secrets`, `pipelines_dir`, `schemas_dir`"),
+     "unknown field `colour`, expected one of `instance`, `http`, `lake`, `push_auth`, `limits`, `pubsub`, `bigquery`, `health`, `console`, `secrets`, `pipelines_dir`, `schemas_dir`"),
     ("down before late", "config/sluice.yaml", "down_after: 5 ", "down_after: 1.5 ", "health.producers.down_after",
      "expected more intervals than late_after (2), found 1.5"),
     ("unknown producer pipeline", "config/sluice.yaml", "    late_after: 2", "    pipelines: [health, metrics]\n    late_after: 2",

@@ -28,6 +28,9 @@ pub struct GlobalConfig {
     /// Producer liveness, sluice's own liveness checks, the configuration-state view.
     #[serde(default)]
     pub health: super::health::HealthConfig,
+    /// The web console (`/`, `/ui/...`): off unless enabled; authenticated off loopback.
+    #[serde(default)]
+    pub console: super::console::ConsoleConfig,
     /// Where secret references live and how they are fetched.
     #[serde(default)]
     pub secrets: SecretsConfig,

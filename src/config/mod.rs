@@ -4,6 +4,7 @@
 //! finds, each naming the file, the field and what was expected, so `sluice validate` can report
 //! them all at once.
 
+pub mod console;
 pub mod global;
 pub mod health;
 pub mod pipeline;
@@ -173,6 +174,9 @@ pub fn load_with_env(file: &Path, env: impl Fn(&str) -> Option<String>) -> Resul
     if let Some(token) = global.push_auth.as_ref().and_then(|a| a.token.as_ref()) {
         token.check(&secrets_dir(file, &global), &mut |m| problems.push(problem("push_auth.token", m)));
     }
+    if let Some(token) = global.console.auth.as_ref().and_then(|a| a.token.as_ref()) {
+        token.check(&secrets_dir(file, &global), &mut |m| problems.push(problem("console.auth.token", m)));
+    }
 
     let mut pipelines = Vec::new();
     for pfile in files {
@@ -260,6 +264,7 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) -> Opti
     if let Some(a) = &g.push_auth {
         a.check(report);
     }
+    g.console.check(g.http.listen, g.push_auth.as_ref(), report);
     if let Some(b) = &g.bigquery {
         if b.project.trim().is_empty() {
             report("bigquery.project", "expected a project id, found an empty string".into());

@@ -1,7 +1,8 @@
 //! The HTTP surface: `POST /push/{pipeline}` (Cloud Run push subscriptions, `sluice publish`),
 //! `GET /healthz` (not stalled, sinks not failing on and on), `GET /readyz` (sources connected,
 //! sinks writable, not shutting down), `GET /status` (JSON), `GET /metrics` (OpenMetrics text)
-//! and `GET /config/{service}` (current configuration state).
+//! and `GET /config/{service}` (current configuration state); the console (`crate::console`) at
+//! `/` and `/ui/...` when enabled.
 //!
 //! A push request is answered only once its event has settled: 200 when durable (or in dead
 //! letters), 503 when it could not be made durable or sluice is shutting down, 429 when the
@@ -38,10 +39,13 @@ pub struct AppState {
     pub status: Arc<Status>,
     /// Checks each push's OIDC token (or lets everyone in, with `push_auth.mode: none`).
     pub push_auth: Arc<PushAuth>,
+    /// The web console at `/` and `/ui/...`, when `console.enabled`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
+    let console = if state.console.is_some() { crate::console::routes() } else { Router::new() };
+    console
         .route(
             "/push/{pipeline}",
             post(move |state, pipeline, headers, body| push::push_handler(state, pipeline, headers, body, max_body)),

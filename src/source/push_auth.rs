@@ -95,15 +95,9 @@ impl PushAuth {
             );
             return Ok(PushAuth::Open);
         };
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&GOOGLE_ISSUERS);
-        validation.set_audience(&[c.audience.as_deref().unwrap_or_default().trim()]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.leeway = LEEWAY_SECS;
-        let keys = KeySource::from_setting(c.keys.trim())?;
-        let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
-        tracing::info!(keys = %c.keys, service_account, "push requests must carry a Google OIDC token");
-        Ok(PushAuth::Oidc(Box::new(Verifier { keys, validation, service_account })))
+        let verifier = Verifier::from_config(c)?;
+        tracing::info!(keys = %c.keys, service_account = verifier.service_account, "push requests must carry a Google OIDC token");
+        Ok(PushAuth::Oidc(Box::new(verifier)))
     }
 
     /// Check a request's `Authorization` header.
@@ -120,7 +114,7 @@ impl PushAuth {
 }
 
 /// The bearer token of the `Authorization` header.
-fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+pub fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
     let unauthenticated = |m: &str| Refusal::Unauthenticated(m.to_owned());
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -135,7 +129,21 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
 }
 
 impl Verifier {
-    async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    /// The checks of `c` (`mode: oidc`); a local key file is read now. Also the console's
+    /// (`console.auth`), which has the same shape.
+    pub fn from_config(c: &PushAuthConfig) -> Result<Verifier, KeysError> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&GOOGLE_ISSUERS);
+        validation.set_audience(&[c.audience.as_deref().unwrap_or_default().trim()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = LEEWAY_SECS;
+        let keys = KeySource::from_setting(c.keys.trim())?;
+        let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
+        Ok(Verifier { keys, validation, service_account })
+    }
+
+    /// Check a request's `Authorization: Bearer` Google identity token.
+    pub async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let token = bearer(headers)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", describe(e.kind()))))?;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+pub(crate) mod browser;
 pub(crate) mod compact;
+pub(crate) mod console;
 mod emulators;
 pub(crate) mod faults;
 pub(crate) mod push_load;

@@ -330,6 +330,19 @@ impl Redact {
     }
 }
 
+/// The console's use of the same names and patterns (`crate::console::mask`).
+impl Redact {
+    /// Whether a value held under the key `name` is masked: one of `fields`, any case.
+    pub fn masks_name(&self, name: &str) -> bool {
+        self.is_secret_name(name)
+    }
+
+    /// `text` with every pattern's secret replaced, or `None` when there was nothing to mask.
+    pub fn mask_str(&self, text: &str) -> Option<String> {
+        self.mask_text(text)
+    }
+}
+
 impl Stage for Redact {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         self.mask_fields(&mut event.record);
