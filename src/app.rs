@@ -177,7 +177,7 @@ pub async fn run(
         observers.config_state.clone(),
     ));
     let console = match console {
-        Some(parts) => parts.start(&config, status.clone(), &push_auth, addr, &background).await?,
+        Some(parts) => parts.start(&config, status.clone(), &push_auth, addr, &phases.chores()).await?,
         None => None,
     };
     let console = console.map(|(c, tasks)| {
