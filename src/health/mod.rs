@@ -2,9 +2,9 @@
 //! life, and of sluice itself ([`liveness`]): connected subscriptions, writable sinks, no stalled
 //! stream. [`probe`] asks Pub/Sub what the streaming client cannot tell.
 
-pub(crate) mod liveness;
+pub mod liveness;
 pub(crate) mod probe;
-pub(crate) mod producers;
+pub mod producers;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;

@@ -26,7 +26,7 @@ const FLAGS: &[&str] = &[
 
 /// Chromium, if installed. Missing: the test is skipped with a message, except in CI
 /// (`CI=true`), where `.ci/run` installs it and its absence fails the test.
-pub fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.exists());
     if found.is_none() {
         assert!(
@@ -45,7 +45,7 @@ fn command(bin: &Path, profile: &Path) -> Command {
 }
 
 /// The DOM of `url` after `virtual_ms` of (virtual) time, which lets the live refresh run.
-pub fn dump_dom(bin: &Path, url: &str, virtual_ms: u32) -> String {
+pub(crate) fn dump_dom(bin: &Path, url: &str, virtual_ms: u32) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = command(bin, profile.path())
         .arg(format!("--virtual-time-budget={virtual_ms}"))
@@ -58,7 +58,7 @@ pub fn dump_dom(bin: &Path, url: &str, virtual_ms: u32) -> String {
 }
 
 /// A PNG of `url` at 1280x`height`.
-pub fn screenshot(bin: &Path, url: &str, file: &Path, height: u32) {
+pub(crate) fn screenshot(bin: &Path, url: &str, file: &Path, height: u32) {
     let profile = tempfile::tempdir().unwrap();
     let status = command(bin, profile.path())
         .args(["--hide-scrollbars", &format!("--window-size=1280,{height}"), "--virtual-time-budget=2000"])
@@ -72,7 +72,7 @@ pub fn screenshot(bin: &Path, url: &str, file: &Path, height: u32) {
 }
 
 /// A browser driven over the DevTools protocol on a pipe (fds 3 and 4 of the child).
-pub struct Browser {
+pub(crate) struct Browser {
     child: Child,
     to: std::fs::File,
     from: mpsc::Receiver<Value>,
@@ -89,7 +89,7 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 }
 
 impl Browser {
-    pub fn start(bin: &Path) -> Browser {
+    pub(crate) fn start(bin: &Path) -> Browser {
         use std::os::fd::AsRawFd;
         let profile = tempfile::tempdir().unwrap();
         let (cmd_read, cmd_write) = pipe();
@@ -143,14 +143,14 @@ impl Browser {
     }
 
     /// Open `url` in a new tab; returns the tab's session.
-    pub fn open(&mut self, url: &str) -> String {
+    pub(crate) fn open(&mut self, url: &str) -> String {
         let target = self.call(None, "Target.createTarget", json!({"url": url}))["targetId"].clone();
         let attached = self.call(None, "Target.attachToTarget", json!({"targetId": target, "flatten": true}));
         attached["sessionId"].as_str().unwrap().to_owned()
     }
 
     /// The tab's DOM now, as HTML.
-    pub fn html(&mut self, session: &str) -> String {
+    pub(crate) fn html(&mut self, session: &str) -> String {
         let expression = "document.documentElement.outerHTML";
         let r = self.call(Some(session), "Runtime.evaluate", json!({"expression": expression, "returnByValue": true}));
         r["result"]["value"].as_str().unwrap_or_default().to_owned()

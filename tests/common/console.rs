@@ -4,23 +4,23 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A change of `service`'s `key` as the config-changes topic carries it.
-pub fn change(service: &str, key: &str, version: i64, value: Value, author: &str) -> Value {
+pub(crate) fn change(service: &str, key: &str, version: i64, value: Value, author: &str) -> Value {
     json!({"timestamp": now(), "service": service, "key": key, "old_value": null, "new_value": value,
            "version": version, "author": author})
 }
 
 /// A heartbeat of `service`, now.
-pub fn heartbeat(service: &str) -> Value {
+pub(crate) fn heartbeat(service: &str) -> Value {
     json!({"timestamp": now(), "service": service, "instance": "i-1", "status": "healthy", "latency_ms": 3.0})
 }
 
 /// POST one payload to `/push/<pipeline>` with an optional bearer token; the status and body.
-pub async fn push(base: &str, pipeline: &str, id: &str, payload: &[u8], token: Option<&str>) -> (u16, String) {
+pub(crate) async fn push(base: &str, pipeline: &str, id: &str, payload: &[u8], token: Option<&str>) -> (u16, String) {
     let body = sluice::source::push::envelope(payload, id, &BTreeMap::new(), "s").to_string();
     let mut r = reqwest::Client::new()
         .post(format!("{base}/push/{pipeline}"))
@@ -34,7 +34,7 @@ pub async fn push(base: &str, pipeline: &str, id: &str, payload: &[u8], token: O
 }
 
 /// GET `path` with an optional bearer token; the status and body.
-pub async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut r = reqwest::Client::new().get(format!("{base}{path}"));
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -44,7 +44,7 @@ pub async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
 }
 
 /// GET `path` until its body contains `needle`, or panic after `secs` with the last body.
-pub async fn wait_for_page(base: &str, path: &str, token: Option<&str>, needle: &str, secs: u64) -> String {
+pub(crate) async fn wait_for_page(base: &str, path: &str, token: Option<&str>, needle: &str, secs: u64) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         let (status, body) = get(base, path, token).await;
@@ -58,7 +58,7 @@ pub async fn wait_for_page(base: &str, path: &str, token: Option<&str>, needle: 
 
 /// A Google-style identity token for `audience` and `email`, valid for an hour, signed with the
 /// test key of `tests/fixtures/push-auth/` (whose JWKS is [`test_keys`]).
-pub fn identity_token(audience: &str, email: &str) -> String {
+pub(crate) fn identity_token(audience: &str, email: &str) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let claims = json!({"iss": "https://accounts.google.com", "aud": audience, "email": email,
         "email_verified": true, "sub": "1", "iat": now - 10, "exp": now + 3600});
@@ -69,6 +69,6 @@ pub fn identity_token(audience: &str, email: &str) -> String {
 }
 
 /// The JWKS file that verifies [`identity_token`]s.
-pub fn test_keys() -> String {
+pub(crate) fn test_keys() -> String {
     super::repo().join("tests/fixtures/push-auth/signing.jwks.json").display().to_string()
 }
