@@ -8,7 +8,7 @@
 //!
 //! Several instances share one subscription and each receives only part of the stream, but they
 //! all write the pipeline's lake files. So each instance applies what it receives at once, and
-//! every `config_state.refresh` reads the lake files it has not read yet ([`LakeFollower`]). At
+//! every `config_state.refresh` reads the lake files it has not read yet (`LakeFollower`). At
 //! start the state is rebuilt from this instance's snapshot (`_sluice/config-state/<instance>.json`
 //! in the lake, rewritten at each refresh and at shutdown) plus the lake files written since it,
 //! without re-reading Pub/Sub. Another instance's changes show here within about

@@ -1,6 +1,6 @@
 //! Health: of the services that publish to sluice ([`producers`]), judged from their signs of
 //! life, and of sluice itself ([`liveness`]): connected subscriptions, writable sinks, no stalled
-//! stream. [`probe`] asks Pub/Sub what the streaming client cannot tell.
+//! stream. `probe` asks Pub/Sub what the streaming client cannot tell.
 
 pub mod liveness;
 pub(crate) mod probe;
