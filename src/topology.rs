@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
@@ -93,7 +92,11 @@ impl Topology {
             // Shared with the dead letters: a refused event goes there while its caller waits.
             let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            let dead_group = dead_letter_group(config, p, &store, &base, &metrics, arrivals.clone());
+            // Written as soon as nothing more can arrive: dead letters are few, and their callers wait.
+            let limits = limits(&config.global.limits.batch);
+            let dead_group =
+                dead_letter_group(config, &p.name, (&store, &base), &config.global.instance, &metrics, limits)
+                    .with_arrivals(arrivals.clone());
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
             let (writers, batch) = sink_writers(config, p, (&store, &base), &metrics, warehouse.as_ref()).await?;
             // One flow control per pipeline: the subscription's when pulled (push shares it).
@@ -148,14 +151,13 @@ async fn sink_writers(
     let mut batch: Option<Limits> = None;
     for s in &p.sinks {
         match s {
-            Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter {
-                name: name.clone(),
-                pipeline: p.name.clone(),
-                store: store.clone(),
-                prefix: join(base, prefix),
-                instance: config.global.instance.clone(),
-                metrics: metrics.sink(&p.name, name),
-            })),
+            Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter::new(
+                name,
+                &p.name,
+                (store, join(base, prefix)),
+                &config.global.instance,
+                metrics,
+            ))),
             Sink::BigQuery { name, table, mode, .. } => match warehouse {
                 Some(w) => writers.push(Box::new(BigQueryWriter::new(
                     w.open_table(p, name, table, *mode).await?,
@@ -178,34 +180,19 @@ async fn sink_writers(
     }
 }
 
-/// The sink group writing a pipeline's dead letters to the lake, with the global batch limits.
-fn dead_letter_group(
+/// The sink group that writes `pipeline`'s dead letters to the lake, under
+/// `<lake>/<dead_letters>/<pipeline>/` below `base`: the one way `run` and `replay` build it.
+pub(crate) fn dead_letter_group(
     config: &Config,
-    p: &crate::config::Pipeline,
-    store: &Arc<dyn object_store::ObjectStore>,
-    base: &ObjectPath,
+    pipeline: &str,
+    (store, base): (&Arc<dyn ObjectStore>, &ObjectPath),
+    instance: &str,
     metrics: &Metrics,
-    arrivals: Option<Arrivals>,
+    limits: Limits,
 ) -> SinkGroup {
-    SinkGroup {
-        pipeline: p.name.clone(),
-        schema: dead_letter::schema(),
-        writers: vec![Box::new(LakeWriter {
-            name: "dead_letters".into(),
-            pipeline: p.name.clone(),
-            store: store.clone(),
-            prefix: join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name)),
-            instance: config.global.instance.clone(),
-            metrics: metrics.sink(&p.name, "dead_letters"),
-        })],
-        limits: limits(&config.global.limits.batch),
-        rows_checked: false,
-        dead: None,
-        budget: None,
-        arrivals,
-        // Written as soon as nothing more can arrive: dead letters are few, and their callers wait.
-        linger: Duration::ZERO,
-    }
+    let prefix = join(base, &format!("{}/{pipeline}", config.global.lake.dead_letters));
+    let writer = LakeWriter::new("dead_letters", pipeline, (store, prefix), instance, metrics);
+    SinkGroup::new(pipeline, dead_letter::schema(), vec![Box::new(writer)], limits)
 }
 
 /// The batcher's limits from checked config (dead letters use the global ones).

@@ -14,7 +14,6 @@ use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::bigquery::BigQueryWriter;
-use crate::sink::dead_letter;
 use crate::sink::group::{SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
 use crate::topology::StartError;
@@ -100,7 +99,7 @@ pub(super) async fn outputs(
         let before = writers.len();
         for s in &p.sinks {
             if let Sink::Lake { name, prefix, .. } = s {
-                writers.push(Box::new(lake_writer(p, name, store, join(base, prefix), &metrics)));
+                writers.push(Box::new(LakeWriter::new(name, &p.name, (store, join(base, prefix)), "replay", &metrics)));
             }
         }
         if writers.len() == before {
@@ -125,25 +124,6 @@ pub(super) async fn outputs(
         Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
     // Every row is checked: records are changed after the chain (the archived ingest time is put back).
     let group = (!writers.is_empty()).then(|| SinkGroup::new(&p.name, p.schema.clone(), writers, limits));
-    let dead_prefix = join(base, &format!("{}/{}", config.global.lake.dead_letters, p.name));
-    let dead_writer: Box<dyn Writer> = Box::new(lake_writer(p, "dead_letters", store, dead_prefix, &metrics));
-    let dead = SinkGroup::new(&p.name, dead_letter::schema(), vec![dead_writer], limits);
+    let dead = crate::topology::dead_letter_group(config, &p.name, (store, base), "replay", &metrics, limits);
     Ok(Outputs { group, dead, topic, counts })
-}
-
-fn lake_writer(
-    p: &Pipeline,
-    name: &str,
-    store: &Arc<dyn object_store::ObjectStore>,
-    prefix: ObjectPath,
-    metrics: &Metrics,
-) -> LakeWriter {
-    LakeWriter {
-        name: name.into(),
-        pipeline: p.name.clone(),
-        store: store.clone(),
-        prefix,
-        instance: "replay".into(),
-        metrics: metrics.sink(&p.name, name),
-    }
 }

@@ -61,6 +61,11 @@ impl SinkGroup {
         }
     }
 
+    /// The group of a push-only pipeline: it writes as soon as no request can add to its batches.
+    pub fn with_arrivals(self, arrivals: Option<Arrivals>) -> SinkGroup {
+        SinkGroup { arrivals, ..self }
+    }
+
     /// Consume events until the channel closes, then write what is left. Once `drain` is
     /// cancelled every open batch is written at once and new events as they come, so in-flight
     /// requests settle quickly during shutdown. Once the source is out of room (`pressed`), open

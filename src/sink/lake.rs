@@ -72,6 +72,25 @@ impl Writer for LakeWriter {
 }
 
 impl LakeWriter {
+    /// The writer of lake sink `name` of `pipeline`, under `prefix` in `store`; `instance` starts
+    /// the names of its objects. Its metrics are the sink's in `metrics`.
+    pub fn new(
+        name: &str,
+        pipeline: &str,
+        (store, prefix): (&Arc<dyn ObjectStore>, ObjectPath),
+        instance: &str,
+        metrics: &crate::metrics::Metrics,
+    ) -> LakeWriter {
+        LakeWriter {
+            name: name.into(),
+            pipeline: pipeline.into(),
+            store: store.clone(),
+            prefix,
+            instance: instance.into(),
+            metrics: metrics.sink(pipeline, name),
+        }
+    }
+
     fn object_path(&self, partition: Partition, fixed: Option<&str>) -> ObjectPath {
         let name = match fixed {
             Some(stem) => format!("{stem}.parquet"),
