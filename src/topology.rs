@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::bigquery::BigQueryWriter;
 use crate::sink::dead_letter;
-use crate::sink::group::{SinkGroup, Writer};
+use crate::sink::group::{Refusals, SinkGroup, Writer};
 use crate::sink::lake::LakeWriter;
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
@@ -110,7 +110,7 @@ impl Topology {
                 writers,
                 limits: batch,
                 rows_checked: chain.checked_against(&p.schema),
-                dead: Some(dead_tx.clone()),
+                dead: Refusals::Channel(dead_tx.clone()),
                 budget: budget.clone(),
                 arrivals: arrivals.clone(),
                 linger: config.global.http.push_linger.0,

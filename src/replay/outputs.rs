@@ -123,7 +123,8 @@ pub(super) async fn outputs(
     let limits =
         Limits { max_rows: usize::MAX, max_bytes: usize::MAX, max_age: std::time::Duration::MAX, max_idle: None };
     // Every row is checked: records are changed after the chain (the archived ingest time is put back).
-    let group = (!writers.is_empty()).then(|| SinkGroup::new(&p.name, p.schema.clone(), writers, limits));
+    let group =
+        (!writers.is_empty()).then(|| SinkGroup::new(&p.name, p.schema.clone(), writers, limits).keeping_refusals());
     let dead = crate::topology::dead_letter_group(config, &p.name, (store, base), "replay", &metrics, limits);
     Ok(Outputs { group, dead, topic, counts })
 }

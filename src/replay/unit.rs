@@ -108,17 +108,12 @@ impl Unit<'_> {
             self.summary.published += plain.len() as u64;
         }
         let batches = self.chain_events(events, &mut dead);
-        if let Some(group) = &mut self.outputs.group {
-            // Rows a sink refuses come back on this channel; each event is refused at most once.
-            let (dead_tx, mut refused) = mpsc::channel(n.max(1));
-            group.dead = Some(dead_tx);
+        if let Some(group) = &self.outputs.group {
             for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
                 group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
             }
-            group.dead = None;
-            while let Ok(d) = refused.try_recv() {
-                dead.push(d);
-            }
+            // What a sink refused is written with the unit's own dead letters.
+            dead.extend(group.take_refused());
         }
         if !dead.is_empty() {
             self.summary.dead_letters += dead.len() as u64;

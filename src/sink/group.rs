@@ -22,6 +22,16 @@ use crate::source::budget::Budget;
 
 type Routes = Option<Arc<[Arc<str>]>>;
 
+/// Where a group's refused rows go.
+pub enum Refusals {
+    /// Nowhere: this is the dead-letter group itself, so a refused row fails its message.
+    None,
+    /// The pipeline's dead-letter channel.
+    Channel(mpsc::Sender<DeadLetter>),
+    /// Kept until [`SinkGroup::take_refused`]: a replay writes them with its own dead letters.
+    Kept(std::sync::Mutex<Vec<DeadLetter>>),
+}
+
 pub struct SinkGroup {
     pub pipeline: String,
     pub schema: Arc<Schema>,
@@ -30,8 +40,8 @@ pub struct SinkGroup {
     /// Every event comes straight from a chain that checked it against `schema`
     /// ([`crate::transform::Chain::checked_against`]), so rows are not checked again here.
     pub rows_checked: bool,
-    /// Where rows a sink refuses go; `None` for the dead-letter group itself.
-    pub dead: Option<mpsc::Sender<DeadLetter>>,
+    /// Where rows a sink refuses go.
+    pub dead: Refusals,
     /// Flow control of the subscription feeding this group: once it is out of room, open batches
     /// are written as soon as they hold half of what it can hold (see [`crate::source::budget`]).
     pub budget: Option<Budget>,
@@ -54,10 +64,23 @@ impl SinkGroup {
             writers,
             limits,
             rows_checked: false,
-            dead: None,
+            dead: Refusals::None,
             budget: None,
             arrivals: None,
             linger: Duration::ZERO,
+        }
+    }
+
+    /// A group that keeps the rows its sinks refuse, for [`SinkGroup::take_refused`].
+    pub fn keeping_refusals(self) -> SinkGroup {
+        SinkGroup { dead: Refusals::Kept(Default::default()), ..self }
+    }
+
+    /// The rows refused since the last call, when the group keeps them.
+    pub fn take_refused(&self) -> Vec<DeadLetter> {
+        match &self.dead {
+            Refusals::Kept(kept) => std::mem::take(&mut *crate::locks::lock(kept)),
+            _ => Vec::new(),
         }
     }
 
@@ -315,10 +338,13 @@ impl SinkGroup {
 
     /// Send an event a sink cannot write to dead letters (or fail it if this is that sink).
     async fn refuse(&self, event: Event, stage: &str, reason: String) {
+        let refused = DeadLetter { event, stage: stage.into(), reason };
         match &self.dead {
-            Some(tx) => super::dead_letter::send(tx, DeadLetter { event, stage: stage.into(), reason }).await,
-            None => {
-                tracing::error!(pipeline = %self.pipeline, message_id = %event.message_id, %reason,
+            Refusals::Channel(tx) => super::dead_letter::send(tx, refused).await,
+            Refusals::Kept(kept) => crate::locks::lock(kept).push(refused),
+            Refusals::None => {
+                let event = refused.event;
+                tracing::error!(pipeline = %self.pipeline, message_id = %event.message_id, reason = %refused.reason,
                     "dead letter cannot be written; message will be redelivered");
                 event.ack.settle(Outcome::Failed);
             }

@@ -159,7 +159,7 @@ mod tests {
             })],
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             rows_checked: false,
-            dead,
+            dead: dead.map_or(crate::sink::group::Refusals::None, crate::sink::group::Refusals::Channel),
             budget: None,
             arrivals: None,
             linger: Duration::ZERO,
