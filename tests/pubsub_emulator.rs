@@ -143,3 +143,36 @@ async fn large_events_beyond_flow_control_are_written_in_large_batches_as_it_fil
     let found = lake_ids(&lake, "logs");
     assert_eq!(found.len(), 8_000, "shutdown wrote the tail");
 }
+
+/// Events held in an open batch for two and a half ack deadlines keep their leases: Pub/Sub does
+/// not deliver them again while sluice holds them, so each message is received exactly once.
+/// (The logs chain's dedupe would hide a redelivery from the lake; the received count does not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_extended_while_a_batch_holds_events() {
+    let emu = PubsubEmulator::start();
+    let held = [("SLUICE_BATCH_MAX_AGE", "25s"), ("SLUICE_BATCH_MAX_IDLE", "25s"), ("SLUICE_ACK_DEADLINE", "10s")];
+    let env = env_with(&emu, &held);
+    common::sluice_cmd(&["provision"], &env);
+    let ids = publish(&emu, "logs", 200, 41).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let sluice = Sluice::start_with(&lake, &env);
+    let started = Instant::now();
+    let found = wait_for_all(&lake, "logs", &ids, Duration::from_secs(90));
+    let held_for = started.elapsed();
+    let metrics = reqwest::get(format!("{}/metrics", sluice.url)).await.unwrap().text().await.unwrap();
+    assert!(sluice.stop().success());
+    let received: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_events_in_total{")
+                && l.contains("pipeline=\"logs\"")
+                && l.contains("source=\"pubsub\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no pulled logs counter in:\n{metrics}"));
+    println!("{} events held {:.0}s in one batch, received {received}", found.len(), held_for.as_secs_f64());
+    assert!(held_for >= Duration::from_secs(20), "the batch was held past two deadlines: {held_for:?}");
+    assert_eq!(found.len(), ids.len());
+    assert_eq!(received, ids.len() as f64, "each message received once: no lease lapsed");
+}
