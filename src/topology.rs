@@ -92,10 +92,9 @@ impl Topology {
             // Shared with the dead letters: a refused event goes there while its caller waits.
             let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            // Written as soon as nothing more can arrive: dead letters are few, and their callers wait.
-            let limits = limits(&config.global.limits.batch);
+            let dead_limits = limits(&config.global.limits.batch);
             let dead_group =
-                dead_letter_group(config, &p.name, (&store, &base), &config.global.instance, &metrics, limits)
+                dead_letter_group(config, &p.name, (&store, &base), &config.global.instance, &metrics, dead_limits)
                     .with_arrivals(arrivals.clone());
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
             let (writers, batch) = sink_writers(config, p, (&store, &base), &metrics, warehouse.as_ref()).await?;
@@ -182,6 +181,7 @@ async fn sink_writers(
 
 /// The sink group that writes `pipeline`'s dead letters to the lake, under
 /// `<lake>/<dead_letters>/<pipeline>/` below `base`: the one way `run` and `replay` build it.
+/// Without linger: dead letters are few, and a push caller may be waiting for one.
 pub(crate) fn dead_letter_group(
     config: &Config,
     pipeline: &str,

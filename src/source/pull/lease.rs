@@ -108,6 +108,7 @@ impl Leases {
         }
     }
 
+    #[cfg(test)]
     fn held(&self) -> usize {
         self.lock().held
     }
@@ -115,7 +116,7 @@ impl Leases {
     /// Send settled messages back, and extend the leases of held ones, until `stop`; then until
     /// every held message is settled, for at most `shutdown_wait`.
     pub async fn run(self, sender: Sender, extension: Duration, stop: CancellationToken, shutdown_wait: Duration) {
-        let seconds = extension.as_secs().clamp(10, 600) as i32;
+        let seconds = deadline_seconds(extension);
         // Extended well before the deadline, so one slow call does not let a lease lapse.
         let period = Duration::from_secs(seconds as u64 / 2);
         let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -128,15 +129,16 @@ impl Leases {
                 _ = extend.tick() => sender.extend(self.leases_to_extend(Instant::now()), seconds).await,
                 _ = stop.cancelled(), if give_up.is_none() => give_up = Some(Instant::now() + shutdown_wait),
             }
-            let (acks, nacks) = {
+            // Read with the queues, under one lock: once none is held, every ack is in this flush.
+            let (acks, nacks, held) = {
                 let mut table = self.lock();
-                (std::mem::take(&mut table.acks), std::mem::take(&mut table.nacks))
+                (std::mem::take(&mut table.acks), std::mem::take(&mut table.nacks), table.held)
             };
             sender.settle(acks, nacks).await;
             match give_up {
-                Some(_) if self.held() == 0 => return,
+                Some(_) if held == 0 => return,
                 Some(at) if Instant::now() >= at => {
-                    tracing::warn!(subscription = %sender.subscription, held = self.held(),
+                    tracing::warn!(subscription = %sender.subscription, held,
                         "messages still unsettled at shutdown; Pub/Sub will redeliver them");
                     return;
                 }
@@ -214,6 +216,11 @@ impl Sender {
             }
         }
     }
+}
+
+/// A lease's length in whole seconds, within what Pub/Sub accepts (10 s to 10 min).
+pub fn deadline_seconds(d: Duration) -> i32 {
+    d.as_secs().clamp(10, 600) as i32
 }
 
 /// The codes Google's clients retry for these calls.

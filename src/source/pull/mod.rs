@@ -126,7 +126,7 @@ impl Stream {
         let (requests, rx) = mpsc::channel::<Bytes>(2);
         let open = wire::Open {
             subscription: &self.subscription,
-            ack_deadline_seconds: self.ack_deadline.as_secs().clamp(10, 600) as i32,
+            ack_deadline_seconds: lease::deadline_seconds(self.ack_deadline),
             client_id: &self.client_id,
             max_messages: self.max_messages,
             max_bytes: self.max_bytes,
