@@ -76,13 +76,15 @@ impl<'a> Reader<'a> {
         Ok(span)
     }
 
-    fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+    /// A length-delimited field's bytes; `wire` is the type the field came with.
+    fn bytes(&mut self, wire: u8) -> Result<&'a [u8], Malformed> {
+        Self::expect(wire, LEN)?;
         let span = self.span()?;
         Ok(&self.buf[span])
     }
 
-    fn string(&mut self) -> Result<String, Malformed> {
-        let bytes = self.bytes()?;
+    fn string(&mut self, wire: u8) -> Result<String, Malformed> {
+        let bytes = self.bytes(wire)?;
         std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| Malformed("string field is not UTF-8"))
     }
 
@@ -96,6 +98,12 @@ impl<'a> Reader<'a> {
         };
         self.at = self.at.checked_add(width).filter(|&e| e <= self.buf.len()).ok_or(Malformed("truncated field"))?;
         Ok(())
+    }
+
+    /// A varint field's value; `wire` is the type the field came with.
+    fn int(&mut self, wire: u8) -> Result<u64, Malformed> {
+        Self::expect(wire, VARINT)?;
+        self.varint()
     }
 
     /// Checks the wire type of a known field.
@@ -114,8 +122,7 @@ pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malf
     let mut r = Reader::new(frame);
     while let Some((field, wire)) = r.key()? {
         if field == 1 {
-            Reader::expect(wire, LEN)?;
-            out.push(received_message(r.bytes()?)?);
+            out.push(received_message(r.bytes(wire)?)?);
         } else {
             r.skip(wire)?;
         }
@@ -136,18 +143,9 @@ fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
     };
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => {
-                Reader::expect(wire, LEN)?;
-                received.ack_id = Bytes::copy_from_slice(r.bytes()?);
-            }
-            2 => {
-                Reader::expect(wire, LEN)?;
-                pubsub_message(r.bytes()?, &mut received)?;
-            }
-            3 => {
-                Reader::expect(wire, VARINT)?;
-                received.delivery_attempt = r.varint()? as i32;
-            }
+            1 => received.ack_id = Bytes::copy_from_slice(r.bytes(wire)?),
+            2 => pubsub_message(r.bytes(wire)?, &mut received)?,
+            3 => received.delivery_attempt = r.int(wire)? as i32,
             _ => r.skip(wire)?,
         }
     }
@@ -163,23 +161,15 @@ fn pubsub_message(buf: &[u8], into: &mut Received) -> Result<(), Malformed> {
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => {
-                Reader::expect(wire, LEN)?;
                 // Copied, not sliced from the frame: a held event must not pin its whole frame.
-                into.data = Bytes::copy_from_slice(r.bytes()?);
+                into.data = Bytes::copy_from_slice(r.bytes(wire)?);
             }
             2 => {
-                Reader::expect(wire, LEN)?;
-                let (key, value) = map_entry(r.bytes()?)?;
+                let (key, value) = map_entry(r.bytes(wire)?)?;
                 into.attributes.insert(key, value);
             }
-            3 => {
-                Reader::expect(wire, LEN)?;
-                into.message_id = r.string()?;
-            }
-            4 => {
-                Reader::expect(wire, LEN)?;
-                into.publish_time = timestamp(r.bytes()?)?;
-            }
+            3 => into.message_id = r.string(wire)?,
+            4 => into.publish_time = timestamp(r.bytes(wire)?)?,
             _ => r.skip(wire)?,
         }
     }
@@ -192,14 +182,8 @@ fn map_entry(buf: &[u8]) -> Result<(String, String), Malformed> {
     let (mut key, mut value) = (String::new(), String::new());
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => {
-                Reader::expect(wire, LEN)?;
-                key = r.string()?;
-            }
-            2 => {
-                Reader::expect(wire, LEN)?;
-                value = r.string()?;
-            }
+            1 => key = r.string(wire)?,
+            2 => value = r.string(wire)?,
             _ => r.skip(wire)?,
         }
     }
@@ -212,14 +196,8 @@ fn timestamp(buf: &[u8]) -> Result<Option<DateTime<Utc>>, Malformed> {
     let (mut seconds, mut nanos) = (0i64, 0i32);
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => {
-                Reader::expect(wire, VARINT)?;
-                seconds = r.varint()? as i64;
-            }
-            2 => {
-                Reader::expect(wire, VARINT)?;
-                nanos = r.varint()? as i32;
-            }
+            1 => seconds = r.int(wire)? as i64,
+            2 => nanos = r.int(wire)? as i32,
             _ => r.skip(wire)?,
         }
     }
