@@ -125,7 +125,7 @@ fn lake_of(config: &Config, pipeline: &str) -> Option<(Arc<dyn object_store::Obj
         Sink::Lake { prefix, .. } => Some(prefix.clone()),
         _ => None,
     })?;
-    match config.lake.open(config.global.lake.endpoint_url().as_deref()) {
+    match config.lake.open(config.global.lake.endpoint.as_deref()) {
         Ok((store, base)) => Some((store, base, prefix)),
         Err(e) => {
             tracing::warn!(error = %e, "cannot open the lake to read it back");

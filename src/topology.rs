@@ -75,7 +75,7 @@ impl Topology {
     ) -> Result<Topology, StartError> {
         let (store, base) = config
             .lake
-            .open(config.global.lake.endpoint_url().as_deref())
+            .open(config.global.lake.endpoint.as_deref())
             .map_err(|source| StartError::Lake { location: config.global.lake.location.clone(), source })?;
         let warehouse = Warehouse::connect(config).await?;
         let drain = CancellationToken::new();

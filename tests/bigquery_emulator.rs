@@ -203,7 +203,7 @@ async fn append_with_lost_answer(bq: &BigQueryEmulator, table: &str, mode: Write
 
     let proxy = LossyProxy::start(bq.grpc.clone()).await;
     let mut config = bq.config();
-    config.grpc_endpoint = Some(proxy.addr.clone());
+    config.grpc_endpoint = Some(format!("http://{}", proxy.addr));
     let writer = common::bigquery_writer(&config, table, &schema, mode).await;
     let records: Vec<Value> = (0..100)
         .map(|i| serde_json::json!({"timestamp": "2026-11-26T09:00:00Z", "service": "s", "severity": "INFO", "message": "m", "message_id": format!("r-{i}")}))

@@ -1,11 +1,11 @@
 //! The BigQuery REST API, as much as sluice needs: datasets and tables (`sluice provision`, the
 //! start-up schema check) and queries (tests, operators). Emulator or bigquery.googleapis.com.
 
-use google_cloud_auth::credentials::Credentials;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::config::global::BigQueryConfig;
-use crate::gcp;
+use crate::gcp::{self, Api, CallError, Timeout};
 use crate::schema::Schema;
 
 const PRODUCTION: &str = "https://bigquery.googleapis.com";
@@ -14,10 +14,9 @@ const PRODUCTION: &str = "https://bigquery.googleapis.com";
 pub enum RestError {
     #[error(transparent)]
     Auth(#[from] gcp::AuthError),
+    /// No answer, or an answer other than 2xx (404 aside, which callers read as "absent").
     #[error("{what}: {source}")]
-    Transport { what: String, source: reqwest::Error },
-    #[error("{what}: HTTP {status}: {message}")]
-    Api { what: String, status: u16, message: String },
+    Call { what: String, source: CallError },
     /// The answer said more was to come but not where to read it (no job id).
     #[error("{what}: the answer is incomplete and names no job to read the rest from")]
     Incomplete { what: String },
@@ -27,10 +26,10 @@ impl RestError {
     /// Transport failures and 429/5xx answers may pass; the rest will not.
     pub fn retryable(&self) -> bool {
         match self {
-            RestError::Transport { .. } => true,
-            RestError::Api { status, .. } => *status == 429 || *status >= 500,
-            RestError::Incomplete { .. } => true,
-            RestError::Auth(_) => false,
+            RestError::Call { source: CallError::Status { status, .. }, .. } => *status == 429 || *status >= 500,
+            RestError::Call { source: CallError::Auth(e), .. } => e.is_transient(),
+            RestError::Call { source: CallError::Transport(_), .. } | RestError::Incomplete { .. } => true,
+            RestError::Auth(e) => e.is_transient(),
         }
     }
 }
@@ -45,28 +44,21 @@ pub struct Column {
 
 #[derive(Clone)]
 pub struct Rest {
-    http: reqwest::Client,
+    api: Api,
     /// `<endpoint>/bigquery/v2/projects/<project>`
     base: String,
     dataset: String,
     location: String,
-    creds: Credentials,
 }
 
 impl Rest {
     pub fn new(config: &BigQueryConfig) -> Result<Rest, RestError> {
-        let endpoint = config.endpoint_url();
-        let creds = gcp::credentials(endpoint.is_some())?;
-        let root = endpoint.unwrap_or_else(|| PRODUCTION.into());
+        let api = Api::new(config.endpoint.as_deref(), PRODUCTION, Timeout::Whole(std::time::Duration::from_secs(60)))?;
         Ok(Rest {
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
-                .build()
-                .expect("static HTTP client settings"),
-            base: format!("{}/bigquery/v2/projects/{}", root.trim_end_matches('/'), config.project),
+            base: format!("{}/bigquery/v2/projects/{}", api.base(), config.project),
+            api,
             dataset: config.dataset.clone(),
             location: config.location.clone(),
-            creds,
         })
     }
 
@@ -74,27 +66,27 @@ impl Rest {
         &self.dataset
     }
 
-    async fn call(&self, what: &str, req: reqwest::RequestBuilder) -> Result<Option<Value>, RestError> {
-        let headers = gcp::auth_headers(&self.creds).await?;
-        let resp =
-            req.headers(headers).send().await.map_err(|source| RestError::Transport { what: what.into(), source })?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+    /// One call; `None` when the API answers 404 (the dataset, table or job is not there).
+    async fn call(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Option<Value>, RestError> {
+        let request = build(self.api.request(method, url).await?);
+        match self.api.send(request).await {
+            Ok(resp) => Ok(Some(resp.json().await.unwrap_or(Value::Null))),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(source) => Err(RestError::Call { what: what.into(), source }),
         }
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = body["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string());
-            return Err(RestError::Api { what: what.into(), status: status.as_u16(), message });
-        }
-        Ok(Some(body))
     }
 
     /// The table's columns, or `None` when the table does not exist.
     pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<Column>>, RestError> {
         let what = format!("reading table {}.{table}", self.dataset);
         let url = format!("{}/datasets/{}/tables/{table}", self.base, self.dataset);
-        let Some(body) = self.call(&what, self.http.get(url)).await? else { return Ok(None) };
+        let Some(body) = self.call(&what, Method::GET, &url, |r| r).await? else { return Ok(None) };
         Ok(Some(columns(&body["schema"]["fields"])))
     }
 
@@ -102,18 +94,19 @@ impl Rest {
     pub async fn table(&self, table: &str) -> Result<Option<Value>, RestError> {
         let what = format!("reading table {}.{table}", self.dataset);
         let url = format!("{}/datasets/{}/tables/{table}", self.base, self.dataset);
-        self.call(&what, self.http.get(url)).await
+        self.call(&what, Method::GET, &url, |r| r).await
     }
 
     /// Create the dataset unless it exists; true when it was created.
     pub async fn ensure_dataset(&self) -> Result<bool, RestError> {
         let what = format!("creating dataset {}", self.dataset);
         let url = format!("{}/datasets/{}", self.base, self.dataset);
-        if self.call(&what, self.http.get(url)).await?.is_some() {
+        if self.call(&what, Method::GET, &url, |r| r).await?.is_some() {
             return Ok(false);
         }
         let body = json!({"datasetReference": {"datasetId": self.dataset}, "location": self.location});
-        self.call(&what, self.http.post(format!("{}/datasets", self.base)).json(&body)).await.map(|_| true)
+        let url = format!("{}/datasets", self.base);
+        self.call(&what, Method::POST, &url, |r| r.json(&body)).await.map(|_| true)
     }
 
     /// Create the table from the schema (columns, daily partitioning, clustering) unless it
@@ -125,7 +118,7 @@ impl Rest {
         let what = format!("creating table {}.{table}", self.dataset);
         let url = format!("{}/datasets/{}/tables", self.base, self.dataset);
         let body = table_resource(&self.dataset, table, schema);
-        self.call(&what, self.http.post(url).json(&body)).await.map(|_| true)
+        self.call(&what, Method::POST, &url, |r| r.json(&body)).await.map(|_| true)
     }
 
     /// Run a standard-SQL query and return its rows as JSON values (cells as the API types them).
@@ -144,7 +137,7 @@ impl Rest {
             body["queryParameters"] = Value::Array(params);
         }
         let url = format!("{}/queries", self.base);
-        let resp = self.call(&what, self.http.post(url).json(&body)).await?.unwrap_or(Value::Null);
+        let resp = self.call(&what, Method::POST, &url, |r| r.json(&body)).await?.unwrap_or(Value::Null);
         // An unfinished job, or an answer in pages: read on through getQueryResults.
         let mut rows = Vec::new();
         let mut page = resp;
@@ -158,14 +151,18 @@ impl Rest {
                 return Ok(rows);
             }
             let job = page["jobReference"]["jobId"].as_str().ok_or(RestError::Incomplete { what: what.clone() })?;
-            let mut req = self
-                .http
-                .get(format!("{}/queries/{job}", self.base))
-                .query(&[("timeoutMs", "60000"), ("location", self.location.as_str())]);
-            if let Some(t) = &token {
-                req = req.query(&[("pageToken", t.as_str())]);
-            }
-            let next = self.call(&what, req).await?.ok_or(RestError::Incomplete { what: what.clone() })?;
+            let url = format!("{}/queries/{job}", self.base);
+            let query = |r: reqwest::RequestBuilder| {
+                let r = r.query(&[("timeoutMs", "60000"), ("location", self.location.as_str())]);
+                match &token {
+                    Some(t) => r.query(&[("pageToken", t.as_str())]),
+                    None => r,
+                }
+            };
+            let next = self
+                .call(&what, Method::GET, &url, query)
+                .await?
+                .ok_or(RestError::Incomplete { what: what.clone() })?;
             page = next;
         }
     }

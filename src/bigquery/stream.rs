@@ -81,7 +81,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Storage Write client for a config: emulator endpoint with anonymous credentials, or
 /// bigquerystorage.googleapis.com with application default credentials.
 pub async fn client(config: &BigQueryConfig) -> Result<Arc<Write>, OpenError> {
-    let endpoint = config.grpc_endpoint_url();
+    let endpoint = config.grpc_endpoint.clone();
     let open_error = |reason: String| OpenError { table: format!("dataset {}", config.dataset), reason };
     let creds = crate::gcp::credentials(endpoint.is_some()).map_err(|e| open_error(e.to_string()))?;
     let mut b = Write::builder().with_credentials(creds);

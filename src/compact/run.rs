@@ -66,7 +66,7 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
     let lake = &config.global.lake;
     let (store, base) = config
         .lake
-        .open(lake.endpoint_url().as_deref())
+        .open(lake.endpoint.as_deref())
         .map_err(|e| CompactError::store(format!("opening {}", lake.location), e))?;
     let mut summary = Summary::default();
     for prefix in prefixes(config, pipeline) {

@@ -57,6 +57,7 @@ pub struct SecretsConfig {
     pub dir: PathBuf,
     /// Secret Manager endpoint for tests (reached anonymously); empty or absent:
     /// secretmanager.googleapis.com with application default credentials.
+    #[serde(default, deserialize_with = "endpoint")]
     pub endpoint: Option<String>,
 }
 
@@ -150,13 +151,8 @@ pub struct LakeConfig {
     /// GCS emulator for `gs://` locations, e.g. `http://127.0.0.1:4443` (or `host:port`, as
     /// STORAGE_EMULATOR_HOST is written), reached anonymously. Empty or absent:
     /// storage.googleapis.com with application default credentials.
+    #[serde(default, deserialize_with = "endpoint")]
     pub endpoint: Option<String>,
-}
-
-impl LakeConfig {
-    pub fn endpoint_url(&self) -> Option<String> {
-        endpoint_url(self.endpoint.as_deref())
-    }
 }
 
 fn default_dead_letters() -> String {
@@ -230,6 +226,7 @@ pub struct PubsubConfig {
     /// Emulator or private endpoint, e.g. `http://127.0.0.1:8085` (or `127.0.0.1:8085`, as
     /// PUBSUB_EMULATOR_HOST is written). Empty or absent: production, with application default
     /// credentials. Any endpoint given here is reached with anonymous credentials.
+    #[serde(default, deserialize_with = "endpoint")]
     pub endpoint: Option<String>,
     /// Streaming-pull streams per subscription: the emulator serves ~2k msg/s per stream.
     #[serde(default = "default_streams")]
@@ -278,11 +275,6 @@ impl PubsubConfig {
         self.max_outstanding_bytes.0 as usize / 2
     }
 
-    /// The endpoint URL to use, if any (scheme added to a bare `host:port`).
-    pub fn endpoint_url(&self) -> Option<String> {
-        endpoint_url(self.endpoint.as_deref())
-    }
-
     /// `projects/<project>/subscriptions/<name>` unless already a full path.
     pub fn subscription_path(&self, name: &str) -> String {
         full_path(&self.project, "subscriptions", name)
@@ -315,8 +307,10 @@ pub struct BigQueryConfig {
     pub location: String,
     /// REST endpoint of an emulator, e.g. `http://127.0.0.1:9050` (tables, queries). Empty or
     /// absent: bigquery.googleapis.com with application default credentials.
+    #[serde(default, deserialize_with = "endpoint")]
     pub endpoint: Option<String>,
     /// gRPC endpoint of an emulator for the Storage Write API, e.g. `http://127.0.0.1:9060`.
+    #[serde(default, deserialize_with = "endpoint")]
     pub grpc_endpoint: Option<String>,
     /// How rows are appended, unless a sink says otherwise.
     #[serde(default)]
@@ -338,11 +332,25 @@ pub enum WriteMode {
     ExactlyOnce,
 }
 
-impl BigQueryConfig {
-    pub fn endpoint_url(&self) -> Option<String> {
-        endpoint_url(self.endpoint.as_deref())
-    }
-    pub fn grpc_endpoint_url(&self) -> Option<String> {
-        endpoint_url(self.grpc_endpoint.as_deref())
+/// An endpoint setting as it is read: a URL, or `None` when empty (`${VAR:-}` unset); a bare
+/// `host:port`, as `*_EMULATOR_HOST` variables are written, gets `http://`.
+fn endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(endpoint_url(Option::<String>::deserialize(d)?.as_deref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::from_yaml_str;
+
+    #[test]
+    fn endpoints_are_read_as_urls() {
+        let b: BigQueryConfig =
+            from_yaml_str("project: p\ndataset: d\nendpoint: 127.0.0.1:9050\ngrpc_endpoint: ' '\n").unwrap();
+        assert_eq!((b.endpoint.as_deref(), b.grpc_endpoint), (Some("http://127.0.0.1:9050"), None));
+        let l: LakeConfig = from_yaml_str("location: gs://b/l\nendpoint: https://storage.example/\n").unwrap();
+        assert_eq!(l.endpoint.as_deref(), Some("https://storage.example/"));
+        let p: PubsubConfig = from_yaml_str("project: p\n").unwrap();
+        assert_eq!(p.endpoint, None);
     }
 }

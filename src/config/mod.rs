@@ -235,8 +235,8 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) -> Opti
         );
     }
     let lake = crate::store::Location::parse(&g.lake.location).map_err(|e| report("lake.location", e)).ok();
-    if let Some(e) = g.lake.endpoint_url() {
-        if !url::Url::parse(&e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+    if let Some(e) = &g.lake.endpoint {
+        if !url::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
             report("lake.endpoint", format!("expected host:port or an http(s) URL, found '{e}'"));
         }
     }
@@ -275,14 +275,14 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) -> Opti
                 format!("expected a dataset name (letters, digits, '_'), found '{}'", b.dataset),
             );
         }
-        for (field, e) in [("bigquery.endpoint", b.endpoint_url()), ("bigquery.grpc_endpoint", b.grpc_endpoint_url())] {
+        for (field, e) in [("bigquery.endpoint", &b.endpoint), ("bigquery.grpc_endpoint", &b.grpc_endpoint)] {
             if let Some(e) = e {
-                if url::Url::parse(&e).is_err() {
+                if url::Url::parse(e).is_err() {
                     report(field, format!("expected host:port or a URL, found '{e}'"));
                 }
             }
         }
-        if b.endpoint_url().is_some() != b.grpc_endpoint_url().is_some() {
+        if b.endpoint.is_some() != b.grpc_endpoint.is_some() {
             report("bigquery.grpc_endpoint", "an emulator needs both `endpoint` (REST) and `grpc_endpoint`".into());
         }
     }
@@ -290,8 +290,8 @@ fn check_global(g: &GlobalConfig, report: &mut impl FnMut(&str, String)) -> Opti
         if p.project.trim().is_empty() {
             report("pubsub.project", "expected a project id, found an empty string".into());
         }
-        if let Some(e) = p.endpoint_url() {
-            if url::Url::parse(&e).is_err() {
+        if let Some(e) = &p.endpoint {
+            if url::Url::parse(e).is_err() {
                 report("pubsub.endpoint", format!("expected host:port or a URL, found '{e}'"));
             }
         }

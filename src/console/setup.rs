@@ -122,7 +122,7 @@ fn replay_hint(config: &Config) -> ReplayHint {
 fn follow_dead_letters(config: &Config, letters: Arc<Letters>, stop: &CancellationToken) -> Option<JoinHandle<()>> {
     let lake = &config.global.lake;
     let location = crate::store::Location::parse(&lake.location).ok()?;
-    let (store, base) = match location.open(lake.endpoint_url().as_deref()) {
+    let (store, base) = match location.open(lake.endpoint.as_deref()) {
         Ok(opened) => opened,
         Err(e) => {
             tracing::warn!(error = %e, "console: cannot open the lake to read dead letters back");

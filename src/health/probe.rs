@@ -8,21 +8,24 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::config::global::PubsubConfig;
+use crate::gcp::{Api, CallError, Timeout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Pub/Sub did not answer in time or could not be reached: retrying may help.
     #[error("Pub/Sub unreachable: {0}")]
     Unreachable(String),
-    /// Pub/Sub answered with an error status (404: the subscription is gone).
+    /// Pub/Sub answered with an error status (404: the subscription is gone); `body` is
+    /// Google's message.
     #[error("Pub/Sub answered {status}: {body}")]
     Status { status: u16, body: String },
     /// Credentials for the request could not be had.
     #[error("credentials: {0}")]
-    Credentials(String),
+    Credentials(#[from] crate::gcp::AuthError),
 }
 
 impl ProbeError {
@@ -34,67 +37,45 @@ impl ProbeError {
 }
 
 pub struct Probe {
-    http: reqwest::Client,
+    api: Api,
     timeout: Duration,
-    base: String,
-    /// Application default credentials for production; `None` for an emulator or private endpoint.
-    credentials: Option<google_cloud_auth::credentials::Credentials>,
 }
 
 impl Probe {
     /// A probe for the configured endpoint; every request gives up after `timeout`.
     pub fn new(config: &PubsubConfig, timeout: Duration) -> Result<Probe, ProbeError> {
-        let (base, credentials) = match config.endpoint_url() {
-            Some(e) => (e.trim_end_matches('/').to_owned(), None),
-            None => {
-                let c = google_cloud_auth::credentials::Builder::default()
-                    .build()
-                    .map_err(|e| ProbeError::Credentials(e.to_string()))?;
-                ("https://pubsub.googleapis.com".to_owned(), Some(c))
-            }
-        };
-        let http =
-            reqwest::Client::builder().timeout(timeout).build().map_err(|e| ProbeError::Unreachable(e.to_string()))?;
-        Ok(Probe { http, timeout, base, credentials })
+        let api = Api::new(config.endpoint.as_deref(), "https://pubsub.googleapis.com", Timeout::Whole(timeout))?;
+        Ok(Probe { api, timeout })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, ProbeError> {
-        let mut req = self.http.request(method, format!("{}/v1/{path}", self.base));
-        if let Some(c) = &self.credentials {
-            match c.headers(http::Extensions::new()).await {
-                Ok(google_cloud_auth::credentials::CacheableResource::New { data, .. }) => req = req.headers(data),
-                Ok(google_cloud_auth::credentials::CacheableResource::NotModified) => {}
-                Err(e) => return Err(ProbeError::Credentials(e.to_string())),
-            }
-        }
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ProbeError> {
+        let url = format!("{}/v1/{path}", self.api.base());
+        let mut req = self.api.request(method, &url).await?;
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| {
-            ProbeError::Unreachable(if e.is_timeout() {
-                format!("no answer within {:?}", self.timeout)
-            } else {
-                e.to_string()
-            })
+        let resp = self.api.send(req).await.map_err(|e| match e {
+            CallError::Status { status, message } => ProbeError::Status { status, body: message },
+            CallError::Auth(e) => ProbeError::Credentials(e),
+            CallError::Transport(e) if e.is_timeout() => {
+                ProbeError::Unreachable(format!("no answer within {:?}", self.timeout))
+            }
+            e => ProbeError::Unreachable(e.to_string()),
         })?;
-        let status = resp.status();
         let text = resp.text().await.map_err(|e| ProbeError::Unreachable(e.to_string()))?;
-        if !status.is_success() {
-            return Err(ProbeError::Status { status: status.as_u16(), body: text.chars().take(300).collect() });
-        }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// The subscription (full path) exists and Pub/Sub answers.
     pub async fn exists(&self, subscription: &str) -> Result<(), ProbeError> {
-        self.call(reqwest::Method::GET, subscription, None).await.map(drop)
+        self.call(Method::GET, subscription, None).await.map(drop)
     }
 
     /// Whether a message is waiting that no stream holds; the one pulled is handed back at once.
     pub async fn has_backlog(&self, subscription: &str) -> Result<bool, ProbeError> {
         let pulled = self
             .call(
-                reqwest::Method::POST,
+                Method::POST,
                 &format!("{subscription}:pull"),
                 Some(json!({"maxMessages": 1, "returnImmediately": true})),
             )
@@ -107,8 +88,7 @@ impl Probe {
             return Ok(false);
         }
         let nack = json!({"ackIds": ack_ids, "ackDeadlineSeconds": 0});
-        if let Err(e) = self.call(reqwest::Method::POST, &format!("{subscription}:modifyAckDeadline"), Some(nack)).await
-        {
+        if let Err(e) = self.call(Method::POST, &format!("{subscription}:modifyAckDeadline"), Some(nack)).await {
             // Not fatal: the message comes back when its ack deadline lapses.
             tracing::warn!(subscription, error = %e, "could not hand back the probe message");
         }

@@ -55,7 +55,7 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     to.sort();
     to.dedup();
 
-    let endpoint = config.global.lake.endpoint_url();
+    let endpoint = config.global.lake.endpoint.clone();
     let input = Input::open(&location("--from", &args.from)?, &args.from, endpoint.as_deref())?;
     let selector = Selector { window, pipeline: p.name.clone(), time_field: p.schema.time_field.clone() };
     let plan = plan_of(&input, p, &args, &selector).await?;

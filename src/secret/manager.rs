@@ -8,9 +8,11 @@
 use std::time::Duration;
 
 use base64::Engine;
+use reqwest::Method;
 use serde::Deserialize;
 
 use super::{valid_version_name, Secret, SecretError};
+use crate::gcp::{Api, CallError, Timeout};
 
 const PRODUCTION: &str = "https://secretmanager.googleapis.com";
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,24 +36,13 @@ pub(crate) async fn access(endpoint: Option<&str>, version: &str) -> Result<Secr
             "expected projects/PROJECT/secrets/NAME/versions/(NUMBER|latest) (is a ${VARIABLE} unset?)".into(),
         ));
     }
-    let endpoint = crate::gcp::endpoint_url(endpoint);
-    let creds = crate::gcp::credentials(endpoint.is_some())?;
-    let base = endpoint.as_deref().unwrap_or(PRODUCTION).trim_end_matches('/');
-    let headers = crate::gcp::auth_headers(&creds).await?;
-    let http = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| fail(e.to_string()))?;
-    let answer = http
-        .get(format!("{base}/v1/{version}:access"))
-        .headers(headers)
-        .send()
-        .await
-        .map_err(|e| fail(format!("request failed: {}", e.without_url())))?;
-    let status = answer.status();
-    if !status.is_success() {
-        // Google's error body names the problem (NOT_FOUND, PERMISSION_DENIED), not the secret.
-        let body = answer.text().await.unwrap_or_default();
-        let message = crate::gcp::error_message(&body, 200);
-        return Err(fail(format!("HTTP {}: {message}", status.as_u16())));
-    }
+    let api = Api::new(endpoint, PRODUCTION, Timeout::Whole(TIMEOUT))?;
+    let url = format!("{}/v1/{version}:access", api.base());
+    // Google's error body names the problem (NOT_FOUND, PERMISSION_DENIED), not the secret.
+    let answer = api.send(api.request(Method::GET, &url).await?).await.map_err(|e| match e {
+        CallError::Transport(e) => fail(format!("request failed: {}", e.without_url())),
+        e => fail(e.to_string()),
+    })?;
     let r: AccessResponse =
         answer.json().await.map_err(|_| fail("answer is not an AccessSecretVersionResponse".into()))?;
     let bytes = base64::engine::general_purpose::STANDARD

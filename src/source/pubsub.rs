@@ -6,7 +6,7 @@ use crate::config::global::PubsubConfig;
 /// Credentials for an endpoint: anonymous for an emulator or private endpoint named in config,
 /// application default credentials otherwise.
 pub fn credentials(config: &PubsubConfig) -> Option<google_cloud_auth::credentials::Credentials> {
-    config.endpoint_url().map(|_| google_cloud_auth::credentials::anonymous::Builder::new().build())
+    config.endpoint.as_ref().map(|_| google_cloud_auth::credentials::anonymous::Builder::new().build())
 }
 
 /// Point any Google client builder (publisher, admin) at the configured endpoint with the
@@ -14,7 +14,7 @@ pub fn credentials(config: &PubsubConfig) -> Option<google_cloud_auth::credentia
 macro_rules! at_endpoint {
     ($builder:expr, $config:expr) => {{
         let (mut b, config) = ($builder, $config);
-        if let Some(e) = config.endpoint_url() {
+        if let Some(e) = config.endpoint.clone() {
             b = b.with_endpoint(e);
         }
         if let Some(c) = $crate::source::pubsub::credentials(config) {

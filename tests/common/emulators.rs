@@ -319,14 +319,15 @@ impl BigQueryEmulator {
     }
 
     /// The emulator's settings as sluice's own config type, for its REST client in tests.
+    /// Endpoints as URLs, as `config::load` leaves them.
     pub(crate) fn config(&self) -> sluice::config::global::BigQueryConfig {
         sluice::config::global::BigQueryConfig {
             enabled: true,
             project: "sluice-test".into(),
             dataset: "sluice".into(),
             location: "US".into(),
-            endpoint: Some(self.rest.clone()),
-            grpc_endpoint: Some(self.grpc.clone()),
+            endpoint: Some(format!("http://{}", self.rest)),
+            grpc_endpoint: Some(format!("http://{}", self.grpc)),
             write_mode: Default::default(),
         }
     }

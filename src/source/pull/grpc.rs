@@ -32,7 +32,7 @@ impl Client {
     /// A client for the configured endpoint: anonymous for an emulator or private endpoint,
     /// application default credentials for production.
     pub fn new(config: &PubsubConfig) -> Result<Client, ConnectError> {
-        let custom = config.endpoint_url();
+        let custom = config.endpoint.clone();
         let url = custom.clone().unwrap_or_else(|| PRODUCTION.into());
         let endpoint_error = |source| ConnectError::Endpoint { endpoint: url.clone(), source };
         let mut endpoint = Endpoint::from_shared(url.clone()).map_err(endpoint_error)?;

@@ -8,6 +8,8 @@ use object_store::path::Path;
 use object_store::ObjectMeta;
 use serde::Deserialize;
 
+use crate::gcp::causes;
+
 /// What went wrong talking to GCS. Kept as the source of the `object_store::Error` it becomes,
 /// so a caller can downcast and ask [`GcsError::retryable`].
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +19,7 @@ pub enum GcsError {
     #[error("{method} {url}: {}", causes(source))]
     Transport { method: reqwest::Method, url: String, source: reqwest::Error },
     #[error("application default credentials: {}", causes(.0))]
-    Credentials(#[from] google_cloud_auth::errors::CredentialsError),
+    Credentials(#[from] crate::gcp::AuthError),
     #[error("{url}: unexpected answer: {message}")]
     Decode { url: String, message: String },
     #[error("{url}: {message}")]
@@ -41,19 +43,6 @@ impl GcsError {
             _ => None,
         }
     }
-}
-
-/// An error and its causes on one line: reqwest's own message ("error sending request") hides
-/// the reason (connection refused, timeout) in its source.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 /// What a 412 means for the request that got it.
@@ -249,14 +238,11 @@ fn opt_u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u6
     u64_or_string(d).map(Some)
 }
 
-/// The error message in a JSON API error body (`{"error": {"message": ..}}`), else the body.
-pub(super) fn error_message(body: &str) -> String {
-    crate::gcp::error_message(body, 500)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gcp::error_message;
+    use google_cloud_auth::errors::CredentialsError;
 
     #[test]
     fn names_are_encoded_as_one_path_segment() {
@@ -320,9 +306,10 @@ mod tests {
         let bad = map(400, OnPrecondition::Precondition);
         assert!(matches!(bad, E::Generic { .. }) && !retryable(&bad), "{bad}");
         assert!(!retryable(&map(404, OnPrecondition::Precondition)));
-        let creds = GcsError::Credentials(google_cloud_auth::errors::CredentialsError::from_msg(true, "later"));
+        let token = |transient, m| crate::gcp::AuthError::Token(CredentialsError::from_msg(transient, m));
+        let creds = GcsError::Credentials(token(true, "later"));
         assert!(retryable(&to_store_error(creds, "p", OnPrecondition::Precondition)));
-        let creds = GcsError::Credentials(google_cloud_auth::errors::CredentialsError::from_msg(false, "no ADC"));
+        let creds = GcsError::Credentials(token(false, "no ADC"));
         assert!(matches!(to_store_error(creds, "p", OnPrecondition::Precondition), E::Unauthenticated { .. }));
         let other = E::Generic { store: "LocalFileSystem", source: "disk".into() };
         assert!(retryable(&other));
