@@ -1,6 +1,11 @@
-//! The BigQuery REST API, as much as sluice needs: datasets and tables (`sluice provision`, the
-//! start-up schema check) and queries (tests, operators). Emulator or bigquery.googleapis.com.
+//! BigQuery's API as much as sluice needs: datasets and tables over REST (`sluice provision`, the
+//! start-up schema check), and queries through the official client's query API (the ids a table
+//! already holds, tests). Emulator or bigquery.googleapis.com.
 
+use std::sync::Arc;
+
+use google_cloud_bigquery::client::BigQuery;
+use google_cloud_bigquery_v2::model::{QueryParameter, QueryParameterType, QueryParameterValue};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -17,9 +22,12 @@ pub enum RestError {
     /// No answer, or an answer other than 2xx (404 aside, which callers read as "absent").
     #[error("{what}: {source}")]
     Call { what: String, source: CallError },
-    /// The answer said more was to come but not where to read it (no job id).
-    #[error("{what}: the answer is incomplete and names no job to read the rest from")]
-    Incomplete { what: String },
+    /// The query client could not be built (no credentials, a bad endpoint).
+    #[error("opening the BigQuery query client: {0}")]
+    QueryClient(#[source] google_cloud_gax::client_builder::Error),
+    /// The query failed, or one of its answer's cells could not be read.
+    #[error("running a query: {source}")]
+    Query { source: Box<dyn std::error::Error + Send + Sync> },
 }
 
 impl RestError {
@@ -28,8 +36,12 @@ impl RestError {
         match self {
             RestError::Call { source: CallError::Status { status, .. }, .. } => *status == 429 || *status >= 500,
             RestError::Call { source: CallError::Auth(e), .. } => e.is_transient(),
-            RestError::Call { source: CallError::Transport(_), .. } | RestError::Incomplete { .. } => true,
+            RestError::Call { source: CallError::Transport(_), .. } => true,
             RestError::Auth(e) => e.is_transient(),
+            // The client retries what it can; a job that failed or a query the service refused
+            // is asked again on the next redelivery, not in a loop here.
+            RestError::QueryClient(_) => false,
+            RestError::Query { source } => query_transient(source.as_ref()),
         }
     }
 }
@@ -49,6 +61,10 @@ pub struct Rest {
     base: String,
     dataset: String,
     location: String,
+    project: String,
+    endpoint: Option<String>,
+    /// Built on the first query (building it is async, and most users of `Rest` never query).
+    queries: Arc<tokio::sync::OnceCell<BigQuery>>,
 }
 
 impl Rest {
@@ -59,6 +75,9 @@ impl Rest {
             api,
             dataset: config.dataset.clone(),
             location: config.location.clone(),
+            project: config.project.clone(),
+            endpoint: config.endpoint.clone(),
+            queries: Arc::default(),
         })
     }
 
@@ -121,72 +140,84 @@ impl Rest {
         self.call(&what, Method::POST, &url, |r| r.json(&body)).await.map(|_| true)
     }
 
-    /// Run a standard-SQL query and return its rows as JSON values (cells as the API types them).
+    /// Run a standard-SQL query and return its rows, cells as JSON values typed by the answer's
+    /// schema (INT64 a number, STRING a string, ARRAY an array).
     pub async fn query(&self, sql: &str) -> Result<Vec<Vec<Value>>, RestError> {
         self.query_with(sql, Vec::new()).await
     }
 
-    /// A query with named parameters (`@name` in the SQL), each a `QueryParameter` resource such
-    /// as [`string_array_param`] builds; every row of the answer, page after page.
-    pub async fn query_with(&self, sql: &str, params: Vec<Value>) -> Result<Vec<Vec<Value>>, RestError> {
-        let what = "running a query".to_string();
-        // Never a cached answer: callers ask what a table holds now.
-        let mut body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000, "useQueryCache": false});
+    /// A query with named parameters (`@name` in the SQL, see [`string_array_param`]); every row
+    /// of the answer, page after page. Never a cached answer: callers ask what a table holds now.
+    pub async fn query_with(&self, sql: &str, params: Vec<QueryParameter>) -> Result<Vec<Vec<Value>>, RestError> {
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| RestError::Query { source: e };
+        let mut query = self
+            .query_client()
+            .await?
+            .query(sql)
+            .set_use_query_cache(false)
+            .set_location(&self.location)
+            .set_timeout_ms(60_000u32);
         if !params.is_empty() {
-            body["parameterMode"] = json!("NAMED");
-            body["queryParameters"] = Value::Array(params);
+            query = query.set_parameter_mode("NAMED").set_query_parameters(params);
         }
-        let url = format!("{}/queries", self.base);
-        let resp = self.call(&what, Method::POST, &url, |r| r.json(&body)).await?.unwrap_or(Value::Null);
-        // An unfinished job, or an answer in pages: read on through getQueryResults.
+        let done = query.until_done().await.map_err(|e| failed(e.into()))?;
+        let width = done.metadata().schema.as_ref().map_or(0, |s| s.fields.len());
+        let mut answer = done.read();
         let mut rows = Vec::new();
-        let mut page = resp;
-        loop {
-            let complete = page["jobComplete"] != json!(false);
-            if complete {
-                rows.extend(cells(&page));
-            }
-            let token = page["pageToken"].as_str().map(str::to_owned);
-            if complete && token.is_none() {
-                return Ok(rows);
-            }
-            let job = page["jobReference"]["jobId"].as_str().ok_or(RestError::Incomplete { what: what.clone() })?;
-            let url = format!("{}/queries/{job}", self.base);
-            let query = |r: reqwest::RequestBuilder| {
-                let r = r.query(&[("timeoutMs", "60000"), ("location", self.location.as_str())]);
-                match &token {
-                    Some(t) => r.query(&[("pageToken", t.as_str())]),
-                    None => r,
-                }
-            };
-            let next = self
-                .call(&what, Method::GET, &url, query)
-                .await?
-                .ok_or(RestError::Incomplete { what: what.clone() })?;
-            page = next;
+        while let Some(row) = answer.next().await {
+            let row = row.map_err(|e| failed(e.into()))?;
+            rows.push((0..width).map(|i| row.get::<Value>(i)).collect::<Result<_, _>>().map_err(|e| failed(e.into()))?);
         }
+        Ok(rows)
+    }
+
+    async fn query_client(&self) -> Result<&BigQuery, RestError> {
+        self.queries
+            .get_or_try_init(|| async {
+                let creds = gcp::credentials(self.endpoint.is_some())?;
+                let mut b = BigQuery::builder().with_credentials(creds).with_project_id(&self.project);
+                if let Some(e) = &self.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                b.build().await.map_err(RestError::QueryClient)
+            })
+            .await
     }
 }
 
-/// The rows of one answer page, cells as the API types them.
-fn cells(page: &Value) -> Vec<Vec<Value>> {
-    page["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| r["f"].as_array().map(|c| c.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether a failed query may pass when asked again: the service or the connection failed, not
+/// the query.
+fn query_transient(e: &(dyn std::error::Error + 'static)) -> bool {
+    use google_cloud_bigquery::error::QueryError;
+    match e.downcast_ref::<QueryError>() {
+        Some(QueryError::Rpc { source, .. }) => {
+            source.is_transport()
+                || source.is_connect()
+                || source.is_io()
+                || source.is_timeout()
+                || source.http_status_code().is_some_and(|s| s == 429 || s >= 500)
+        }
+        _ => false,
+    }
 }
 
 /// A named `ARRAY<STRING>` query parameter.
-pub fn string_array_param(name: &str, values: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "parameterType": {"type": "ARRAY", "arrayType": {"type": "STRING"}},
-        "parameterValue": {"arrayValues": values.iter().map(|v| json!({"value": v})).collect::<Vec<_>>()},
-    })
+pub fn string_array_param(name: &str, values: &[&str]) -> QueryParameter {
+    let values = values.iter().map(|v| QueryParameterValue::new().set_value(*v));
+    QueryParameter::new()
+        .set_name(name)
+        .set_parameter_type(
+            QueryParameterType::new().set_type("ARRAY").set_array_type(QueryParameterType::new().set_type("STRING")),
+        )
+        .set_parameter_value(QueryParameterValue::new().set_array_values(values))
+}
+
+/// A named `TIMESTAMP` query parameter (`value` as RFC 3339).
+pub fn timestamp_param(name: &str, value: &str) -> QueryParameter {
+    QueryParameter::new()
+        .set_name(name)
+        .set_parameter_type(QueryParameterType::new().set_type("TIMESTAMP"))
+        .set_parameter_value(QueryParameterValue::new().set_value(value))
 }
 
 fn columns(fields: &Value) -> Vec<Column> {

@@ -14,9 +14,10 @@ use std::collections::HashSet;
 use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, SecondsFormat};
-use serde_json::{json, Value};
+use google_cloud_bigquery_v2::model::QueryParameter;
+use serde_json::Value;
 
-use super::rest::{string_array_param, Rest, RestError};
+use super::rest::{string_array_param, timestamp_param, Rest, RestError};
 
 /// The column every exactly-once table carries the Pub/Sub message id in.
 pub const ID_COLUMN: &str = "message_id";
@@ -64,14 +65,13 @@ impl WrittenIds {
     }
 
     /// The query and its parameters for one chunk of ids.
-    fn query(&self, ids: &[&str], range: Option<(i64, i64)>) -> (String, Vec<Value>) {
+    fn query(&self, ids: &[&str], range: Option<(i64, i64)>) -> (String, Vec<QueryParameter>) {
         let mut params = vec![string_array_param("ids", ids)];
         let mut sql = format!("SELECT DISTINCT {ID_COLUMN} FROM {} WHERE {ID_COLUMN} IN UNNEST(@ids)", self.table);
         if let (Some(column), Some((lo, hi))) = (&self.partition_column, range) {
             sql.push_str(&format!(" AND `{column}` BETWEEN @lo AND @hi"));
             for (name, micros) in [("lo", lo), ("hi", hi)] {
-                params.push(json!({"name": name, "parameterType": {"type": "TIMESTAMP"},
-                    "parameterValue": {"value": rfc3339(micros)}}));
+                params.push(timestamp_param(name, &rfc3339(micros)));
             }
         }
         (sql, params)
@@ -132,6 +132,8 @@ mod tests {
         };
         let w = WrittenIds::new(Rest::new(&config).unwrap(), "p", "logs", Some("timestamp".into()));
         let (sql, params) = w.query(&["1", "it's"], Some((0, 86_400_000_000)));
+        // As they travel: the API's JSON form of each parameter.
+        let params: Vec<Value> = params.iter().map(|p| serde_json::to_value(p).unwrap()).collect();
         assert_eq!(
             sql,
             "SELECT DISTINCT message_id FROM `p.d.logs` WHERE message_id IN UNNEST(@ids) AND `timestamp` BETWEEN @lo AND @hi"

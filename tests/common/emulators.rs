@@ -332,10 +332,12 @@ impl BigQueryEmulator {
         }
     }
 
-    /// Run a query and return its rows (cells as the REST API gives them: strings or null).
+    /// Run a query and return its rows, cells as the REST API writes them (every scalar a
+    /// string, `INT64` 40 as "40"; null as null), which the tests' expectations are written in.
     pub(crate) async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
         let rest = sluice::bigquery::rest::Rest::new(&self.config()).unwrap();
-        rest.query(sql).await.unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"))
+        let rows = rest.query(sql).await.unwrap_or_else(|e| panic!("query failed: {e}\n{sql}"));
+        rows.into_iter().map(|r| r.into_iter().map(rest_cell).collect()).collect()
     }
 }
 
@@ -369,5 +371,16 @@ pub(crate) async fn bigquery_writer(
 impl Drop for BigQueryEmulator {
     fn drop(&mut self) {
         kill_group(&mut self.child);
+    }
+}
+
+/// A typed cell (the query client's) in the REST API's form: scalars as strings, an array's
+/// values each under `v`.
+fn rest_cell(v: Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Array(a) => a.into_iter().map(|v| serde_json::json!({ "v": rest_cell(v) })).collect(),
+        v => v,
     }
 }
