@@ -255,7 +255,7 @@ fn start_followers(
         let emit = emit_to.as_ref().and_then(|n| topology.inputs.get(n).cloned());
         chores.push(tokio::spawn(p.clone().run(config.global.instance.clone(), emit, phases.chores())));
         if let Some((store, base, prefix)) = emit_to.and_then(|n| lake_of(config, &n)) {
-            let tail = LakeTail::new(store, crate::lake_tail::join(&base, &prefix), Some(p.window_hours()));
+            let tail = LakeTail::new(store, crate::store::join(&base, &prefix), Some(p.window_hours()));
             let every = health.producers.lake_refresh.0;
             chores.push(tokio::spawn(p.clone().follow_lake(tail, every, phases.chores())));
         }

@@ -25,8 +25,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
-use crate::lake_tail::{join, LakeError, LakeTail};
+use crate::lake_tail::{LakeError, LakeTail};
 use crate::metrics::Metrics;
+use crate::store::join;
 use crate::topology::Observer;
 
 /// One key's current value.

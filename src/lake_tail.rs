@@ -17,6 +17,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
+
+use crate::store::join;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Map, Value};
 
@@ -36,11 +38,6 @@ impl LakeError {
     pub fn store(path: &ObjectPath, source: object_store::Error) -> LakeError {
         LakeError::Store { path: path.to_string(), source }
     }
-}
-
-/// `rest` (slash-separated) under `base`.
-pub fn join(base: &ObjectPath, rest: &str) -> ObjectPath {
-    rest.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, s| p.join(s))
 }
 
 pub struct LakeTail {

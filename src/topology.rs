@@ -12,8 +12,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use object_store::path::Path as ObjectPath;
-use object_store::ObjectStore;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,14 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::Outcome;
 use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
-use crate::config::{BatchLimits, Config, Pipeline, Sink};
+use crate::config::{BatchLimits, Config};
 use crate::event::{DeadLetter, Event};
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
-use crate::sink::bigquery::BigQueryWriter;
+use crate::sink::build::SinkContext;
 use crate::sink::dead_letter;
 use crate::sink::group::{Refusals, SinkGroup, Writer};
-use crate::sink::lake::LakeWriter;
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
 
@@ -91,13 +88,19 @@ impl Topology {
             let pulled = config.global.pulling(&p.source);
             // Shared with the dead letters: a refused event goes there while its caller waits.
             let arrivals = (pulled.is_none() && p.source.push).then(Arrivals::new);
+            let cx = SinkContext {
+                config,
+                pipeline: p,
+                lake: (&store, &base),
+                instance: &config.global.instance,
+                metrics: &metrics,
+                warehouse: warehouse.as_ref(),
+                write_mode: None,
+            };
             let (dead_tx, dead_rx) = mpsc::channel::<DeadLetter>(queue);
-            let dead_limits = limits(&config.global.limits.batch);
-            let dead_group =
-                dead_letter_group(config, &p.name, (&store, &base), &config.global.instance, &metrics, dead_limits)
-                    .with_arrivals(arrivals.clone());
+            let dead_group = cx.dead_letter_group(limits(&config.global.limits.batch)).with_arrivals(arrivals.clone());
             tasks.push(spawn_dead_letters(dead_group, dead_rx, drain.clone(), queue, metrics.dead_lettered(&p.name)));
-            let (writers, batch) = sink_writers(config, p, (&store, &base), &metrics, warehouse.as_ref()).await?;
+            let (writers, batch) = sink_writers(&cx).await?;
             // One flow control per pipeline: the subscription's when pulled (push shares it).
             let budget = match pulled {
                 Some(pubsub) => Some(Budget::for_subscription(pubsub)),
@@ -139,60 +142,23 @@ impl Topology {
 
 /// The writers of a pipeline's active sinks and the tightest of their batch limits; a BigQuery
 /// sink is skipped while BigQuery is disabled, and a pipeline left without a sink is an error.
-async fn sink_writers(
-    config: &Config,
-    p: &Pipeline,
-    (store, base): (&Arc<dyn ObjectStore>, &ObjectPath),
-    metrics: &Arc<Metrics>,
-    warehouse: Option<&Warehouse>,
-) -> Result<(Vec<Box<dyn Writer>>, Limits), StartError> {
+async fn sink_writers(cx: &SinkContext<'_>) -> Result<(Vec<Box<dyn Writer>>, Limits), StartError> {
+    let p = cx.pipeline;
     let mut writers: Vec<Box<dyn Writer>> = Vec::new();
     let mut batch: Option<Limits> = None;
     for s in &p.sinks {
-        match s {
-            Sink::Lake { name, prefix, .. } => writers.push(Box::new(LakeWriter::new(
-                name,
-                &p.name,
-                (store, join(base, prefix)),
-                &config.global.instance,
-                metrics,
-            ))),
-            Sink::BigQuery { name, table, mode, .. } => match warehouse {
-                Some(w) => writers.push(Box::new(BigQueryWriter::new(
-                    w.open_table(p, name, table, *mode).await?,
-                    name,
-                    &p.name,
-                    metrics.sink(&p.name, name),
-                ))),
-                None => {
-                    tracing::info!(pipeline = %p.name, sink = %name,
-                        "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
-                    continue;
-                }
-            },
-        }
+        let Some(writer) = cx.build(s).await? else {
+            tracing::info!(pipeline = %p.name, sink = %s.name(),
+                "bigquery is disabled (SLUICE_BIGQUERY=true enables it); this sink is skipped");
+            continue;
+        };
+        writers.push(writer.boxed());
         batch = Some(tightest(batch, limits(s.batch())));
     }
     match batch {
         Some(batch) => Ok((writers, batch)),
         None => Err(StartError::NoSink { file: p.file.display().to_string() }),
     }
-}
-
-/// The sink group that writes `pipeline`'s dead letters to the lake, under
-/// `<lake>/<dead_letters>/<pipeline>/` below `base`: the one way `run` and `replay` build it.
-/// Without linger: dead letters are few, and a push caller may be waiting for one.
-pub(crate) fn dead_letter_group(
-    config: &Config,
-    pipeline: &str,
-    (store, base): (&Arc<dyn ObjectStore>, &ObjectPath),
-    instance: &str,
-    metrics: &Metrics,
-    limits: Limits,
-) -> SinkGroup {
-    let prefix = join(base, &format!("{}/{pipeline}", config.global.lake.dead_letters));
-    let writer = LakeWriter::new("dead_letters", pipeline, (store, prefix), instance, metrics);
-    SinkGroup::new(pipeline, dead_letter::schema(), vec![Box::new(writer)], limits)
 }
 
 /// The batcher's limits from checked config (dead letters use the global ones).
@@ -217,10 +183,6 @@ fn tightest(a: Option<Limits>, b: Limits) -> Limits {
             (x, y) => x.or(y),
         },
     }
-}
-
-fn join(base: &ObjectPath, rest: &str) -> ObjectPath {
-    rest.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, s| p.join(s))
 }
 
 fn spawn_dead_letters(

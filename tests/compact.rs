@@ -195,6 +195,6 @@ async fn a_compaction_killed_at_random_moments_ends_with_every_row_once() {
 
 async fn object_size(lake: &Lake, rest: &str) -> u64 {
     use object_store::ObjectStoreExt;
-    let path = sluice::lake_tail::join(&lake.base, rest);
+    let path = sluice::store::join(&lake.base, rest);
     lake.store.head(&path).await.unwrap().size
 }

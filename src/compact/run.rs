@@ -12,9 +12,9 @@ use super::manifest::{self, Finished, Manifest};
 use super::plan::{self, Plan, Selection, Unit};
 use super::{merge, CompactError};
 use crate::config::{Config, Pipeline, Sink};
-use crate::lake_tail::join;
 use crate::replay::plan::Window;
 use crate::replay::progress::Progress;
+use crate::store::join;
 
 /// Where manifests live, under the lake location.
 const MANIFESTS: &str = "_sluice/compact";

@@ -15,9 +15,9 @@ use super::timeline::Timeline;
 use super::{Budget, Console, ReplayHint};
 use crate::config::console::Enabled;
 use crate::config::{Config, Sink};
-use crate::lake_tail::join;
 use crate::source::push_auth::PushAuth;
 use crate::status::Status;
+use crate::store::join;
 use crate::topology::Observer;
 
 /// The observers, made before the pipelines start so they see every event.

@@ -10,12 +10,10 @@ use super::topic::TopicTarget;
 use super::ReplayError;
 use crate::config::global::WriteMode;
 use crate::config::{Config, Pipeline, Sink};
-use crate::lake_tail::join;
 use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
-use crate::sink::bigquery::BigQueryWriter;
+use crate::sink::build::{Built, SinkContext};
 use crate::sink::group::{SinkGroup, Writer};
-use crate::sink::lake::LakeWriter;
 use crate::topology::StartError;
 
 /// Where replayed events go.
@@ -74,36 +72,41 @@ pub(super) async fn outputs(
 ) -> Result<Outputs, ReplayError> {
     let metrics = Metrics::new();
     let counts = Arc::new(Counts::default());
-    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
     let usage = |t: &str, why: String| ReplayError::Usage(format!("--to {t}: {why}"));
-    if to.contains(&Target::Bigquery) {
-        let warehouse =
-            crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?.ok_or_else(|| {
-                usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
-            })?;
-        for s in &p.sinks {
-            if let Sink::BigQuery { name, table, .. } = s {
-                // Exactly-once whatever the service uses: a retried append must not double rows.
-                let opened =
-                    warehouse.open_table(p, name, table, WriteMode::ExactlyOnce).await.map_err(StartError::from)?;
-                let inner = BigQueryWriter::new(opened, name, &p.name, metrics.sink(&p.name, name));
-                let checked = MissingOnly::new(inner, counts.clone()).expect("an exactly-once writer checks ids");
-                writers.push(Box::new(checked));
-            }
-        }
-        if writers.is_empty() {
-            return Err(usage("bigquery", format!("pipeline '{}' has no bigquery sink", p.name)));
-        }
-    }
-    if to.contains(&Target::Lake) {
+    let warehouse = if to.contains(&Target::Bigquery) {
+        let w = crate::bigquery::Warehouse::connect(config).await.map_err(StartError::from)?;
+        Some(w.ok_or_else(|| {
+            usage("bigquery", "bigquery is not enabled in the config (SLUICE_BIGQUERY=true enables it)".into())
+        })?)
+    } else {
+        None
+    };
+    let cx = SinkContext {
+        config,
+        pipeline: p,
+        lake: (store, base),
+        instance: "replay",
+        metrics: &metrics,
+        warehouse: warehouse.as_ref(),
+        // Exactly-once whatever the service uses: a retried append must not double rows.
+        write_mode: Some(WriteMode::ExactlyOnce),
+    };
+    let mut writers: Vec<Box<dyn Writer>> = Vec::new();
+    for target in [Target::Bigquery, Target::Lake].into_iter().filter(|t| to.contains(t)) {
         let before = writers.len();
-        for s in &p.sinks {
-            if let Sink::Lake { name, prefix, .. } = s {
-                writers.push(Box::new(LakeWriter::new(name, &p.name, (store, join(base, prefix)), "replay", &metrics)));
+        for s in p.sinks.iter().filter(|s| matches!(s, Sink::BigQuery { .. }) == (target == Target::Bigquery)) {
+            match cx.build(s).await.map_err(StartError::from)? {
+                Some(Built::BigQuery(inner)) => {
+                    let checked = MissingOnly::new(*inner, counts.clone()).expect("an exactly-once writer checks ids");
+                    writers.push(Box::new(checked));
+                }
+                Some(lake) => writers.push(lake.boxed()),
+                None => {}
             }
         }
         if writers.len() == before {
-            return Err(usage("lake", format!("pipeline '{}' has no lake sink", p.name)));
+            let kind = target.name();
+            return Err(usage(kind, format!("pipeline '{}' has no {kind} sink", p.name)));
         }
     }
     let topic = if to.contains(&Target::Topic) {
@@ -125,6 +128,6 @@ pub(super) async fn outputs(
     // Every row is checked: records are changed after the chain (the archived ingest time is put back).
     let group =
         (!writers.is_empty()).then(|| SinkGroup::new(&p.name, p.schema.clone(), writers, limits).keeping_refusals());
-    let dead = crate::topology::dead_letter_group(config, &p.name, (store, base), "replay", &metrics, limits);
+    let dead = cx.dead_letter_group(limits);
     Ok(Outputs { group, dead, topic, counts })
 }

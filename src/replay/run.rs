@@ -15,10 +15,10 @@ use super::progress::Progress;
 use super::unit::Unit;
 use super::{location, reader, rows, ReplayError, Summary};
 use crate::config::{Config, Pipeline};
-use crate::lake_tail::join;
 use crate::path::FieldPath;
 use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
+use crate::store::join;
 use crate::transform::StageConfig;
 
 #[derive(Debug, Clone)]

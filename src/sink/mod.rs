@@ -1,6 +1,7 @@
 //! Sinks: where events end up. A pipeline's sinks run as one task that owns a bounded input
 //! channel and settles every event's ack once every sink has it durably (or dead letters do).
 //!
+//! - `build`: a pipeline's writers and dead-letter group from its checked config (`run`, `replay`).
 //! - `group`: a pipeline's sinks sharing one batcher and one Arrow encoding per batch.
 //! - `batcher`: groups events per partition by rows, bytes and age.
 //! - `encode`: records -> Arrow -> Parquet bytes.
@@ -14,6 +15,7 @@
 
 pub mod batcher;
 pub mod bigquery;
+pub mod build;
 pub mod dead_letter;
 pub mod dictionary;
 pub mod encode;

@@ -11,6 +11,11 @@ use std::sync::Arc;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 
+/// `rest` (slash-separated) under `base`.
+pub fn join(base: &ObjectPath, rest: &str) -> ObjectPath {
+    rest.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, s| p.join(s))
+}
+
 /// A parsed lake location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {

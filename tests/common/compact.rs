@@ -44,7 +44,7 @@ impl Lake {
     }
 
     fn path(&self, rest: &str) -> ObjectPath {
-        sluice::lake_tail::join(&self.base, rest)
+        sluice::store::join(&self.base, rest)
     }
 
     /// `files` log objects of `rows` rows each under `logs/<hour>/`, ids `<tag>-<file>-<row>`.
