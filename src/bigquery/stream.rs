@@ -14,6 +14,7 @@ use arrow::datatypes::Schema as ArrowSchema;
 use arrow::ipc::writer::{write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow::record_batch::RecordBatch;
 use google_cloud_bigquery::client::Write;
+use google_cloud_bigquery::error::AppendError;
 use google_cloud_bigquery::model::{ArrowRecordBatch, ArrowSchema as WireSchema};
 use google_cloud_bigquery::write::format::Arrow;
 use google_cloud_bigquery::write::stream_type::CommittedStream;
@@ -36,19 +37,31 @@ pub enum AppendFailure {
     #[error("{0}")]
     Invalid(String),
     /// Transport, overload or server trouble: the same append may pass later.
-    #[error("{0}")]
-    Transient(String),
+    #[error(transparent)]
+    Transient(#[from] Transient),
     /// An earlier attempt whose outcome is unknown went to a committed stream this appender had
     /// to replace: its rows may be in the table. Nothing was appended; check before appending again.
     #[error("an earlier attempt may have landed on a write stream that was replaced")]
     Uncertain,
 }
 
+/// Why an append that may pass later did not.
 #[derive(Debug, thiserror::Error)]
-#[error("opening a Storage Write stream on {table}: {reason}")]
+pub enum Transient {
+    #[error("{what} timed out after {after:?}")]
+    TimedOut { what: &'static str, after: std::time::Duration },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The service or the connection failed (overload, unavailable, a broken stream).
+    #[error("{}", crate::gcp::causes(.0))]
+    Append(#[source] AppendError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("opening a Storage Write stream on {table}: {}", crate::gcp::causes(.source.as_ref()))]
 pub struct OpenError {
     pub table: String,
-    pub reason: String,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 enum State {
@@ -82,13 +95,16 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// bigquerystorage.googleapis.com with application default credentials.
 pub async fn client(config: &BigQueryConfig) -> Result<Arc<Write>, OpenError> {
     let endpoint = config.grpc_endpoint.clone();
-    let open_error = |reason: String| OpenError { table: format!("dataset {}", config.dataset), reason };
-    let creds = crate::gcp::credentials(endpoint.is_some()).map_err(|e| open_error(e.to_string()))?;
+    let open_error = |e: Box<dyn std::error::Error + Send + Sync>| OpenError {
+        table: format!("dataset {}", config.dataset),
+        source: e,
+    };
+    let creds = crate::gcp::credentials(endpoint.is_some()).map_err(|e| open_error(e.into()))?;
     let mut b = Write::builder().with_credentials(creds);
     if let Some(e) = endpoint {
         b = b.with_endpoint(e);
     }
-    b.build().await.map(Arc::new).map_err(|e| open_error(e.to_string()))
+    b.build().await.map(Arc::new).map_err(|e| open_error(e.into()))
 }
 
 impl Appender {
@@ -116,7 +132,10 @@ impl Appender {
 
     /// The stream to append to, and whether it is a new one (not the one reconnected to).
     async fn connect(&self) -> Result<(State, bool), OpenError> {
-        let err = |e: &dyn std::fmt::Display| OpenError { table: self.table.clone(), reason: e.to_string() };
+        let err = |e: google_cloud_bigquery::error::WriterBuilderError| OpenError {
+            table: self.table.clone(),
+            source: e.into(),
+        };
         let reattach = crate::locks::lock(&self.pending_reattach).take();
         if let Some((stream, next)) = reattach {
             let attached =
@@ -134,7 +153,7 @@ impl Appender {
                 Err(e) => {
                     // Keep trying the same stream: a new one would lose track of what landed.
                     crate::locks::lock(&self.pending_reattach).replace((stream.clone(), next));
-                    return Err(err(&e));
+                    return Err(err(e));
                 }
             }
         }
@@ -145,7 +164,7 @@ impl Appender {
                     .with_retry_policy(NeverRetry)
                     .build_arrow(self.wire_schema.clone())
                     .await
-                    .map_err(|e| err(&e))?,
+                    .map_err(err)?,
             ),
             WriteMode::ExactlyOnce => {
                 let writer: CommittedWriter<Arrow> = self
@@ -153,7 +172,7 @@ impl Appender {
                     .create_stream::<CommittedStream>(&self.table)
                     .build_arrow(self.wire_schema.clone())
                     .await
-                    .map_err(|e| err(&e))?;
+                    .map_err(err)?;
                 tracing::info!(table = %self.table, stream = %writer.write_stream(), "opened a committed write stream");
                 State::Committed { writer, next: 0 }
             }
@@ -172,11 +191,9 @@ impl Appender {
             // fresh stream at offset 0).
             let connect = tokio::time::timeout(ATTEMPT_TIMEOUT, self.connect());
             let (state, new) = match connect.await {
-                Ok(r) => r.map_err(|e| AppendFailure::Transient(e.to_string()))?,
+                Ok(r) => r.map_err(Transient::Open)?,
                 Err(_) => {
-                    return Err(AppendFailure::Transient(format!(
-                        "opening a write stream timed out after {ATTEMPT_TIMEOUT:?}"
-                    )))
+                    return Err(Transient::TimedOut { what: "opening a write stream", after: ATTEMPT_TIMEOUT }.into())
                 }
             };
             *guard = Some(state);
@@ -189,7 +206,7 @@ impl Appender {
                 Ok(r) => r.map(|_| ()),
                 Err(_) => {
                     *guard = None;
-                    return Err(AppendFailure::Transient(format!("append timed out after {ATTEMPT_TIMEOUT:?}")));
+                    return Err(Transient::TimedOut { what: "append", after: ATTEMPT_TIMEOUT }.into());
                 }
             },
             State::Committed { writer, next } => {
@@ -202,7 +219,7 @@ impl Appender {
                         if let Some(state) = guard.take() {
                             self.remember_stream(state);
                         }
-                        return Err(AppendFailure::Transient(format!("append timed out after {ATTEMPT_TIMEOUT:?}")));
+                        return Err(Transient::TimedOut { what: "append", after: ATTEMPT_TIMEOUT }.into());
                     }
                 };
                 match r {
@@ -223,8 +240,9 @@ impl Appender {
             }
         };
         result.map_err(|e| {
-            let failure = classify(&e);
-            match code(&e) {
+            let code = code(&e);
+            let failure = classify(e);
+            match code {
                 // BigQuery says the stream itself is unusable: start over on a new one.
                 Some(Code::NotFound | Code::FailedPrecondition | Code::OutOfRange) => *guard = None,
                 // The connection broke (the append may or may not have landed): reconnect to the
@@ -271,31 +289,33 @@ impl Appender {
     }
 }
 
-fn code(e: &google_cloud_bigquery::error::AppendError) -> Option<Code> {
+fn code(e: &AppendError) -> Option<Code> {
     match e {
-        google_cloud_bigquery::error::AppendError::Rpc { source, .. } => source.status().map(|s| s.code),
+        AppendError::Rpc { source, .. } => source.status().map(|s| s.code),
         _ => None,
     }
 }
 
-fn classify(e: &google_cloud_bigquery::error::AppendError) -> AppendFailure {
-    use google_cloud_bigquery::error::AppendError;
-    match e {
+fn classify(e: AppendError) -> AppendFailure {
+    match &e {
         AppendError::RowErrors { row_errors, .. } => {
-            AppendFailure::Rows(row_errors.iter().map(|r| (r.index.max(0) as usize, r.message.clone())).collect())
+            return AppendFailure::Rows(
+                row_errors.iter().map(|r| (r.index.max(0) as usize, r.message.clone())).collect(),
+            )
         }
         AppendError::Rpc { source, .. } => match source.status() {
             Some(s) if matches!(s.code, Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated) => {
-                AppendFailure::Invalid(s.message.clone())
+                return AppendFailure::Invalid(s.message.clone())
             }
             // Quota trouble passes with time; a request too large for the service never does.
             Some(s) if s.code == Code::ResourceExhausted && too_large(&s.message) => {
-                AppendFailure::Invalid(s.message.clone())
+                return AppendFailure::Invalid(s.message.clone())
             }
-            _ => AppendFailure::Transient(source.to_string()),
+            _ => {}
         },
-        other => AppendFailure::Transient(other.to_string()),
+        _ => {}
     }
+    Transient::Append(e).into()
 }
 
 /// Whether an error says the write stream no longer exists or takes no more rows.
