@@ -62,7 +62,7 @@ impl fmt::Display for Problems {
 }
 
 /// A checked configuration: every pipeline's schema loaded and its chain buildable.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub file: PathBuf,
     pub global: GlobalConfig,
@@ -85,7 +85,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Pipeline {
     pub name: String,
     pub file: PathBuf,
@@ -93,6 +93,8 @@ pub struct Pipeline {
     pub schema: Arc<Schema>,
     pub transforms: Vec<StageConfig>,
     pub sinks: Vec<Sink>,
+    /// The chain built when the pipeline was checked, until [`Pipeline::chain`] hands it out.
+    built: std::sync::Mutex<Option<Chain>>,
 }
 
 /// A sink with its effective settings (global defaults merged with the pipeline's overrides).
@@ -121,8 +123,17 @@ impl Pipeline {
         self.sinks.iter().map(|s| s.name().to_owned()).collect()
     }
 
-    /// Build this pipeline's transform chain (already checked at load time).
+    /// This pipeline's transform chain: the one built when the config was checked, the first
+    /// time; built anew after that, since a chain holds state (dedupe's window) that two runs
+    /// of the same config (tests, benches) must not share.
     pub fn chain(&self) -> Result<Chain, crate::transform::FieldError> {
+        match crate::locks::lock(&self.built).take() {
+            Some(chain) => Ok(chain),
+            None => self.build_chain(),
+        }
+    }
+
+    fn build_chain(&self) -> Result<Chain, crate::transform::FieldError> {
         let sinks = self.sink_names();
         Chain::build(&self.transforms, &BuildContext { pipeline: &self.name, schema: &self.schema, sinks: &sinks })
     }
@@ -392,9 +403,11 @@ fn check_pipeline(
         schema,
         transforms: spec.transforms,
         sinks,
+        built: Default::default(),
     };
-    if let Err(e) = pipeline.chain() {
-        report(&e.field, e.message);
+    match pipeline.build_chain() {
+        Ok(chain) => *crate::locks::lock(&pipeline.built) = Some(chain),
+        Err(e) => report(&e.field, e.message),
     }
     (problems.len() == before).then_some(pipeline)
 }

@@ -172,6 +172,14 @@ pub struct Chain {
     slots: Option<Arc<[Slot]>>,
 }
 
+/// The stages by label: a chain's state (dedupe's window) is no one's business in a log.
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stages: Vec<&str> = self.stages.iter().map(|(label, _)| label.as_str()).collect();
+        f.debug_struct("Chain").field("stages", &stages).field("columnar", &self.slots.is_some()).finish()
+    }
+}
+
 impl Chain {
     /// Build every stage; errors carry the field path `transforms[i].<kind>.<field>`.
     pub fn build(configs: &[StageConfig], ctx: &BuildContext) -> Result<Chain, FieldError> {
