@@ -24,7 +24,7 @@ mod gcp;
 pub mod health;
 pub mod interpolate;
 pub mod json;
-pub mod lake_tail;
+mod lake_tail;
 mod locks;
 pub mod metrics;
 mod path;
