@@ -10,7 +10,7 @@
 //! Why not a ready-made client: the official `google-cloud-storage` (1.21) loses the port of a
 //! custom endpoint on resumable uploads and lists only over gRPC, which fake-gcs-server does not
 //! serve; `gcloud-storage` would save about a third of this code and bring a second auth stack;
-//! `object_store`'s own backend speaks XML only. Requests go through [`crate::gcp::Api`], as every
+//! `object_store`'s own backend speaks XML only. Requests go through `gcp::Api`, as every
 //! other Google REST call of sluice does.
 
 mod api;
