@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
-use sluice::config_state::{Change, ConfigState, Entry};
 use sluice::console::html::{Nav, Query};
 use sluice::console::{auth::ConsoleAuth, changes::ChangeLog, letters, rates, timeline, Budget, Console};
+use sluice::health::config_state::{Change, ConfigState, Entry};
 use sluice::health::producers::{Producers, Report};
 use sluice::metrics::Metrics;
 
@@ -229,7 +229,7 @@ async fn serve(console: Arc<Console>) -> String {
         shutting_down: Default::default(),
         metrics: console.status.metrics.clone(),
         status: console.status.clone(),
-        push_auth: Arc::new(sluice::source::push_auth::PushAuth::Open),
+        push_auth: Arc::new(sluice::source::push::auth::PushAuth::Open),
         console: Some(console),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

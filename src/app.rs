@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Sink};
-use crate::config_state::{ConfigState, LakeFollower};
+use crate::health::config_state::{ConfigState, LakeFollower};
 use crate::health::liveness::Liveness;
 use crate::health::probe::Probe;
 use crate::health::producers::Producers;
@@ -33,7 +33,7 @@ pub enum RunError {
     #[error("http server: {0}")]
     Serve(std::io::Error),
     #[error("push_auth.keys: {0}")]
-    PushKeys(#[from] crate::source::jwks::KeysError),
+    PushKeys(#[from] crate::source::push::jwks::KeysError),
     #[error(transparent)]
     Pubsub(#[from] crate::source::pull::ConnectError),
     #[error("push_auth.token: {0}")]
@@ -141,7 +141,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     set_project(&config);
-    let push_auth = Arc::new(crate::source::push_auth::PushAuth::from_config(
+    let push_auth = Arc::new(crate::source::push::auth::PushAuth::from_config(
         config.global.push_auth.as_ref(),
         push_token(&config).await?,
     )?);

@@ -17,7 +17,6 @@ mod arrivals;
 pub mod bigquery;
 pub mod compact;
 pub mod config;
-pub mod config_state;
 pub mod console;
 pub mod event;
 mod gcp;

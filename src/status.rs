@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::config_state::ConfigState;
+use crate::health::config_state::ConfigState;
 use crate::health::liveness::Liveness;
 use crate::health::producers::Producers;
 use crate::metrics::Metrics;

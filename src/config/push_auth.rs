@@ -1,7 +1,7 @@
 //! `push_auth` in `config/sluice.yaml`: who may call `POST /push/{pipeline}`.
 //!
 //! Cloud Run push subscriptions sign each request with a Google OIDC token for a service account;
-//! `mode: oidc` checks it (see `source::push_auth`). `mode: token` checks a shared bearer token
+//! `mode: oidc` checks it (see `source::push::auth`). `mode: token` checks a shared bearer token
 //! (a `SecretSetting`) for producers that post directly rather than through Pub/Sub. `mode: none`
 //! accepts anyone and is meant for local use only: `sluice run` logs a warning when it is set.
 

@@ -11,8 +11,8 @@ use axum::http::HeaderMap;
 use crate::config::console::ConsoleConfig;
 use crate::config::push_auth::PushAuthMode;
 use crate::secret::Secret;
-use crate::source::jwks::KeysError;
-use crate::source::push_auth::{bearer, Refusal, Verifier};
+use crate::source::push::auth::{bearer, Refusal, Verifier};
+use crate::source::push::jwks::KeysError;
 
 pub enum ConsoleAuth {
     /// Loopback without `console.auth`: everyone on this machine.

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use crate::config_state::{Change, Entry};
 use crate::event::Event;
+use crate::health::config_state::{Change, Entry};
 use crate::topology::Observer;
 
 pub const PER_KEY: usize = 20;

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use super::diff::diff;
 use super::html::{esc, link, pager, param, search, truncate, Html, Paging, Query};
 use super::Console;
-use crate::config_state::Entry;
+use crate::health::config_state::Entry;
 
 const PATH: &str = "/ui/config";
 /// Characters of a value shown in a table cell.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::html::{Nav, Query};
 use super::*;
-use crate::config_state::{Change, ConfigState, Entry};
+use crate::health::config_state::{Change, ConfigState, Entry};
 use crate::health::producers::{Producers, Report};
 use crate::metrics::Metrics;
 

@@ -1,7 +1,15 @@
-//! Health: of the services that publish to sluice ([`producers`]), judged from their signs of
-//! life, and of sluice itself ([`liveness`]): connected subscriptions, writable sinks, no stalled
-//! stream. `probe` asks Pub/Sub what the streaming client cannot tell.
+//! What sluice knows of the services that publish to it, and of itself, as the `health` section
+//! of `config/sluice.yaml` configures it:
+//! - [`producers`]: each service's state, judged from its signs of life on its streams;
+//! - [`config_state`]: each service's current configuration (other services' settings, not
+//!   sluice's own), from the `config-changes` stream;
+//! - [`liveness`]: sluice's own readiness (connected subscriptions, writable sinks, no stalled
+//!   stream), with `probe` asking Pub/Sub what the streaming client cannot tell.
+//!
+//! `producers` and `config_state` are the same kind of thing: an observer of a pipeline's output,
+//! plus a follower of the lake for what other instances of a shared subscription received.
 
+pub mod config_state;
 pub mod liveness;
 pub(crate) mod probe;
 pub mod producers;

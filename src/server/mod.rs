@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::source::push_auth::PushAuth;
+use crate::source::push::auth::PushAuth;
 use crate::status::Status;
 use crate::topology::PipelineInput;
 

@@ -2,11 +2,9 @@
 //! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
 
 pub mod budget;
-pub mod jwks;
 pub mod pubsub;
 pub mod pull;
 pub mod push;
-pub mod push_auth;
 
 use std::sync::Arc;
 

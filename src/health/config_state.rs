@@ -1,4 +1,5 @@
-//! The current configuration of every service, from the `config-changes` stream: for each
+//! The current configuration of every service that publishes to sluice (theirs, not sluice's
+//! own), from the `config-changes` stream: for each
 //! service and key, the change with the highest version. Served at `GET /config/<service>`.
 //!
 //! Order does not matter: a change with a lower version than the one held is stale and ignored,

@@ -177,7 +177,7 @@ mod tests {
 
     use super::*;
 
-    const JWKS: &str = include_str!("../../tests/fixtures/push-auth/signing.jwks.json");
+    const JWKS: &str = include_str!("../../../tests/fixtures/push-auth/signing.jwks.json");
 
     #[test]
     fn reads_max_age() {

@@ -5,6 +5,12 @@
 //! as the payload itself (Pub/Sub's "unwrapped" push), with metadata from the
 //! `x-goog-pubsub-*` headers when present; a payload that is not valid JSON still becomes an
 //! event, so the pipeline dead-letters it with its bytes rather than the request being refused.
+//!
+//! Who may push: `auth` (Google OIDC tokens or a shared bearer token) with the keys from `jwks`.
+//! The HTTP route itself is `server::push`.
+
+pub mod auth;
+pub mod jwks;
 
 use std::collections::BTreeMap;
 
