@@ -18,7 +18,7 @@ use sluice::console::html::{Nav, Query};
 use sluice::console::{auth::ConsoleAuth, changes::ChangeLog, letters, rates, timeline, Budget, Console};
 use sluice::health::config_state::{Change, ConfigState, Entry};
 use sluice::health::producers::{Producers, Report};
-use sluice::metrics::Metrics;
+use sluice::telemetry::metrics::Metrics;
 
 const TARGET_MS: f64 = 50.0;
 const PIPELINES: [&str; 3] = ["config-changes", "health", "logs"];
@@ -86,7 +86,7 @@ fn console(services: usize, keys: usize) -> Console {
         Arc::new(sluice::health::liveness::Liveness::new(metrics.clone(), &health, 20_000, Default::default()));
     let (state, log) = config_state(&metrics, services, keys);
     let names: Vec<String> = PIPELINES.iter().map(|p| p.to_string()).collect();
-    let status = Arc::new(sluice::status::Status::new(
+    let status = Arc::new(sluice::server::status::Status::new(
         "bench".into(),
         names.clone(),
         metrics.clone(),

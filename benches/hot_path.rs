@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use sluice::ack::{Ack, Outcome};
 use sluice::event::Event;
-use sluice::sample::{Generator, Kind};
+use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;

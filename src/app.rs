@@ -18,10 +18,10 @@ use crate::health::probe::Probe;
 use crate::health::producers::Producers;
 use crate::health::Clock;
 use crate::lake_tail::LakeTail;
-use crate::metrics::Metrics;
+use crate::server::status::Status;
 use crate::server::{router, AppState};
 use crate::shutdown::Shutdown;
-use crate::status::Status;
+use crate::telemetry::metrics::Metrics;
 use crate::topology::{Observer, Topology};
 
 #[derive(Debug, thiserror::Error)]

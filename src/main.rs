@@ -84,7 +84,7 @@ enum Command {
         size: usize,
         /// Event kind to generate; inferred from the shipped pipeline names.
         #[arg(long, value_enum)]
-        kind: Option<sluice::sample::Kind>,
+        kind: Option<sluice::publish::sample::Kind>,
         /// Requests in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,

@@ -80,7 +80,7 @@ fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::Rng;
+    use crate::publish::sample::Rng;
 
     fn chrono_parse(s: &str) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))

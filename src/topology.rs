@@ -21,13 +21,13 @@ use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
 use crate::config::{BatchLimits, Config};
 use crate::event::{DeadLetter, Event};
-use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::build::SinkContext;
 use crate::sink::dead_letter;
 use crate::sink::group::{Refusals, SinkGroup, Writer};
 use crate::source::budget::Budget;
 pub use crate::source::PipelineInput;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -164,7 +164,7 @@ fn assert_samples(rows: &[Row], published: &[(u64, u64)]) {
     let total: u64 = published.iter().map(|(_, n)| n).sum();
     assert_eq!(by_id.len() as u64, total, "distinct message ids");
     for &(seed, n) in published {
-        let mut gen = sluice::sample::Generator::new(sluice::sample::Kind::ConfigChange, seed);
+        let mut gen = sluice::publish::sample::Generator::new(sluice::publish::sample::Kind::ConfigChange, seed);
         for i in 0..n {
             let sent = gen.next_event();
             let id = format!("sample-{seed}-{i}");

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use chrono::DateTime;
 use serde_json::{json, Value};
-use sluice::sample::{Generator, Kind};
+use sluice::publish::sample::{Generator, Kind};
 use sluice::source::push::envelope;
 
 fn instant(v: &Value) -> DateTime<chrono::FixedOffset> {

@@ -34,8 +34,8 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 
+use crate::server::status::Status;
 use crate::server::AppState;
-use crate::status::Status;
 use html::Nav;
 
 /// The flow-control limits outstanding messages are shown against.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::html::{ago, esc, sparkline, Html};
 use super::Console;
-use crate::metrics::{SinkMetrics, SourceMetrics};
+use crate::telemetry::metrics::{SinkMetrics, SourceMetrics};
 
 fn time(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(ms).filter(|_| ms > 0)

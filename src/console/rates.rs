@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// How often the counters are sampled.
 pub const EVERY: Duration = Duration::from_secs(10);

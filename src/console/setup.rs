@@ -15,8 +15,8 @@ use super::timeline::Timeline;
 use super::{Budget, Console, ReplayHint};
 use crate::config::console::Enabled;
 use crate::config::{Config, Sink};
+use crate::server::status::Status;
 use crate::source::push::auth::PushAuth;
-use crate::status::Status;
 use crate::store::join;
 use crate::topology::Observer;
 

@@ -10,7 +10,7 @@ use super::html::{Nav, Query};
 use super::*;
 use crate::health::config_state::{Change, ConfigState, Entry};
 use crate::health::producers::{Producers, Report};
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 const HOSTILE: &str = "<script>alert('x')</script>";
 const ESCAPED: &str = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
@@ -58,7 +58,7 @@ fn console() -> Console {
         state.apply(c.clone());
         changes.record(c);
     }
-    let status = Arc::new(crate::status::Status::new(
+    let status = Arc::new(crate::server::status::Status::new(
         "test".into(),
         vec!["logs".into()],
         metrics,

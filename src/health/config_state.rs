@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 use crate::lake_tail::{LakeError, LakeTail};
-use crate::metrics::Metrics;
 use crate::store::join;
+use crate::telemetry::metrics::Metrics;
 use crate::topology::Observer;
 
 /// One key's current value.

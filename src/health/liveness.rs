@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::probe::Probe;
-use crate::metrics::{Metrics, SourceMetrics};
+use crate::telemetry::metrics::{Metrics, SourceMetrics};
 
 /// What `/readyz`, `/healthz` and `/status` say about sluice itself.
 #[derive(Debug, Clone, Serialize)]

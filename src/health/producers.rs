@@ -31,7 +31,7 @@ use crate::ack::{Ack, Outcome};
 use crate::config::health::ProducersConfig;
 use crate::event::{Attributes, Event};
 use crate::lake_tail::LakeTail;
-use crate::metrics::{Metrics, StateLabel};
+use crate::telemetry::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
 
 /// Attribute marking events sluice emits itself.
@@ -259,7 +259,11 @@ impl Producers {
 }
 
 /// The `health` event that records a transition.
-pub(crate) fn transition_event(t: &Transition, instance: &str, counted: crate::metrics::InputMetrics) -> Event {
+pub(crate) fn transition_event(
+    t: &Transition,
+    instance: &str,
+    counted: crate::telemetry::metrics::InputMetrics,
+) -> Event {
     let ts = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Micros, true);
     let record = json!({
         "timestamp": ts(t.at),

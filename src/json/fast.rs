@@ -240,7 +240,7 @@ fn plain_len(s: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{Generator, Kind, Rng};
+    use crate::publish::sample::{Generator, Kind, Rng};
 
     /// What `from_slice` gives without the fast reader.
     fn serde(text: &str) -> Result<Value, String> {

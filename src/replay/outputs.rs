@@ -10,10 +10,10 @@ use super::topic::TopicTarget;
 use super::ReplayError;
 use crate::config::global::WriteMode;
 use crate::config::{Config, Pipeline, Sink};
-use crate::metrics::Metrics;
 use crate::sink::batcher::Limits;
 use crate::sink::build::{Built, SinkContext};
 use crate::sink::group::{SinkGroup, Writer};
+use crate::telemetry::metrics::Metrics;
 use crate::topology::StartError;
 
 /// Where replayed events go.

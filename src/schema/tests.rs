@@ -61,7 +61,7 @@ fn fields_of_pairs_keys_with_their_fields() {
 #[test]
 fn prefixes_order_as_their_names() {
     let pieces = ["", "a", "b", "\0", "message_", "id", "é", "zz"];
-    let mut r = crate::sample::Rng::new(9);
+    let mut r = crate::publish::sample::Rng::new(9);
     let mut name = || (0..r.below(4)).map(|_| *r.pick(&pieces)).collect::<String>();
     for _ in 0..20_000 {
         let (a, b) = (name(), name());
@@ -94,7 +94,7 @@ fn check_agrees_with_the_field_by_field_reading() {
     let names = ["ts", "n", "msg", "extra", "other", "a", "zz"];
     let values =
         [json!(null), json!("2026-01-01T00:00:00Z"), json!("text"), json!(3), json!(2.5), json!(true), json!({"k": 1})];
-    let mut rng = crate::sample::Rng::new(11);
+    let mut rng = crate::publish::sample::Rng::new(11);
     for _ in 0..20_000 {
         let mut obj = Map::new();
         for name in names {

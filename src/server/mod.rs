@@ -20,13 +20,14 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::server::status::Status;
 use crate::source::push::auth::PushAuth;
-use crate::status::Status;
+use crate::telemetry::metrics::Metrics;
 use crate::topology::PipelineInput;
 
 mod body;
 mod push;
+pub mod status;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -16,7 +16,7 @@ use super::{Encoded, WriteError, WriteResult, Writer, Written};
 use crate::bigquery::stream::{AppendFailure, Appender};
 use crate::bigquery::written::WrittenIds;
 use crate::bigquery::OpenTable;
-use crate::metrics::SinkMetrics;
+use crate::telemetry::metrics::SinkMetrics;
 
 /// How long after a possible redelivery arrived its rows are checked against the table: the
 /// previous holder may have died with an append of them in flight, which lands meanwhile.

@@ -16,8 +16,8 @@ use super::lake::LakeWriter;
 use crate::bigquery::{Warehouse, WarehouseError};
 use crate::config::global::WriteMode;
 use crate::config::{Config, Pipeline, Sink};
-use crate::metrics::Metrics;
 use crate::store::join;
+use crate::telemetry::metrics::Metrics;
 
 /// What a pipeline's sinks are built with.
 pub struct SinkContext<'a> {

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::encode;
 pub use super::Partition;
 use super::{Encoded, WriteResult, Writer, Written};
-use crate::metrics::SinkMetrics;
+use crate::telemetry::metrics::SinkMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -79,7 +79,7 @@ impl LakeWriter {
         pipeline: &str,
         (store, prefix): (&Arc<dyn ObjectStore>, ObjectPath),
         instance: &str,
-        metrics: &crate::metrics::Metrics,
+        metrics: &crate::telemetry::metrics::Metrics,
     ) -> LakeWriter {
         LakeWriter {
             name: name.into(),
@@ -155,7 +155,7 @@ mod tests {
                 store,
                 prefix: ObjectPath::from("lake/config-changes"),
                 instance: "test".into(),
-                metrics: crate::metrics::Metrics::new().sink("config-changes", "lake"),
+                metrics: crate::telemetry::metrics::Metrics::new().sink("config-changes", "lake"),
             })],
             limits: Limits { max_rows: 2, max_bytes: 1 << 20, max_age: Duration::from_millis(100), max_idle: None },
             rows_checked: false,

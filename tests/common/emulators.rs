@@ -363,7 +363,7 @@ pub(crate) async fn bigquery_writer(
         table: table.into(),
         appender,
         retry: sluice::sink::bigquery::default_retry(),
-        metrics: sluice::metrics::Metrics::new().sink("logs", "warehouse"),
+        metrics: sluice::telemetry::metrics::Metrics::new().sink("logs", "warehouse"),
         written: None,
     }
 }

@@ -71,16 +71,16 @@ impl ParkedWatch {
 
 /// sluice's seeded generator, seeded from `SLUICE_FAULT_SEED` when set, else from the clock. The
 /// seed is printed, so a failing run can be repeated from it.
-pub(crate) fn seeded_rng(test: &str) -> sluice::sample::Rng {
+pub(crate) fn seeded_rng(test: &str) -> sluice::publish::sample::Rng {
     let seed = std::env::var("SLUICE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     report(format!("{test}: seed {seed} (repeat with SLUICE_FAULT_SEED={seed})"));
-    sluice::sample::Rng::new(seed)
+    sluice::publish::sample::Rng::new(seed)
 }
 
 /// A duration in `[lo, hi)`.
-pub(crate) fn between(rng: &mut sluice::sample::Rng, lo: Duration, hi: Duration) -> Duration {
+pub(crate) fn between(rng: &mut sluice::publish::sample::Rng, lo: Duration, hi: Duration) -> Duration {
     let span = (hi - lo).as_millis().max(1) as u64;
     lo + Duration::from_millis(rng.below(span))
 }

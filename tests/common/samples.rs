@@ -6,7 +6,7 @@ use serde_json::Value;
 pub(crate) fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
     let config = sluice::config::load(&super::repo().join("config/sluice.yaml")).unwrap();
     let mut chain = config.pipelines.iter().find(|p| p.name == "logs").unwrap().chain().unwrap();
-    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
+    let mut sample = sluice::publish::sample::Generator::new(sluice::publish::sample::Kind::Log, seed);
     ids.map(|i| {
         let data = bytes::Bytes::from(sample.next_event().to_string());
         let event = sluice::event::Event::new(
@@ -32,6 +32,6 @@ pub(crate) fn env_usize(name: &str, default: usize) -> usize {
 
 /// `n` sample log payloads from the generator's `seed`, one JSON text each, as an NDJSON file holds them.
 pub(crate) fn log_lines(n: usize, seed: u64) -> Vec<String> {
-    let mut sample = sluice::sample::Generator::new(sluice::sample::Kind::Log, seed);
+    let mut sample = sluice::publish::sample::Generator::new(sluice::publish::sample::Kind::Log, seed);
     (0..n).map(|_| sample.next_event().to_string()).collect()
 }

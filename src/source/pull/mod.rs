@@ -36,7 +36,7 @@ use super::PipelineInput;
 use crate::ack::Ack;
 use crate::config::global::PubsubConfig;
 use crate::event::{footprint, Event};
-use crate::metrics::SourceMetrics;
+use crate::telemetry::metrics::SourceMetrics;
 
 pub use self::grpc::ConnectError;
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::ack::Ack;
 use crate::event::Event;
-use crate::sample::{Generator, Kind, Rng};
+use crate::publish::sample::{Generator, Kind, Rng};
 use crate::schema::Schema;
 use crate::sink::encode;
 use crate::transform::{BuildContext, Chain, Output, StageConfig};

@@ -129,7 +129,7 @@ fn words_change_nothing_but_the_work() {
         let mut by_groups = config.build(&ctx).unwrap();
         by_groups.needles = None;
         by_groups.patterns.iter_mut().for_each(|p| p.secret_at = None);
-        let mut r = crate::sample::Rng::new(5);
+        let mut r = crate::publish::sample::Rng::new(5);
         for _ in 0..20_000 {
             let text: String = (0..r.below(8)).map(|_| *r.pick(&pieces)).collect();
             let masked = with.mask_text(&text);

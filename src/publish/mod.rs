@@ -2,6 +2,8 @@
 //! for tests and benchmarks) or to a running sluice's push endpoint, wrapped the way Pub/Sub
 //! pushes them and retried on 429/503 the way Pub/Sub would.
 
+pub mod sample;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 
-use crate::sample::{Generator, Kind};
+use crate::publish::sample::{Generator, Kind};
 use crate::source::push::envelope;
 
 /// Where events go.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::health::config_state::ConfigState;
 use crate::health::liveness::Liveness;
 use crate::health::producers::Producers;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Throughput is averaged over about this long.
 const WINDOW: Duration = Duration::from_secs(60);

@@ -1,3 +1,6 @@
+//! What a running sluice tells its operators besides `/status` (`server::status`): [`metrics`]
+//! (`/metrics`) and its log lines, written here.
+//!
 //! Logs: one JSON object per line in Cloud Logging's structured format (`severity`, `message`,
 //! `time`, `logging.googleapis.com/sourceLocation`, the trace fields, plus the fields of the event
 //! and of the spans around it), or human text.
@@ -6,6 +9,8 @@
 //! request runs in ([`TraceContext::span`]), puts its lines under that trace in Cloud Logging:
 //! `logging.googleapis.com/trace` is `projects/<project>/traces/<trace_id>` once [`set_project`]
 //! named the project.
+
+pub mod metrics;
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -214,7 +219,7 @@ mod tests {
         assert_eq!(line["pipeline"], "logs");
         assert_eq!(line["rows"], 3);
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
-        assert!(line["logging.googleapis.com/sourceLocation"]["file"].as_str().unwrap().ends_with("telemetry.rs"));
+        assert!(line["logging.googleapis.com/sourceLocation"]["file"].as_str().unwrap().ends_with("telemetry/mod.rs"));
     }
 
     #[test]
