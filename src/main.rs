@@ -202,12 +202,23 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 /// meanwhile, and the peak RSS draining large events nears the flow-control bound's target. The
 /// price is some CPU on large events (`docs/performance.md`, end to end from the Pub/Sub emulator).
 fn purge_freed_memory_at_once() {
+    purge_delay(0);
+}
+
+/// mimalloc's default purge delay, for `sluice replay`: its memory is bounded by one batch of
+/// lines or rows, not by a flow-control budget, and purging each batch's pages at once made it
+/// fault them back in for the next (a third of its CPU time went to the kernel).
+fn purge_after_a_second() {
+    purge_delay(1_000);
+}
+
+fn purge_delay(ms: std::ffi::c_long) {
     // mimalloc's own entry point.
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
     // SAFETY: sets one integer option; mimalloc reads options atomically.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
 fn main() -> ExitCode {
@@ -285,6 +296,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay { config, pipeline, from, since, until, to, output, dry_run, restart } => {
             let config = load_or_report(&config)?;
             let args = sluice::replay::Args { pipeline, from, since, until, to, output, dry_run, restart };
+            purge_after_a_second();
             let summary = runtime()?.block_on(sluice::replay::replay(&config, args))?;
             print_replay(&summary, dry_run);
             Ok(ExitCode::SUCCESS)
