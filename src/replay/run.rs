@@ -89,6 +89,10 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     let mut outputs = outputs(config, p, &to, &out_store, &out_base).await?;
     let mut chain =
         p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
+    if plan.is_ndjson() {
+        // Ids are `<file>:<line>` and each line is read once.
+        chain.message_ids_unique();
+    }
     let ingest = ingest_field(p);
     let mut progress = progress(&plan, &cp);
     let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };

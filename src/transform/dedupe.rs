@@ -81,6 +81,8 @@ pub struct Dedupe {
     order: VecDeque<(Arc<str>, Instant)>,
     now: Box<dyn Fn() -> Instant + Send>,
     key_slot: Option<KeySlot>,
+    /// Keyed on message ids that never repeat: every event is kept and nothing recorded.
+    unique: bool,
 }
 
 impl Config {
@@ -106,6 +108,7 @@ impl Config {
             order: VecDeque::new(),
             now: Box::new(Instant::now),
             key_slot: None,
+            unique: false,
         })
     }
 }
@@ -187,6 +190,9 @@ impl Dedupe {
 
 impl Stage for Dedupe {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
+        if self.unique {
+            return Ok(Verdict::Keep);
+        }
         let key = self.key_of(event)?;
         Ok(self.see(key, &mut event.ack, &event.message_id))
     }
@@ -197,6 +203,10 @@ impl Stage for Dedupe {
 
     fn effect(&self) -> Effect<'_> {
         Effect::Reads
+    }
+
+    fn message_ids_unique(&mut self) {
+        self.unique = matches!(self.key, Key::MessageId);
     }
 }
 
@@ -217,6 +227,9 @@ impl Columnar for Dedupe {
     }
 
     fn apply_columns(&mut self, rows: &mut Rows, stage: usize) {
+        if self.unique {
+            return;
+        }
         for r in 0..rows.len() {
             if !rows.is_live(r) {
                 continue;
@@ -373,6 +386,21 @@ mod tests {
         for record in [json!({}), json!({"order": {"id": null}})] {
             assert_eq!(d.apply(&mut event(record)).unwrap_err(), "dedupe key field 'order.id' is missing");
         }
+    }
+
+    #[test]
+    fn unique_message_ids_are_not_remembered_but_field_keys_still_are() {
+        let (mut d, _) = stage("{window: 10m, max_keys: 10}");
+        d.message_ids_unique();
+        for id in ["a:1", "a:2"] {
+            let (mut e, _rx) = tracked(id);
+            assert_eq!(d.apply(&mut e).unwrap(), Verdict::Keep);
+        }
+        assert!(d.seen.is_empty() && d.order.is_empty());
+        let (mut d, _) = stage("{key: {field: order.id}, window: 1h, max_keys: 10}");
+        d.message_ids_unique();
+        assert_eq!(d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(), Verdict::Keep);
+        assert_eq!(d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(), Verdict::Drop);
     }
 
     #[test]

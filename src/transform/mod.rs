@@ -51,6 +51,9 @@ pub trait Stage: Send {
     fn columnar(&mut self) -> Option<&mut dyn Columnar> {
         None
     }
+
+    /// No two events this stage will see share a message id ([`Chain::message_ids_unique`]).
+    fn message_ids_unique(&mut self) {}
 }
 
 /// What a stage may do to the record of an event it keeps.
@@ -204,6 +207,13 @@ impl Chain {
     /// Whether batches are decoded into columns (else every row runs through the stages alone).
     pub fn is_columnar(&self) -> bool {
         self.slots.is_some()
+    }
+
+    /// Say that no two events this chain will see share a message id, as in an NDJSON replay
+    /// (`<file>:<line>`, each line read once): a `dedupe` on the id then remembers nothing, as it
+    /// could never find a repeat.
+    pub fn message_ids_unique(&mut self) {
+        self.stages.iter_mut().for_each(|(_, s)| s.message_ids_unique());
     }
 
     /// Run a batch of events through the chain, in arrival order. Dropped events are acknowledged.
