@@ -166,7 +166,7 @@ impl Reading<'_, '_> {
         let mut events = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
         for line in batch {
-            let id = format!("{}:{}", self.name, line.number);
+            let id = line_id(&self.name, line.number);
             let event =
                 Event::new(id, self.file.modified, Attributes::new(), line.payload, subscription.clone(), acks.ack());
             if line.cut {
@@ -174,12 +174,42 @@ impl Reading<'_, '_> {
                 let reason = format!("line longer than {mib} MiB; its first {mib} MiB are kept");
                 dead.push(DeadLetter { event, stage: "replay".into(), reason });
             } else {
-                events.push((event, None));
+                events.push(event);
             }
         }
-        self.run.deliver(acks, events, dead, self.file, &format!("{}-l{first}", self.stem)).await?;
+        self.run.deliver(acks, (events, Vec::new()), dead, self.file, &format!("{}-l{first}", self.stem)).await?;
         self.cp.record_lines(self.file.path.as_ref(), last, n);
         self.cp_store.save(self.cp).await?;
         Ok(())
+    }
+}
+
+/// `<name>:<number>`, without the formatting machinery (once per line).
+fn line_id(name: &str, number: u64) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(name.len() + 1 + digits.len() - at);
+    id.push_str(name);
+    id.push(':');
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_ids_are_name_colon_number() {
+        for n in [0, 1, 9, 10, 12_345, u64::MAX] {
+            assert_eq!(super::line_id("/data/a.ndjson", n), format!("/data/a.ndjson:{n}"));
+        }
     }
 }

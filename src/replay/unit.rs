@@ -1,10 +1,11 @@
 //! One batch of replayed rows (a row group's, or a batch of NDJSON lines) through the chain into
 //! the replay's targets and dead letters, and the acks that say whether all of it is durable.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::outputs::Outputs;
 use super::plan::{Kind, SourceFile};
@@ -15,36 +16,49 @@ use crate::event::{DeadLetter, Event};
 use crate::path::FieldPath;
 use crate::sink::dead_letter;
 use crate::sink::lake::Partition;
+use crate::topology::CHAIN_BATCH;
 use crate::transform::Chain;
 
-/// The acks of one batch's events; their outcomes come back here.
+/// The acks of one batch's events; their outcomes are counted here.
 pub(super) struct Acks {
-    tx: mpsc::UnboundedSender<Outcome>,
-    rx: mpsc::UnboundedReceiver<Outcome>,
+    tally: Arc<Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Acks handed out and not settled yet.
+    open: AtomicUsize,
+    failed: AtomicUsize,
+    /// Woken when `open` reaches zero.
+    done: Notify,
 }
 
 impl Acks {
     pub(super) fn new() -> Acks {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Acks { tx, rx }
+        Acks { tally: Arc::default() }
     }
 
     pub(super) fn ack(&self) -> Ack {
-        let tx = self.tx.clone();
+        self.tally.open.fetch_add(1, Ordering::Relaxed);
+        let tally = self.tally.clone();
         Ack::new(move |o| {
-            let _ = tx.send(o);
+            if o == Outcome::Failed {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if tally.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+                tally.done.notify_one();
+            }
         })
     }
 
     /// Wait for every ack handed out; how many failed.
     async fn failed(self) -> usize {
-        let Acks { tx, mut rx } = self;
-        drop(tx);
-        let mut failed = 0;
-        while let Some(o) = rx.recv().await {
-            failed += usize::from(o == Outcome::Failed);
+        // `notify_one` leaves a permit when nobody waits yet, so a last settle between the
+        // check and the wait is not missed.
+        while self.tally.open.load(Ordering::Acquire) > 0 {
+            self.tally.done.notified().await;
         }
-        failed
+        self.tally.failed.load(Ordering::Relaxed)
     }
 }
 
@@ -72,6 +86,7 @@ impl Unit<'_> {
     ) -> Result<(), ReplayError> {
         let acks = Acks::new();
         let mut events = Vec::with_capacity(records.len());
+        let mut originals = Vec::with_capacity(records.len());
         let mut dead: Vec<DeadLetter> = Vec::new();
         for record in records {
             let ack = acks.ack();
@@ -82,20 +97,24 @@ impl Unit<'_> {
                 Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
             };
             match rebuilt {
-                Ok(e) => events.push((e, original_ingest.filter(|_| file.kind == Kind::Archive))),
+                Ok(e) => {
+                    events.push(e);
+                    originals.push(original_ingest.filter(|_| file.kind == Kind::Archive));
+                }
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, events, dead, file, object).await
+        self.deliver(acks, (events, originals), dead, file, object).await
     }
 
-    /// Run events (each with the archived ingest time to put back, if any) through the chain and
-    /// write them, and `dead` to dead letters; fails if any event could not be made durable in its
-    /// targets or in dead letters. Objects are named after `object`.
+    /// Run events through the chain and write them, and `dead` to dead letters; fails if any
+    /// event could not be made durable in its targets or in dead letters. `originals` holds each
+    /// event's archived ingest time to put back, if any, or is empty. Objects are named after
+    /// `object`.
     pub(super) async fn deliver(
         &mut self,
         acks: Acks,
-        events: Vec<(Event, Option<Value>)>,
+        (events, originals): (Vec<Event>, Vec<Option<Value>>),
         mut dead: Vec<DeadLetter>,
         file: &SourceFile,
         object: &str,
@@ -103,11 +122,11 @@ impl Unit<'_> {
         let n = events.len() + dead.len();
         self.summary.rows += n as u64;
         if let Some(topic) = &self.outputs.topic {
-            let plain: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
+            let plain: Vec<&Event> = events.iter().collect();
             topic.publish(&plain).await?;
             self.summary.published += plain.len() as u64;
         }
-        let batches = self.chain_events(events, &mut dead);
+        let batches = self.chain_events(events, &originals, &mut dead);
         if let Some(group) = &self.outputs.group {
             for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
                 group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
@@ -136,25 +155,39 @@ impl Unit<'_> {
         Ok(())
     }
 
-    /// The chain over `events`: what it forwards to the replay's sinks, by partition and routes;
-    /// what it refuses, into `dead`.
-    fn chain_events(&mut self, events: Vec<(Event, Option<Value>)>, dead: &mut Vec<DeadLetter>) -> Batches {
+    /// The chain over `events`, a loaded pipeline's batch at a time (their columns stay in
+    /// cache): what it forwards to the replay's sinks, by partition and routes; what it refuses,
+    /// into `dead`.
+    fn chain_events(&mut self, events: Vec<Event>, originals: &[Option<Value>], dead: &mut Vec<DeadLetter>) -> Batches {
         let mut batches: Batches = Vec::new();
         if self.outputs.group.is_none() {
             // Published only: nothing else to do with them.
-            events.into_iter().for_each(|(e, _)| e.ack.settle(Outcome::Delivered));
+            events.into_iter().for_each(|e| e.ack.settle(Outcome::Delivered));
             return batches;
         }
-        let taken = events.len();
-        let (events, originals): (Vec<Event>, Vec<Option<Value>>) = events.into_iter().unzip();
-        let mut out = self.chain.process_batch(events);
-        self.summary.dropped += (taken - out.forward.len() - out.dead.len()) as u64;
-        self.summary.forwarded += out.forward.len() as u64;
-        dead.append(&mut out.dead);
-        if let Some(f) = self.ingest {
-            ingest::restore(f, &mut out.forward, &out.forward_from, &originals);
+        let mut events = events.into_iter();
+        let mut offset = 0;
+        loop {
+            let chunk: Vec<Event> = events.by_ref().take(CHAIN_BATCH).collect();
+            if chunk.is_empty() {
+                return batches;
+            }
+            let taken = chunk.len();
+            let mut out = self.chain.process_batch(chunk);
+            self.summary.dropped += (taken - out.forward.len() - out.dead.len()) as u64;
+            self.summary.forwarded += out.forward.len() as u64;
+            dead.append(&mut out.dead);
+            if let Some(f) = self.ingest.filter(|_| !originals.is_empty()) {
+                ingest::restore(f, &mut out.forward, &out.forward_from, &originals[offset..offset + taken]);
+            }
+            offset += taken;
+            self.partition(out.forward, &mut batches);
         }
-        for e in out.forward {
+    }
+
+    /// Forwarded events into `batches`, leaving out (delivered) those no sink of this replay takes.
+    fn partition(&mut self, forward: Vec<Event>, batches: &mut Batches) {
+        for e in forward {
             if !self.outputs.takes(e.routes.as_deref()) {
                 // Routed to no sink, or only to sinks this replay was not asked to feed.
                 self.summary.not_routed += 1;
@@ -167,6 +200,5 @@ impl Unit<'_> {
                 None => batches.push((key, vec![e])),
             }
         }
-        batches
     }
 }

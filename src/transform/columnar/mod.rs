@@ -192,6 +192,8 @@ fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>)
         Arc::new(Columns::new(batch, schema.clone()))
     });
     let mut out = Batched::default();
+    out.forward.reserve(events.len());
+    out.forward_from.reserve(events.len());
     for (r, (mut event, fate)) in events.into_iter().zip(fate).enumerate() {
         match fate {
             Fate::Live => {
