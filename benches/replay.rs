@@ -9,7 +9,8 @@
 //! `taskset -c 0 sluice replay -p logs --from FILE --to lake --output DIR`; each run's CPU time
 //! (user + system, from `getrusage`) gives MB of input per CPU second.
 //! Run: `cargo bench --bench replay` (ROWS=200000, FILES=4, RUNS=3 by default; NDJSON_ONLY=1
-//! skips the Parquet cases and the BigQuery emulator).
+//! skips the Parquet cases and the BigQuery emulator; NDJSON_KEEP=PATH also writes the NDJSON file
+//! there, for profiling the same command).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -122,6 +123,9 @@ fn ndjson(rows: usize, runs: usize) {
     let file = dir.path().join("logs.ndjson");
     let text = common::samples::log_lines(rows, 11).join("\n") + "\n";
     std::fs::write(&file, &text).unwrap();
+    if let Ok(keep) = std::env::var("NDJSON_KEEP") {
+        std::fs::write(&keep, &text).unwrap();
+    }
     let mb = text.len() as f64 / 1e6;
     println!("\nNDJSON: {rows} sample log lines, {mb:.1} MB, replayed on one core (taskset -c 0) into a lake output");
     println!("| run | CPU s | wall s | MB/s per CPU second | peak RSS, MiB |");
