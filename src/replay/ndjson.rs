@@ -31,8 +31,7 @@ pub const MAX_LINE: usize = 10 * 1024 * 1024;
 /// Compressed input is decompressed this much at a time, which bounds one step's output.
 const SLICE: usize = 64 * 1024;
 
-/// A local file is read this much at a time. object_store's own stream reads 8 KiB per blocking
-/// task, and on one core every task is a hand-off between threads.
+/// A local file is read this much at a time (object_store reads 8 KiB per thread hand-off).
 const LOCAL_READ: usize = 1024 * 1024;
 
 /// How a file is compressed, by its name.
@@ -224,13 +223,12 @@ impl Decoder {
 /// The object's bytes: a local file in blocks of [`LOCAL_READ`], anything else as the store sends it.
 fn stream(got: GetResult) -> BoxStream<'static, object_store::Result<Bytes>> {
     use std::io::{Read, Seek};
-    let (start, end) = (got.range.start, got.range.end);
     let (file, path) = match got.payload {
         GetResultPayload::File(file, path) => (file, path),
         GetResultPayload::Stream(s) => return s,
     };
     let fail = |e: std::io::Error| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) };
-    let state = (file, path, start, end - start);
+    let state = (file, path, got.range.start, got.range.end - got.range.start);
     futures::stream::try_unfold(state, move |(mut file, path, at, left)| async move {
         if left == 0 {
             return Ok(None);
@@ -471,12 +469,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_file_is_read_whole_across_its_blocks() {
-        let dir = tempfile::tempdir().unwrap();
-        let whole = text(300_000);
+        let (dir, whole) = (tempfile::tempdir().unwrap(), text(300_000));
         assert!(whole.len() > 2 * LOCAL_READ, "lines cross block ends");
         std::fs::write(dir.path().join("a.ndjson"), &whole).unwrap();
         let store: Arc<dyn ObjectStore> =
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
         let mut lines = Lines::open(&store, &ObjectPath::from("a.ndjson"), "a.ndjson").await.unwrap();
         let mut n = 0;
         while let Some(l) = lines.next().await.unwrap() {

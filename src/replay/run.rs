@@ -19,7 +19,7 @@ use crate::path::FieldPath;
 use crate::schema::format_timestamp;
 use crate::sink::dead_letter;
 use crate::store::join;
-use crate::transform::StageConfig;
+use crate::transform::{Chain, StageConfig};
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -87,12 +87,7 @@ pub async fn replay(config: &Config, args: Args) -> Result<Summary, ReplayError>
     cp_store.save(&cp).await?;
 
     let mut outputs = outputs(config, p, &to, &out_store, &out_base).await?;
-    let mut chain =
-        p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
-    if plan.is_ndjson() {
-        // Ids are `<file>:<line>` and each line is read once.
-        chain.message_ids_unique();
-    }
+    let mut chain = chain(p, &plan)?;
     let ingest = ingest_field(p);
     let mut progress = progress(&plan, &cp);
     let mut run = Unit { p, chain: &mut chain, ingest: ingest.as_ref(), outputs: &mut outputs, summary: &mut summary };
@@ -242,6 +237,17 @@ fn read_error(file: &SourceFile, reason: impl std::fmt::Display) -> ReplayError 
 fn stem(path: &ObjectPath) -> String {
     let name = path.filename().unwrap_or("file");
     name.strip_suffix(".parquet").unwrap_or(name).to_owned()
+}
+
+/// The pipeline's chain, told when ids never repeat: an NDJSON replay's are `<file>:<line>`, and
+/// each line is read once.
+fn chain(p: &Pipeline, plan: &Plan) -> Result<Chain, ReplayError> {
+    let mut chain =
+        p.chain().map_err(|e| ReplayError::Usage(format!("{}: {}: {}", p.file.display(), e.field, e.message)))?;
+    if plan.is_ndjson() {
+        chain.message_ids_unique();
+    }
+    Ok(chain)
 }
 
 /// The field the chain's `metadata` stage writes the ingest time to, if any.
