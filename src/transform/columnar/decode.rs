@@ -35,18 +35,17 @@ pub(super) fn decode<'a>(
     let rows = payloads.len();
     let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);
-    let mut cells: Vec<Option<Cell>> = Vec::with_capacity(slots.len());
+    // Every cell is taken back out below, so each row starts with all of them empty.
+    let mut cells: Vec<Option<Cell>> = (0..slots.len()).map(|_| None).collect();
     // The slot whose key followed each slot's last time (the last entry: the first key): producers
     // write their keys in one order, so most keys are found at the first comparison.
     let mut next: Vec<usize> = vec![0; slots.len() + 1];
     for payload in payloads {
-        cells.clear();
-        cells.resize_with(slots.len(), || None);
         let whole =
             std::str::from_utf8(payload).ok().and_then(|text| Row { slots, text, at: 0 }.read(&mut cells, &mut next));
         slow.push(whole.is_none());
-        for (b, cell) in builders.iter_mut().zip(cells.drain(..)) {
-            match (b, cell.filter(|_| whole.is_some())) {
+        for (b, cell) in builders.iter_mut().zip(cells.iter_mut()) {
+            match (b, cell.take().filter(|_| whole.is_some())) {
                 (b, None) => b.append_null(),
                 (Builder::Str(b), Some(Cell::Str(s))) => b.append_value(s),
                 (Builder::Int(b), Some(Cell::Int(i))) | (Builder::Time(b), Some(Cell::Time(i))) => b.append_value(i),
