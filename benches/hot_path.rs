@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use sluice::ack::{Ack, Outcome};
+use sluice::event::ack::{Ack, Outcome};
 use sluice::event::Event;
 use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};

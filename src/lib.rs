@@ -10,10 +10,8 @@
 //! `app` runs it all and shuts down in order; `server` is the HTTP surface; `publish` and
 //! `sample` feed it.
 
-pub mod ack;
 pub mod alloc;
 pub mod app;
-mod arrivals;
 pub mod bigquery;
 pub mod compact;
 pub mod config;
@@ -30,7 +28,6 @@ pub mod provision;
 pub mod publish;
 pub mod replay;
 mod rfc3339;
-mod row;
 pub mod schema;
 mod secret;
 pub mod server;

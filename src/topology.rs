@@ -16,10 +16,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::Outcome;
-use crate::arrivals::Arrivals;
 use crate::bigquery::Warehouse;
 use crate::config::{BatchLimits, Config};
+use crate::event::ack::Outcome;
+use crate::event::arrivals::Arrivals;
 use crate::event::{DeadLetter, Event};
 use crate::sink::batcher::Limits;
 use crate::sink::build::SinkContext;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use sluice::ack::Ack;
+use sluice::event::ack::Ack;
 use sluice::event::Event;
 use sluice::source::push::{decode, envelope, HEADER_MESSAGE_ID};
 use sluice::transform::{Chain, Output};

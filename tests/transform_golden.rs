@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sluice::ack::Ack;
+use sluice::event::ack::Ack;
 use sluice::event::Event;
 use sluice::transform::Output;
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use sluice::ack::Ack;
+use sluice::event::ack::Ack;
 use sluice::event::Event;
 use sluice::transform::{Chain, Output};
 

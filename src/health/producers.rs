@@ -27,8 +27,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Clock;
-use crate::ack::{Ack, Outcome};
 use crate::config::health::ProducersConfig;
+use crate::event::ack::{Ack, Outcome};
 use crate::event::{Attributes, Event};
 use crate::lake_tail::LakeTail;
 use crate::telemetry::metrics::{Metrics, StateLabel};

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use crate::ack::Ack;
+use crate::event::ack::Ack;
 use crate::event::{Attributes, DeadLetter, Event};
 use crate::schema::{format_timestamp, parse_timestamp, FieldType, Schema};
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::body::{content_length, drain, read_body, BodyError};
 use super::{error, AppState};
-use crate::ack::{Ack, Outcome};
+use crate::event::ack::{Ack, Outcome};
 use crate::event::{footprint, Event};
 use crate::source::budget::Held;
 use crate::source::push;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use tokio::sync::mpsc;
 
-use crate::ack::Outcome;
+use crate::event::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::schema::{format_timestamp as ts, Schema};
 
@@ -58,7 +58,7 @@ pub fn to_event(dead: DeadLetter, pipeline: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Ack;
+    use crate::event::ack::Ack;
 
     #[test]
     fn keeps_original_bytes_and_reason() {

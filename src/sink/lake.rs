@@ -134,7 +134,7 @@ pub async fn put_retrying(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::{Ack, Outcome};
+    use crate::event::ack::{Ack, Outcome};
     use crate::event::{DeadLetter, Event};
     use crate::schema::Schema;
     use crate::sink::batcher::Limits;

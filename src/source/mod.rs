@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::arrivals::Arrivals;
+use crate::event::arrivals::Arrivals;
 use crate::event::Event;
 use budget::Budget;
 

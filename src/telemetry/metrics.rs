@@ -299,10 +299,10 @@ impl InputMetrics {
     }
 
     /// The message settled: acked (delivered) or nacked.
-    pub fn settled(&self, outcome: crate::ack::Outcome) {
+    pub fn settled(&self, outcome: crate::event::ack::Outcome) {
         match outcome {
-            crate::ack::Outcome::Delivered => self.acks.inc(),
-            crate::ack::Outcome::Failed => self.nacks.inc(),
+            crate::event::ack::Outcome::Delivered => self.acks.inc(),
+            crate::event::ack::Outcome::Failed => self.nacks.inc(),
         };
     }
 }

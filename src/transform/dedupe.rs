@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::condition::text_of;
 use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
-use crate::ack::{Absorbed, Ack, AckWatch};
+use crate::event::ack::{Absorbed, Ack, AckWatch};
 use crate::event::Event;
 use crate::path::FieldPath;
 use crate::units::HumanDuration;
@@ -257,7 +257,7 @@ impl Columnar for Dedupe {
 mod tests {
     use super::super::testing::{event, schema};
     use super::*;
-    use crate::ack::{Ack, Outcome};
+    use crate::event::ack::{Ack, Outcome};
     use serde_json::json;
     use std::sync::{Arc, Mutex};
     use tokio::sync::oneshot::Receiver;

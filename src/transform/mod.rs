@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::ack::Outcome;
+use crate::event::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::path::FieldPath;
 use crate::schema::Schema;
@@ -255,7 +255,7 @@ impl Chain {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::ack::Ack;
+    use crate::event::ack::Ack;
     use bytes::Bytes;
 
     /// An event whose record is already `record` (as if parsed).
@@ -290,7 +290,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
-    use crate::ack::Ack;
+    use crate::event::ack::Ack;
 
     struct Refuse;
     impl Stage for Refuse {

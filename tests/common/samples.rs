@@ -15,7 +15,7 @@ pub(crate) fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
             Default::default(),
             data,
             std::sync::Arc::from("bench"),
-            sluice::ack::Ack::none(),
+            sluice::event::ack::Ack::none(),
         );
         match chain.process(event) {
             sluice::transform::Output::Forward(e) => e.record,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::grpc::{Client, Method};
 use super::wire;
-use crate::ack::Outcome;
+use crate::event::ack::Outcome;
 
 /// Ack ids per Acknowledge or ModifyAckDeadline call (Pub/Sub caps a request at 512 KiB).
 const PER_CALL: usize = 2_500;

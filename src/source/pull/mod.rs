@@ -33,8 +33,8 @@ use self::lease::{Key, Leases, Sender};
 use self::wire::Received;
 use super::budget::Budget;
 use super::PipelineInput;
-use crate::ack::Ack;
 use crate::config::global::PubsubConfig;
+use crate::event::ack::Ack;
 use crate::event::{footprint, Event};
 use crate::telemetry::metrics::SourceMetrics;
 
@@ -188,7 +188,7 @@ impl Stream {
             handed = self.hand_over(&mut waiting) => handed,
         };
         for (key, _) in waiting {
-            self.leases.settle(key, crate::ack::Outcome::Failed);
+            self.leases.settle(key, crate::event::ack::Outcome::Failed);
         }
         handed
     }

@@ -18,12 +18,12 @@ use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema};
 use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
-pub use crate::row::{Columns, RowRef};
+pub use crate::event::row::{Columns, RowRef};
 pub use column::{Column, Kind};
 pub use plan::{Columnar, Planner, Slot};
 
 use super::{Stage, Verdict};
-use crate::ack::Outcome;
+use crate::event::ack::Outcome;
 use crate::event::{DeadLetter, Event};
 use crate::path::FieldPath;
 use crate::schema::Schema;

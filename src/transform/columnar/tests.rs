@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::ack::Ack;
+use crate::event::ack::Ack;
 use crate::event::Event;
 use crate::publish::sample::{Generator, Kind, Rng};
 use crate::schema::Schema;

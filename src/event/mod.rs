@@ -1,4 +1,12 @@
 //! The unit that flows through a pipeline: one Pub/Sub message, its parsed record and its ack.
+//!
+//! Beside it: `ack` (the shares that settle a message once every sink has it durably), `row`
+//! (an event's record as one row of the Arrow batch its chain forwarded), `arrivals` (a push-only
+//! pipeline's requests whose event is not in a batch yet).
+
+pub mod ack;
+pub(crate) mod arrivals;
+pub(crate) mod row;
 
 use std::sync::Arc;
 
@@ -6,8 +14,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::ack::Ack;
-use crate::row::RowRef;
+use self::ack::Ack;
+use self::row::RowRef;
 
 /// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
 /// found by a short search and built without hashing, and it iterates in a stable order.
@@ -116,8 +124,8 @@ pub struct Event {
     /// wrote only after its in-flight writes had time to land.
     pub received: std::time::Instant,
     /// Counts a push request as one that may still add to its pipeline's batches, until the
-    /// sinks take the event into a batch (see `crate::arrivals`); `None` otherwise.
-    pub arriving: Option<crate::arrivals::Arriving>,
+    /// sinks take the event into a batch (see `crate::event::arrivals`); `None` otherwise.
+    pub arriving: Option<crate::event::arrivals::Arriving>,
 }
 
 impl Event {
