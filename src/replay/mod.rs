@@ -74,9 +74,10 @@ pub enum ReplayError {
     Ndjson(#[from] ndjson::NdjsonError),
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    /// A sink could not write a batch after its retries; run the replay again to resume.
-    #[error("{0}; run the same replay again to resume from the checkpoint")]
-    Sink(String),
+    /// Some rows of a unit were not written after their sinks' retries (each sink logged why);
+    /// run the replay again to resume.
+    #[error("{failed} of {rows} rows of {file} ({object}) could not be written (the log says why); run the same replay again to resume from the checkpoint")]
+    Sink { failed: usize, rows: usize, file: String, object: String },
     /// Publishing to the pipeline's topic failed; run the replay again to resume.
     #[error("{0}; run the same replay again to resume from the checkpoint")]
     Topic(#[from] topic::TopicError),

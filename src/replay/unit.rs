@@ -147,10 +147,7 @@ impl Unit<'_> {
         }
         let failed = acks.failed().await;
         if failed > 0 {
-            return Err(ReplayError::Sink(format!(
-                "{failed} of {n} rows of {} ({object}) could not be written (the log says why)",
-                file.path
-            )));
+            return Err(ReplayError::Sink { failed, rows: n, file: file.path.to_string(), object: object.to_owned() });
         }
         Ok(())
     }
