@@ -146,6 +146,39 @@ fn plain_gzip_and_zstd_files_replay_into_the_lake_with_bad_lines_as_dead_letters
     assert!(!text.contains("panicked"), "{text}");
 }
 
+/// Rows its lake sink cannot write (the sink's folder is a file) fail the replay with how many,
+/// of which file, and what to do; run again once the lake takes them, every line lands once.
+#[test]
+fn rows_the_lake_refuses_fail_the_replay_which_resumes_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().canonicalize().unwrap().join("refused.ndjson");
+    let (text, good, bad) = ndjson(7);
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("logs"), b"in the way").unwrap();
+    let args = ["--pipeline", "logs", "--from", &s(&file), "--to", "lake", "--output", &s(&out)];
+
+    let (success, text) = rp::run(&args, &[]);
+    assert!(!success, "a replay whose rows were not written must fail:\n{text}");
+    let name = s(&file);
+    let counted = format!("{GOOD} of {} rows of refused.ndjson (", GOOD + bad.len());
+    assert!(text.contains(&counted), "says how many rows of which file: {text}");
+    assert!(
+        text.contains(
+            "could not be written (the log says why); run the same replay again to resume from the checkpoint"
+        ),
+        "{text}"
+    );
+
+    std::fs::remove_file(out.join("logs")).unwrap();
+    rp::ok(&args, &[]);
+    let landed = common::lake_ids(&out, "logs");
+    assert_eq!(landed.keys().cloned().collect::<BTreeSet<_>>(), ids(&name, &good));
+    assert!(landed.values().all(|n| *n == 1), "every line once");
+    assert_eq!(reasons(&out.join("dead-letters/logs")).into_keys().collect::<BTreeSet<_>>(), ids(&name, &bad));
+}
+
 #[test]
 fn a_replay_killed_midway_resumes_after_the_last_line_checkpointed() {
     let dir = tempfile::tempdir().unwrap();
