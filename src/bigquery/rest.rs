@@ -35,7 +35,6 @@ impl RestError {
     pub fn retryable(&self) -> bool {
         match self {
             RestError::Call { source: CallError::Status { status, .. }, .. } => *status == 429 || *status >= 500,
-            RestError::Call { source: CallError::Auth(e), .. } => e.is_transient(),
             RestError::Call { source: CallError::Transport(_), .. } => true,
             RestError::Auth(e) => e.is_transient(),
             // The client retries what it can; a job that failed or a query the service refused

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::gcp::endpoint_url;
 use crate::units::{ByteSize, HumanDuration};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,7 +334,12 @@ pub enum WriteMode {
 /// An endpoint setting as it is read: a URL, or `None` when empty (`${VAR:-}` unset); a bare
 /// `host:port`, as `*_EMULATOR_HOST` variables are written, gets `http://`.
 fn endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(endpoint_url(Option::<String>::deserialize(d)?.as_deref()))
+    let text = Option::<String>::deserialize(d)?;
+    Ok(match text.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) if e.contains("://") => Some(e.to_owned()),
+        Some(e) => Some(format!("http://{e}")),
+    })
 }
 
 #[cfg(test)]

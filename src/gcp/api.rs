@@ -6,7 +6,7 @@ use std::time::Duration;
 use google_cloud_auth::credentials::Credentials;
 use reqwest::{Method, RequestBuilder, Response};
 
-use super::{auth_headers, credentials, endpoint_url, error_message, AuthError};
+use super::{auth_headers, credentials, error_message, AuthError};
 
 /// How long a request may take.
 #[derive(Debug, Clone, Copy)]
@@ -17,11 +17,10 @@ pub(crate) enum Timeout {
     BetweenBytes { connect: Duration, read: Duration },
 }
 
-/// A call that failed: no token, no answer, or an answer other than the ones accepted.
+/// A call that failed: no answer, or an answer other than the ones accepted. (A missing token
+/// fails earlier, in [`Api::request`].)
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
     #[error("{}", causes(.0))]
     Transport(#[source] reqwest::Error),
     /// `message` is Google's (`error.message`), else the start of the body.
@@ -48,11 +47,10 @@ pub(crate) struct Api {
 
 impl Api {
     /// The API at `endpoint` (anonymously) when one is configured, else at `production` with
-    /// application default credentials.
+    /// application default credentials. `endpoint` is a URL, as config reads it.
     pub(crate) fn new(endpoint: Option<&str>, production: &str, timeout: Timeout) -> Result<Api, AuthError> {
-        let endpoint = endpoint_url(endpoint);
         let creds = credentials(endpoint.is_some())?;
-        let base = endpoint.as_deref().unwrap_or(production).trim_end_matches('/').to_owned();
+        let base = endpoint.unwrap_or(production).trim_end_matches('/').to_owned();
         let http = match timeout {
             Timeout::Whole(t) => reqwest::Client::builder().timeout(t),
             Timeout::BetweenBytes { connect, read } => {
@@ -127,9 +125,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        // A bare host:port is an endpoint too, reached anonymously.
-        let api = Api::new(Some(&addr.to_string()), "https://unused.example", Timeout::Whole(Duration::from_secs(5)))
-            .unwrap();
+        // Reached anonymously; the base never ends in a slash.
+        let endpoint = format!("http://{addr}/");
+        let api = Api::new(Some(&endpoint), "https://unused.example", Timeout::Whole(Duration::from_secs(5))).unwrap();
         assert_eq!(api.base(), format!("http://{addr}"));
         let call = |path: &str| {
             let url = format!("{}{path}", api.base());
@@ -143,7 +141,7 @@ mod tests {
         let url = format!("{}/more", api.base());
         let r = api.send_accepting(api.request(Method::GET, &url).await.unwrap(), |s| s == 308).await.unwrap();
         assert_eq!(r.status().as_u16(), 308);
-        let closed = Api::new(Some("127.0.0.1:9"), "", Timeout::Whole(Duration::from_secs(5))).unwrap();
+        let closed = Api::new(Some("http://127.0.0.1:9"), "", Timeout::Whole(Duration::from_secs(5))).unwrap();
         let e = closed.send(closed.request(Method::GET, "http://127.0.0.1:9/").await.unwrap()).await.unwrap_err();
         assert!(matches!(e, CallError::Transport(_)) && e.to_string().contains("error sending request"), "{e}");
     }

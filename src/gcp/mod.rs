@@ -1,4 +1,4 @@
-//! Google Cloud plumbing shared by sluice's clients: endpoints, credentials, and [`Api`], the one
+//! Google Cloud plumbing shared by sluice's clients: credentials, and [`Api`], the one
 //! REST layer (base URL, credentials, timeouts, Google's error body) that the BigQuery, Secret
 //! Manager, Pub/Sub probe and GCS clients call through.
 //!
@@ -13,18 +13,6 @@ pub(crate) use api::{causes, Api, CallError, Timeout};
 use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_auth::errors::CredentialsError;
 use http::HeaderMap;
-
-/// An endpoint setting as a URL: `None` when empty, `http://` added to a bare `host:port`.
-pub(crate) fn endpoint_url(e: Option<&str>) -> Option<String> {
-    let e = e?.trim();
-    if e.is_empty() {
-        None
-    } else if e.contains("://") {
-        Some(e.to_owned())
-    } else {
-        Some(format!("http://{e}"))
-    }
-}
 
 /// The message of a Google API error body (`{"error": {"message": ..}}`), else the body's first
 /// 500 characters: Google's message names the problem (NOT_FOUND, PERMISSION_DENIED).

@@ -56,7 +56,6 @@ impl Probe {
         }
         let resp = self.api.send(req).await.map_err(|e| match e {
             CallError::Status { status, message } => ProbeError::Status { status, body: message },
-            CallError::Auth(e) => ProbeError::Credentials(e),
             CallError::Transport(e) if e.is_timeout() => {
                 ProbeError::Unreachable(format!("no answer within {:?}", self.timeout))
             }

@@ -90,7 +90,6 @@ impl GcsStore {
         self.api.send_accepting(request, |s| s == 308).await.map_err(|e| match e {
             CallError::Transport(source) => GcsError::Transport { method, url: url.to_owned(), source },
             CallError::Status { status, message } => GcsError::Status { method, url: url.to_owned(), status, message },
-            CallError::Auth(e) => GcsError::Credentials(e),
         })
     }
 
