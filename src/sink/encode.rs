@@ -182,13 +182,35 @@ pub fn events_to_batch(schema: &Schema, events: &[Event]) -> Result<RecordBatch,
         };
         indices.push((source, row.row));
     }
+    let runs = runs(&indices);
+    // A chain forwards its rows in order, so they mostly come in long runs: each run is sliced and
+    // the slices copied whole, where gathering them would copy row by row.
+    let in_runs = runs.len() * 8 <= indices.len();
     let columns = (0..schema.fields.len())
         .map(|c| {
-            let arrays: Vec<&dyn arrow::array::Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-            arrow::compute::interleave(&arrays, &indices)
+            if in_runs {
+                let slices: Vec<ArrayRef> =
+                    runs.iter().map(|&(s, row, n)| sources[s].column(c).slice(row, n)).collect();
+                arrow::compute::concat(&slices.iter().map(AsRef::as_ref).collect::<Vec<_>>())
+            } else {
+                let arrays: Vec<&dyn arrow::array::Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+                arrow::compute::interleave(&arrays, &indices)
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(schema.arrow_schema(), columns)?)
+}
+
+/// `(source, row)` pairs as runs of consecutive rows of one source: `(source, first row, rows)`.
+fn runs(indices: &[(usize, usize)]) -> Vec<(usize, usize, usize)> {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for &(source, row) in indices {
+        match runs.last_mut() {
+            Some((s, first, n)) if *s == source && *first + *n == row => *n += 1,
+            _ => runs.push((source, row, 1)),
+        }
+    }
+    runs
 }
 
 /// zstd level of the lake's Parquet files: 1, the default of parquet-rs and Arrow C++. On log

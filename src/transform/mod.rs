@@ -13,7 +13,7 @@ use crate::event::{DeadLetter, Event};
 use crate::path::FieldPath;
 use crate::schema::Schema;
 pub use columnar::Batched;
-use columnar::{Columnar, Slot};
+use columnar::{Columnar, Slot, Widths};
 
 pub mod columnar;
 pub mod condition;
@@ -173,6 +173,7 @@ pub struct Chain {
     schema: Arc<Schema>,
     /// The columns a batch is decoded into; `None`: the chain runs row by row.
     slots: Option<Arc<[Slot]>>,
+    widths: Widths,
 }
 
 /// The stages by label: a chain's state (dedupe's window) is no one's business in a log.
@@ -195,7 +196,7 @@ impl Chain {
             })?;
             stages.push((label, stage));
         }
-        let mut chain = Chain { stages, schema: ctx.schema.clone(), slots: None };
+        let mut chain = Chain { stages, schema: ctx.schema.clone(), slots: None, widths: Widths::default() };
         // Rows leave a planned chain as columns, unchecked by the sinks: it must end in `validate`.
         if chain.checked_against(ctx.schema) {
             let parses = matches!(configs.first(), Some(StageConfig::ParseJson(_)));
@@ -218,7 +219,7 @@ impl Chain {
 
     /// Run a batch of events through the chain, in arrival order. Dropped events are acknowledged.
     pub fn process_batch(&mut self, events: Vec<Event>) -> Batched {
-        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, events)
+        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, events, &mut self.widths)
     }
 
     /// Whether every event the chain forwards passes `schema.check(record, true)` as it leaves:
@@ -307,8 +308,12 @@ mod tests {
 
     #[test]
     fn refused_event_becomes_dead_letter_naming_the_stage() {
-        let mut chain =
-            Chain { stages: vec![("transforms[0].x".into(), Box::new(Refuse))], schema: schema(), slots: None };
+        let mut chain = Chain {
+            stages: vec![("transforms[0].x".into(), Box::new(Refuse))],
+            schema: schema(),
+            slots: None,
+            widths: Widths::default(),
+        };
         match chain.process(event(serde_json::json!({}))) {
             Output::Dead(d) => {
                 assert_eq!(d.stage, "transforms[0].x");
@@ -320,8 +325,12 @@ mod tests {
 
     #[test]
     fn dropped_event_is_acknowledged_as_delivered() {
-        let mut chain =
-            Chain { stages: vec![("transforms[0].x".into(), Box::new(DropAll))], schema: schema(), slots: None };
+        let mut chain = Chain {
+            stages: vec![("transforms[0].x".into(), Box::new(DropAll))],
+            schema: schema(),
+            slots: None,
+            widths: Widths::default(),
+        };
         let (ack, mut rx) = Ack::channel();
         let mut e = event(serde_json::json!({}));
         e.ack = ack;

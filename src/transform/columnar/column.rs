@@ -6,6 +6,7 @@ use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
     StringBuilder, TimestampMicrosecondArray,
 };
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use serde_json::Value;
 
 /// What a slot holds between stages.
@@ -35,7 +36,7 @@ pub enum Column {
 
 impl Column {
     pub fn nulls(kind: Kind, rows: usize) -> Column {
-        Builder::new(kind, rows).finish_nulls(rows)
+        Builder::new(kind, rows, 0).finish_nulls(rows)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,6 +151,39 @@ impl Column {
     }
 }
 
+/// `a` with rows `set` (ascending, each once) holding their new value, `None` for null. The rows
+/// in between keep theirs, copied a run of bytes at a time: a stage that changes a few rows of a
+/// batch (redact) pays for those rows and one copy of the buffer, not for a rebuild row by row.
+pub fn with_rows_set(a: &StringArray, set: &[(usize, Option<&str>)]) -> StringArray {
+    let (old, values) = (a.value_offsets(), a.value_data());
+    let added: usize = set.iter().map(|(_, v)| v.map_or(0, str::len)).sum();
+    let mut bytes: Vec<u8> = Vec::with_capacity(values.len() + added);
+    let mut offsets: Vec<i32> = Vec::with_capacity(a.len() + 1);
+    offsets.push(0);
+    let copy = |rows: std::ops::Range<usize>, bytes: &mut Vec<u8>, offsets: &mut Vec<i32>| {
+        let (from, to) = (old[rows.start], old[rows.end]);
+        let shift = bytes.len() as i32 - from;
+        bytes.extend_from_slice(&values[from as usize..to as usize]);
+        offsets.extend(old[rows.start + 1..=rows.end].iter().map(|o| o + shift));
+    };
+    let mut next = 0;
+    for &(r, v) in set {
+        copy(next..r, &mut bytes, &mut offsets);
+        bytes.extend_from_slice(v.unwrap_or_default().as_bytes());
+        offsets.push(i32::try_from(bytes.len()).expect("a batch's text fits Arrow's 32-bit offsets"));
+        next = r + 1;
+    }
+    copy(next..a.len(), &mut bytes, &mut offsets);
+    let nulls = (a.nulls().is_some() || set.iter().any(|(_, v)| v.is_none())).then(|| {
+        let mut set = set.iter().peekable();
+        NullBuffer::from_iter((0..a.len()).map(|r| match set.next_if(|(s, _)| *s == r) {
+            Some((_, v)) => v.is_some(),
+            None => a.is_valid(r),
+        }))
+    });
+    StringArray::new(OffsetBuffer::new(offsets.into()), bytes.into(), nulls)
+}
+
 /// A microsecond count the decoder accepted as a time (always in range).
 pub(super) fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
@@ -166,14 +200,16 @@ pub(super) enum Builder {
 }
 
 impl Builder {
-    pub(super) fn new(kind: Kind, rows: usize) -> Builder {
+    /// A builder for `rows` values; text kinds with room for `text` bytes (0: a guess).
+    pub(super) fn new(kind: Kind, rows: usize, text: usize) -> Builder {
+        let text = |guess: usize| if text == 0 { rows * guess } else { text };
         match kind {
-            Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, rows * 16)),
+            Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, text(16))),
             Kind::Int => Builder::Int(Int64Builder::with_capacity(rows)),
             Kind::Float => Builder::Float(Float64Builder::with_capacity(rows)),
             Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
             Kind::Time => Builder::Time(Int64Builder::with_capacity(rows)),
-            Kind::Json => Builder::Json(StringBuilder::with_capacity(rows, rows * 32)),
+            Kind::Json => Builder::Json(StringBuilder::with_capacity(rows, text(32))),
         }
     }
 
@@ -209,7 +245,7 @@ mod tests {
 
     #[test]
     fn times_become_utc_timestamps_and_json_compact_text() {
-        let mut t = Builder::new(Kind::Time, 2);
+        let mut t = Builder::new(Kind::Time, 2, 0);
         if let Builder::Time(b) = &mut t {
             b.append_value(1_795_683_600_250_000);
         }
@@ -223,5 +259,25 @@ mod tests {
         let text = text.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(text.value(0), r#"{"a":[true],"b":1}"#);
         assert!(text.is_null(1));
+    }
+
+    /// Rows set, nulled and kept, at the ends and in between, with and without nulls before.
+    #[test]
+    fn with_rows_set_changes_only_those_rows() {
+        let a = StringArray::from(vec![Some("a"), None, Some("ccc"), Some(""), Some("eé")]);
+        let cases: [&[(usize, Option<&str>)]; 4] =
+            [&[], &[(0, Some("xy")), (4, None)], &[(1, Some("b")), (2, Some(""))], &[(3, Some("long text"))]];
+        for set in cases {
+            let got = with_rows_set(&a, set);
+            let want: StringArray = (0..a.len())
+                .map(|r| match set.iter().find(|(s, _)| *s == r) {
+                    Some((_, v)) => *v,
+                    None => a.is_valid(r).then(|| a.value(r)),
+                })
+                .collect();
+            assert_eq!(got, want, "{set:?}");
+        }
+        let plain = StringArray::from(vec!["a", "b"]);
+        assert!(with_rows_set(&plain, &[(1, Some("c"))]).nulls().is_none());
     }
 }

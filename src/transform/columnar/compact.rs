@@ -5,10 +5,11 @@
 /// Deeper text is parsed (whose limit the strict reader enforces).
 const MAX_DEPTH: usize = 100;
 
-/// Whether `text` is one JSON value written exactly as `serde_json` writes it parsed.
-pub(super) fn is_canonical(text: &[u8]) -> bool {
+/// The length of the canonical JSON value `text` starts with (what follows it is not read), or
+/// `None` when the value there is not canonical or not whole.
+pub(super) fn canonical_len(text: &[u8]) -> Option<usize> {
     let mut at = 0;
-    value(text, &mut at, 0) && at == text.len()
+    value(text, &mut at, 0).then_some(at)
 }
 
 fn value(t: &[u8], at: &mut usize, depth: usize) -> bool {
@@ -137,6 +138,10 @@ fn integer(t: &[u8], at: &mut usize) -> bool {
 mod tests {
     use super::*;
 
+    fn is_canonical(text: &[u8]) -> bool {
+        canonical_len(text) == Some(text.len())
+    }
+
     /// The first quote, backslash or control character, at every offset and chunk position.
     #[test]
     fn special_finds_the_first_byte_that_ends_a_string() {
@@ -193,5 +198,10 @@ mod tests {
         for text in not {
             assert!(!is_canonical(text.as_bytes()), "{text}");
         }
+        // A value is read to its end and no further.
+        assert_eq!(canonical_len(br#"{"a":[1]},"b":2}"#), Some(9));
+        assert_eq!(canonical_len(b"12}"), Some(2));
+        assert_eq!(canonical_len(b"12.5}"), None);
+        assert_eq!(canonical_len(br#"{"a":1"#), None);
     }
 }

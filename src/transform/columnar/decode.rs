@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use arrow::array::Array;
+
 use super::column::{Builder, Column, Kind};
 use super::compact;
 use super::plan::Slot;
@@ -27,13 +29,37 @@ enum Cell<'a> {
     Json(Cow<'a, str>),
 }
 
+/// The text bytes per row each slot's values took in the last batch. The next batch's builders
+/// are sized from them: a builder that grows copies all it holds each time.
+#[derive(Debug, Default)]
+pub struct Widths(Vec<usize>);
+
+impl Widths {
+    fn builder(&self, slot: usize, kind: Kind, rows: usize) -> Builder {
+        // An eighth more than last time, for a batch of somewhat longer texts.
+        let bytes = self.0.get(slot).map_or(0, |w| rows * (w + w / 8));
+        Builder::new(kind, rows, bytes)
+    }
+
+    fn learn(&mut self, columns: &[Column]) {
+        self.0 = columns
+            .iter()
+            .map(|c| match c {
+                Column::Str(a) | Column::Json(a) if !a.is_empty() => a.value_data().len().div_ceil(a.len()),
+                _ => 0,
+            })
+            .collect();
+    }
+}
+
 /// Decode every payload; a row the decoder leaves is null in every column and `true` in `slow`.
 pub(super) fn decode<'a>(
     slots: &[Slot],
     payloads: impl ExactSizeIterator<Item = &'a [u8]>,
+    widths: &mut Widths,
 ) -> (Vec<Column>, Vec<bool>) {
     let rows = payloads.len();
-    let mut builders: Vec<Builder> = slots.iter().map(|s| Builder::new(s.kind, rows)).collect();
+    let mut builders: Vec<Builder> = slots.iter().enumerate().map(|(i, s)| widths.builder(i, s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);
     // Every cell is taken back out below, so each row starts with all of them empty.
     let mut cells: Vec<Option<Cell>> = (0..slots.len()).map(|_| None).collect();
@@ -58,7 +84,9 @@ pub(super) fn decode<'a>(
             }
         }
     }
-    (builders.into_iter().map(Builder::finish).collect(), slow)
+    let columns: Vec<Column> = builders.into_iter().map(Builder::finish).collect();
+    widths.learn(&columns);
+    (columns, slow)
 }
 
 /// A reader over one payload.
@@ -149,11 +177,13 @@ impl<'a> Row<'_, 'a> {
             (Kind::Json, b'n') => None,
             (Kind::Json, _) => {
                 let start = self.at;
+                // Most values are already canonical: one pass finds where such a value ends.
+                if let Some(len) = compact::canonical_len(&self.bytes()[start..]) {
+                    self.at += len;
+                    return Some(Cell::Json(Cow::Borrowed(&self.text[start..self.at])));
+                }
                 self.skip_value(0)?;
                 let raw = &self.text[start..self.at];
-                if compact::is_canonical(raw.as_bytes()) {
-                    return Some(Cell::Json(Cow::Borrowed(raw)));
-                }
                 let value = crate::json::from_slice(raw.as_bytes()).ok()?;
                 Some(Cell::Json(Cow::Owned(value.to_string())))
             }
@@ -324,7 +354,7 @@ mod tests {
 
     fn one(payload: &str) -> Option<Vec<Option<serde_json::Value>>> {
         let slots = slots();
-        let (cols, slow) = decode(&slots, [payload.as_bytes()].into_iter());
+        let (cols, slow) = decode(&slots, [payload.as_bytes()].into_iter(), &mut Widths::default());
         (!slow[0]).then(|| cols.iter().map(|c| c.value(0)).collect())
     }
 
@@ -347,6 +377,11 @@ mod tests {
             ]
         );
         assert_eq!(one("{}").unwrap(), vec![None; 7]);
+        for (j, want) in
+            [(r#"{"a":1}"#, json!({"a": 1})), ("12.50", json!(12.5)), (r#"{"b":1, "a":[]}"#, json!({"a": [], "b": 1}))]
+        {
+            assert_eq!(one(&format!(r#"{{"j": {j}, "i": 1}}"#)).unwrap()[6], Some(want), "{j}");
+        }
         assert_eq!(one(r#"{"any": " 2026-11-26 09:00:00 "}"#).unwrap()[5], Some(json!(t)));
     }
 
@@ -382,10 +417,12 @@ mod tests {
             r#"{"j": {"a": 1, "a": 2}}"#,
             r#"{"j": [1,]}"#,
             r#"{"s\u0041": "a"}"#,
+            r#"{"j": {"a":1}x}"#,
+            r#"{"j": 1 2}"#,
         ] {
             assert!(one(payload).is_none(), "{payload}");
         }
-        let (_, slow) = decode(&slots(), [b"{\"s\": \"\xff\"}".as_slice()].into_iter());
+        let (_, slow) = decode(&slots(), [b"{\"s\": \"\xff\"}".as_slice()].into_iter(), &mut Widths::default());
         assert!(slow[0], "invalid UTF-8");
     }
 
@@ -394,7 +431,7 @@ mod tests {
     fn a_bad_row_leaves_its_neighbours_alone() {
         let slots = slots();
         let payloads: [&[u8]; 3] = [br#"{"s": "a", "i": 1}"#, br#"{"s": "b", "i": "x"}"#, br#"{"s": "c"}"#];
-        let (cols, slow) = decode(&slots, payloads.into_iter());
+        let (cols, slow) = decode(&slots, payloads.into_iter(), &mut Widths::default());
         assert_eq!(slow, [false, true, false]);
         let s: Vec<_> = (0..3).map(|r| cols[0].value(r)).collect();
         assert_eq!(s, [Some(json!("a")), None, Some(json!("c"))]);

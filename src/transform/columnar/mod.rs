@@ -19,7 +19,8 @@ use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
 pub use crate::event::row::{Columns, RowRef};
-pub use column::{Column, Kind};
+pub use column::{with_rows_set, Column, Kind};
+pub use decode::Widths;
 pub use plan::{Columnar, Planner, Slot};
 
 use super::{Stage, Verdict};
@@ -110,14 +111,8 @@ impl Rows {
             results.push(edit(&mut record));
             edited.push((r, record.as_object_mut().and_then(|o| o.remove(name)).map(|v| v.to_string())));
         }
-        let mut next = edited.iter().peekable();
-        let column = (0..texts.len())
-            .map(|r| match next.next_if(|(e, _)| *e == r) {
-                Some((_, text)) => text.as_deref(),
-                None => texts.is_valid(r).then(|| texts.value(r)),
-            })
-            .collect();
-        self.cols[slot] = Column::Json(column);
+        let set: Vec<(usize, Option<&str>)> = edited.iter().map(|(r, text)| (*r, text.as_deref())).collect();
+        self.cols[slot] = Column::Json(column::with_rows_set(texts, &set));
         results
     }
 
@@ -144,10 +139,11 @@ pub fn run(
     slots: Option<&Arc<[Slot]>>,
     schema: &Arc<Schema>,
     events: Vec<Event>,
+    widths: &mut Widths,
 ) -> Batched {
     let n = events.len();
     let (cols, slow) = match slots {
-        Some(slots) => decode::decode(slots, events.iter().map(|e| &e.data[..])),
+        Some(slots) => decode::decode(slots, events.iter().map(|e| &e.data[..]), widths),
         None => (Vec::new(), vec![true; n]),
     };
     let slots = slots.cloned().unwrap_or_else(|| Arc::from([]));

@@ -188,6 +188,7 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
     let mut batched = chain(configs, schema);
     let mut got: Vec<Option<Fate>> = (0..n).map(|_| None).collect();
     let (mut input, mut r, mut on_columns, mut forwarded) = (events(kind, seed, n), Rng::new(seed ^ 1), 0, 0);
+    let mut kept = Vec::new();
     while !input.is_empty() {
         let take = (1 + r.below(300) as usize).min(input.len());
         let rest = input.split_off(take);
@@ -196,6 +197,7 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
             on_columns += usize::from(e.row.is_some());
             forwarded += 1;
             got[seq(&e)] = Some(row(schema, &e));
+            kept.push(e);
         }
         for d in out.dead {
             got[seq(&d.event)] = Some(Fate::Dead(d.stage, d.reason));
@@ -205,7 +207,20 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
         let got = got.unwrap_or(Fate::Dropped);
         assert_eq!(got, want, "event {i} of seed {seed}");
     }
+    gathered_as_alone(schema, &mut kept);
     (forwarded, on_columns)
+}
+
+/// Rows from many chain batches and from JSON records, gathered into one batch as a sink does,
+/// are the rows each gives alone: in order (runs of rows) and reversed (one row at a time).
+fn gathered_as_alone(schema: &Schema, forwarded: &mut [Event]) {
+    for _ in 0..2 {
+        let whole = encode::events_to_batch(schema, forwarded).unwrap();
+        let alone: Vec<RecordBatch> =
+            forwarded.iter().map(|e| encode::events_to_batch(schema, std::slice::from_ref(e)).unwrap()).collect();
+        assert_eq!(whole, arrow::compute::concat_batches(&whole.schema(), &alone).unwrap());
+        forwarded.reverse();
+    }
 }
 
 #[test]

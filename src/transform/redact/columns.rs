@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::Redact;
 use crate::path::FieldPath;
 use crate::transform::columnar::plan::top_level;
-use crate::transform::columnar::{Column, Columnar, Kind, Planner, Rows, Slot};
+use crate::transform::columnar::{with_rows_set, Column, Columnar, Kind, Planner, Rows, Slot};
 
 #[derive(Default)]
 pub(super) struct ColumnSlots {
@@ -75,18 +75,10 @@ impl Columnar for Redact {
     fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
         let fast = rows.fast_rows();
         for &slot in &self.slots.secret {
+            let json = Value::String(self.replacement.clone()).to_string();
             let masked = match &rows.cols[slot] {
-                Column::Str(a) => {
-                    let mut v: Vec<Option<&str>> = a.iter().collect();
-                    fast.iter().for_each(|&r| v[r] = v[r].map(|_| &self.replacement[..]));
-                    Column::Str(v.into_iter().collect())
-                }
-                Column::Json(a) => {
-                    let masked = Value::String(self.replacement.clone()).to_string();
-                    let mut v: Vec<Option<&str>> = a.iter().collect();
-                    fast.iter().for_each(|&r| v[r] = v[r].map(|_| &masked[..]));
-                    Column::Json(v.into_iter().collect())
-                }
+                Column::Str(a) => Column::Str(mask_set(a, &fast, &self.replacement)),
+                Column::Json(a) => Column::Json(mask_set(a, &fast, &json)),
                 _ => unreachable!("secret slots are text or JSON"),
             };
             rows.cols[slot] = masked;
@@ -147,13 +139,13 @@ impl Redact {
         if masked.is_empty() {
             return;
         }
-        let mut next = masked.iter().peekable();
-        let column: StringArray = (0..text.len())
-            .map(|r| match next.next_if(|(m, _)| *m == r) {
-                Some((_, m)) => Some(m.as_str()),
-                None => text.is_valid(r).then(|| text.value(r)),
-            })
-            .collect();
-        rows.cols[slot] = Column::Str(column);
+        let set: Vec<(usize, Option<&str>)> = masked.iter().map(|(r, m)| (*r, Some(m.as_str()))).collect();
+        rows.cols[slot] = Column::Str(with_rows_set(text, &set));
     }
+}
+
+/// `a` with its set values among rows `which` (ascending) replaced by `mask`.
+fn mask_set(a: &StringArray, which: &[usize], mask: &str) -> StringArray {
+    let set: Vec<(usize, Option<&str>)> = which.iter().filter(|&&r| a.is_valid(r)).map(|&r| (r, Some(mask))).collect();
+    with_rows_set(a, &set)
 }
