@@ -4,6 +4,7 @@
 use arrow::array::{Array, StringArray};
 use serde_json::Value;
 
+use super::needles::by_row;
 use super::Redact;
 use crate::path::FieldPath;
 use crate::transform::columnar::plan::top_level;
@@ -85,8 +86,9 @@ impl Columnar for Redact {
         }
         for &slot in &self.slots.walked {
             // Only values whose text holds a secret name can hold a secret key (none is escaped).
-            let which =
-                self.json_rows(rows, slot, &fast, |text| self.slots.names.as_ref().is_none_or(|n| n.is_match(text)));
+            let (buffer, offsets) = json_text(rows, slot);
+            let named = self.slots.names.as_ref().map(|n| by_row(n, buffer, offsets, |_| 1));
+            let which = self.json_rows(rows, slot, &fast, |r| named.as_ref().is_none_or(|n| n[r] != 0));
             if !which.is_empty() {
                 rows.edit_json(slot, &which, |record| self.mask_fields(record));
             }
@@ -101,8 +103,9 @@ impl Columnar for Redact {
                 Searched::Inside(slot, path) => (*slot, Some(path)),
             };
             // A match holds one of its pattern's words, which the text then holds too.
-            let may_match = |text: &str| self.needles.as_ref().and_then(|n| n.candidates(text)) != Some(0);
-            let which = self.json_rows(rows, slot, &fast, may_match);
+            let (buffer, offsets) = json_text(rows, slot);
+            let candidates = self.needles.as_ref().map(|n| n.candidates_by_row(buffer, offsets));
+            let which = self.json_rows(rows, slot, &fast, |r| candidates.as_ref().is_none_or(|c| c[r] != Some(0)));
             if !which.is_empty() {
                 rows.edit_json(slot, &which, |record| match path {
                     None => self.mask_patterns(record),
@@ -114,10 +117,10 @@ impl Columnar for Redact {
 }
 
 impl Redact {
-    /// The rows of `fast` whose value in JSON slot `slot` is set and passes `keep`.
-    fn json_rows(&self, rows: &Rows, slot: usize, fast: &[usize], keep: impl Fn(&str) -> bool) -> Vec<usize> {
+    /// The rows of `fast` whose value in JSON slot `slot` is set and that pass `keep`.
+    fn json_rows(&self, rows: &Rows, slot: usize, fast: &[usize], keep: impl Fn(usize) -> bool) -> Vec<usize> {
         let Column::Json(texts) = &rows.cols[slot] else { unreachable!("a JSON slot") };
-        fast.iter().copied().filter(|&r| texts.is_valid(r) && keep(texts.value(r))).collect()
+        fast.iter().copied().filter(|&r| texts.is_valid(r) && keep(r)).collect()
     }
 
     /// The patterns over one text slot; the column is kept as it is when nothing matched.
@@ -142,6 +145,12 @@ impl Redact {
         let set: Vec<(usize, Option<&str>)> = masked.iter().map(|(r, m)| (*r, Some(m.as_str()))).collect();
         rows.cols[slot] = Column::Str(with_rows_set(text, &set));
     }
+}
+
+/// JSON slot `slot`'s text buffer and offsets.
+fn json_text(rows: &Rows, slot: usize) -> (&[u8], &[i32]) {
+    let Column::Json(texts) = &rows.cols[slot] else { unreachable!("a JSON slot") };
+    (texts.value_data(), texts.value_offsets())
 }
 
 /// `a` with its set values among rows `which` (ascending) replaced by `mask`.

@@ -42,17 +42,9 @@ impl Needles {
     /// runs across two texts marks the one it starts in: a search there that finds nothing, never
     /// a match missed.
     pub(super) fn candidates_by_row(&self, buffer: &[u8], offsets: &[i32]) -> Vec<Option<u64>> {
-        let rows = offsets.len().saturating_sub(1);
-        let mut bits = vec![0u64; rows];
-        let mut row = 0;
-        for m in self.finder.find_overlapping_iter(buffer) {
-            while row + 1 < rows && offsets[row + 1] as usize <= m.start() {
-                row += 1;
-            }
-            bits[row] |= 1 << self.owner[m.pattern().as_usize()];
-        }
+        let bits = by_row(&self.finder, buffer, offsets, |pattern| 1 << self.owner[pattern]);
         let span = |r: usize| &buffer[offsets[r] as usize..offsets[r + 1] as usize];
-        (0..rows).map(|r| span(r).is_ascii().then_some(bits[r])).collect()
+        bits.into_iter().enumerate().map(|(r, bits)| span(r).is_ascii().then_some(bits)).collect()
     }
 
     /// Bit `i` set: pattern `i` may match `text`. `None` for text that is not ASCII, where `(?i)`
@@ -63,6 +55,23 @@ impl Needles {
         }
         Some(self.finder.find_overlapping_iter(text).fold(0, |bits, m| bits | 1 << self.owner[m.pattern().as_usize()]))
     }
+}
+
+/// For each text laid end to end in `buffer` at `offsets` (Arrow's layout), `bit` of every
+/// pattern of `finder` found starting in it, in one pass over the buffer: one search per row
+/// costs more in set-up than in scanning. Matches are overlapping, so a word running across two
+/// texts (marking the first) hides no match in the second.
+pub(super) fn by_row(finder: &AhoCorasick, buffer: &[u8], offsets: &[i32], bit: impl Fn(usize) -> u64) -> Vec<u64> {
+    let rows = offsets.len().saturating_sub(1);
+    let mut bits = vec![0u64; rows];
+    let mut row = 0;
+    for m in finder.find_overlapping_iter(buffer) {
+        while row + 1 < rows && offsets[row + 1] as usize <= m.start() {
+            row += 1;
+        }
+        bits[row] |= bit(m.pattern().as_usize());
+    }
+    bits
 }
 
 #[cfg(test)]
