@@ -61,7 +61,7 @@ impl Needles {
 /// pattern of `finder` found starting in it, in one pass over the buffer: one search per row
 /// costs more in set-up than in scanning. Matches are overlapping, so a word running across two
 /// texts (marking the first) hides no match in the second.
-pub(super) fn by_row(finder: &AhoCorasick, buffer: &[u8], offsets: &[i32], bit: impl Fn(usize) -> u64) -> Vec<u64> {
+fn by_row(finder: &AhoCorasick, buffer: &[u8], offsets: &[i32], bit: impl Fn(usize) -> u64) -> Vec<u64> {
     let rows = offsets.len().saturating_sub(1);
     let mut bits = vec![0u64; rows];
     let mut row = 0;
