@@ -153,9 +153,9 @@ fn remember(order: &mut VecDeque<(Arc<str>, Instant)>, key: &Arc<str>, ack: &Ack
 }
 
 impl Dedupe {
-    /// Record `key` (this copy's acknowledgement in `ack`) and say whether the copy goes on.
-    fn see(&mut self, key: Arc<str>, ack: &mut Ack, message_id: &str) -> Verdict {
-        let now = (self.now)();
+    /// Record `key` (this copy's acknowledgement in `ack`), seen `now`, and say whether the copy
+    /// goes on.
+    fn see(&mut self, key: Arc<str>, ack: &mut Ack, message_id: &str, now: Instant) -> Verdict {
         self.expire(now);
         // One search: the entry both says whether the key was seen and is where it is recorded.
         let (verdict, new) = match self.seen.entry(key) {
@@ -194,7 +194,7 @@ impl Stage for Dedupe {
             return Ok(Verdict::Keep);
         }
         let key = self.key_of(event)?;
-        Ok(self.see(key, &mut event.ack, &event.message_id))
+        Ok(self.see(key, &mut event.ack, &event.message_id, (self.now)()))
     }
 
     fn columnar(&mut self) -> Option<&mut dyn Columnar> {
@@ -230,6 +230,8 @@ impl Columnar for Dedupe {
         if self.unique {
             return;
         }
+        // One reading of the clock for the batch: its rows arrived together.
+        let now = (self.now)();
         for r in 0..rows.len() {
             if !rows.is_live(r) {
                 continue;
@@ -244,7 +246,7 @@ impl Columnar for Dedupe {
                 _ => self.key_of(&rows.events[r]),
             };
             let event = &mut rows.events[r];
-            match key.map(|key| self.see(key, &mut event.ack, &event.message_id)) {
+            match key.map(|key| self.see(key, &mut event.ack, &event.message_id, now)) {
                 Ok(Verdict::Keep) => {}
                 Ok(Verdict::Drop) => rows.drop_row(r),
                 Err(reason) => rows.refuse(r, stage, reason),
