@@ -44,7 +44,7 @@ fn run_golden(pipeline: &str, drive: Drive) {
         };
         let mut attributes: sluice::event::Attributes = serde_json::from_value(case["attributes"].clone()).unwrap();
         // Which case an output is, in a batch (the shipped chains do not write attributes).
-        attributes.insert(CASE.into(), events.len().to_string());
+        attributes.insert(CASE, events.len().to_string());
         let id = case["id"].as_str().unwrap();
         events.push(Event::new(id, publish_time, attributes, data.into(), Arc::from("golden"), Ack::none()));
     }

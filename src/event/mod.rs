@@ -18,9 +18,11 @@ use self::ack::Ack;
 use self::row::RowRef;
 
 /// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
-/// found by a short search and built without hashing, and it iterates in a stable order.
+/// found by a short search and built without hashing, and it iterates in a stable order. Keys
+/// and values are shared text: the messages of a stream carry the same few, and a reader hands
+/// each message the ones it already holds instead of a copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes(Vec<(String, String)>);
+pub struct Attributes(Vec<(Arc<str>, Arc<str>)>);
 
 impl Attributes {
     pub fn new() -> Attributes {
@@ -28,8 +30,9 @@ impl Attributes {
     }
 
     /// Set `key`; the value it had, if any.
-    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+    pub fn insert(&mut self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Option<Arc<str>> {
+        let (key, value) = (key.into(), value.into());
+        match self.0.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
                 self.0.insert(i, (key, value));
@@ -38,13 +41,13 @@ impl Attributes {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| &*self.0[i].1)
     }
 
     /// Key and value pairs, by key.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,8 +72,8 @@ impl<const N: usize> From<[(String, String); N]> for Attributes {
 }
 
 impl std::ops::Index<&str> for Attributes {
-    type Output = String;
-    fn index(&self, key: &str) -> &String {
+    type Output = str;
+    fn index(&self, key: &str) -> &str {
         self.get(key).unwrap_or_else(|| panic!("no attribute {key:?}"))
     }
 }
@@ -83,7 +86,8 @@ impl serde::Serialize for Attributes {
 
 impl<'de> serde::Deserialize<'de> for Attributes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        std::collections::BTreeMap::<String, String>::deserialize(d).map(|m| Attributes(m.into_iter().collect()))
+        std::collections::BTreeMap::<String, String>::deserialize(d)
+            .map(|m| Attributes(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()))
     }
 }
 

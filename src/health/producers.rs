@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(r["service"], "billing");
         assert_eq!(r["checks"]["liveness"]["from"], "healthy");
         assert_eq!(late.publish_time, t0 + chrono::Duration::seconds(20));
-        assert_eq!(late.attributes[ORIGIN], ORIGIN_LIVENESS);
+        assert_eq!(&late.attributes[ORIGIN], ORIGIN_LIVENESS);
 
         let down = rx.recv().await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(50), "down exactly at 5 x 10s");

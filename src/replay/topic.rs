@@ -38,7 +38,8 @@ impl TopicTarget {
     /// Publish every event's original bytes and attributes; all must be accepted.
     pub async fn publish(&self, events: &[&Event]) -> Result<(), TopicError> {
         let sends = events.iter().map(|e| {
-            let mut attrs: Vec<(String, String)> = e.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut attrs: Vec<(String, String)> =
+                e.attributes.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
             attrs.push((REPLAY_OF.to_owned(), e.message_id.clone()));
             let msg = google_cloud_pubsub::model::Message::new().set_data(e.data.clone()).set_attributes(attrs);
             self.publisher.publish(msg)

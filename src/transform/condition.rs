@@ -42,7 +42,7 @@ impl Subject {
     pub fn value<'a>(&self, event: &'a Event) -> Option<Cow<'a, Value>> {
         match self {
             Subject::Field(p) => p.get(&event.record).map(Cow::Borrowed),
-            Subject::Attribute(a) => event.attributes.get(a).map(|v| Cow::Owned(Value::String(v.clone()))),
+            Subject::Attribute(a) => event.attributes.get(a).map(|v| Cow::Owned(Value::String(v.to_owned()))),
         }
     }
 }
@@ -52,7 +52,7 @@ impl Subject {
     pub fn value_at<'a>(&self, rows: &'a Rows, r: usize) -> Option<Cow<'a, Value>> {
         match self {
             Subject::Field(p) => rows.value_at(r, p).map(Cow::Owned),
-            Subject::Attribute(a) => rows.events[r].attributes.get(a).map(|v| Cow::Owned(Value::String(v.clone()))),
+            Subject::Attribute(a) => rows.events[r].attributes.get(a).map(|v| Cow::Owned(Value::String(v.to_owned()))),
         }
     }
 
@@ -279,8 +279,8 @@ mod tests {
         let mut e = event(
             json!({"severity": "ERROR", "latency_ms": 120.5, "msg": "timeout talking to db", "n": 1.0, "z": null}),
         );
-        e.attributes.insert("kind".into(), "audit".into());
-        e.attributes.insert("code".into(), "200".into());
+        e.attributes.insert("kind", "audit");
+        e.attributes.insert("code", "200");
         for (yaml, want) in [
             ("{field: severity, eq: ERROR}", true),
             ("{field: severity, ne: ERROR}", false),

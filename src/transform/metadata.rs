@@ -106,12 +106,12 @@ impl Stage for Metadata {
             p.set(record, Value::String(event.subscription.to_string()))?;
         }
         if let Some(p) = &self.attributes {
-            let attrs = event.attributes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
+            let attrs = event.attributes.iter().map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())));
             p.set(record, Value::Object(attrs.collect()))?;
         }
         for (a, p) in &self.attribute_fields {
             if let Some(v) = event.attributes.get(a) {
-                p.set(record, v.clone().into())?;
+                p.set(record, v.into())?;
             }
         }
         Ok(Verdict::Keep)
@@ -159,14 +159,14 @@ impl Columnar for Metadata {
                     let values: Vec<Option<Value>> = (0..n)
                         .map(|r| {
                             let attrs = &on(r)?.attributes;
-                            Some(Value::Object(attrs.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()))
+                            Some(Value::Object(attrs.iter().map(|(k, v)| (k.to_owned(), v.into())).collect()))
                         })
                         .collect();
                     Column::from_values(Kind::Json, &values)
                 }
                 // An attribute the message lacks writes nothing: the field keeps its value.
                 Source::Attribute(a) => {
-                    let values = Column::Str((0..n).map(|r| on(r)?.attributes.get(a).map(String::as_str)).collect());
+                    let values = Column::Str((0..n).map(|r| on(r)?.attributes.get(a)).collect());
                     rows.cols[*slot].overlaid(&values)
                 }
             };
@@ -190,7 +190,7 @@ mod tests {
         let mut stage = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
         stage.now = || DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z").unwrap().into();
         let mut e = super::super::testing::event(json!({"a": 1}));
-        e.attributes.insert("origin".into(), "eu".into());
+        e.attributes.insert("origin", "eu");
         stage.apply(&mut e).unwrap();
         assert_eq!(
             e.record,

@@ -143,12 +143,12 @@ mod tests {
         )
         .unwrap();
         let mut e = event(json!({}));
-        e.attributes.insert("kind".into(), "audit".into());
+        e.attributes.insert("kind", "audit");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), Some(vec!["lake".into(), "warehouse".into()]));
 
         let mut e = event(json!({}));
-        e.attributes.insert("kind".into(), "noise".into());
+        e.attributes.insert("kind", "noise");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Drop);
 
         let mut e = event(json!({}));
@@ -171,7 +171,7 @@ mod tests {
     fn without_default_unmatched_and_absent_keep_every_sink() {
         let mut s = build("route: {attribute: kind, routes: {audit: [lake]}}", &["lake", "errors"]).unwrap();
         let mut e = event(json!({}));
-        e.attributes.insert("kind".into(), "other".into());
+        e.attributes.insert("kind", "other");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), None);
         let mut e = event(json!({"kind": "audit"}));

@@ -5,6 +5,8 @@
 //! Field numbers are those of `google/pubsub/v1/pubsub.proto`. Unknown fields are skipped, as
 //! protobuf requires, so fields Pub/Sub adds later do not break the reader.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes};
 use chrono::{DateTime, Utc};
 
@@ -120,9 +122,10 @@ impl<'a> Reader<'a> {
 /// subscription properties) are for exactly-once and ordered delivery, which sluice does not use.
 pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malformed> {
     let mut r = Reader::new(frame);
+    let mut texts = Texts::default();
     while let Some((field, wire)) = r.key()? {
         if field == 1 {
-            out.push(received_message(r.bytes(wire)?)?);
+            out.push(received_message(r.bytes(wire)?, &mut texts)?);
         } else {
             r.skip(wire)?;
         }
@@ -131,7 +134,7 @@ pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malf
 }
 
 /// `ReceivedMessage { ack_id = 1, message = 2, delivery_attempt = 3 }`.
-fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
+fn received_message(buf: &[u8], texts: &mut Texts) -> Result<Received, Malformed> {
     let mut r = Reader::new(buf);
     let mut received = Received {
         ack_id: Bytes::new(),
@@ -144,7 +147,7 @@ fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => received.ack_id = Bytes::copy_from_slice(r.bytes(wire)?),
-            2 => pubsub_message(r.bytes(wire)?, &mut received)?,
+            2 => pubsub_message(r.bytes(wire)?, &mut received, texts)?,
             3 => received.delivery_attempt = r.int(wire)? as i32,
             _ => r.skip(wire)?,
         }
@@ -156,7 +159,7 @@ fn received_message(buf: &[u8]) -> Result<Received, Malformed> {
 }
 
 /// `PubsubMessage { data = 1, attributes = 2, message_id = 3, publish_time = 4, ordering_key = 5 }`.
-fn pubsub_message(buf: &[u8], into: &mut Received) -> Result<(), Malformed> {
+fn pubsub_message(buf: &[u8], into: &mut Received, texts: &mut Texts) -> Result<(), Malformed> {
     let mut r = Reader::new(buf);
     while let Some((field, wire)) = r.key()? {
         match field {
@@ -166,7 +169,7 @@ fn pubsub_message(buf: &[u8], into: &mut Received) -> Result<(), Malformed> {
             }
             2 => {
                 let (key, value) = map_entry(r.bytes(wire)?)?;
-                into.attributes.insert(key, value);
+                into.attributes.insert(texts.get(key)?, texts.get(value)?);
             }
             3 => into.message_id = r.string(wire)?,
             4 => into.publish_time = timestamp(r.bytes(wire)?)?,
@@ -177,17 +180,38 @@ fn pubsub_message(buf: &[u8], into: &mut Received) -> Result<(), Malformed> {
 }
 
 /// A `map<string, string>` entry: `{ key = 1, value = 2 }`, either may be absent (empty).
-fn map_entry(buf: &[u8]) -> Result<(String, String), Malformed> {
+fn map_entry(buf: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
     let mut r = Reader::new(buf);
-    let (mut key, mut value) = (String::new(), String::new());
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
     while let Some((field, wire)) = r.key()? {
         match field {
-            1 => key = r.string(wire)?,
-            2 => value = r.string(wire)?,
+            1 => key = r.bytes(wire)?,
+            2 => value = r.bytes(wire)?,
             _ => r.skip(wire)?,
         }
     }
     Ok((key, value))
+}
+
+/// The attribute texts one response's messages share: most carry the same few keys and values,
+/// each then read and checked once and shared, not copied into every message.
+#[derive(Default)]
+struct Texts(Vec<Arc<str>>);
+
+impl Texts {
+    /// Texts kept per response; a text past them is still read, just not shared.
+    const KEPT: usize = 32;
+
+    fn get(&mut self, bytes: &[u8]) -> Result<Arc<str>, Malformed> {
+        if let Some(text) = self.0.iter().find(|t| t.as_bytes() == bytes) {
+            return Ok(text.clone());
+        }
+        let text: Arc<str> = std::str::from_utf8(bytes).map_err(|_| Malformed("string field is not UTF-8"))?.into();
+        if self.0.len() < Self::KEPT {
+            self.0.push(text.clone());
+        }
+        Ok(text)
+    }
 }
 
 /// `google.protobuf.Timestamp { seconds = 1, nanos = 2 }`; `None` when out of chrono's range.

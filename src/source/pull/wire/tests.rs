@@ -43,6 +43,28 @@ fn reads_what_prost_writes() {
     }
 }
 
+/// Messages of one response share the texts of their attributes; many distinct ones (past what
+/// is kept for sharing) are each read as they are.
+#[test]
+fn attribute_texts_are_shared_within_a_response() {
+    let messages: Vec<_> = (0..40)
+        .map(|i| message(i, &[("publisher", "sluice-publish"), ("seq", &i.to_string()), (&format!("k{i}"), "v")]))
+        .collect();
+    let frame = proto::StreamingPullResponse { received_messages: messages.clone() }.encode_to_vec();
+    let out = decoded(&frame).unwrap();
+    for (got, want) in out.iter().zip(&messages) {
+        assert_eq!(got.attributes, want.message.as_ref().unwrap().attributes.clone().into_iter().collect());
+    }
+    let publisher = |m: &Received| m.attributes.get("publisher").unwrap().as_ptr();
+    assert_eq!(publisher(&out[0]), publisher(&out[39]), "one text for every message");
+    // An attribute that is not UTF-8 is refused like any string field.
+    let bad = proto::StreamingPullResponse { received_messages: vec![message(0, &[("a", "b")])] }.encode_to_vec();
+    let at = bad.windows(3).position(|w| w == [0x12, 0x01, b'b']).unwrap() + 2;
+    let mut bad = bad;
+    bad[at] = 0xff;
+    assert_eq!(decoded(&bad).unwrap_err(), Malformed("string field is not UTF-8"));
+}
+
 #[test]
 fn skips_fields_it_does_not_know() {
     let mut frame = proto::StreamingPullResponse { received_messages: vec![message(1, &[])] }.encode_to_vec();
