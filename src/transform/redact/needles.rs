@@ -8,6 +8,9 @@ pub(super) struct Needles {
     finder: AhoCorasick,
     /// For each word, the index of the pattern it belongs to.
     owner: Vec<usize>,
+    /// Any of the words, as a lazy DFA: whether a whole column holds one at all, at a byte or two
+    /// an instruction where the overlapping automaton above takes several.
+    any: Option<regex::bytes::Regex>,
 }
 
 impl Needles {
@@ -34,7 +37,9 @@ impl Needles {
         {
             return None;
         }
-        Some(Needles { finder, owner })
+        let words: Vec<String> = all.iter().map(|w| regex::escape(w)).collect();
+        let any = regex::bytes::RegexBuilder::new(&words.join("|")).case_insensitive(true).unicode(false).build().ok();
+        Some(Needles { finder, owner, any })
     }
 
     /// [`Needles::candidates`] of each text laid end to end in `buffer` at `offsets` (Arrow's
@@ -42,6 +47,10 @@ impl Needles {
     /// runs across two texts marks the one it starts in: a search there that finds nothing, never
     /// a match missed.
     pub(super) fn candidates_by_row(&self, buffer: &[u8], offsets: &[i32]) -> Vec<Option<u64>> {
+        // A column of ASCII text without any word (ids, names, numbers) needs no pass per word.
+        if self.any.as_ref().is_some_and(|any| !any.is_match(buffer)) && buffer.is_ascii() {
+            return vec![Some(0); offsets.len().saturating_sub(1)];
+        }
         let bits = by_row(&self.finder, buffer, offsets, |pattern| 1 << self.owner[pattern]);
         let span = |r: usize| &buffer[offsets[r] as usize..offsets[r + 1] as usize];
         bits.into_iter().enumerate().map(|(r, bits)| span(r).is_ascii().then_some(bits)).collect()
@@ -98,6 +107,19 @@ mod tests {
         // "pass" + "word pwd": the word across them marks "pass", where a search finds nothing.
         assert_eq!(got[3], Some(0b010));
         assert_eq!(got[4], Some(0b010));
+
+        // A column without any word is passed over whole; any case of a word, or text that is not
+        // ASCII, is not.
+        let by_row = |texts: &[&str]| {
+            let mut offsets = vec![0i32];
+            texts.iter().for_each(|t| offsets.push(offsets.last().unwrap() + t.len() as i32));
+            n.candidates_by_row(texts.concat().as_bytes(), &offsets)
+        };
+        assert_eq!(by_row(&["order-router", "", "tuning"]), [Some(0); 3]);
+        assert_eq!(by_row(&["order-router", "x BeArEr y"]), [Some(0), Some(0b001)]);
+        assert_eq!(by_row(&["order-router", "ſecret"]), [Some(0), None]);
+        let pem = Needles::new(&[Some(&["-----BEGIN "][..])], "[REDACTED]").unwrap();
+        assert_eq!(pem.candidates_by_row(b"a-----begin b", &[0, 13]), [Some(1)]);
     }
 
     #[test]
