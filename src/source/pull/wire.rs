@@ -87,7 +87,7 @@ impl<'a> Reader<'a> {
 
     fn string(&mut self, wire: u8) -> Result<String, Malformed> {
         let bytes = self.bytes(wire)?;
-        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| Malformed("string field is not UTF-8"))
+        utf8(bytes).map(str::to_owned)
     }
 
     fn skip(&mut self, wire: u8) -> Result<(), Malformed> {
@@ -206,12 +206,17 @@ impl Texts {
         if let Some(text) = self.0.iter().find(|t| t.as_bytes() == bytes) {
             return Ok(text.clone());
         }
-        let text: Arc<str> = std::str::from_utf8(bytes).map_err(|_| Malformed("string field is not UTF-8"))?.into();
+        let text: Arc<str> = utf8(bytes)?.into();
         if self.0.len() < Self::KEPT {
             self.0.push(text.clone());
         }
         Ok(text)
     }
+}
+
+/// A string field's bytes as text (protobuf strings are UTF-8).
+fn utf8(bytes: &[u8]) -> Result<&str, Malformed> {
+    std::str::from_utf8(bytes).map_err(|_| Malformed("string field is not UTF-8"))
 }
 
 /// `google.protobuf.Timestamp { seconds = 1, nanos = 2 }`; `None` when out of chrono's range.

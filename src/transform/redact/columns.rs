@@ -4,6 +4,7 @@
 use arrow::array::{Array, StringArray};
 use serde_json::Value;
 
+use super::needles::any_of;
 use super::Redact;
 use crate::path::FieldPath;
 use crate::transform::columnar::plan::top_level;
@@ -67,11 +68,7 @@ impl Columnar for Redact {
                 })
                 .collect(),
         };
-        // A lazy DFA over the text: an Aho-Corasick automaton ignoring case has no prefilter to
-        // skip ahead with, and steps several times slower per byte.
-        let alternation: Vec<String> = self.fields.iter().map(|f| regex::escape(f)).collect();
-        self.slots.names =
-            regex::bytes::RegexBuilder::new(&alternation.join("|")).case_insensitive(true).unicode(false).build().ok();
+        self.slots.names = any_of(&self.fields);
         !reads_times || self.needles.is_some()
     }
 

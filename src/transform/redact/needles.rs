@@ -8,8 +8,8 @@ pub(super) struct Needles {
     finder: AhoCorasick,
     /// For each word, the index of the pattern it belongs to.
     owner: Vec<usize>,
-    /// Any of the words, as a lazy DFA: whether a whole column holds one at all, at a byte or two
-    /// an instruction where the overlapping automaton above takes several.
+    /// Any of the words ([`any_of`]): whether a whole column holds one at all, before the
+    /// overlapping automaton above looks for each.
     any: Option<regex::bytes::Regex>,
 }
 
@@ -37,9 +37,7 @@ impl Needles {
         {
             return None;
         }
-        let words: Vec<String> = all.iter().map(|w| regex::escape(w)).collect();
-        let any = regex::bytes::RegexBuilder::new(&words.join("|")).case_insensitive(true).unicode(false).build().ok();
-        Some(Needles { finder, owner, any })
+        Some(Needles { finder, owner, any: any_of(&all) })
     }
 
     /// [`Needles::candidates`] of each text laid end to end in `buffer` at `offsets` (Arrow's
@@ -64,6 +62,14 @@ impl Needles {
         }
         Some(self.finder.find_overlapping_iter(text).fold(0, |bits, m| bits | 1 << self.owner[m.pattern().as_usize()]))
     }
+}
+
+/// A search for any of `words`, ASCII case ignored, as a lazy DFA: over a whole column's text it
+/// runs at a byte or two an instruction, where an Aho-Corasick automaton ignoring case has no
+/// prefilter and takes several per byte. `None` when the words make no regex.
+pub(super) fn any_of(words: &[impl AsRef<str>]) -> Option<regex::bytes::Regex> {
+    let escaped: Vec<String> = words.iter().map(|w| regex::escape(w.as_ref())).collect();
+    regex::bytes::RegexBuilder::new(&escaped.join("|")).case_insensitive(true).unicode(false).build().ok()
 }
 
 /// For each text laid end to end in `buffer` at `offsets` (Arrow's layout), `bit` of every
