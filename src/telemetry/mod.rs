@@ -200,20 +200,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_cloud_logging_json() {
+    /// The one line `log` writes, in Cloud Logging's format, as JSON.
+    fn logged_line(log: impl FnOnce()) -> Value {
         let buf = Buf::default();
         let out = buf.clone();
         let layer = tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(CloudLogging)
             .with_writer(move || out.clone());
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(pipeline = "logs", rows = 3u64, "wrote batch");
-        });
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), log);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        serde_json::from_str(text.trim()).unwrap()
+    }
+
+    #[test]
+    fn writes_cloud_logging_json() {
+        let line = logged_line(|| tracing::warn!(pipeline = "logs", rows = 3u64, "wrote batch"));
         assert_eq!(line["severity"], "WARNING");
         assert_eq!(line["message"], "wrote batch");
         assert_eq!(line["pipeline"], "logs");
@@ -224,24 +226,15 @@ mod tests {
 
     #[test]
     fn lines_in_a_traced_span_carry_cloud_logging_trace_fields() {
-        let buf = Buf::default();
-        let out = buf.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .fmt_fields(JsonFields::new())
-            .event_format(CloudLogging)
-            .with_writer(move || out.clone());
-        let subscriber = tracing_subscriber::registry().with(layer);
         set_project("proj-1");
         let ctx = TraceContext::from_headers(|h| {
             (h == "traceparent").then_some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         })
         .unwrap();
-        tracing::subscriber::with_default(subscriber, || {
+        let line = logged_line(|| {
             let _g = ctx.span("push", "logs").entered();
             tracing::info!(rows = 2u64, "wrote batch");
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let line: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["logging.googleapis.com/trace"], "projects/proj-1/traces/4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(line["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
         assert_eq!(line["logging.googleapis.com/trace_sampled"], true);
