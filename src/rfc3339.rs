@@ -4,7 +4,7 @@
 //! precision is read the same way; every other form goes through chrono, and results are
 //! exactly chrono's.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// `t` as canonical text; the same as `to_rfc3339_opts(SecondsFormat::Micros, true)`.
 pub(crate) fn format(t: DateTime<Utc>) -> String {
@@ -56,7 +56,22 @@ pub(crate) fn parse(s: &str) -> Option<DateTime<Utc>> {
 /// `YYYY-MM-DDTHH:MM:SS[.f]Z` with 0 to 9 fraction digits (the canonical form among them);
 /// `None` for anything else, including second 60, which is left to chrono.
 fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
-    let (head, rest) = s.as_bytes().split_first_chunk::<19>()?;
+    let (days, second, nanos) = canonical_fields(s.as_bytes())?;
+    DateTime::from_timestamp(days * 86_400 + i64::from(second), nanos)
+}
+
+/// What [`parse`] gives for canonical text, in microseconds since the epoch (the fraction
+/// truncated, as chrono's `timestamp_micros`), without building a date: the decoder reads one
+/// or more per row. `None` for any other text.
+pub(crate) fn canonical_micros(s: &[u8]) -> Option<i64> {
+    let (days, second, nanos) = canonical_fields(s)?;
+    Some((days * 86_400 + i64::from(second)) * 1_000_000 + i64::from(nanos / 1_000))
+}
+
+/// Canonical text's days since 1970-01-01, second of the day and nanoseconds, each checked
+/// (months, days of the month with leap years, hours, minutes, seconds below 60).
+fn canonical_fields(s: &[u8]) -> Option<(i64, u32, u32)> {
+    let (head, rest) = s.split_first_chunk::<19>()?;
     let (z, frac) = rest.split_last()?;
     if head[4] != b'-' || head[7] != b'-' || head[10] != b'T' || head[13] != b':' || head[16] != b':' || *z != b'Z' {
         return None;
@@ -71,16 +86,39 @@ fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
         }
         _ => return None,
     };
-    let date = NaiveDate::from_ymd_opt((two(0)? * 100 + two(2)?) as i32, two(5)?, two(8)?)?;
-    let second = two(17).filter(|&s| s < 60)?;
-    let time = NaiveTime::from_hms_nano_opt(two(11)?, two(14)?, second, nanos)?;
-    Some(NaiveDateTime::new(date, time).and_utc())
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some((days_from_civil(year, month, day), hour * 3_600 + minute * 60 + second, nanos))
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date, by Howard Hinnant's `days_from_civil`
+/// (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let year_of_era = y.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let day_of_year = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::publish::sample::Rng;
+    use chrono::NaiveDate;
 
     fn chrono_parse(s: &str) -> Option<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
@@ -122,6 +160,7 @@ mod tests {
             let text = format(t);
             assert_eq!(text, t.to_rfc3339_opts(SecondsFormat::Micros, true));
             assert_eq!(parse(&text), chrono_parse(&text), "{text}");
+            assert_eq!(canonical_micros(text.as_bytes()), chrono_parse(&text).map(|t| t.timestamp_micros()));
             // Other precisions, as producers write them (`…T09:00:00.037Z`).
             let digits = r.below(11) as usize;
             let short = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
@@ -131,7 +170,32 @@ mod tests {
                 d => format!("{}Z", &short[..20 + d]),
             };
             assert_eq!(parse(&short), chrono_parse(&short), "{short}");
+            // Up to nine digits read here; more are left to chrono.
+            let want = chrono_parse(&short).map(|t| t.timestamp_micros()).filter(|_| digits < 10);
+            assert_eq!(canonical_micros(short.as_bytes()), want, "{short}");
         }
+    }
+
+    /// Month ends in leap and common years (by 4, 100 and 400) and the edges of each time field
+    /// are checked as chrono checks them.
+    #[test]
+    fn canonical_dates_and_times_are_checked_as_chrono_does() {
+        let micros = |s: &str| chrono_parse(s).map(|t| t.timestamp_micros());
+        for year in [0, 1, 1900, 1969, 1970, 2000, 2023, 2024, 2100, 9999] {
+            for month in 0..=13 {
+                for day in [0, 1, 28, 29, 30, 31, 32] {
+                    let s = format!("{year:04}-{month:02}-{day:02}T23:59:59.999999Z");
+                    assert_eq!(canonical_micros(s.as_bytes()), micros(&s), "{s}");
+                    assert_eq!(parse(&s), chrono_parse(&s), "{s}");
+                }
+            }
+        }
+        for time in ["00:00:00", "23:59:59", "24:00:00", "23:60:00", "9:00:00Z", "09:0a:00"] {
+            let s = format!("1969-12-31T{time}.5Z");
+            assert_eq!(canonical_micros(s.as_bytes()), micros(&s), "{s}");
+        }
+        // A leap second is left to chrono.
+        assert_eq!(canonical_micros(b"1969-12-31T23:59:60.5Z"), None);
     }
 
     #[test]

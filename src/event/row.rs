@@ -73,11 +73,11 @@ impl RowRef {
         Value::Object(map)
     }
 
-    /// The row's time in the schema's `time_field`, if it has one.
-    pub fn event_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+    /// The row's time in the schema's `time_field`, in microseconds since the epoch, if it has one.
+    pub fn event_micros(&self) -> Option<i64> {
         let col = self.columns.batch.column(self.columns.time?);
         let col = col.as_primitive_opt::<TimestampMicrosecondType>()?;
-        col.is_valid(self.row).then(|| time(col.value(self.row)))
+        col.is_valid(self.row).then(|| col.value(self.row))
     }
 }
 

@@ -41,10 +41,22 @@ impl Partition {
         Partition { date: t.date_naive(), hour: t.hour() }
     }
 
+    /// The partition of a time in microseconds since the epoch, without a date-time in between
+    /// (every row's partition is found this way); `None` beyond the dates chrono holds.
+    pub fn of_micros(micros: i64) -> Option<Self> {
+        let hours = micros.div_euclid(3_600_000_000);
+        // 719,163: days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+        let days = i32::try_from(hours.div_euclid(24) + 719_163).ok()?;
+        Some(Partition { date: NaiveDate::from_num_days_from_ce_opt(days)?, hour: hours.rem_euclid(24) as u32 })
+    }
+
     /// The partition of the event's `time_field`, or of its publish time when it has none.
     pub fn for_event(schema: &Schema, event: &Event) -> Self {
         let t = match &event.row {
-            Some(row) => row.event_time(),
+            Some(row) => match row.event_micros().and_then(Partition::of_micros) {
+                Some(p) => return p,
+                None => None,
+            },
             None => {
                 let field = schema.time_field.as_deref();
                 field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp)
@@ -123,5 +135,25 @@ pub trait Writer: Send + Sync {
     /// Release what the writer holds (streams) once the group has written its last batch.
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From microseconds, the same hour as from the time, on both sides of the epoch and of
+    /// each hour, day and year.
+    #[test]
+    fn partition_of_micros_is_that_of_the_time() {
+        let hour = 3_600_000_000i64;
+        let mut instants =
+            vec![0, -1, 1, hour - 1, hour, -hour, -hour - 1, 951_782_400_000_000, 253_402_300_799_999_999];
+        instants.extend((0..2_000).map(|i| i * 7_919 * hour / 3 - 400 * 24 * hour));
+        for m in instants {
+            let t = DateTime::from_timestamp_micros(m).unwrap();
+            assert_eq!(Partition::of_micros(m), Some(Partition::of(t)), "{t}");
+        }
+        assert_eq!(Partition::of_micros(i64::MAX), None);
     }
 }
