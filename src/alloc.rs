@@ -10,6 +10,7 @@
 //! buffers) take the aligned entry points.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::{c_int, c_long};
 
 use libmimalloc_sys as mi;
 
@@ -65,9 +66,54 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
+/// `sluice run`'s purge delay, in milliseconds: how long mimalloc keeps memory freed before it
+/// gives it back to the OS. Long enough that a batch's buffers (columns, Parquet) are reused by
+/// the next batch instead of being returned and faulted in again, zeroed; short enough that what
+/// was freed does not stay resident beside the flow-control bound (`docs/performance.md`).
+pub const RUN_PURGE_DELAY_MS: c_long = 0;
+
+/// `sluice replay`'s: mimalloc's default. Its memory is bounded by one batch of lines or rows,
+/// not by a flow-control budget.
+pub const REPLAY_PURGE_DELAY_MS: c_long = 1_000;
+
+/// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).
+const MI_OPTION_PURGE_DELAY: c_int = 15;
+
+/// Set mimalloc's purge delay to `ms`, unless the operator set it with mimalloc's own
+/// `MIMALLOC_PURGE_DELAY`, which mimalloc has read and which is then left as it is.
+pub fn purge_after(ms: c_long) {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: sets one integer option; mimalloc reads options atomically.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
+}
+
+// mimalloc's own entry points for its options.
+unsafe extern "C" {
+    fn mi_option_set(option: c_int, value: c_long);
+    fn mi_option_get(option: c_int) -> c_long;
+}
+
+/// mimalloc's purge delay now, in milliseconds.
+pub fn purge_delay() -> c_long {
+    // SAFETY: reads one integer option.
+    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_delay_is_set_unless_mimalloc_s_variable_is() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(purge_delay(), 1_000, "the option is mimalloc's purge_delay, 1,000 ms by default");
+            purge_after(RUN_PURGE_DELAY_MS);
+            assert_eq!(purge_delay(), RUN_PURGE_DELAY_MS);
+            purge_after(1_000);
+        }
+    }
 
     /// Every size up to 5 KiB (small, medium and page-sized blocks, free lists full and empty)
     /// at every alignment from 1 to 4 KiB comes back aligned, and keeps its bytes when grown.

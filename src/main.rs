@@ -194,36 +194,9 @@ fn no_transparent_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
-/// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-/// Give memory back to the OS as soon as it is freed: mimalloc's `purge_delay` set to 0 (a
-/// second by default). Otherwise freed batches (Arrow columns, Parquet buffers) stay resident
-/// meanwhile, and the peak RSS draining large events nears the flow-control bound's target. The
-/// price is some CPU on large events (`docs/performance.md`, end to end from the Pub/Sub emulator).
-fn purge_freed_memory_at_once() {
-    purge_delay(0);
-}
-
-/// mimalloc's default purge delay, for `sluice replay`: its memory is bounded by one batch of
-/// lines or rows, not by a flow-control budget, and purging each batch's pages at once made it
-/// fault them back in for the next (a third of its CPU time went to the kernel).
-fn purge_after_a_second() {
-    purge_delay(1_000);
-}
-
-fn purge_delay(ms: std::ffi::c_long) {
-    // mimalloc's own entry point.
-    unsafe extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    // SAFETY: sets one integer option; mimalloc reads options atomically.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
-}
-
 fn main() -> ExitCode {
     let thp = no_transparent_huge_pages();
-    purge_freed_memory_at_once();
+    sluice::alloc::purge_after(sluice::alloc::RUN_PURGE_DELAY_MS);
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     if let Err(e) = thp {
@@ -296,7 +269,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay { config, pipeline, from, since, until, to, output, dry_run, restart } => {
             let config = load_or_report(&config)?;
             let args = sluice::replay::Args { pipeline, from, since, until, to, output, dry_run, restart };
-            purge_after_a_second();
+            sluice::alloc::purge_after(sluice::alloc::REPLAY_PURGE_DELAY_MS);
             let summary = runtime()?.block_on(sluice::replay::replay(&config, args))?;
             print_replay(&summary, dry_run);
             Ok(ExitCode::SUCCESS)
@@ -479,15 +452,4 @@ mod tests {
         assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
     }
 
-    #[test]
-    fn freed_memory_is_purged_at_once() {
-        unsafe extern "C" {
-            fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
-        }
-        // SAFETY: reads one integer option.
-        let default = unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-        assert_eq!(default, 1_000, "the option is mimalloc's purge_delay, 1,000 ms by default");
-        super::purge_freed_memory_at_once();
-        assert_eq!(unsafe { mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 0);
-    }
 }
