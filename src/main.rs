@@ -451,5 +451,4 @@ mod tests {
         // SAFETY: integer arguments only; reads the flag.
         assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
     }
-
 }

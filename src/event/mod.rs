@@ -18,40 +18,55 @@ use self::ack::Ack;
 use self::row::RowRef;
 
 /// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
-/// found by a short search and built without hashing, and it iterates in a stable order. Keys
-/// and values are shared text: the messages of a stream carry the same few, and a reader hands
-/// each message the ones it already holds instead of a copy.
+/// found by a short search and built without hashing, and it iterates in a stable order. The
+/// list is shared (copied only when changed), and so are its texts: the messages of a stream
+/// mostly carry the same set, and a reader hands each message the one it already holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes(Vec<(Arc<str>, Arc<str>)>);
+pub struct Attributes(Option<Arc<Vec<(Arc<str>, Arc<str>)>>>);
 
 impl Attributes {
     pub fn new() -> Attributes {
-        Attributes(Vec::new())
+        Attributes(None)
     }
 
     /// Set `key`; the value it had, if any.
     pub fn insert(&mut self, key: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Option<Arc<str>> {
         let (key, value) = (key.into(), value.into());
-        match self.0.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+        let pairs = Arc::make_mut(self.0.get_or_insert_with(Default::default));
+        match pairs.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) {
+            Ok(i) => Some(std::mem::replace(&mut pairs[i].1, value)),
             Err(i) => {
-                self.0.insert(i, (key, value));
+                pairs.insert(i, (key, value));
                 None
             }
         }
     }
 
+    fn pairs(&self) -> &[(Arc<str>, Arc<str>)] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| &*self.0[i].1)
+        let pairs = self.pairs();
+        pairs.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok().map(|i| &*pairs[i].1)
     }
 
     /// Key and value pairs, by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.pairs().iter().map(|(k, v)| (&**k, &**v))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs().is_empty()
+    }
+
+    /// Whether both are the same shared list (not only equal).
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &Attributes) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 }
 
@@ -86,8 +101,7 @@ impl serde::Serialize for Attributes {
 
 impl<'de> serde::Deserialize<'de> for Attributes {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        std::collections::BTreeMap::<String, String>::deserialize(d)
-            .map(|m| Attributes(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()))
+        std::collections::BTreeMap::<String, String>::deserialize(d).map(|m| m.into_iter().collect())
     }
 }
 

@@ -122,10 +122,10 @@ impl<'a> Reader<'a> {
 /// subscription properties) are for exactly-once and ordered delivery, which sluice does not use.
 pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malformed> {
     let mut r = Reader::new(frame);
-    let mut texts = Texts::default();
+    let mut sets = AttributeSets::default();
     while let Some((field, wire)) = r.key()? {
         if field == 1 {
-            out.push(received_message(r.bytes(wire)?, &mut texts)?);
+            out.push(received_message(r.bytes(wire)?, &mut sets)?);
         } else {
             r.skip(wire)?;
         }
@@ -134,7 +134,7 @@ pub fn decode_response(frame: &[u8], out: &mut Vec<Received>) -> Result<(), Malf
 }
 
 /// `ReceivedMessage { ack_id = 1, message = 2, delivery_attempt = 3 }`.
-fn received_message(buf: &[u8], texts: &mut Texts) -> Result<Received, Malformed> {
+fn received_message<'a>(buf: &'a [u8], sets: &mut AttributeSets<'a>) -> Result<Received, Malformed> {
     let mut r = Reader::new(buf);
     let mut received = Received {
         ack_id: Bytes::new(),
@@ -147,7 +147,7 @@ fn received_message(buf: &[u8], texts: &mut Texts) -> Result<Received, Malformed
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => received.ack_id = Bytes::copy_from_slice(r.bytes(wire)?),
-            2 => pubsub_message(r.bytes(wire)?, &mut received, texts)?,
+            2 => pubsub_message(r.bytes(wire)?, &mut received, sets)?,
             3 => received.delivery_attempt = r.int(wire)? as i32,
             _ => r.skip(wire)?,
         }
@@ -159,24 +159,55 @@ fn received_message(buf: &[u8], texts: &mut Texts) -> Result<Received, Malformed
 }
 
 /// `PubsubMessage { data = 1, attributes = 2, message_id = 3, publish_time = 4, ordering_key = 5 }`.
-fn pubsub_message(buf: &[u8], into: &mut Received, texts: &mut Texts) -> Result<(), Malformed> {
+fn pubsub_message<'a>(buf: &'a [u8], into: &mut Received, sets: &mut AttributeSets<'a>) -> Result<(), Malformed> {
     let mut r = Reader::new(buf);
+    sets.entries.clear();
     while let Some((field, wire)) = r.key()? {
         match field {
             1 => {
                 // Copied, not sliced from the frame: a held event must not pin its whole frame.
                 into.data = Bytes::copy_from_slice(r.bytes(wire)?);
             }
-            2 => {
-                let (key, value) = map_entry(r.bytes(wire)?)?;
-                into.attributes.insert(texts.get(key)?, texts.get(value)?);
-            }
+            2 => sets.entries.push(r.bytes(wire)?),
             3 => into.message_id = r.string(wire)?,
             4 => into.publish_time = timestamp(r.bytes(wire)?)?,
             _ => r.skip(wire)?,
         }
     }
+    into.attributes = sets.attributes()?;
     Ok(())
+}
+
+/// The attributes of one response's messages. Most messages carry the same set as the one
+/// before: when a message's entries are the same bytes, it shares that message's attributes,
+/// without reading them again.
+#[derive(Default)]
+struct AttributeSets<'a> {
+    texts: Texts,
+    /// The current message's map entries, as read.
+    entries: Vec<&'a [u8]>,
+    /// The message before's entries, and what they were read as.
+    last_entries: Vec<&'a [u8]>,
+    last: Attributes,
+}
+
+impl AttributeSets<'_> {
+    /// The current message's attributes, from its `entries`.
+    fn attributes(&mut self) -> Result<Attributes, Malformed> {
+        if self.entries.is_empty() {
+            return Ok(Attributes::new());
+        }
+        if self.entries != self.last_entries {
+            let mut attributes = Attributes::new();
+            for entry in &self.entries {
+                let (key, value) = map_entry(entry)?;
+                attributes.insert(self.texts.get(key)?, self.texts.get(value)?);
+            }
+            self.last = attributes;
+            std::mem::swap(&mut self.entries, &mut self.last_entries);
+        }
+        Ok(self.last.clone())
+    }
 }
 
 /// A `map<string, string>` entry: `{ key = 1, value = 2 }`, either may be absent (empty).

@@ -57,6 +57,21 @@ fn attribute_texts_are_shared_within_a_response() {
     }
     let publisher = |m: &Received| m.attributes.get("publisher").unwrap().as_ptr();
     assert_eq!(publisher(&out[0]), publisher(&out[39]), "one text for every message");
+    // Messages with the same attributes as the one before share them; others do not.
+    // (One attribute each: prost writes a map in its hash order, which may differ between two.)
+    let same: Vec<_> = [&[("a", "1")][..], &[("a", "1")], &[("b", "2")], &[], &[("b", "2")]]
+        .iter()
+        .enumerate()
+        .map(|(i, attributes)| message(i, attributes))
+        .collect();
+    let frame = proto::StreamingPullResponse { received_messages: same.clone() }.encode_to_vec();
+    let out = decoded(&frame).unwrap();
+    for (got, want) in out.iter().zip(&same) {
+        assert_eq!(got.attributes, want.message.as_ref().unwrap().attributes.clone().into_iter().collect());
+    }
+    assert!(out[0].attributes.shares(&out[1].attributes));
+    assert!(!out[1].attributes.shares(&out[2].attributes));
+    assert!(out[3].attributes.is_empty() && out[2].attributes.shares(&out[4].attributes), "the last set read");
     // An attribute that is not UTF-8 is refused like any string field.
     let bad = proto::StreamingPullResponse { received_messages: vec![message(0, &[("a", "b")])] }.encode_to_vec();
     let at = bad.windows(3).position(|w| w == [0x12, 0x01, b'b']).unwrap() + 2;
