@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
-};
+use arrow::array::builder::{BooleanBufferBuilder, NullBufferBuilder};
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use serde_json::Value;
 
@@ -189,47 +187,133 @@ pub(super) fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
 }
 
-/// Appends one row at a time while payloads are decoded.
-pub(super) enum Builder {
-    Str(StringBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Bool(BooleanBuilder),
-    Time(Int64Builder),
-    Json(StringBuilder),
+/// Appends one row at a time while payloads are decoded. A row read only in part is taken back
+/// ([`Builder::truncate`]), so the decoder writes each value where it ends up as it reads it.
+pub(super) struct Builder {
+    kind: Kind,
+    values: Values,
+    /// Which rows hold a value (a bitmap only once a null is written).
+    valid: NullBufferBuilder,
+    /// Nulls appended but not written yet: written in one go before the next value, or at the
+    /// end (a slot most payloads leave out costs nearly nothing per row).
+    nulls: usize,
+}
+
+enum Values {
+    /// Text laid end to end, and where each row's ends (Arrow's layout, from a leading 0).
+    Text(Vec<u8>, Vec<i32>),
+    /// Integers and times (microseconds).
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Bool(BooleanBufferBuilder),
 }
 
 impl Builder {
     /// A builder for `rows` values; text kinds with room for `text` bytes (0: a guess).
     pub(super) fn new(kind: Kind, rows: usize, text: usize) -> Builder {
         let text = |guess: usize| if text == 0 { rows * guess } else { text };
-        match kind {
-            Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, text(16))),
-            Kind::Int => Builder::Int(Int64Builder::with_capacity(rows)),
-            Kind::Float => Builder::Float(Float64Builder::with_capacity(rows)),
-            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
-            Kind::Time => Builder::Time(Int64Builder::with_capacity(rows)),
-            Kind::Json => Builder::Json(StringBuilder::with_capacity(rows, text(32))),
-        }
+        let values = match kind {
+            Kind::Str | Kind::Json => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                Values::Text(Vec::with_capacity(text(if kind == Kind::Str { 16 } else { 32 })), offsets)
+            }
+            Kind::Int | Kind::Time => Values::Int(Vec::with_capacity(rows)),
+            Kind::Float => Values::Float(Vec::with_capacity(rows)),
+            Kind::Bool => Values::Bool(BooleanBufferBuilder::new(rows)),
+        };
+        Builder { kind, values, valid: NullBufferBuilder::new(rows), nulls: 0 }
     }
 
     pub(super) fn append_null(&mut self) {
-        match self {
-            Builder::Str(b) | Builder::Json(b) => b.append_null(),
-            Builder::Int(b) | Builder::Time(b) => b.append_null(),
-            Builder::Float(b) => b.append_null(),
-            Builder::Bool(b) => b.append_null(),
-        }
+        self.nulls += 1;
     }
 
-    pub(super) fn finish(self) -> Column {
-        match self {
-            Builder::Str(mut b) => Column::Str(b.finish()),
-            Builder::Int(mut b) => Column::Int(b.finish()),
-            Builder::Float(mut b) => Column::Float(b.finish()),
-            Builder::Bool(mut b) => Column::Bool(b.finish()),
-            Builder::Time(mut b) => Column::Time(b.finish()),
-            Builder::Json(mut b) => Column::Json(b.finish()),
+    /// Write the nulls appended since the last value.
+    fn write_nulls(&mut self) {
+        let n = std::mem::take(&mut self.nulls);
+        if n == 0 {
+            return;
+        }
+        match &mut self.values {
+            Values::Text(bytes, offsets) => offsets.extend(std::iter::repeat_n(bytes.len() as i32, n)),
+            Values::Int(v) => v.resize(v.len() + n, 0),
+            Values::Float(v) => v.resize(v.len() + n, 0.0),
+            Values::Bool(v) => v.append_n(n, false),
+        }
+        self.valid.append_n_nulls(n);
+    }
+
+    pub(super) fn push_str(&mut self, s: &str) {
+        self.write_nulls();
+        let Values::Text(bytes, offsets) = &mut self.values else { unreachable!("text is read into text slots") };
+        bytes.extend_from_slice(s.as_bytes());
+        offsets.push(i32::try_from(bytes.len()).expect("a batch's text fits Arrow's 32-bit offsets"));
+        self.valid.append_non_null();
+    }
+
+    /// An integer, or a time in microseconds.
+    pub(super) fn push_i64(&mut self, i: i64) {
+        self.write_nulls();
+        let Values::Int(v) = &mut self.values else { unreachable!("integers are read into integer slots") };
+        v.push(i);
+        self.valid.append_non_null();
+    }
+
+    pub(super) fn push_f64(&mut self, x: f64) {
+        self.write_nulls();
+        let Values::Float(v) = &mut self.values else { unreachable!("numbers are read into float slots") };
+        v.push(x);
+        self.valid.append_non_null();
+    }
+
+    pub(super) fn push_bool(&mut self, b: bool) {
+        self.write_nulls();
+        let Values::Bool(v) = &mut self.values else { unreachable!("booleans are read into bool slots") };
+        v.append(b);
+        self.valid.append_non_null();
+    }
+
+    /// Back to its first `rows` rows.
+    pub(super) fn truncate(&mut self, rows: usize) {
+        let written = self.valid.len();
+        if rows >= written {
+            self.nulls = rows - written;
+            return;
+        }
+        self.nulls = 0;
+        match &mut self.values {
+            Values::Text(bytes, offsets) => {
+                offsets.truncate(rows + 1);
+                bytes.truncate(offsets[rows] as usize);
+            }
+            Values::Int(v) => v.truncate(rows),
+            Values::Float(v) => v.truncate(rows),
+            Values::Bool(v) => v.truncate(rows),
+        }
+        self.valid.truncate(rows);
+    }
+
+    pub(super) fn finish(mut self) -> Column {
+        self.write_nulls();
+        let nulls = self.valid.finish().filter(|n| n.null_count() > 0);
+        match self.values {
+            Values::Text(bytes, offsets) => {
+                // SAFETY: the offsets start at 0 and grow with `bytes`, and every row was appended
+                // whole from a `&str` (a null appends nothing), so each row is UTF-8.
+                let a = unsafe {
+                    StringArray::new_unchecked(OffsetBuffer::new_unchecked(offsets.into()), bytes.into(), nulls)
+                };
+                if self.kind == Kind::Json {
+                    Column::Json(a)
+                } else {
+                    Column::Str(a)
+                }
+            }
+            Values::Int(v) if self.kind == Kind::Time => Column::Time(Int64Array::new(v.into(), nulls)),
+            Values::Int(v) => Column::Int(Int64Array::new(v.into(), nulls)),
+            Values::Float(v) => Column::Float(Float64Array::new(v.into(), nulls)),
+            Values::Bool(mut v) => Column::Bool(BooleanArray::new(v.finish(), nulls)),
         }
     }
 
@@ -242,13 +326,12 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn times_become_utc_timestamps_and_json_compact_text() {
         let mut t = Builder::new(Kind::Time, 2, 0);
-        if let Builder::Time(b) = &mut t {
-            b.append_value(1_795_683_600_250_000);
-        }
+        t.push_i64(1_795_683_600_250_000);
         t.append_null();
         let t = t.finish();
         assert_eq!(t.value(0), Some(Value::String("2026-11-26T09:00:00.250000Z".into())));
@@ -259,6 +342,36 @@ mod tests {
         let text = text.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(text.value(0), r#"{"a":[true],"b":1}"#);
         assert!(text.is_null(1));
+    }
+
+    /// Rows taken back, before and after nulls not yet written, leave the rows before them as
+    /// they were, for every kind.
+    #[test]
+    fn a_builder_takes_rows_back() {
+        let values = [json!("a"), json!(1), json!(1.5), json!(true), json!("b")];
+        for (kind, v) in [Kind::Str, Kind::Int, Kind::Float, Kind::Bool, Kind::Json].into_iter().zip(values) {
+            let mut b = Builder::new(kind, 4, 0);
+            let push = |b: &mut Builder| match kind {
+                Kind::Str => b.push_str("a"),
+                Kind::Json => b.push_str("\"b\""),
+                Kind::Int => b.push_i64(1),
+                Kind::Float => b.push_f64(1.5),
+                Kind::Bool => b.push_bool(true),
+                Kind::Time => unreachable!(),
+            };
+            push(&mut b);
+            b.append_null();
+            b.append_null();
+            b.truncate(2);
+            push(&mut b);
+            b.truncate(4);
+            push(&mut b);
+            b.truncate(1);
+            b.append_null();
+            let c = b.finish();
+            assert_eq!((0..c.len()).map(|r| c.value(r)).collect::<Vec<_>>(), [Some(v), None], "{kind:?}");
+        }
+        assert_eq!(Builder::new(Kind::Str, 3, 0).finish_nulls(3).null_count(), 3);
     }
 
     /// Rows set, nulled and kept, at the ends and in between, with and without nulls before.

@@ -18,17 +18,6 @@ use crate::transform::time_text;
 /// The latest time a record can write (RFC 3339 has four-digit years): 9999-12-31T23:59:59.999999Z.
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
-/// One value read from a payload, before the row is known to be whole.
-enum Cell<'a> {
-    Str(Cow<'a, str>),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Time(i64),
-    /// Compact text, as a record's value is written.
-    Json(Cow<'a, str>),
-}
-
 /// The text bytes per row each slot's values took in the last batch. The next batch's builders
 /// are sized from them: a builder that grows copies all it holds each time.
 #[derive(Debug, Default)]
@@ -61,26 +50,25 @@ pub(super) fn decode<'a>(
     let rows = payloads.len();
     let mut builders: Vec<Builder> = slots.iter().enumerate().map(|(i, s)| widths.builder(i, s.kind, rows)).collect();
     let mut slow = Vec::with_capacity(rows);
-    // Every cell is taken back out below, so each row starts with all of them empty.
-    let mut cells: Vec<Option<Cell>> = (0..slots.len()).map(|_| None).collect();
+    // The row each slot last took a value in, counted from 1: a key repeated within a row shows,
+    // and so do the slots a row did not fill (or filled before it was left).
+    let mut filled: Vec<usize> = vec![0; slots.len()];
     // The slot whose key followed each slot's last time (the last entry: the first key): producers
     // write their keys in one order, so most keys are found at the first comparison.
     let mut next: Vec<usize> = vec![0; slots.len() + 1];
-    for payload in payloads {
+    for (r, payload) in payloads.enumerate() {
         // Every payload is checked whole, so the check is SIMD (simdutf8, already arrow-json's).
         let whole = simdutf8::basic::from_utf8(payload)
             .ok()
-            .and_then(|text| Row { slots, text, at: 0 }.read(&mut cells, &mut next));
-        slow.push(whole.is_none());
-        for (b, cell) in builders.iter_mut().zip(cells.iter_mut()) {
-            match (b, cell.take().filter(|_| whole.is_some())) {
-                (b, None) => b.append_null(),
-                (Builder::Str(b), Some(Cell::Str(s))) => b.append_value(s),
-                (Builder::Int(b), Some(Cell::Int(i))) | (Builder::Time(b), Some(Cell::Time(i))) => b.append_value(i),
-                (Builder::Float(b), Some(Cell::Float(x))) => b.append_value(x),
-                (Builder::Bool(b), Some(Cell::Bool(x))) => b.append_value(x),
-                (Builder::Json(b), Some(Cell::Json(x))) => b.append_value(x),
-                _ => unreachable!("cells are read as their slot's kind"),
+            .and_then(|text| Row { slots, text, at: 0, number: r + 1 }.read(&mut builders, &mut filled, &mut next))
+            .is_some();
+        slow.push(!whole);
+        for (b, &f) in builders.iter_mut().zip(&filled) {
+            if f == r + 1 && !whole {
+                b.truncate(r);
+            }
+            if f != r + 1 || !whole {
+                b.append_null();
             }
         }
     }
@@ -94,6 +82,8 @@ struct Row<'s, 'a> {
     slots: &'s [Slot],
     text: &'a str,
     at: usize,
+    /// Which row of the batch, counted from 1.
+    number: usize,
 }
 
 impl<'a> Row<'_, 'a> {
@@ -116,8 +106,9 @@ impl<'a> Row<'_, 'a> {
         (self.peek()? == c).then(|| self.at += 1)
     }
 
-    /// The whole object into `cells`, or `None` to leave the row to the row-by-row chain.
-    fn read(mut self, cells: &mut [Option<Cell<'a>>], next: &mut [usize]) -> Option<()> {
+    /// The whole object into `builders` (each slot it fills marked in `filled`), or `None` to
+    /// leave the row to the row-by-row chain.
+    fn read(mut self, builders: &mut [Builder], filled: &mut [usize], next: &mut [usize]) -> Option<()> {
         let mut previous = self.slots.len();
         self.eat(b'{')?;
         self.skip_ws();
@@ -136,10 +127,11 @@ impl<'a> Row<'_, 'a> {
                 previous = slot;
                 self.eat(b':')?;
                 self.skip_ws();
-                let cell = self.value(&self.slots[slot])?;
-                if cells[slot].replace(cell).is_some() {
+                if filled[slot] == self.number {
                     return None; // a repeated key: the strict reader names it
                 }
+                self.value(&self.slots[slot], &mut builders[slot])?;
+                filled[slot] = self.number;
                 self.skip_ws();
                 match self.peek()? {
                     b',' => self.at += 1,
@@ -155,47 +147,50 @@ impl<'a> Row<'_, 'a> {
         (self.at == self.bytes().len()).then_some(())
     }
 
-    fn value(&mut self, slot: &Slot) -> Option<Cell<'a>> {
+    /// One value of `slot`'s kind, appended to `b` once it is read whole.
+    fn value(&mut self, slot: &Slot, b: &mut Builder) -> Option<()> {
         match (slot.kind, self.peek()?) {
-            (Kind::Str, b'"') => self.string().map(Cell::Str),
-            (Kind::Int, b'-' | b'0'..=b'9') => self.integer().map(Cell::Int),
-            (Kind::Float, b'-' | b'0'..=b'9') => self.float().map(Cell::Float),
-            (Kind::Bool, b't') => self.literal("true").map(|_| Cell::Bool(true)),
-            (Kind::Bool, b'f') => self.literal("false").map(|_| Cell::Bool(false)),
+            (Kind::Str, b'"') => b.push_str(&self.string()?),
+            (Kind::Int, b'-' | b'0'..=b'9') => b.push_i64(self.integer()?),
+            (Kind::Float, b'-' | b'0'..=b'9') => b.push_f64(self.float()?),
+            (Kind::Bool, b't') => self.literal("true").map(|_| b.push_bool(true))?,
+            (Kind::Bool, b'f') => self.literal("false").map(|_| b.push_bool(false))?,
             (Kind::Time, b'"') => {
                 let s = self.string()?;
                 if !slot.any_time && matches!(s, Cow::Owned(_)) {
                     return None; // escaped: the strict reader decides
                 }
                 // Canonical text (what records and most producers write) without a date in between.
-                if let Some(m) = crate::rfc3339::canonical_micros(s.as_bytes()) {
-                    return micros(m);
-                }
-                let t = match (slot.any_time, s) {
-                    (true, s) => time_text::parse_text(&s).ok(),
-                    (false, s) => crate::schema::parse_timestamp(&s),
+                let m = match crate::rfc3339::canonical_micros(s.as_bytes()) {
+                    Some(m) => m,
+                    None => match slot.any_time {
+                        true => time_text::parse_text(&s).ok()?.timestamp_micros(),
+                        false => crate::schema::parse_timestamp(&s)?.timestamp_micros(),
+                    },
                 };
-                t.and_then(|t| micros(t.timestamp_micros()))
+                b.push_i64(micros(m)?);
             }
             (Kind::Time, b'-' | b'0'..=b'9') if slot.any_time => {
                 let n: serde_json::Value = serde_json::from_str(self.number()?).ok()?;
-                time_text::parse_any(&n).ok().and_then(|t| micros(t.timestamp_micros()))
+                b.push_i64(micros(time_text::parse_any(&n).ok()?.timestamp_micros())?);
             }
-            (Kind::Json, b'n') => None,
+            (Kind::Json, b'n') => return None,
             (Kind::Json, _) => {
                 let start = self.at;
                 // Most values are already canonical: one pass finds where such a value ends.
                 if let Some(len) = compact::canonical_len(&self.bytes()[start..]) {
                     self.at += len;
-                    return Some(Cell::Json(Cow::Borrowed(&self.text[start..self.at])));
+                    b.push_str(&self.text[start..self.at]);
+                    return Some(());
                 }
                 self.skip_value(0)?;
                 let raw = &self.text[start..self.at];
                 let value = crate::json::from_slice(raw.as_bytes()).ok()?;
-                Some(Cell::Json(Cow::Owned(value.to_string())))
+                b.push_str(&value.to_string());
             }
-            _ => None,
+            _ => return None,
         }
+        Some(())
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
@@ -339,8 +334,9 @@ impl<'a> Row<'_, 'a> {
     }
 }
 
-fn micros(m: i64) -> Option<Cell<'static>> {
-    (0..=MAX_MICROS).contains(&m).then_some(Cell::Time(m))
+/// A time a record can hold, in microseconds.
+fn micros(m: i64) -> Option<i64> {
+    (0..=MAX_MICROS).contains(&m).then_some(m)
 }
 
 #[cfg(test)]
@@ -446,5 +442,17 @@ mod tests {
         assert_eq!(s, [Some(json!("a")), None, Some(json!("c"))]);
         assert_eq!(cols[1].value(0), Some(json!(1)));
         assert_eq!(cols[1].value(1), None);
+
+        // A row left after every kind took a value (here at a repeated key) is taken back whole.
+        let left = r#"{"b": true, "f": 1.5, "i": 2, "t": "2026-11-26T09:00:00Z", "j": {"a":1}, "s": "x", "s": "y"}"#;
+        let next = r#"{"s": "é", "j": [2], "b": false}"#;
+        let (cols, slow) = decode(&slots, [left.as_bytes(), next.as_bytes()].into_iter(), &mut Widths::default());
+        assert_eq!(slow, [true, false]);
+        for c in &cols {
+            assert_eq!(c.value(0), None);
+            assert_eq!(c.len(), 2);
+        }
+        let row: Vec<_> = cols.iter().map(|c| c.value(1)).collect();
+        assert_eq!(row, [Some(json!("é")), None, None, Some(json!(false)), None, None, Some(json!([2]))]);
     }
 }
