@@ -229,12 +229,16 @@ impl Builder {
         self.nulls += 1;
     }
 
-    /// Write the nulls appended since the last value.
+    /// Write the nulls appended since the last value (inlined: almost always none).
+    #[inline]
     fn write_nulls(&mut self) {
-        let n = std::mem::take(&mut self.nulls);
-        if n == 0 {
-            return;
+        if self.nulls > 0 {
+            self.write_pending_nulls();
         }
+    }
+
+    fn write_pending_nulls(&mut self) {
+        let n = std::mem::take(&mut self.nulls);
         match &mut self.values {
             Values::Text(bytes, offsets) => offsets.extend(std::iter::repeat_n(bytes.len() as i32, n)),
             Values::Int(v) => v.resize(v.len() + n, 0),
@@ -244,6 +248,7 @@ impl Builder {
         self.valid.append_n_nulls(n);
     }
 
+    #[inline]
     pub(super) fn push_str(&mut self, s: &str) {
         self.write_nulls();
         let Values::Text(bytes, offsets) = &mut self.values else { unreachable!("text is read into text slots") };
@@ -253,6 +258,7 @@ impl Builder {
     }
 
     /// An integer, or a time in microseconds.
+    #[inline]
     pub(super) fn push_i64(&mut self, i: i64) {
         self.write_nulls();
         let Values::Int(v) = &mut self.values else { unreachable!("integers are read into integer slots") };
@@ -260,6 +266,7 @@ impl Builder {
         self.valid.append_non_null();
     }
 
+    #[inline]
     pub(super) fn push_f64(&mut self, x: f64) {
         self.write_nulls();
         let Values::Float(v) = &mut self.values else { unreachable!("numbers are read into float slots") };
@@ -267,6 +274,7 @@ impl Builder {
         self.valid.append_non_null();
     }
 
+    #[inline]
     pub(super) fn push_bool(&mut self, b: bool) {
         self.write_nulls();
         let Values::Bool(v) = &mut self.values else { unreachable!("booleans are read into bool slots") };
