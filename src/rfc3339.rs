@@ -194,6 +194,18 @@ mod tests {
             let s = format!("1969-12-31T{time}.5Z");
             assert_eq!(canonical_micros(s.as_bytes()), micros(&s), "{s}");
         }
+        // Any byte of the date and time replaced: read as chrono reads it, or left to chrono.
+        let good = b"2024-02-29T23:59:58.25Z";
+        for at in 0..good.len() {
+            for c in [b'/', b':', b'-', b'T', b' ', b'0', b'9', b'a', 0x7f, 0xb0] {
+                let mut s = good.to_vec();
+                s[at] = c;
+                let text = String::from_utf8_lossy(&s);
+                let mine = canonical_micros(&s);
+                assert!(mine.is_none() || mine == micros(&text), "{text}");
+                assert_eq!(parse(&text), chrono_parse(&text), "{text}");
+            }
+        }
         // A leap second is left to chrono.
         assert_eq!(canonical_micros(b"1969-12-31T23:59:60.5Z"), None);
     }
