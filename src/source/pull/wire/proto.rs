@@ -21,8 +21,9 @@ pub(super) struct ReceivedMessage {
 pub(super) struct PubsubMessage {
     #[prost(bytes = "bytes", tag = "1")]
     pub data: bytes::Bytes,
-    #[prost(map = "string, string", tag = "2")]
-    pub attributes: std::collections::HashMap<String, String>,
+    /// In key order: a hash map would write each message's in an order of its own.
+    #[prost(btree_map = "string, string", tag = "2")]
+    pub attributes: std::collections::BTreeMap<String, String>,
     #[prost(string, tag = "3")]
     pub message_id: String,
     #[prost(message, optional, tag = "4")]
