@@ -22,7 +22,10 @@ use self::row::RowRef;
 /// list is shared (copied only when changed), and so are its texts: the messages of a stream
 /// mostly carry the same set, and a reader hands each message the one it already holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes(Option<Arc<Vec<(Arc<str>, Arc<str>)>>>);
+pub struct Attributes(Option<Arc<Vec<Pair>>>);
+
+/// A key and its value.
+type Pair = (Arc<str>, Arc<str>);
 
 impl Attributes {
     pub fn new() -> Attributes {
@@ -42,7 +45,7 @@ impl Attributes {
         }
     }
 
-    fn pairs(&self) -> &[(Arc<str>, Arc<str>)] {
+    fn pairs(&self) -> &[Pair] {
         self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 
