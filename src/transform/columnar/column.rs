@@ -248,38 +248,38 @@ impl Builder {
         self.valid.append_n_nulls(n);
     }
 
+    /// Where the next value goes, its row counted as holding one (the nulls before it written).
+    #[inline]
+    fn next(&mut self) -> &mut Values {
+        self.write_nulls();
+        self.valid.append_non_null();
+        &mut self.values
+    }
+
     #[inline]
     pub(super) fn push_str(&mut self, s: &str) {
-        self.write_nulls();
-        let Values::Text(bytes, offsets) = &mut self.values else { unreachable!("text is read into text slots") };
+        let Values::Text(bytes, offsets) = self.next() else { unreachable!("text is read into text slots") };
         bytes.extend_from_slice(s.as_bytes());
         offsets.push(i32::try_from(bytes.len()).expect("a batch's text fits Arrow's 32-bit offsets"));
-        self.valid.append_non_null();
     }
 
     /// An integer, or a time in microseconds.
     #[inline]
     pub(super) fn push_i64(&mut self, i: i64) {
-        self.write_nulls();
-        let Values::Int(v) = &mut self.values else { unreachable!("integers are read into integer slots") };
+        let Values::Int(v) = self.next() else { unreachable!("integers are read into integer slots") };
         v.push(i);
-        self.valid.append_non_null();
     }
 
     #[inline]
     pub(super) fn push_f64(&mut self, x: f64) {
-        self.write_nulls();
-        let Values::Float(v) = &mut self.values else { unreachable!("numbers are read into float slots") };
+        let Values::Float(v) = self.next() else { unreachable!("numbers are read into float slots") };
         v.push(x);
-        self.valid.append_non_null();
     }
 
     #[inline]
     pub(super) fn push_bool(&mut self, b: bool) {
-        self.write_nulls();
-        let Values::Bool(v) = &mut self.values else { unreachable!("booleans are read into bool slots") };
+        let Values::Bool(v) = self.next() else { unreachable!("booleans are read into bool slots") };
         v.append(b);
-        self.valid.append_non_null();
     }
 
     /// Back to its first `rows` rows.
