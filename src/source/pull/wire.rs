@@ -46,7 +46,21 @@ impl<'a> Reader<'a> {
         Reader { buf, at: 0 }
     }
 
+    /// A varint; one byte (field keys, short lengths, most of a frame's) without the loop. The
+    /// reader's small steps are inlined: a frame is mostly keys and lengths, and a call each cost
+    /// more than reading them.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Malformed> {
+        match self.buf.get(self.at) {
+            Some(&byte) if byte < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    fn long_varint(&mut self) -> Result<u64, Malformed> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = *self.buf.get(self.at).ok_or(Malformed("truncated varint"))?;
@@ -60,6 +74,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end.
+    #[inline(always)]
     fn key(&mut self) -> Result<Option<(u32, u8)>, Malformed> {
         if self.at == self.buf.len() {
             return Ok(None);
@@ -70,6 +85,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The span of a length-delimited field's bytes.
+    #[inline(always)]
     fn span(&mut self) -> Result<std::ops::Range<usize>, Malformed> {
         let len = usize::try_from(self.varint()?).map_err(|_| Malformed("length out of range"))?;
         let end = self.at.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or(Malformed("truncated field"))?;
@@ -79,6 +95,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-delimited field's bytes; `wire` is the type the field came with.
+    #[inline(always)]
     fn bytes(&mut self, wire: u8) -> Result<&'a [u8], Malformed> {
         Self::expect(wire, LEN)?;
         let span = self.span()?;
