@@ -249,14 +249,14 @@ impl Builder {
     }
 
     /// Where the next value goes, its row counted as holding one (the nulls before it written).
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> &mut Values {
         self.write_nulls();
         self.valid.append_non_null();
         &mut self.values
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn push_str(&mut self, s: &str) {
         let Values::Text(bytes, offsets) = self.next() else { unreachable!("text is read into text slots") };
         bytes.extend_from_slice(s.as_bytes());
