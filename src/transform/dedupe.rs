@@ -133,8 +133,10 @@ impl Dedupe {
 
     /// Forget keys older than the window, then the oldest beyond `max_keys`.
     fn expire(&mut self, now: Instant) {
+        // A key recorded at or before this is out of the window (none is, this soon after boot).
+        let horizon = now.checked_sub(self.window);
         while let Some((key, at)) = self.order.front() {
-            let expired = now.duration_since(*at) >= self.window;
+            let expired = horizon.is_some_and(|h| *at <= h);
             if !expired && self.seen.len() <= self.max_keys {
                 break;
             }
@@ -181,8 +183,8 @@ impl Dedupe {
                 },
             },
         };
-        if new {
-            self.expire(now);
+        if new && self.seen.len() > self.max_keys {
+            self.expire(now); // the oldest beyond `max_keys`; expired keys went above
         }
         verdict
     }
