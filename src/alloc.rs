@@ -66,14 +66,16 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// `sluice run`'s purge delay, in milliseconds: how long mimalloc keeps memory freed before it
-/// gives it back to the OS. Long enough that a batch's buffers (columns, Parquet) are reused by
-/// the next batch instead of being returned and faulted in again, zeroed; short enough that what
-/// was freed does not stay resident beside the flow-control bound (`docs/performance.md`).
+/// `sluice run`'s purge delay, in milliseconds (how long mimalloc keeps freed memory before it
+/// gives it back to the OS): none. What was freed (a written batch's columns and Parquet buffers)
+/// would otherwise stay resident beside what the flow control lets in, and peak RSS would pass
+/// the bound; 10 ms already did in the push-flood bench. The price is CPU: the next batch faults
+/// those pages in again, zeroed (`docs/performance.md`, "Freed memory").
 pub const RUN_PURGE_DELAY_MS: c_long = 0;
 
 /// `sluice replay`'s: mimalloc's default. Its memory is bounded by one batch of lines or rows,
-/// not by a flow-control budget.
+/// not by a flow-control budget, and purging each batch's pages at once made it fault them back
+/// in for the next (a third of its CPU went to the kernel).
 pub const REPLAY_PURGE_DELAY_MS: c_long = 1_000;
 
 /// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).

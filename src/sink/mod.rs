@@ -52,18 +52,15 @@ impl Partition {
 
     /// The partition of the event's `time_field`, or of its publish time when it has none.
     pub fn for_event(schema: &Schema, event: &Event) -> Self {
-        let t = match &event.row {
-            Some(row) => match row.event_micros().and_then(Partition::of_micros) {
-                Some(p) => return p,
-                None => None,
-            },
-            None => {
-                let field = schema.time_field.as_deref();
-                field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp)
-            }
-        };
-        let t = t.unwrap_or(event.publish_time);
-        Partition::of(t)
+        if let Some(row) = &event.row {
+            return row
+                .event_micros()
+                .and_then(Partition::of_micros)
+                .unwrap_or_else(|| Partition::of(event.publish_time));
+        }
+        let field = schema.time_field.as_deref();
+        let t = field.and_then(|f| event.record.get(f)).and_then(|v| v.as_str()).and_then(parse_timestamp);
+        Partition::of(t.unwrap_or(event.publish_time))
     }
 
     /// `dt=2026-11-26/hour=09`
