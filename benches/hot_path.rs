@@ -361,8 +361,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
-    // Freed memory given back as `sluice run` gives it back, so the figures are the binary's.
-    sluice::alloc::purge_after(sluice::alloc::RUN_PURGE_DELAY_MS);
+    // Freed memory kept as `sluice run` keeps it below its memory's high watermark (its working
+    // set here is well below); `MIMALLOC_PURGE_DELAY=0` measures it at the mark.
+    sluice::alloc::purge_after(sluice::alloc::governor::RELAXED_DELAY_MS);
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (n, seed, rounds) = (env("EVENTS", 200_000), env("SEED", 7) as u64, env("ROUNDS", 5).max(1));
     let dir = std::env::var_os("SLUICE_BENCH_DIR")

@@ -8,6 +8,11 @@
 //! always, and every mimalloc block is already word-aligned (whole words from an aligned page
 //! start), so those go to `mi_malloc` and `mi_realloc`; only larger alignments (Arrow's 64 B
 //! buffers) take the aligned entry points.
+//!
+//! When mimalloc gives freed memory back to the OS is set here too: `governor` keeps it for
+//! `sluice run` until memory nears its bound.
+
+pub mod governor;
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_int, c_long};
@@ -66,11 +71,9 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
-/// `sluice run`'s purge delay, in milliseconds (how long mimalloc keeps freed memory before it
-/// gives it back to the OS): none. What was freed (a written batch's columns and Parquet buffers)
-/// would otherwise stay resident beside what the flow control lets in, and peak RSS would pass
-/// the bound; 10 ms already did in the push-flood bench. The price is CPU: the next batch faults
-/// those pages in again, zeroed (`docs/performance.md`, "Freed memory").
+/// `sluice run`'s purge delay (how long mimalloc keeps freed memory before it gives it back to
+/// the OS) until its [`governor`] starts, and wherever it cannot: none, which always holds the
+/// memory bound.
 pub const RUN_PURGE_DELAY_MS: c_long = 0;
 
 /// `sluice replay`'s: mimalloc's default. Its memory is bounded by one batch of lines or rows,
@@ -81,20 +84,41 @@ pub const REPLAY_PURGE_DELAY_MS: c_long = 1_000;
 /// `mi_option_purge_delay` in mimalloc's header (the same number in v2 and v3).
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
-/// Set mimalloc's purge delay to `ms`, unless the operator set it with mimalloc's own
-/// `MIMALLOC_PURGE_DELAY`, which mimalloc has read and which is then left as it is.
+/// Whether the operator set the purge delay with mimalloc's own `MIMALLOC_PURGE_DELAY`, which
+/// mimalloc has read and which sluice then leaves as it is.
+fn set_by_operator() -> bool {
+    std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
+}
+
+/// Set mimalloc's purge delay to `ms`, unless the operator set it.
 pub fn purge_after(ms: c_long) {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
+    if !set_by_operator() {
+        set_purge_delay(ms);
     }
+}
+
+/// Keep resident memory under `bound` bytes by purging freed memory at once only near it
+/// ([`governor`]); `false` where that cannot be done, or the operator set the delay.
+pub fn govern(bound: u64) -> bool {
+    !set_by_operator() && governor::start(governor::Watermarks::below(bound))
+}
+
+fn set_purge_delay(ms: c_long) {
     // SAFETY: sets one integer option; mimalloc reads options atomically.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
-// mimalloc's own entry points for its options.
+/// Give back to the OS what mimalloc freed and has not purged yet.
+fn collect() {
+    // SAFETY: no arguments but the flag; callable from any thread at any time.
+    unsafe { mi_collect(true) }
+}
+
+// mimalloc's own entry points for its options and its purge.
 unsafe extern "C" {
     fn mi_option_set(option: c_int, value: c_long);
     fn mi_option_get(option: c_int) -> c_long;
+    fn mi_collect(force: bool);
 }
 
 /// mimalloc's purge delay now, in milliseconds.

@@ -134,6 +134,17 @@ fn lake_of(config: &Config, pipeline: &str) -> Option<(Arc<dyn object_store::Obj
     }
 }
 
+/// The resident memory `sluice run` stays within (`docs/operations.md`, "Memory"): the largest
+/// flow control of one pipeline (its subscription's when pulled, else its pushes'), plus a fixed
+/// 64 MiB. Several pipelines full at once go past it; freed memory then goes back at once.
+pub fn memory_bound(config: &Config) -> u64 {
+    let flow = |p: &crate::config::Pipeline| match config.global.pulling(&p.source) {
+        Some(pubsub) => pubsub.max_outstanding_bytes.0,
+        None => config.global.http.max_outstanding_bytes.0,
+    };
+    config.pipelines.iter().map(flow).max().unwrap_or(0) + (64 << 20)
+}
+
 /// Run until `shutdown` resolves. `listener` overrides `http.listen` (tests bind port 0).
 pub async fn run(
     config: Config,
@@ -275,4 +286,19 @@ async fn finish(phases: &Shutdown, chores: Vec<JoinHandle<()>>, pullers: Vec<Joi
         let _ = t.await;
     }
     topology.join().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_bound_is_the_largest_flow_control_of_one_pipeline_plus_64_mib() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sluice.yaml");
+        let pushed = crate::config::load_with_env(&file, |_| None).unwrap();
+        assert_eq!(memory_bound(&pushed), (100 + 64) << 20, "http.max_outstanding_bytes: 100MiB");
+        let pulled = crate::config::load_with_env(&file, |k| (k == "SLUICE_PUBSUB").then(|| "true".into())).unwrap();
+        assert!(pulled.pipelines.iter().all(|p| pulled.global.pulling(&p.source).is_some()));
+        assert_eq!(memory_bound(&pulled), (100 + 64) << 20, "pubsub.max_outstanding_bytes: 100MiB");
+    }
 }

@@ -227,6 +227,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config } => {
             let config = load_or_report(&config)?;
+            sluice::alloc::govern(sluice::app::memory_bound(&config));
             runtime()?.block_on(sluice::app::run(config, None, sluice::shutdown::signal()))?;
             Ok(ExitCode::SUCCESS)
         }

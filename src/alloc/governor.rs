@@ -1,0 +1,154 @@
+//! Freed memory goes back to the OS at once only when the process nears its memory bound.
+//!
+//! Giving every freed page back at once (purge delay 0) keeps peak RSS within the flow-control
+//! bound, but the next batch then faults the same pages in again, zeroed: on the 2-core VMs
+//! sluice is measured on, that cost the hot path 30–60% of its CPU (`docs/performance.md`,
+//! "Freed memory"). Keeping them (mimalloc's default delay) is free until memory runs short.
+//! So a thread reads the resident set every [`EVERY`]: at the high watermark it switches mimalloc
+//! to purging at once and purges what is pending, and below the low one it switches back.
+
+use std::ffi::c_long;
+use std::time::Duration;
+
+use super::{collect, set_purge_delay};
+
+/// How often the resident set is read (reading it more often did not lower the push flood's peak).
+pub const EVERY: Duration = Duration::from_millis(10);
+
+/// The purge delay while memory is far from the bound: mimalloc's default.
+pub const RELAXED_DELAY_MS: c_long = 1_000;
+
+/// How far below the bound purging at once starts. After the switch the resident set goes on
+/// rising by 20–30 MiB: what the other threads freed while memory was kept leaves only as they
+/// next free. With 16 MiB the push flood peaked past its bound (166–176 MiB of 164), with 48
+/// within it (146–160).
+const MARGIN: u64 = 48 << 20;
+
+/// How far below the high watermark memory must fall before freed memory is kept again, so
+/// that a process hovering at the mark does not switch back and forth.
+const HYSTERESIS: u64 = 32 << 20;
+
+/// Where the governor switches, in bytes of resident memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    pub high: u64,
+    pub low: u64,
+}
+
+impl Watermarks {
+    /// The marks for a process that must stay within `bound` bytes.
+    pub fn below(bound: u64) -> Watermarks {
+        let high = bound.saturating_sub(MARGIN);
+        Watermarks { high, low: high.saturating_sub(HYSTERESIS) }
+    }
+}
+
+/// What to do after a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Purge what is pending, and purge at once from now on.
+    Press,
+    /// Still at or over the mark: purge what other threads freed since.
+    Purge,
+    /// Keep freed memory again.
+    Relax,
+    Nothing,
+}
+
+/// The step for a reading of `rss` bytes, `pressed` when purging at once.
+fn step(marks: Watermarks, pressed: bool, rss: u64) -> Step {
+    match (pressed, rss >= marks.high, rss < marks.low) {
+        (false, true, _) => Step::Press,
+        (true, true, _) => Step::Purge,
+        (true, false, true) => Step::Relax,
+        _ => Step::Nothing,
+    }
+}
+
+/// Start governing the purge delay below `marks`, on a thread of its own for the life of the
+/// process; `false` (and the delay left at 0, which always holds the bound) where the resident
+/// set cannot be read.
+pub fn start(marks: Watermarks) -> bool {
+    if resident_bytes().is_none() {
+        return false;
+    }
+    set_purge_delay(RELAXED_DELAY_MS);
+    let started = std::thread::Builder::new().name("sluice-memory".into()).spawn(move || {
+        let mut pressed = false;
+        loop {
+            std::thread::sleep(EVERY);
+            let Some(rss) = resident_bytes() else { continue };
+            match step(marks, pressed, rss) {
+                Step::Press => {
+                    set_purge_delay(0);
+                    collect();
+                    pressed = true;
+                    tracing::debug!(rss, high = marks.high, "memory near its bound: freed memory goes back at once");
+                }
+                Step::Purge => collect(),
+                Step::Relax => {
+                    set_purge_delay(RELAXED_DELAY_MS);
+                    pressed = false;
+                    tracing::debug!(rss, low = marks.low, "memory well below its bound: freed memory is kept");
+                }
+                Step::Nothing => {}
+            }
+        }
+    });
+    if started.is_err() {
+        set_purge_delay(0);
+    }
+    started.is_ok()
+}
+
+/// The process's resident set in bytes (`/proc/self/statm`), where there is one.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn marks_sit_a_margin_below_the_bound_with_room_between_them() {
+        let m = Watermarks::below(164 * MIB);
+        assert_eq!(m, Watermarks { high: 116 * MIB, low: 84 * MIB });
+        assert_eq!(
+            Watermarks::below(40 * MIB),
+            Watermarks { high: 0, low: 0 },
+            "a bound under the margin: always pressed"
+        );
+    }
+
+    #[test]
+    fn presses_at_the_high_mark_and_relaxes_only_below_the_low_one() {
+        let m = Watermarks::below(164 * MIB);
+        assert_eq!(step(m, false, 60 * MIB), Step::Nothing);
+        assert_eq!(step(m, false, 115 * MIB), Step::Nothing);
+        assert_eq!(step(m, false, 116 * MIB), Step::Press);
+        assert_eq!(step(m, true, 150 * MIB), Step::Purge, "over the mark: purge what was freed since");
+        assert_eq!(step(m, true, 100 * MIB), Step::Nothing, "between the marks: stay pressed");
+        assert_eq!(step(m, true, 84 * MIB), Step::Nothing);
+        assert_eq!(step(m, true, 83 * MIB), Step::Relax);
+        assert_eq!(step(m, false, 100 * MIB), Step::Nothing, "between the marks: stay relaxed");
+    }
+
+    #[test]
+    fn reads_this_process_resident_set() {
+        if cfg!(target_os = "linux") {
+            let rss = resident_bytes().expect("/proc/self/statm");
+            assert!(rss > MIB && rss < 64 * 1024 * MIB, "{rss}");
+        }
+    }
+}
