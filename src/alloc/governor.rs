@@ -2,7 +2,7 @@
 //!
 //! Giving every freed page back at once (purge delay 0) keeps peak RSS within the flow-control
 //! bound, but the next batch then faults the same pages in again, zeroed: on the 2-core VMs
-//! sluice is measured on, that cost the hot path 30–60% of its CPU (`docs/performance.md`,
+//! sluice is measured on, that cost the hot path 5–79% more CPU per event (`docs/performance.md`,
 //! "Freed memory"). Keeping them (mimalloc's default delay) is free until memory runs short.
 //! So a thread reads the resident set every [`EVERY`]: at the high watermark it switches mimalloc
 //! to purging at once and purges what is pending, and below the low one it switches back.
@@ -18,11 +18,11 @@ pub const EVERY: Duration = Duration::from_millis(10);
 /// The purge delay while memory is far from the bound: mimalloc's default.
 pub const RELAXED_DELAY_MS: c_long = 1_000;
 
-/// How far below the bound purging at once starts. After the switch the resident set goes on
-/// rising by 20–30 MiB: what the other threads freed while memory was kept leaves only as they
-/// next free. With 16 MiB the push flood peaked past its bound (166–176 MiB of 164), with 48
-/// within it (146–160).
-const MARGIN: u64 = 48 << 20;
+/// How far below the bound purging at once starts: the bound's fixed part, so the mark is the
+/// flow control itself. After the switch the resident set goes on rising by 20–40 MiB, as what
+/// the other threads freed while memory was kept leaves only as they next free: with a 16 MiB
+/// margin the push flood peaked past its bound (166–176 MiB of 164), with 48 at 149–162.
+const MARGIN: u64 = 64 << 20;
 
 /// How far below the high watermark memory must fall before freed memory is kept again, so
 /// that a process hovering at the mark does not switch back and forth.
@@ -123,9 +123,9 @@ mod tests {
     #[test]
     fn marks_sit_a_margin_below_the_bound_with_room_between_them() {
         let m = Watermarks::below(164 * MIB);
-        assert_eq!(m, Watermarks { high: 116 * MIB, low: 84 * MIB });
+        assert_eq!(m, Watermarks { high: 100 * MIB, low: 68 * MIB });
         assert_eq!(
-            Watermarks::below(40 * MIB),
+            Watermarks::below(60 * MIB),
             Watermarks { high: 0, low: 0 },
             "a bound under the margin: always pressed"
         );
@@ -134,14 +134,14 @@ mod tests {
     #[test]
     fn presses_at_the_high_mark_and_relaxes_only_below_the_low_one() {
         let m = Watermarks::below(164 * MIB);
-        assert_eq!(step(m, false, 60 * MIB), Step::Nothing);
-        assert_eq!(step(m, false, 115 * MIB), Step::Nothing);
-        assert_eq!(step(m, false, 116 * MIB), Step::Press);
+        assert_eq!(step(m, false, 50 * MIB), Step::Nothing);
+        assert_eq!(step(m, false, 99 * MIB), Step::Nothing);
+        assert_eq!(step(m, false, 100 * MIB), Step::Press);
         assert_eq!(step(m, true, 150 * MIB), Step::Purge, "over the mark: purge what was freed since");
-        assert_eq!(step(m, true, 100 * MIB), Step::Nothing, "between the marks: stay pressed");
-        assert_eq!(step(m, true, 84 * MIB), Step::Nothing);
-        assert_eq!(step(m, true, 83 * MIB), Step::Relax);
-        assert_eq!(step(m, false, 100 * MIB), Step::Nothing, "between the marks: stay relaxed");
+        assert_eq!(step(m, true, 80 * MIB), Step::Nothing, "between the marks: stay pressed");
+        assert_eq!(step(m, true, 68 * MIB), Step::Nothing);
+        assert_eq!(step(m, true, 67 * MIB), Step::Relax);
+        assert_eq!(step(m, false, 80 * MIB), Step::Nothing, "between the marks: stay relaxed");
     }
 
     #[test]
