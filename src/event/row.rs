@@ -102,7 +102,8 @@ fn cell(batch: &RecordBatch, col: usize, row: usize, ty: crate::schema::FieldTyp
     })
 }
 
-/// A decoded TIMESTAMP cell (microseconds since the epoch) as a time.
-fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
+/// A decoded TIMESTAMP cell (microseconds since the epoch) as a time: the decoder accepts only
+/// times in range.
+pub(crate) fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
 }

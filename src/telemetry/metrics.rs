@@ -95,6 +95,7 @@ pub struct Metrics {
     pub(crate) config_keys: Gauge,
     ready: Gauge,
     healthy: Gauge,
+    purge_delay: Gauge<f64, AtomicU64>,
     sinks: Mutex<Vec<SinkMetrics>>,
     sources: Mutex<Vec<SourceMetrics>>,
 }
@@ -127,6 +128,7 @@ impl Metrics {
             config_keys: Gauge::default(),
             ready: Gauge::default(),
             healthy: Gauge::default(),
+            purge_delay: Gauge::default(),
             sinks: Mutex::new(Vec::new()),
             sources: Mutex::new(Vec::new()),
             registry: Registry::default(),
@@ -165,11 +167,17 @@ impl Metrics {
         registry.register("config_keys", "Keys in the current configuration state", m.config_keys.clone());
         registry.register("ready", "1 when sources are connected and sinks writable", m.ready.clone());
         registry.register("healthy", "1 unless a stream stalled or a sink keeps failing", m.healthy.clone());
+        registry.register(
+            "memory_purge_delay_seconds",
+            "How long freed memory is kept before it goes back to the OS (0: at once, near the memory bound)",
+            m.purge_delay.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.purge_delay.set(crate::alloc::purge_delay() as f64 / 1e3);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
         out

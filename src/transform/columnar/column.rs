@@ -7,6 +7,8 @@ use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, Stri
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use serde_json::Value;
 
+use crate::event::row::time;
+
 /// What a slot holds between stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -180,11 +182,6 @@ pub fn with_rows_set(a: &StringArray, set: &[(usize, Option<&str>)]) -> StringAr
         }))
     });
     StringArray::new(OffsetBuffer::new(offsets.into()), bytes.into(), nulls)
-}
-
-/// A microsecond count the decoder accepted as a time (always in range).
-pub(super) fn time(micros: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_micros(micros).expect("decoded times are in range")
 }
 
 /// Appends one row at a time while payloads are decoded. A row read only in part is taken back
