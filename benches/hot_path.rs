@@ -361,6 +361,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
+    // Memory as the binary uses it: no transparent huge pages (`alloc::no_transparent_huge_pages`).
+    sluice::alloc::no_transparent_huge_pages().expect("transparent huge pages turned off");
     // Freed memory kept as `sluice run` keeps it below its memory's high watermark (its working
     // set here is well below); `MIMALLOC_PURGE_DELAY=0` measures it at the mark.
     sluice::alloc::purge_after(sluice::alloc::governor::RELAXED_DELAY_MS);

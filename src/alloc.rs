@@ -127,9 +127,36 @@ pub fn purge_delay() -> c_long {
     unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
+/// Turn transparent huge pages off for this process. mimalloc asks for them on its arenas
+/// (`MADV_HUGEPAGE`), and a huge page stays resident while any small page of it is in use, which
+/// puts the peak RSS well over the flow-control bound (`docs/performance.md`, end to end from the
+/// Pub/Sub emulator). Done first, before the runtime's threads allocate; the hot-path bench does
+/// it too, so that it measures memory as the binary uses it.
+#[cfg(target_os = "linux")]
+pub fn no_transparent_huge_pages() -> std::io::Result<()> {
+    // SAFETY: integer arguments only; it sets a flag of this process's memory policy.
+    match unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn no_transparent_huge_pages() -> std::io::Result<()> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn transparent_huge_pages_are_turned_off() {
+        no_transparent_huge_pages().unwrap();
+        // SAFETY: integer arguments only; reads the flag.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
+    }
 
     #[test]
     fn purge_delay_is_set_unless_mimalloc_s_variable_is() {

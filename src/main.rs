@@ -176,26 +176,8 @@ enum Command {
     },
 }
 
-/// Turn transparent huge pages off for this process. mimalloc asks for them on its arenas
-/// (`MADV_HUGEPAGE`), and a huge page stays resident while any small page of it is in use, which
-/// puts the peak RSS well over the flow-control bound (`docs/performance.md`, end to end from the Pub/Sub emulator). Done
-/// first, before the runtime's threads allocate.
-#[cfg(target_os = "linux")]
-fn no_transparent_huge_pages() -> std::io::Result<()> {
-    // SAFETY: integer arguments only; it sets a flag of this process's memory policy.
-    match unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn no_transparent_huge_pages() -> std::io::Result<()> {
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let thp = no_transparent_huge_pages();
+    let thp = sluice::alloc::no_transparent_huge_pages();
     sluice::alloc::purge_after(sluice::alloc::RUN_PURGE_DELAY_MS);
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -441,15 +423,4 @@ fn healthz_url(listen: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn transparent_huge_pages_are_turned_off() {
-        super::no_transparent_huge_pages().unwrap();
-        // SAFETY: integer arguments only; reads the flag.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
-    }
 }
