@@ -104,7 +104,8 @@ pub fn govern(bound: u64) -> bool {
 }
 
 fn set_purge_delay(ms: c_long) {
-    // SAFETY: sets one integer option; mimalloc reads options atomically.
+    // SAFETY: sets one aligned integer, which mimalloc's threads read without a lock: a thread
+    // reading it meanwhile sees the old delay or the new one (a word is stored whole).
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
