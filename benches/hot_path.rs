@@ -361,10 +361,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // built by `cargo test --benches`: nothing to measure there
     }
-    // Memory as the binary uses it: no transparent huge pages (`alloc::no_transparent_huge_pages`).
+    // Memory as `sluice run` uses it: no huge pages, freed memory kept (below its high mark, as here).
     sluice::alloc::no_transparent_huge_pages().expect("transparent huge pages turned off");
-    // Freed memory kept as `sluice run` keeps it below its memory's high watermark (its working
-    // set here is well below); `MIMALLOC_PURGE_DELAY=0` measures it at the mark.
     sluice::alloc::purge_after(sluice::alloc::governor::RELAXED_DELAY_MS);
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let (n, seed, rounds) = (env("EVENTS", 200_000), env("SEED", 7) as u64, env("ROUNDS", 5).max(1));
