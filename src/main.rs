@@ -141,8 +141,9 @@ enum Command {
     /// written before its inputs are deleted, so a reader in between may see rows twice, never
     /// miss one. A manifest under <lake>/_sluice/compact/ names each merge's inputs and output
     /// until they are deleted: a run after a crash finishes or undoes the interrupted merge
-    /// first, so nothing is lost and no duplicate is left. A second run is a no-op. Run one
-    /// compaction of a pipeline at a time.
+    /// first, so nothing is lost and no duplicate is left. A second run is a no-op. One
+    /// compaction of a pipeline runs at a time: a run holds <lake>/_locks/compact/<pipeline>.json
+    /// and another is refused with who holds it.
     Compact {
         #[arg(long, short, default_value = "config/sluice.yaml", env = "SLUICE_CONFIG")]
         config: PathBuf,

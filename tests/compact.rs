@@ -1,7 +1,8 @@
 //! `sluice compact` end to end, the real binary against fake-gcs-server and a local folder: the
 //! rows of a closed hour end up in fewer objects, the same rows; an open hour is not touched; a dry
 //! run changes nothing; a second run is a no-op; a run SIGKILLed after each step of a merge (and
-//! at seeded random moments), then run again, leaves every row exactly once.
+//! at seeded random moments), then run again, leaves every row exactly once; a run is refused
+//! while another holds the pipeline's lock.
 
 mod common;
 
@@ -80,6 +81,45 @@ async fn compacts_a_local_lake_and_replays_it() {
     let replayed = common::lake_ids(out.path(), "logs");
     let compacted = lake.ids(&format!("logs/{CLOSED}")).await;
     assert_eq!(replayed, compacted, "every row of the compacted hour replayed once");
+}
+
+/// A run is refused while another holds the pipeline's lock, and changes nothing; the lock of a
+/// run that is gone (expired) is taken over, and released at the end.
+async fn one_run_at_a_time(lake: &Lake) {
+    use object_store::ObjectStoreExt;
+    let ids = lake.seed_logs(CLOSED, "small", 6, 10).await;
+    let lock = sluice::compact::lock::path(&lake.base, "logs");
+    let hold = |expires: chrono::TimeDelta| {
+        let now = chrono::Utc::now();
+        let h = serde_json::json!({"host": "elsewhere", "pid": 1, "run": "r", "started_at": now.to_rfc3339(),
+            "expires_at": (now + expires).to_rfc3339()});
+        object_store::PutPayload::from(serde_json::to_vec(&h).unwrap())
+    };
+    lake.store.put(&lock, hold(chrono::TimeDelta::minutes(5))).await.unwrap();
+    let before = lake.snapshot("").await;
+    let out = lake.command(&[]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused while locked: {text}");
+    assert!(text.contains(&format!("another compaction holds {lock}: pid 1 on host elsewhere")), "{text}");
+    assert_eq!(lake.snapshot("").await, before, "a refused run changes nothing");
+
+    lake.store.put(&lock, hold(-chrono::TimeDelta::seconds(1))).await.unwrap();
+    let out = lake.compact(&[]);
+    assert!(out.contains("logs: merged 6 objects"), "{out}");
+    exactly_once(&lake.ids(&format!("logs/{CLOSED}")).await, &ids);
+    assert!(lake.snapshot("_locks").await.is_empty(), "the lock is released");
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_on_gcs() {
+    let gcs = FakeGcs::start();
+    one_run_at_a_time(&Lake::gcs(&gcs, "locked")).await;
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_on_a_local_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    one_run_at_a_time(&Lake::local(dir.path())).await;
 }
 
 /// Outputs of about the target size; new small objects later merge with the small last output.

@@ -27,9 +27,10 @@
 //!   Parquet settings ([`crate::sink::encode::writer_properties`]); values are never converted.
 //!   Objects of different column sets (a schema that gained a column) are merged separately.
 //! - **One run at a time per pipeline.** Two runs planning different sets of one hour would each
-//!   write their output: duplicates, never a gap. The Cloud Run job runs one task, and its
-//!   timeout is shorter than the schedule's interval.
+//!   write their output: duplicates, never a gap. A run holds the pipeline's lock (`lock`) from
+//!   before it finishes interrupted units to its end; a second run is refused with who holds it.
 
+pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod plan;
@@ -51,6 +52,9 @@ pub enum CompactError {
     /// A manifest sluice cannot read: left in place, so its inputs are not touched.
     #[error("manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
+    /// Another run holds the pipeline's lock, or this run lost it.
+    #[error("{0}")]
+    Locked(String),
     /// Writing the merged object failed; nothing was deleted, a rerun starts the merge again.
     #[error("writing {path}: {reason}")]
     Write { path: String, reason: String },

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 
+use super::lock::Lock;
 use super::manifest::{self, Finished, Manifest};
 use super::plan::{self, Plan, Selection, Unit};
 use super::{merge, CompactError};
@@ -68,18 +69,44 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
         .lake
         .open(lake.endpoint.as_deref())
         .map_err(|e| CompactError::store(format!("opening {}", lake.location), e))?;
+    // A dry run changes nothing, so it takes no lock (and may list merges a running one is doing).
+    let lock = match args.dry_run {
+        true => None,
+        false => Some(Lock::acquire(&store, &base, &pipeline.name).await?),
+    };
+    let result = run(config, pipeline, &args, selection, &store, &base, lock.as_ref()).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    let mut summary = result?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// [`compact`] once the lock is held (`None`: a dry run).
+async fn run(
+    config: &Config,
+    pipeline: &Pipeline,
+    args: &Args,
+    selection: Selection,
+    store: &Arc<dyn ObjectStore>,
+    base: &ObjectPath,
+    lock: Option<&Lock>,
+) -> Result<Summary, CompactError> {
+    let held = || lock.map_or(Ok(()), Lock::check);
     let mut summary = Summary::default();
     for prefix in prefixes(config, pipeline) {
-        let manifests = join(&base, &format!("{MANIFESTS}/{prefix}"));
+        let manifests = join(base, &format!("{MANIFESTS}/{prefix}"));
         let mut s = PrefixSummary { prefix: prefix.clone(), ..Default::default() };
-        let pending = manifest::pending(&store, &manifests).await?;
+        let pending = manifest::pending(store, &manifests).await?;
         s.interrupted = pending.len();
         if !args.dry_run {
             for m in &pending {
+                held()?;
                 s.completed += matches!(manifest::finish(store.as_ref(), m).await?, Finished::Completed) as usize;
             }
         }
-        s.plan = plan::plan(&store, &join(&base, &prefix), &selection).await?;
+        s.plan = plan::plan(store, &join(base, &prefix), &selection).await?;
         summary.prefixes.push(s);
     }
     if !args.dry_run {
@@ -87,9 +114,9 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
         let (files, rows) = units.fold((0, 0), |(f, r), u| (f + u.inputs.len(), r + u.rows));
         let mut progress = Progress::new("compact", files, rows, 0, 0);
         for s in &mut summary.prefixes {
-            let manifests = join(&base, &format!("{MANIFESTS}/{}", s.prefix));
+            let manifests = join(base, &format!("{MANIFESTS}/{}", s.prefix));
             for unit in s.plan.units.clone() {
-                let out = run_unit(&store, &manifests, &unit, &mut progress).await?;
+                let out = run_unit(store, &manifests, &unit, &mut progress, &held).await?;
                 s.units_done += 1;
                 s.files_in += unit.inputs.len();
                 s.rows += unit.rows;
@@ -99,7 +126,6 @@ pub async fn compact(config: &Config, args: Args) -> Result<Summary, CompactErro
         }
         progress.finish();
     }
-    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -148,7 +174,9 @@ async fn run_unit(
     manifests: &ObjectPath,
     unit: &Unit,
     progress: &mut Progress,
+    held: &dyn Fn() -> Result<(), CompactError>,
 ) -> Result<u64, CompactError> {
+    held()?;
     let stem = unit.output.filename().and_then(|n| n.strip_suffix(".parquet")).expect("planned as <stem>.parquet");
     let manifest_path = join(manifests, &format!("{}/{stem}.json", unit.partition.path()));
     let m = Manifest {
@@ -168,6 +196,7 @@ async fn run_unit(
         });
     }
     let size = merged.bytes.len() as u64;
+    held()?; // the merge may have taken long: still this run's before the lake changes
     crate::sink::lake::put_retrying(store.as_ref(), &unit.output, merged.bytes, "compact")
         .await
         .map_err(|e| CompactError::Write { path: unit.output.to_string(), reason: e.to_string() })?;

@@ -115,7 +115,8 @@ resource "google_storage_bucket_iam_member" "replay_user" {
 }
 
 # Compaction writes merged objects and deletes their inputs (and its manifests under
-# <lake_prefix>/_sluice/compact/), so it may create and delete, but only under lake_prefix; it
+# <lake_prefix>/_sluice/compact/, its lock under <lake_prefix>/_locks/compact/), so it may create
+# and delete, but only under lake_prefix; it
 # lists and reads through object_viewers.
 resource "google_storage_bucket_iam_member" "compact_user" {
   for_each = var.compact_users
