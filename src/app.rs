@@ -44,8 +44,7 @@ pub enum RunError {
 
 /// `push_auth.token` resolved (environment or Secret Manager) when `mode: token` needs it.
 async fn push_token(config: &Config) -> Result<Option<crate::secret::Secret>, RunError> {
-    let Some(auth) =
-        config.global.push_auth.as_ref().filter(|a| a.mode == crate::config::push_auth::PushAuthMode::Token)
+    let Some(auth) = config.global.push_auth.as_ref().filter(|a| a.mode() == crate::config::push_auth::AuthMode::Token)
     else {
         return Ok(None);
     };

@@ -1,5 +1,6 @@
 //! The console's security against a running `sluice run`: who it refuses (no token, a wrong
-//! token, the push token; with identity tokens, the push one), that the push endpoint does not take the console's token, that
+//! token, the push token; with identity tokens, the push one; behind Identity-Aware Proxy, a
+//! request without IAP's signed assertion or with one for another backend), that the push endpoint does not take the console's token, that
 //! hostile HTML in a configuration value, an author, a service name and a dead letter's payload
 //! is shown as text, that secret-looking keys are masked, and that sluice refuses to start (and
 //! `sluice validate` reports) a console reachable off loopback without authentication.
@@ -9,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::console::{change, get, identity_token, push, test_keys, wait_for_page};
+use common::console::{change, get, iap_assertion, identity_token, push, test_keys, wait_for_page};
 use serde_json::json;
 
 const CONSOLE_TOKEN: &str = "console-secret-1";
@@ -109,6 +110,54 @@ async fn identity_tokens_open_only_their_own_gate() {
     let record = change("billing", "limit", 1, json!(5), "ops").to_string();
     assert_eq!(push(base, "config-changes", "o-1", record.as_bytes(), Some(&console_token)).await.0, 401);
     assert_eq!(push(base, "config-changes", "o-2", record.as_bytes(), Some(&push_token)).await.0, 200);
+    assert!(sluice.stop().success());
+}
+
+/// `mode: iap`: only a request carrying IAP's assertion for this backend opens the console; a
+/// bearer identity token, an assertion for another backend, an expired one, or an RS256 token in
+/// IAP's header are refused with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_iap_only_its_assertion_for_this_backend_opens_the_console() {
+    const AUDIENCE: &str = "/projects/123/global/backendServices/456";
+    let lake = tempfile::tempdir().unwrap();
+    let keys = common::repo().join("tests/fixtures/push-auth/iap.jwks.json").display().to_string();
+    let env: Vec<(&str, String)> = [
+        ("SLUICE_CONSOLE", "true"),
+        ("SLUICE_CONSOLE_AUTH", "iap"),
+        ("SLUICE_CONSOLE_AUDIENCE", AUDIENCE),
+        ("SLUICE_CONSOLE_KEYS", &keys),
+        ("SLUICE_PUSH_AUTH", "token"),
+        ("SLUICE_PUSH_TOKEN", PUSH_TOKEN),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .collect();
+    let sluice = common::Sluice::start_with(lake.path(), &env);
+    let base = &sluice.url;
+    let with_assertion = |token: String| async move {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/ui/services"))
+            .header("x-goog-iap-jwt-assertion", token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    for page in PAGES {
+        let (status, body) = get(base, page, Some(&identity_token(AUDIENCE, "oncall@example.com"))).await;
+        assert_eq!(status, 401, "{page} with a bearer token only: {body}");
+        assert!(body.contains("no x-goog-iap-jwt-assertion header"), "{body}");
+    }
+    assert_eq!(with_assertion(iap_assertion(AUDIENCE, 600)).await.0, 200);
+    let (status, body) = with_assertion(iap_assertion("/projects/123/global/backendServices/999", 600)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("its audience is not console.auth.audience"), "{body}");
+    let (status, body) = with_assertion(iap_assertion(AUDIENCE, -120)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("it has expired"), "{body}");
+    let (status, body) = with_assertion(identity_token(AUDIENCE, "oncall@example.com")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("signed with RS256, expected ES256"), "{body}");
     assert!(sluice.stop().success());
 }
 

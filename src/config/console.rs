@@ -3,6 +3,7 @@
 //! It shows configuration values and payloads, so it is off unless enabled, and anywhere but
 //! loopback it requires authentication: `console.auth` takes the same shape as `push_auth`
 //! (`mode: token` with a secret setting, or `mode: oidc` for Google identity tokens as a bearer),
+//! plus `mode: iap` for Identity-Aware Proxy's signed assertion,
 //! and sluice refuses to start without it. Its credentials must differ from the push ones,
 //! so a push token never opens the console.
 
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
-use super::push_auth::{PushAuthConfig, PushAuthMode};
+use super::push_auth::{AuthMode, ConsoleAuthConfig, PushAuthConfig};
 
 /// `console.enabled`: `true`, `false`, or `local` (on only when `http.listen` is loopback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,7 +49,7 @@ pub struct ConsoleConfig {
     #[serde(default)]
     pub enabled: Enabled,
     /// Who may open it; required unless `http.listen` is loopback. Same fields as `push_auth`.
-    pub auth: Option<PushAuthConfig>,
+    pub auth: Option<ConsoleAuthConfig>,
 }
 
 impl ConsoleConfig {
@@ -62,8 +63,8 @@ impl ConsoleConfig {
     }
 
     /// The authentication in force: `None` for `mode: none` or no `auth`.
-    pub fn auth_required(&self) -> Option<&PushAuthConfig> {
-        self.auth.as_ref().filter(|a| a.mode != PushAuthMode::None)
+    pub fn auth_required(&self) -> Option<&ConsoleAuthConfig> {
+        self.auth.as_ref().filter(|a| a.mode() != AuthMode::None)
     }
 
     /// Problems as (field, message), given where sluice listens and the push authentication.
@@ -79,13 +80,13 @@ impl ConsoleConfig {
                 "console.auth",
                 format!(
                     "the console is enabled and http.listen is {listen}, not loopback: expected `console.auth` \
-                     with `mode: token` (token: {{env: SLUICE_CONSOLE_TOKEN}}) or `mode: oidc`; \
+                     with `mode: token` (token: {{env: SLUICE_CONSOLE_TOKEN}}), `mode: oidc` or `mode: iap`; \
                      it shows configuration values and payloads"
                 ),
             );
         }
         let (Some(mine), Some(push)) = (self.auth_required(), push) else { return };
-        if mine.mode == PushAuthMode::Token && push.mode == PushAuthMode::Token && mine.token == push.token {
+        if mine.mode() == AuthMode::Token && push.mode() == AuthMode::Token && mine.token == push.token {
             report(
                 "console.auth.token",
                 "is the same setting as push_auth.token: a push token must not open the console; \
@@ -93,7 +94,7 @@ impl ConsoleConfig {
                     .into(),
             );
         }
-        if mine.mode == PushAuthMode::Oidc && push.mode == PushAuthMode::Oidc && mine.audience == push.audience {
+        if mine.mode() == AuthMode::Oidc && push.mode() == AuthMode::Oidc && mine.audience == push.audience {
             report(
                 "console.auth.audience",
                 "is push_auth.audience: a push subscription's token would open the console; expected an audience \

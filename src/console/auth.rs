@@ -2,14 +2,16 @@
 //!
 //! `mode: token` compares `Authorization: Bearer <token>` with the console's own secret (in
 //! constant time); `mode: oidc` checks a Google identity token exactly as pushes are checked
-//! ([`Verifier`]), against the console's audience and account. The push gate is a different
+//! ([`Verifier`]), against the console's audience and account; `mode: iap` checks the assertion
+//! Identity-Aware Proxy signs into `x-goog-iap-jwt-assertion`, against IAP's audience for this
+//! backend (IAP's policy has decided who passes). The push gate is a different
 //! object with different credentials (and `sluice validate` refuses shared ones), so a push
 //! token never opens the console. A refusal is a 401 that names the setting, never the token.
 
 use axum::http::HeaderMap;
 
 use crate::config::console::ConsoleConfig;
-use crate::config::push_auth::PushAuthMode;
+use crate::config::push_auth::AuthMode;
 use crate::secret::Secret;
 use crate::source::push::auth::{bearer, Refusal, Verifier};
 use crate::source::push::jwks::KeysError;
@@ -30,7 +32,7 @@ pub enum AuthError {
     Secret(#[from] crate::secret::SecretError),
     #[error(
         "console.auth: the console is enabled and sluice listens on {0}, not loopback: expected console.auth \
-         with mode token or oidc"
+         with mode token, oidc or iap"
     )]
     Required(std::net::SocketAddr),
     #[error("console.auth.token: has the value of push_auth.token; a push token must not open the console")]
@@ -47,9 +49,9 @@ impl ConsoleAuth {
             }
             return Ok(ConsoleAuth::Open);
         };
-        match (c.mode, token) {
-            (PushAuthMode::Token, Some(t)) => Ok(ConsoleAuth::Token(t)),
-            (PushAuthMode::Token, None) => {
+        match (c.mode(), token) {
+            (AuthMode::Token, Some(t)) => Ok(ConsoleAuth::Token(t)),
+            (AuthMode::Token, None) => {
                 Err(AuthError::Secret(crate::secret::SecretError::EnvMissing("console.auth.token (not set)".into())))
             }
             _ => Ok(ConsoleAuth::Oidc(Box::new(Verifier::from_config(c)?))),
@@ -61,6 +63,7 @@ impl ConsoleAuth {
         match self {
             ConsoleAuth::Open => "none (loopback)",
             ConsoleAuth::Token(_) => "bearer token",
+            ConsoleAuth::Oidc(v) if v.is_iap() => "Identity-Aware Proxy assertion",
             ConsoleAuth::Oidc(_) => "Google identity token",
         }
     }

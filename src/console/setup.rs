@@ -61,7 +61,7 @@ impl Parts {
             tracing::info!(%listen, "console is off: console.enabled is local and sluice does not listen on loopback");
             return Ok(None);
         }
-        let token_mode = c.auth_required().filter(|a| a.mode == crate::config::push_auth::PushAuthMode::Token);
+        let token_mode = c.auth_required().filter(|a| a.mode() == crate::config::push_auth::AuthMode::Token);
         let token = match token_mode.and_then(|a| a.token.as_ref()) {
             Some(setting) => {
                 let dir = crate::config::secrets_dir(&config.file, &config.global);

@@ -68,6 +68,19 @@ pub(crate) fn identity_token(audience: &str, email: &str) -> String {
     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
 }
 
+/// An Identity-Aware Proxy assertion for `audience` (ES256, as IAP signs them), valid for
+/// `valid_secs` (negative: expired that long ago), signed with the test EC key of
+/// `tests/fixtures/push-auth/` (whose JWKS is `iap.jwks.json`).
+pub(crate) fn iap_assertion(audience: &str, valid_secs: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = json!({"iss": "https://cloud.google.com/iap", "aud": audience, "email": "oncall@example.com",
+        "sub": "accounts.google.com:1", "iat": now - 600, "exp": now + valid_secs});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("test-iap-1".into());
+    let pem = std::fs::read(super::repo().join("tests/fixtures/push-auth/iap.key.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap()).unwrap()
+}
+
 /// The JWKS file that verifies [`identity_token`]s.
 pub(crate) fn test_keys() -> String {
     super::repo().join("tests/fixtures/push-auth/signing.jwks.json").display().to_string()

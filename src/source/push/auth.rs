@@ -5,7 +5,9 @@
 //! ([`jwks`](super::jwks)), it was issued by Google for the configured audience, it has not
 //! expired (30 s leeway for clock skew), and it names the configured service account with a
 //! verified email. With `mode: token` the bearer token must equal the configured shared secret
-//! (compared in constant time). Refusals say why, and never contain the token.
+//! (compared in constant time). The same checks serve the console, which may also take
+//! Identity-Aware Proxy's ES256 assertion (`mode: iap`). Refusals say why, and never contain the
+//! token.
 
 use axum::http::{HeaderMap, StatusCode};
 use jsonwebtoken::errors::ErrorKind;
@@ -13,10 +15,13 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::jwks::{KeySource, KeysError};
-use crate::config::push_auth::{PushAuthConfig, PushAuthMode};
+use crate::config::push_auth::{AuthConfig, AuthMode, PushAuthConfig};
 
 /// Issuers Google puts in its ID tokens.
 const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+/// The issuer of Identity-Aware Proxy's assertions, and the header they come in.
+const IAP_ISSUER: &str = "https://cloud.google.com/iap";
+const IAP_HEADER: &str = "x-goog-iap-jwt-assertion";
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
 
@@ -56,6 +61,10 @@ pub enum PushAuth {
 pub struct Verifier {
     keys: KeySource,
     validation: Validation,
+    /// The one algorithm accepted: RS256 for identity tokens, ES256 for IAP's assertions.
+    alg: Algorithm,
+    /// `mode: iap`: the token is IAP's header, and any identity IAP let through passes.
+    iap: bool,
     service_account: String,
 }
 
@@ -84,11 +93,11 @@ impl PushAuth {
         config: Option<&PushAuthConfig>,
         token: Option<crate::secret::Secret>,
     ) -> Result<PushAuth, KeysError> {
-        if let (Some(PushAuthMode::Token), Some(token)) = (config.map(|c| c.mode), token) {
+        if let (Some(AuthMode::Token), Some(token)) = (config.map(|c| c.mode()), token) {
             tracing::info!("push requests must carry the bearer token of push_auth.token");
             return Ok(PushAuth::Token(token));
         }
-        let Some(c) = config.filter(|c| c.mode == PushAuthMode::Oidc) else {
+        let Some(c) = config.filter(|c| c.mode() == AuthMode::Oidc) else {
             tracing::warn!(
                 "push_auth.mode is none: POST /push accepts unauthenticated requests; set push_auth.mode: oidc \
                  (SLUICE_PUSH_AUTH=oidc) wherever the endpoint is reachable by others"
@@ -96,7 +105,7 @@ impl PushAuth {
             return Ok(PushAuth::Open);
         };
         let verifier = Verifier::from_config(c)?;
-        tracing::info!(keys = %c.keys, service_account = verifier.service_account, "push requests must carry a Google OIDC token");
+        tracing::info!(keys = %c.key_source(), service_account = verifier.service_account, "push requests must carry a Google OIDC token");
         Ok(PushAuth::Oidc(Box::new(verifier)))
     }
 
@@ -129,34 +138,53 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
 }
 
 impl Verifier {
-    /// The checks of `c` (`mode: oidc`); a local key file is read now. Also the console's
-    /// (`console.auth`), which has the same shape.
-    pub fn from_config(c: &PushAuthConfig) -> Result<Verifier, KeysError> {
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&GOOGLE_ISSUERS);
+    /// The checks of `c` (`mode: oidc` or, for the console, `iap`); a local key file is read now.
+    /// Also the console's (`console.auth`), which has the same shape.
+    pub fn from_config<M: Copy + Into<AuthMode>>(c: &AuthConfig<M>) -> Result<Verifier, KeysError> {
+        let iap = c.mode() == AuthMode::Iap;
+        let alg = if iap { Algorithm::ES256 } else { Algorithm::RS256 };
+        let mut validation = Validation::new(alg);
+        if iap {
+            validation.set_issuer(&[IAP_ISSUER]);
+        } else {
+            validation.set_issuer(&GOOGLE_ISSUERS);
+        }
         validation.set_audience(&[c.audience.as_deref().unwrap_or_default().trim()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = LEEWAY_SECS;
-        let keys = KeySource::from_setting(c.keys.trim())?;
+        let keys = KeySource::from_setting(c.key_source())?;
         let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
-        Ok(Verifier { keys, validation, service_account })
+        Ok(Verifier { keys, validation, alg, iap, service_account })
     }
 
-    /// Check a request's `Authorization: Bearer` Google identity token.
+    /// Whether it checks Identity-Aware Proxy's assertions.
+    pub fn is_iap(&self) -> bool {
+        self.iap
+    }
+
+    /// Check a request's `Authorization: Bearer` Google identity token, or with `mode: iap` its
+    /// IAP assertion.
     pub async fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let token = bearer(headers)?;
+        let token = match self.iap {
+            true => iap_assertion(headers)?,
+            false => bearer(headers)?,
+        };
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", describe(e.kind()))))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(Refusal::Unauthenticated(format!("token is signed with {:?}, expected RS256", header.alg)));
+            .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", self.describe(e.kind()))))?;
+        if header.alg != self.alg {
+            let (got, expected) = (header.alg, self.alg);
+            return Err(Refusal::Unauthenticated(format!("token is signed with {got:?}, expected {expected:?}")));
         }
         let kid = header.kid.as_deref();
         let key = self.keys.get(kid).await.map_err(|e| Refusal::KeysUnavailable(e.to_string()))?.ok_or_else(|| {
             Refusal::Unauthenticated(format!("token is signed by unknown key '{}'", kid.unwrap_or("(no kid)")))
         })?;
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
-            .map_err(|e| Refusal::Unauthenticated(format!("token refused: {}", describe(e.kind()))))?
+            .map_err(|e| Refusal::Unauthenticated(format!("token refused: {}", self.describe(e.kind()))))?
             .claims;
+        if self.iap {
+            return Ok(()); // IAP's access policy let this identity through, and signed that it did
+        }
         let email = claims.email.unwrap_or_default();
         if email != self.service_account {
             return Err(Refusal::Forbidden(format!(
@@ -171,6 +199,29 @@ impl Verifier {
     }
 }
 
+/// The assertion Identity-Aware Proxy adds to every request it lets through.
+fn iap_assertion(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let value = headers.get(IAP_HEADER).ok_or_else(|| {
+        Refusal::Unauthenticated(format!(
+            "no {IAP_HEADER} header; expected the request to come through Identity-Aware Proxy"
+        ))
+    })?;
+    value.to_str().map(str::trim).map_err(|_| Refusal::Unauthenticated(format!("{IAP_HEADER} is not ASCII text")))
+}
+
+impl Verifier {
+    /// A token error in words; never includes the token.
+    fn describe(&self, kind: &ErrorKind) -> String {
+        match kind {
+            ErrorKind::InvalidIssuer if self.iap => format!("it was not issued by {IAP_ISSUER}"),
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                format!("its algorithm is not {:?}", self.alg)
+            }
+            other => describe(other),
+        }
+    }
+}
+
 /// A token error in words; never includes the token.
 fn describe(kind: &ErrorKind) -> String {
     match kind {
@@ -179,7 +230,6 @@ fn describe(kind: &ErrorKind) -> String {
         ErrorKind::InvalidSignature => "its signature does not verify against Google's key".into(),
         ErrorKind::InvalidAudience => "its audience is not push_auth.audience".into(),
         ErrorKind::InvalidIssuer => "it was not issued by accounts.google.com".into(),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "its algorithm is not RS256".into(),
         ErrorKind::MissingRequiredClaim(c) => format!("it has no `{c}` claim"),
         ErrorKind::InvalidToken => "it is not a JWT (three base64url parts)".into(),
         ErrorKind::Base64(_) => "it is not valid base64url".into(),

@@ -1,5 +1,5 @@
-//! Public keys that sign push tokens: Google's JWKS fetched over HTTPS and cached, or a local
-//! JWKS / PEM file.
+//! Public keys that sign push tokens (and the console's): Google's JWKS fetched over HTTPS and
+//! cached, or a local JWKS / PEM file.
 //!
 //! The remote set is cached for the response's `Cache-Control: max-age`. Google rotates its keys
 //! every few days and publishes the next one early, so a token with an unknown `kid` triggers a
@@ -42,7 +42,7 @@ impl Keys {
         kid.and_then(|k| self.by_kid.get(k)).or(self.any.as_ref()).cloned()
     }
 
-    /// RSA keys of a JWKS document; keys of other types are skipped (only RS256 is accepted).
+    /// The RSA and EC keys of a JWKS document (Google's identity tokens are RS256, IAP's ES256).
     fn from_jwks(json: &[u8]) -> Result<Keys, String> {
         let set: JwkSet = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let mut by_kid = HashMap::new();
@@ -53,7 +53,7 @@ impl Keys {
             }
         }
         if by_kid.is_empty() {
-            return Err("it holds no RSA key with a `kid`".into());
+            return Err("it holds no RSA or EC key with a `kid`".into());
         }
         Ok(Keys { by_kid, any: None })
     }
