@@ -36,6 +36,12 @@ impl FieldPath {
         self.segments.iter().try_fold(record, |v, seg| v.as_object()?.get(seg))
     }
 
+    /// [`FieldPath::get`] on a record held as its map (no `Value` made to hold it).
+    pub fn get_in<'a>(&self, record: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.segments.split_first()?;
+        rest.iter().try_fold(record.get(first)?, |v, seg| v.as_object()?.get(seg))
+    }
+
     pub fn get_mut<'a>(&self, record: &'a mut Value) -> Option<&'a mut Value> {
         self.segments.iter().try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))
     }
@@ -82,6 +88,8 @@ mod tests {
         assert_eq!(p.get(&r), None);
         p.set(&mut r, json!(200)).unwrap();
         assert_eq!(p.get(&r), Some(&json!(200)));
+        assert_eq!(p.get_in(r.as_object().unwrap()), Some(&json!(200)));
+        assert_eq!(FieldPath::parse("msg.x").unwrap().get_in(r.as_object().unwrap()), None, "msg is no object");
         assert_eq!(p.remove(&mut r), Some(json!(200)));
         assert_eq!(r, json!({"msg": "x", "http": {}}));
     }

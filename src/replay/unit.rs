@@ -90,7 +90,7 @@ impl Unit<'_> {
         let mut dead: Vec<DeadLetter> = Vec::new();
         for record in records {
             let ack = acks.ack();
-            let original_ingest = self.ingest.and_then(|f| f.get(&Value::Object(record.clone())).cloned());
+            let original_ingest = self.ingest.and_then(|f| f.get_in(&record).cloned());
             let rebuilt = match file.kind {
                 Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
                 // NDJSON lines come as events from `ndjson_run`, never as records.
