@@ -119,15 +119,15 @@ impl<M: Copy + Into<AuthMode>> AuthConfig<M> {
         }
         let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
         let iap = self.mode() == AuthMode::Iap;
-        if blank(&self.audience) && iap {
-            report(
-                "push_auth.audience",
-                "expected IAP's audience, /projects/NUMBER/global/backendServices/ID (a load balancer) or \
-                 /projects/NUMBER/locations/REGION/services/NAME (Cloud Run) (mode is iap)"
-                    .into(),
-            );
-        } else if blank(&self.audience) {
-            report("push_auth.audience", "expected the push subscription's audience (mode is oidc)".into());
+        if blank(&self.audience) {
+            let expected = match iap {
+                true => {
+                    "expected IAP's audience, /projects/NUMBER/global/backendServices/ID (a load balancer) or \
+                     /projects/NUMBER/locations/REGION/services/NAME (Cloud Run) (mode is iap)"
+                }
+                false => "expected the push subscription's audience (mode is oidc)",
+            };
+            report("push_auth.audience", expected.into());
         }
         match self.service_account.as_deref().map(str::trim) {
             Some(sa) if iap && !sa.is_empty() => report(

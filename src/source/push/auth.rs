@@ -61,9 +61,7 @@ pub enum PushAuth {
 pub struct Verifier {
     keys: KeySource,
     validation: Validation,
-    /// The one algorithm accepted: RS256 for identity tokens, ES256 for IAP's assertions.
-    alg: Algorithm,
-    /// `mode: iap`: the token is IAP's header, and any identity IAP let through passes.
+    /// `mode: iap`: the token is IAP's header (ES256), and any identity IAP let through passes.
     iap: bool,
     service_account: String,
 }
@@ -142,8 +140,7 @@ impl Verifier {
     /// Also the console's (`console.auth`), which has the same shape.
     pub fn from_config<M: Copy + Into<AuthMode>>(c: &AuthConfig<M>) -> Result<Verifier, KeysError> {
         let iap = c.mode() == AuthMode::Iap;
-        let alg = if iap { Algorithm::ES256 } else { Algorithm::RS256 };
-        let mut validation = Validation::new(alg);
+        let mut validation = Validation::new(algorithm(iap));
         if iap {
             validation.set_issuer(&[IAP_ISSUER]);
         } else {
@@ -154,7 +151,7 @@ impl Verifier {
         validation.leeway = LEEWAY_SECS;
         let keys = KeySource::from_setting(c.key_source())?;
         let service_account = c.service_account.as_deref().unwrap_or_default().trim().to_owned();
-        Ok(Verifier { keys, validation, alg, iap, service_account })
+        Ok(Verifier { keys, validation, iap, service_account })
     }
 
     /// Whether it checks Identity-Aware Proxy's assertions.
@@ -171,8 +168,8 @@ impl Verifier {
         };
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Refusal::Unauthenticated(format!("token is malformed: {}", self.describe(e.kind()))))?;
-        if header.alg != self.alg {
-            let (got, expected) = (header.alg, self.alg);
+        if header.alg != algorithm(self.iap) {
+            let (got, expected) = (header.alg, algorithm(self.iap));
             return Err(Refusal::Unauthenticated(format!("token is signed with {got:?}, expected {expected:?}")));
         }
         let kid = header.kid.as_deref();
@@ -209,32 +206,34 @@ fn iap_assertion(headers: &HeaderMap) -> Result<&str, Refusal> {
     value.to_str().map(str::trim).map_err(|_| Refusal::Unauthenticated(format!("{IAP_HEADER} is not ASCII text")))
 }
 
+/// The one algorithm accepted: RS256 for Google's identity tokens, ES256 for IAP's assertions.
+fn algorithm(iap: bool) -> Algorithm {
+    if iap {
+        Algorithm::ES256
+    } else {
+        Algorithm::RS256
+    }
+}
+
 impl Verifier {
     /// A token error in words; never includes the token.
     fn describe(&self, kind: &ErrorKind) -> String {
         match kind {
+            ErrorKind::ExpiredSignature => "it has expired".into(),
+            ErrorKind::ImmatureSignature => "it is not valid yet (nbf)".into(),
+            ErrorKind::InvalidSignature => "its signature does not verify against Google's key".into(),
+            ErrorKind::InvalidAudience => "its audience is not push_auth.audience".into(),
             ErrorKind::InvalidIssuer if self.iap => format!("it was not issued by {IAP_ISSUER}"),
+            ErrorKind::InvalidIssuer => "it was not issued by accounts.google.com".into(),
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                format!("its algorithm is not {:?}", self.alg)
+                format!("its algorithm is not {:?}", algorithm(self.iap))
             }
-            other => describe(other),
+            ErrorKind::MissingRequiredClaim(c) => format!("it has no `{c}` claim"),
+            ErrorKind::InvalidToken => "it is not a JWT (three base64url parts)".into(),
+            ErrorKind::Base64(_) => "it is not valid base64url".into(),
+            ErrorKind::Json(_) => "its header or claims are not the JSON expected".into(),
+            ErrorKind::Utf8(_) => "it is not UTF-8".into(),
+            other => format!("{other:?}"),
         }
-    }
-}
-
-/// A token error in words; never includes the token.
-fn describe(kind: &ErrorKind) -> String {
-    match kind {
-        ErrorKind::ExpiredSignature => "it has expired".into(),
-        ErrorKind::ImmatureSignature => "it is not valid yet (nbf)".into(),
-        ErrorKind::InvalidSignature => "its signature does not verify against Google's key".into(),
-        ErrorKind::InvalidAudience => "its audience is not push_auth.audience".into(),
-        ErrorKind::InvalidIssuer => "it was not issued by accounts.google.com".into(),
-        ErrorKind::MissingRequiredClaim(c) => format!("it has no `{c}` claim"),
-        ErrorKind::InvalidToken => "it is not a JWT (three base64url parts)".into(),
-        ErrorKind::Base64(_) => "it is not valid base64url".into(),
-        ErrorKind::Json(_) => "its header or claims are not the JSON expected".into(),
-        ErrorKind::Utf8(_) => "it is not UTF-8".into(),
-        other => format!("{other:?}"),
     }
 }
