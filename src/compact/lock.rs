@@ -4,8 +4,9 @@
 //!
 //! Why: two runs planning different sets of one hour would each write their merged object, and
 //! both would keep the rows. A lock a run left behind (killed) is taken over once it has expired
-//! (not renewed for its time to live), or at once when it names a process of this host that is
-//! gone. The lock lives outside `_sluice/` so that folder holds manifests only.
+//! (not renewed for its time to live), or at once when it names a process that is gone from this
+//! process's own pid space (same kernel boot, same pid namespace: a hostname alone does not tell
+//! two containers apart). The lock lives outside `_sluice/` so that folder holds manifests only.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,10 @@ pub const TTL: Duration = Duration::from_secs(10 * 60);
 pub struct Holder {
     pub host: String,
     pub pid: u32,
+    /// Where `pid` means something: the kernel's boot id and the pid namespace (empty: unknown,
+    /// so the pid is never looked up).
+    #[serde(default)]
+    pub pid_space: String,
     /// This run's id: a renewal that finds another id has lost the lock.
     pub run: String,
     pub started_at: DateTime<Utc>,
@@ -40,15 +45,17 @@ impl Holder {
         Holder {
             host: host_name(),
             pid: std::process::id(),
+            pid_space: pid_space(),
             run: uuid::Uuid::new_v4().to_string(),
             started_at: now,
             expires_at: now + ttl,
         }
     }
 
-    /// Whether its run is over: expired, or a process of this host that no longer exists.
+    /// Whether its run is over: expired, or a process of this pid space that no longer exists.
     fn is_stale(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at <= now || (self.host == host_name() && !process_exists(self.pid))
+        let here = !self.pid_space.is_empty() && self.pid_space == pid_space();
+        self.expires_at <= now || (here && !process_exists(self.pid))
     }
 }
 
@@ -237,6 +244,16 @@ fn host_name() -> String {
         .unwrap_or_else(|_| std::env::var("HOSTNAME").unwrap_or_default())
 }
 
+/// This kernel boot and pid namespace, where Linux tells them; empty elsewhere.
+fn pid_space() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
+    let namespace = std::fs::read_link("/proc/self/ns/pid");
+    match (boot, namespace) {
+        (Ok(boot), Ok(ns)) => format!("{} {}", boot.trim(), ns.display()),
+        _ => String::new(),
+    }
+}
+
 /// Whether process `pid` exists here; where that cannot be known, it is taken to exist.
 fn process_exists(pid: u32) -> bool {
     // Signal 0 checks for existence only; EPERM means it exists under another user.
@@ -262,9 +279,11 @@ mod tests {
         put(store.as_ref(), path, h, PutMode::Overwrite).await.unwrap();
     }
 
-    fn other(host: &str, pid: u32, expires_in: chrono::TimeDelta) -> Holder {
+    /// A holder elsewhere, or (`here`) in this process's pid space.
+    fn other(here: bool, pid: u32, expires_in: chrono::TimeDelta) -> Holder {
         let now = Utc::now();
-        Holder { host: host.into(), pid, run: "other".into(), started_at: now, expires_at: now + expires_in }
+        let (host, pid_space) = if here { (host_name(), pid_space()) } else { ("elsewhere".into(), "other".into()) };
+        Holder { host, pid, pid_space, run: "other".into(), started_at: now, expires_at: now + expires_in }
     }
 
     #[tokio::test]
@@ -291,7 +310,7 @@ mod tests {
         let (s, base) = (store(), ObjectPath::from("lake"));
         let p = path(&base, "logs");
         // Expired, on another host.
-        plant(&s, &p, &other("elsewhere", 1, -chrono::TimeDelta::seconds(1))).await;
+        plant(&s, &p, &other(false, 1, -chrono::TimeDelta::seconds(1))).await;
         let lock = Lock::acquire(&s, &base, "logs").await.expect("an expired lock is taken over");
         assert_eq!(holder(&s, &p).await.unwrap().pid, std::process::id());
         lock.release().await;
@@ -300,12 +319,18 @@ mod tests {
         let mut gone = std::process::Command::new("true").spawn().unwrap();
         let pid = gone.id();
         gone.wait().unwrap();
-        plant(&s, &p, &other(&host_name(), pid, chrono::TimeDelta::minutes(5))).await;
+        plant(&s, &p, &other(true, pid, chrono::TimeDelta::minutes(5))).await;
         let lock = Lock::acquire(&s, &base, "logs").await.expect("a dead local process's lock is taken over");
         lock.release().await;
 
+        // The same host name and a pid gone from here, but another pid space (another container).
+        let mut elsewhere = other(true, pid, chrono::TimeDelta::minutes(5));
+        elsewhere.pid_space = "another boot pid:[1]".into();
+        plant(&s, &p, &elsewhere).await;
+        assert!(Lock::acquire(&s, &base, "logs").await.is_err(), "a pid of another pid space is not looked up");
+
         // Live elsewhere: refused, and the lock is left as it was.
-        let live = other("elsewhere", 1, chrono::TimeDelta::minutes(5));
+        let live = other(false, 1, chrono::TimeDelta::minutes(5));
         plant(&s, &p, &live).await;
         assert!(Lock::acquire(&s, &base, "logs").await.is_err());
         assert_eq!(holder(&s, &p).await, Some(live));
@@ -323,7 +348,7 @@ mod tests {
         assert!(later > first, "renewed: {first} then {later}");
         lock.check().expect("still held");
 
-        plant(&s, &p, &other("elsewhere", 1, chrono::TimeDelta::minutes(5))).await;
+        plant(&s, &p, &other(false, 1, chrono::TimeDelta::minutes(5))).await;
         tokio::time::sleep(ttl / 4).await;
         let e = lock.check().expect_err("lost once another run holds it").to_string();
         assert!(e.contains("lost the lock lock.json"), "{e}");
