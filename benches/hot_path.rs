@@ -7,7 +7,8 @@
 //!
 //! Figures are per core: events and payload MB per CPU second of this thread, plus wall time.
 //! With `SLUICE_BENCH_PYTHON` set (see `scripts/bench`) the anchors (`benches/python/anchors.py`:
-//! DuckDB and polars, one thread each) do the logs work on the same payloads, and the Python
+//! DuckDB and polars, one thread each) do the logs work on the same payloads right after each of
+//! sluice's logs rounds, so that each ratio is of one round and the runs beside it; the Python
 //! baseline (`benches/python/hot_path.py`) runs the logs chain on the same messages; the tables show
 //! sluice against each, and each one's rows are compared with sluice's first Parquet file.
 //!
@@ -41,6 +42,9 @@ static ALLOCATOR: sluice::alloc::Allocator = sluice::alloc::Allocator;
 #[allow(dead_code)]
 #[path = "../src/source/pull/wire/proto.rs"]
 mod proto;
+
+#[path = "hot_path/python.rs"]
+mod python;
 
 /// Messages per streaming-pull response, as the emulator sends them.
 const PER_RESPONSE: usize = 100;
@@ -271,76 +275,34 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     round
 }
 
+/// `rounds` rounds of `pipeline` on `frames` (the first keeps its first Parquet file at `keep`),
+/// each followed by a run of the anchors when given (Python, and the payloads file they read).
+fn measure(
+    pipeline: &sluice::config::Pipeline,
+    frames: &[Vec<u8>],
+    rounds: usize,
+    keep: &Path,
+    anchors: Option<(&str, PathBuf)>,
+) -> (Vec<Round>, Vec<python::Paired>, String) {
+    let (mut all, mut pairs, mut compare) = (Vec::new(), Vec::new(), String::new());
+    for i in 0..rounds {
+        let round = run_round(pipeline, frames, (i == 0).then(|| keep.to_owned()));
+        let sluice = (round.cpu() - round.phases[0].cpu).as_secs_f64();
+        let n = round.written + round.dropped;
+        all.push(round);
+        let Some((py, payloads)) = &anchors else { continue };
+        let dir = payloads.parent().expect("the payloads file is in the bench directory");
+        if let Some((engines, compared)) = python::run_anchors(py, payloads, dir, n, (i == 0).then_some(keep)) {
+            compare = compared.unwrap_or(compare);
+            pairs.push(python::Paired { sluice, engines });
+        }
+    }
+    (all, pairs, compare)
+}
+
 fn median_round(mut rounds: Vec<Round>) -> Round {
     rounds.sort_by_key(|r| r.cpu());
     rounds[rounds.len() / 2].clone()
-}
-
-/// What the Python baseline reported (one JSON object on its stdout).
-struct Baseline {
-    cpu: f64,
-    wall: f64,
-    phases: Vec<(String, f64)>,
-    matches: String,
-}
-
-/// Run `benches/python/<script>` with `args`; the one JSON object it prints, or `None` if it failed.
-fn python_json(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> Option<serde_json::Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python").join(script);
-    let out = std::process::Command::new(python)
-        .arg(&path)
-        .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("python starts");
-    if !out.status.success() {
-        eprintln!("{script} failed ({})", out.status);
-        return None;
-    }
-    Some(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} prints one JSON object: {e}")))
-}
-
-fn run_baseline(python: &str, frames: &Path, sluice_parquet: &Path, events: usize) -> Option<Baseline> {
-    let v =
-        python_json(python, "hot_path.py", &[frames.as_os_str(), "--compare".as_ref(), sluice_parquet.as_os_str()])?;
-    assert_eq!(v["written"].as_u64(), Some(events as u64), "baseline wrote every event: {v}");
-    let phases = v["phases"].as_object()?.iter().map(|(k, p)| (k.clone(), p["cpu_s"].as_f64().unwrap())).collect();
-    Some(Baseline {
-        cpu: v["cpu_s"].as_f64()?,
-        wall: v["wall_s"].as_f64()?,
-        phases,
-        matches: v["compare"].as_str().unwrap_or("not compared").to_owned(),
-    })
-}
-
-/// What `benches/python/anchors.py` reported: each engine's CPU seconds, and how its rows compare.
-struct Anchors {
-    engines: Vec<(String, f64)>,
-    compare: String,
-}
-
-/// DuckDB and polars on the logs payloads (written one per line, ids their line number + 1).
-fn run_anchors(python: &str, dir: &Path, seed: u64, n: usize, sluice_parquet: &Path) -> Option<Anchors> {
-    let path = dir.join("logs.ndjson");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut g = Generator::new(Kind::Log, seed);
-    for _ in 0..n {
-        writeln!(f, "{}", g.next_event()).unwrap();
-    }
-    f.flush().unwrap();
-    drop(f);
-    let out = dir.join("anchors");
-    let args = [path.as_os_str(), "--out".as_ref(), out.as_os_str(), "--publish-time".as_ref()];
-    let args =
-        [&args[..], &["2026-11-26T09:30:00Z".as_ref(), "--compare".as_ref(), sluice_parquet.as_os_str()]].concat();
-    let v = python_json(python, "anchors.py", &args)?;
-    let version = |k: &str| v["versions"][k].as_str().unwrap_or("?").to_owned();
-    let mut engines = Vec::new();
-    for name in ["duckdb", "polars"] {
-        assert_eq!(v[name]["rows"].as_u64(), Some(n as u64), "{name} wrote every event: {v}");
-        engines.push((format!("{name} {}", version(name)), v[name]["cpu_s"].as_f64()?));
-    }
-    Some(Anchors { engines, compare: v["compare"].to_string() })
 }
 
 /// sluice's Pub/Sub decode (the round's first phase) beside the official client's way.
@@ -389,8 +351,9 @@ fn main() {
         let pipeline = config.pipelines.iter().find(|p| p.name == name).expect("shipped pipeline");
         let (frames, payload) = responses(kind, name, seed, n);
         let keep = dir.join(format!("sluice-{name}-first.parquet"));
-        let all: Vec<Round> =
-            (0..rounds).map(|i| run_round(pipeline, &frames, (i == 0).then(|| keep.clone()))).collect();
+        let anchors =
+            python.as_deref().filter(|_| name == "logs").map(|py| (py, python::write_payloads(&dir, seed, n)));
+        let (all, pairs, compare) = measure(pipeline, &frames, rounds, &keep, anchors);
         let r = median_round(all);
         assert_eq!(r.written + r.dropped, n, "every event written or dropped");
         let cpu = r.cpu().as_secs_f64();
@@ -404,10 +367,10 @@ fn main() {
             r.parquet_bytes as f64 / n as f64,
         );
         if name == "logs" {
-            logs = Some((r, frames, payload, keep));
+            logs = Some((r, frames, payload, keep, pairs, compare));
         }
     }
-    let Some((r, frames, payload, keep)) = logs else { return };
+    let Some((r, frames, payload, keep, pairs, compare)) = logs else { return };
 
     print_decode(&r, &frames, rounds, n);
 
@@ -420,22 +383,22 @@ fn main() {
         }
         f.flush().unwrap();
         drop(f);
-        run_baseline(py, &path, &keep, n)
+        python::run_baseline(py, &path, &keep, n)
     });
 
     print_phases(&r, baseline.as_ref(), n);
 
-    if let Some(a) = python.as_deref().and_then(|py| run_anchors(py, &dir, seed, n, &keep)) {
-        print_anchors(&r, &a, n, payload);
+    if !pairs.is_empty() {
+        python::print_anchors(&r, &pairs, &compare, n, payload);
     }
 
     if let Some(b) = baseline {
-        print_baseline(&r, &b, n, payload);
+        python::print_baseline(&r, &b, n, payload);
     }
 }
 
 /// Where the logs pipeline's CPU time goes, phase by phase, beside the baseline's if it ran.
-fn print_phases(r: &Round, baseline: Option<&Baseline>, n: usize) {
+fn print_phases(r: &Round, baseline: Option<&python::Baseline>, n: usize) {
     let cpu = r.cpu().as_secs_f64();
     println!();
     println!("logs: where the CPU time goes");
@@ -454,47 +417,4 @@ fn print_phases(r: &Round, baseline: Option<&Baseline>, n: usize) {
             .unwrap_or_default();
         println!("| {name} | {:.2} | {:.0}% |{py}", c * 1e6 / n as f64, 100.0 * c / cpu);
     }
-}
-
-/// sluice beside the anchors (DuckDB, polars) on the same payloads.
-fn print_anchors(r: &Round, a: &Anchors, n: usize, payload: usize) {
-    let cpu = r.cpu().as_secs_f64();
-    let decode = r.phases[0].cpu.as_secs_f64();
-    println!();
-    println!("logs: sluice vs the strongest alternatives, one thread each, the same {n} payloads");
-    println!();
-    println!("| engine | CPU µs/event | MB/s per CPU s | sluice is |");
-    println!("| --- | ---: | ---: | ---: |");
-    let line = |what: &str, secs: f64, vs: Option<f64>| {
-        let ratio = vs.map(|s| format!("{:.2}x", secs / s)).unwrap_or_default();
-        println!("| {what} | {:.2} | {:.1} | {ratio} |", secs * 1e6 / n as f64, payload as f64 / 1e6 / secs);
-    };
-    line("sluice: Pub/Sub frames -> Parquet", cpu, None);
-    line("sluice: payloads -> Parquet (no Pub/Sub decode)", cpu - decode, None);
-    for (name, secs) in &a.engines {
-        line(name, *secs, Some(cpu - decode));
-    }
-    println!();
-    println!("anchors' rows vs sluice's first Parquet file: {}", a.compare);
-}
-
-/// sluice beside the Python baseline.
-fn print_baseline(r: &Round, b: &Baseline, n: usize, payload: usize) {
-    let cpu = r.cpu().as_secs_f64();
-    println!();
-    println!("logs: sluice vs the Python baseline (google-cloud-pubsub protobuf + json + re + pyarrow), one core");
-    println!();
-    println!("| measure | sluice | python | sluice/python |");
-    println!("| --- | ---: | ---: | ---: |");
-    let row = |what: &str, s: f64, p: f64| println!("| {what} | {s:.0} | {p:.0} | {:.1}x |", s / p);
-    row("events/s per CPU second", n as f64 / cpu, n as f64 / b.cpu);
-    row("events/s wall", n as f64 / r.wall().as_secs_f64(), n as f64 / b.wall);
-    println!(
-        "| MB/s per CPU second | {:.1} | {:.1} | {:.1}x |",
-        payload as f64 / 1e6 / cpu,
-        payload as f64 / 1e6 / b.cpu,
-        b.cpu / cpu
-    );
-    println!();
-    println!("first Parquet file, sluice vs python (all columns but ingest_time): {}", b.matches);
 }
