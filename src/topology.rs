@@ -41,12 +41,13 @@ pub enum StartError {
     BigQuery(#[from] crate::bigquery::WarehouseError),
 }
 
-/// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state).
-/// Called on the chain's task, so it must be quick.
+/// Sees every event a pipeline's chain hands to its sinks (producer liveness, config state), a
+/// chain batch at a time. Called on the chain's task, so it must be quick.
 pub trait Observer: Send + Sync {
     /// Whether this observer wants the events of `pipeline` (asked once, at start).
     fn wants(&self, pipeline: &str) -> bool;
-    fn observe(&self, pipeline: &str, event: &Event);
+    /// The events one batch of the chain forwarded, in order.
+    fn observe(&self, pipeline: &str, events: &[Event]);
 }
 
 /// The running pipelines.
@@ -227,10 +228,10 @@ async fn run_chain(
         for d in out.dead {
             dead_letter::send(&dead, d).await;
         }
+        for o in &observers {
+            o.observe(&pipeline, &out.forward);
+        }
         for event in out.forward {
-            for o in &observers {
-                o.observe(&pipeline, &event);
-            }
             deliver(&pipeline, event, &sinks).await
         }
     }

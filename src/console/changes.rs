@@ -55,9 +55,11 @@ impl Observer for ChangeLog {
         pipeline == self.pipeline
     }
 
-    fn observe(&self, _pipeline: &str, event: &Event) {
-        if let Some(c) = event.record(None).as_object().and_then(Change::from_record) {
-            self.record(c);
+    fn observe(&self, _pipeline: &str, events: &[Event]) {
+        for event in events {
+            if let Some(c) = event.record(None).as_object().and_then(Change::from_record) {
+                self.record(c);
+            }
         }
     }
 }

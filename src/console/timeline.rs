@@ -68,13 +68,12 @@ impl Observer for Timeline {
         pipeline == self.pipeline
     }
 
-    fn observe(&self, _pipeline: &str, event: &Event) {
-        if event.attributes.get(ORIGIN).is_none_or(|o| o != ORIGIN_LIVENESS) {
-            return;
-        }
-        let record = event.record(Some(&["service", "timestamp", "status", "checks"]));
-        if let Some(t) = transition(&record) {
-            self.record(t);
+    fn observe(&self, _pipeline: &str, events: &[Event]) {
+        for event in events.iter().filter(|e| e.attributes.get(ORIGIN).is_some_and(|o| o == ORIGIN_LIVENESS)) {
+            let record = event.record(Some(&["service", "timestamp", "status", "checks"]));
+            if let Some(t) = transition(&record) {
+                self.record(t);
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! An event's record held as one row of the Arrow batch a chain forwarded ([`RowRef`]), instead
-//! of a JSON tree: events carry it from the chain to the sinks, which gather their rows from it.
+//! of a JSON tree: events carry it from the chain to the sinks, which gather their rows from it,
+//! and observers read single fields of it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -8,7 +10,7 @@ use arrow::datatypes::TimestampMicrosecondType;
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 
-use crate::schema::Schema;
+use crate::schema::{FieldType, Schema};
 
 /// The rows a chain forwarded from one batch, as the schema's columns.
 #[derive(Debug)]
@@ -78,6 +80,54 @@ impl RowRef {
         let col = self.columns.batch.column(self.columns.time?);
         let col = col.as_primitive_opt::<TimestampMicrosecondType>()?;
         col.is_valid(self.row).then(|| col.value(self.row))
+    }
+}
+
+/// Single fields of a row, read from its column without building a record (observers).
+impl RowRef {
+    /// The column of field `name`, and the field's type.
+    fn field(&self, name: &str) -> Option<(&dyn Array, FieldType)> {
+        let i = self.columns.schema.fields.iter().position(|f| f.name == name)?;
+        let column = self.columns.batch.column(i);
+        column.is_valid(self.row).then(|| (column.as_ref(), self.columns.schema.fields[i].ty))
+    }
+
+    /// Field `name` as text, as a record's value reads as one (`Value::as_str`): a STRING, or a
+    /// JSON field that holds a string. TIMESTAMP fields are read with [`RowRef::time`].
+    pub fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        match self.field(name)? {
+            (a, FieldType::String) => Some(Cow::Borrowed(a.as_string::<i32>().value(self.row))),
+            (_, FieldType::Json) => match self.value(name)? {
+                Value::String(s) => Some(Cow::Owned(s)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Field `name` as a number, as a record's value reads as one (`Value::as_f64`): FLOAT64,
+    /// INT64, or a JSON field that holds a number.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        match self.field(name)? {
+            (a, FieldType::Float64) => Some(a.as_primitive::<arrow::datatypes::Float64Type>().value(self.row)),
+            (a, FieldType::Int64) => Some(a.as_primitive::<arrow::datatypes::Int64Type>().value(self.row) as f64),
+            (_, FieldType::Json) => self.value(name)?.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// The time in field `name`: a TIMESTAMP, or text that reads as one.
+    pub fn time(&self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.field(name)? {
+            (a, FieldType::Timestamp) => Some(time(a.as_primitive::<TimestampMicrosecondType>().value(self.row))),
+            _ => crate::schema::parse_timestamp(&self.text(name)?),
+        }
+    }
+
+    /// Field `name` as the record's JSON value (the record holds no nulls).
+    pub fn value(&self, name: &str) -> Option<Value> {
+        let i = self.columns.schema.fields.iter().position(|f| f.name == name)?;
+        cell(&self.columns.batch, i, self.row, self.columns.schema.fields[i].ty)
     }
 }
 

@@ -157,10 +157,12 @@ impl Observer for ConfigState {
         pipeline == self.pipeline
     }
 
-    fn observe(&self, _pipeline: &str, event: &Event) {
-        if let Some(c) = event.record(None).as_object().and_then(Change::from_record) {
-            if self.apply(c) == Applied::Stale {
-                tracing::debug!(message_id = %event.message_id, "stale configuration change ignored");
+    fn observe(&self, _pipeline: &str, events: &[Event]) {
+        for event in events {
+            if let Some(c) = event.record(None).as_object().and_then(Change::from_record) {
+                if self.apply(c) == Applied::Stale {
+                    tracing::debug!(message_id = %event.message_id, "stale configuration change ignored");
+                }
             }
         }
     }

@@ -16,6 +16,7 @@
 //! `producers.lake_refresh` each also reads the `emit_to` pipeline's recent lake files
 //! ([`Producers::follow_lake`]), so every instance's view holds every instance's heartbeats.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::Clock;
 use crate::config::health::ProducersConfig;
 use crate::event::ack::{Ack, Outcome};
+use crate::event::row::RowRef;
 use crate::event::{Attributes, Event};
 use crate::lake_tail::LakeTail;
 use crate::telemetry::metrics::{Metrics, StateLabel};
@@ -144,19 +146,33 @@ impl Producers {
 
     /// A sign of life from `service` at `at`, with its report if it was an explicit one.
     pub fn seen(&self, service: &str, at: DateTime<Utc>, report: Option<Report>) {
+        self.seen_all([(service, at, report)]);
+    }
+
+    /// Signs of life in the order they came, taken under one lock and one reading of the clock
+    /// (a chain batch's worth).
+    fn seen_all<S: AsRef<str>>(&self, signs: impl IntoIterator<Item = (S, DateTime<Utc>, Option<Report>)>) {
         let now = self.clock.now();
-        let at = at.min(now);
+        let mut changed = false;
         let mut inner = crate::locks::lock(&self.inner);
-        let p = inner.entry(service.to_owned()).or_insert(Producer { last_seen: at, state: None, report: None });
-        if at >= p.last_seen {
-            p.last_seen = at;
-            if report.is_some() {
-                p.report = report;
+        for (service, at, report) in signs {
+            let (service, at) = (service.as_ref(), at.min(now));
+            let p = match inner.get_mut(service) {
+                Some(p) => p,
+                None => {
+                    inner.entry(service.to_owned()).or_insert(Producer { last_seen: at, state: None, report: None })
+                }
+            };
+            if at >= p.last_seen {
+                p.last_seen = at;
+                if report.is_some() {
+                    p.report = report;
+                }
             }
+            changed |= p.state != Some(self.state_of(service, p, now));
         }
-        let state = self.state_of(service, p, now);
-        if p.state != Some(state) {
-            drop(inner);
+        drop(inner);
+        if changed {
             self.wake.notify_one();
         }
     }
@@ -294,22 +310,34 @@ impl Observer for Producers {
         self.watched.iter().any(|w| w == pipeline)
     }
 
-    fn observe(&self, _pipeline: &str, event: &Event) {
-        if event.attributes.get(ORIGIN).is_some_and(|o| o == ORIGIN_LIVENESS) {
-            return;
-        }
-        let record = event.record(Some(&["service", "timestamp", "status", "latency_ms", "checks"]));
-        if let Some((service, at, report)) = record.as_object().and_then(sign_of_life) {
-            self.seen(service, at.unwrap_or(event.publish_time), report);
-        }
+    fn observe(&self, _pipeline: &str, events: &[Event]) {
+        let signs = events.iter().filter(|e| e.attributes.get(ORIGIN).is_none_or(|o| o != ORIGIN_LIVENESS));
+        self.seen_all(signs.filter_map(|e| {
+            let (service, at, report) = match &e.row {
+                Some(row) => sign_of_row(row)?,
+                None => e.record.as_object().and_then(sign_of_life).map(|(s, at, r)| (Cow::Borrowed(s), at, r))?,
+            };
+            Some((service, at.unwrap_or(e.publish_time), report))
+        }));
     }
 }
 
+/// The sign of life of a row the chain forwarded in columns, read from them (what
+/// [`sign_of_life`] reads from a record).
+fn sign_of_row(row: &RowRef) -> Option<SignOfLife<Cow<'_, str>>> {
+    let report = row.text("status").map(|status| Report {
+        status: status.into_owned(),
+        latency_ms: row.number("latency_ms"),
+        checks: row.value("checks"),
+    });
+    Some((row.text("service")?, row.time("timestamp"), report))
+}
+
 /// What a record tells: the service, when (if its `timestamp` says), and its report if explicit.
-type SignOfLife<'a> = (&'a str, Option<DateTime<Utc>>, Option<Report>);
+type SignOfLife<S> = (S, Option<DateTime<Utc>>, Option<Report>);
 
 /// The sign of life a record carries; `None` without a service.
-fn sign_of_life(r: &serde_json::Map<String, Value>) -> Option<SignOfLife<'_>> {
+fn sign_of_life(r: &serde_json::Map<String, Value>) -> Option<SignOfLife<&str>> {
     let service = r.get("service").and_then(Value::as_str)?;
     let at = r.get("timestamp").and_then(Value::as_str).and_then(crate::schema::parse_timestamp);
     let report = r.get("status").and_then(Value::as_str).map(|status| Report {
@@ -359,103 +387,4 @@ impl Producers {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::units::HumanDuration;
-    use tokio::sync::mpsc;
-
-    fn producers() -> Arc<Producers> {
-        let mut config = ProducersConfig::default();
-        config.intervals.insert("billing".into(), HumanDuration(Duration::from_secs(10)));
-        config.late_after = 2.0;
-        config.down_after = 5.0;
-        Arc::new(Producers::new(config, vec!["health".into()], Clock::default(), Arc::new(Metrics::new())))
-    }
-
-    fn record(e: &Event) -> Value {
-        serde_json::from_slice(&e.data).unwrap()
-    }
-
-    /// Heartbeats stop: late at 2 intervals, down at 5, healthy again at the next heartbeat;
-    /// each transition emitted once, at its threshold.
-    #[tokio::test(start_paused = true)]
-    async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat() {
-        let p = producers();
-        let (tx, mut rx) = mpsc::channel(16);
-        let input = PipelineInput { name: Arc::from("health"), push: false, tx, budget: None, arrivals: None };
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(p.clone().run("test".into(), Some(input), stop.clone()));
-        let start = tokio::time::Instant::now();
-        let t0 = p.clock.now();
-        p.seen("billing", t0, Some(Report { status: "healthy".into(), latency_ms: Some(12.0), checks: None }));
-        tokio::time::sleep(Duration::from_secs(19)).await;
-        assert!(rx.try_recv().is_err(), "still healthy 19s after the last heartbeat (late at 20s)");
-        assert_eq!(p.view()["billing"].state, State::Healthy);
-
-        let late = rx.recv().await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(20), "late exactly at 2 x 10s");
-        let r = record(&late);
-        assert_eq!(r["status"], "late");
-        assert_eq!(r["service"], "billing");
-        assert_eq!(r["checks"]["liveness"]["from"], "healthy");
-        assert_eq!(late.publish_time, t0 + chrono::Duration::seconds(20));
-        assert_eq!(&late.attributes[ORIGIN], ORIGIN_LIVENESS);
-
-        let down = rx.recv().await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(50), "down exactly at 5 x 10s");
-        assert_eq!(record(&down)["status"], "down");
-        assert_eq!(record(&down)["checks"]["liveness"]["from"], "late");
-
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        assert!(rx.try_recv().is_err(), "down is emitted once, and nothing follows while silent");
-
-        let back = p.clock.now();
-        p.seen("billing", back, None);
-        let healthy = rx.recv().await.unwrap();
-        assert_eq!(record(&healthy)["status"], "healthy");
-        assert_eq!(record(&healthy)["checks"]["liveness"]["from"], "down");
-        assert_eq!(healthy.publish_time, back);
-        assert_ne!(healthy.message_id, down.message_id);
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(rx.try_recv().is_err(), "recovery emitted once");
-
-        let now = p.clock.now();
-        p.seen("billing", now, Some(Report { status: "degraded".into(), latency_ms: None, checks: None }));
-        assert_eq!(record(&rx.recv().await.unwrap())["status"], "degraded", "an explicit report counts");
-        stop.cancel();
-        task.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn default_interval_applies_and_old_heartbeats_do_not_revive() {
-        let p = producers();
-        let now = p.clock.now();
-        p.seen("search", now - chrono::Duration::seconds(200), None);
-        assert!(p.evaluate(now).is_empty(), "first sighting is not a transition");
-        assert_eq!(p.view()["search"].state, State::Down, "200s silent at 30s interval: down");
-        p.seen("search", now - chrono::Duration::seconds(300), None);
-        assert_eq!(p.view()["search"].state, State::Down, "an older heartbeat changes nothing");
-        p.seen("search", now - chrono::Duration::seconds(61), None);
-        assert_eq!(p.view()["search"].state, State::Late, "61s silent: late (60s), not down (150s)");
-        assert!(p.evaluate(now).iter().any(|t| t.from == State::Down && t.to == State::Late));
-        assert!(p.evaluate(now).is_empty(), "each transition once");
-    }
-
-    #[test]
-    fn transition_ids_are_the_same_on_every_instance() {
-        let t = Transition {
-            service: "s".into(),
-            from: State::Healthy,
-            to: State::Late,
-            at: Utc::now(),
-            last_seen: Utc::now(),
-            interval: Duration::from_secs(1),
-        };
-        let m = Metrics::new();
-        let a = transition_event(&t, "a", m.input("health", "liveness"));
-        let b = transition_event(&t, "b", m.input("health", "liveness"));
-        assert_eq!(a.message_id, b.message_id);
-        a.ack.settle(Outcome::Delivered);
-        b.ack.settle(Outcome::Delivered);
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::event::ack::Ack;
 use crate::event::Event;
 use crate::publish::sample::{Generator, Kind, Rng};
-use crate::schema::Schema;
+use crate::schema::{FieldType, Schema};
 use crate::sink::encode;
 use crate::transform::{BuildContext, Chain, Output, StageConfig};
 
@@ -208,7 +208,26 @@ fn compare(configs: &[StageConfig], schema: &Arc<Schema>, kind: Kind, seed: u64)
         assert_eq!(got, want, "event {i} of seed {seed}");
     }
     gathered_as_alone(schema, &mut kept);
+    fields_read_as_the_record_holds_them(schema, &kept);
     (forwarded, on_columns)
+}
+
+/// A forwarded row's single fields, read from its columns (as observers read them), are what
+/// its record holds: the value, the text, the number, the time.
+fn fields_read_as_the_record_holds_them(schema: &Schema, forwarded: &[Event]) {
+    for row in forwarded.iter().filter_map(|e| e.row.as_ref()) {
+        let record = row.record();
+        for f in &schema.fields {
+            let (name, held) = (f.name.as_str(), record.get(&f.name));
+            assert_eq!(row.value(name).as_ref(), held, "{name}");
+            let text = held.and_then(Value::as_str).filter(|_| f.ty != FieldType::Timestamp);
+            assert_eq!(row.text(name).as_deref(), text, "{name}");
+            assert_eq!(row.number(name), held.and_then(Value::as_f64), "{name}");
+            let time = held.and_then(Value::as_str).and_then(crate::schema::parse_timestamp);
+            assert_eq!(row.time(name), time, "{name}");
+        }
+        assert_eq!(row.value("no such field"), None);
+    }
 }
 
 /// Rows from many chain batches and from JSON records, gathered into one batch as a sink does,
