@@ -135,13 +135,14 @@ fn lake_of(config: &Config, pipeline: &str) -> Option<(Arc<dyn object_store::Obj
 
 /// The resident memory `sluice run` stays within (`docs/operations.md`, "Memory"): the largest
 /// flow control of one pipeline (its subscription's when pulled, else its pushes'), plus a fixed
-/// 64 MiB. Several pipelines full at once go past it; freed memory then goes back at once.
+/// 64 MiB ([`crate::alloc::governor::FIXED_PART`]). Several pipelines full at once go past it;
+/// freed memory then goes back at once.
 pub fn memory_bound(config: &Config) -> u64 {
     let flow = |p: &crate::config::Pipeline| match config.global.pulling(&p.source) {
         Some(pubsub) => pubsub.max_outstanding_bytes.0,
         None => config.global.http.max_outstanding_bytes.0,
     };
-    config.pipelines.iter().map(flow).max().unwrap_or(0) + (64 << 20)
+    config.pipelines.iter().map(flow).max().unwrap_or(0) + crate::alloc::governor::FIXED_PART
 }
 
 /// Run until `shutdown` resolves. `listener` overrides `http.listen` (tests bind port 0).

@@ -32,11 +32,12 @@ const FASTEST_GROWTH: u64 = 1 << 30;
 /// (`docs/performance.md`, "Freed memory").
 pub const RELAXED_DELAY_MS: c_long = 10_000;
 
-/// How far below the bound purging at once starts: the bound's fixed part, so the mark is the
-/// flow control itself. After the switch the resident set goes on rising by 20–40 MiB, as what
-/// the other threads freed while memory was kept leaves only as they next free: with a 16 MiB
-/// margin the push flood peaked past its bound (166–176 MiB of 164), with 48 at 149–162.
-const MARGIN: u64 = 64 << 20;
+/// The fixed part of `sluice run`'s memory bound (`app::memory_bound`: the largest flow control
+/// plus this), and how far below the bound purging at once starts, so that the mark is the flow
+/// control itself. After the switch the resident set goes on rising by 20–40 MiB, as what the
+/// other threads freed while memory was kept leaves only as they next free: with a margin of
+/// 16 MiB the push flood peaked past its bound (166–176 MiB of 164), with 48 at 149–162.
+pub const FIXED_PART: u64 = 64 << 20;
 
 /// How far below the high watermark memory must fall before freed memory is kept again, so
 /// that a process hovering at the mark does not switch back and forth.
@@ -52,7 +53,7 @@ pub struct Watermarks {
 impl Watermarks {
     /// The marks for a process that must stay within `bound` bytes.
     pub fn below(bound: u64) -> Watermarks {
-        let high = bound.saturating_sub(MARGIN);
+        let high = bound.saturating_sub(FIXED_PART);
         Watermarks { high, low: high.saturating_sub(HYSTERESIS) }
     }
 }
