@@ -211,7 +211,8 @@ fn a_bad_key_file_stops_the_start_with_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("push_auth.keys: key file") && err.contains("is neither a JWKS nor an RSA public key"),
+        err.contains("push_auth.keys: key file")
+            && err.contains("is neither a JWKS nor an RSA or EC public key in PEM"),
         "{err}"
     );
 }

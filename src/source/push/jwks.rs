@@ -23,7 +23,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum KeysError {
     #[error("cannot read key file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("key file {path} is neither a JWKS nor an RSA public key in PEM: {reason}")]
+    #[error("key file {path} is neither a JWKS nor an RSA or EC public key in PEM: {reason}")]
     Parse { path: String, reason: String },
     /// Retrying can help: the key server may be back later.
     #[error("cannot fetch signing keys from {url}: {reason}")]
@@ -74,8 +74,10 @@ impl KeySource {
         let path = setting.to_owned();
         let bytes = std::fs::read(&path).map_err(|source| KeysError::Read { path: path.clone(), source })?;
         let keys = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-            let key =
-                DecodingKey::from_rsa_pem(&bytes).map_err(|e| KeysError::Parse { path, reason: e.to_string() })?;
+            // RSA for Google's identity tokens (RS256), EC for IAP's assertions (ES256).
+            let key = DecodingKey::from_rsa_pem(&bytes)
+                .or_else(|_| DecodingKey::from_ec_pem(&bytes))
+                .map_err(|e| KeysError::Parse { path, reason: e.to_string() })?;
             Keys { by_kid: HashMap::new(), any: Some(Arc::new(key)) }
         } else {
             Keys::from_jwks(&bytes).map_err(|reason| KeysError::Parse { path, reason })?
@@ -197,8 +199,21 @@ mod tests {
             panic!("a file is a fixed key set")
         };
         assert!(k.get(Some("anything")).is_some() && k.get(None).is_some());
+        // IAP's key in PEM form checks an ES256 assertion signed with its private key.
+        let KeySource::Fixed(k) = KeySource::from_setting(&format!("{dir}iap.pub.pem")).unwrap() else {
+            panic!("a file is a fixed key set")
+        };
+        let signing = std::fs::read(format!("{dir}iap.key.pem")).unwrap();
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        let claims = serde_json::json!({"sub": "accounts.google.com:1", "exp": 4_102_444_800u64});
+        let token =
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(&signing).unwrap()).unwrap();
+        let mut rules = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        rules.required_spec_claims.clear();
+        let key = k.get(Some("test-iap-1")).expect("a PEM key stands for any kid");
+        jsonwebtoken::decode::<serde_json::Value>(&token, &key, &rules).expect("verified with the PEM key");
         let err = KeySource::from_setting(&format!("{dir}README.md")).err().unwrap().to_string();
-        assert!(err.contains("is neither a JWKS nor an RSA public key in PEM"), "{err}");
+        assert!(err.contains("is neither a JWKS nor an RSA or EC public key in PEM"), "{err}");
         let err = KeySource::from_setting("/no/such/keys.json").err().unwrap().to_string();
         assert!(err.starts_with("cannot read key file /no/such/keys.json"), "{err}");
     }
