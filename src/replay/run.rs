@@ -215,9 +215,14 @@ async fn parquet_file(
             };
             let n = batch.num_rows() as u64;
             if n > 0 {
-                let schema = if file.kind == Kind::Archive { run.p.schema.clone() } else { dead_letter::schema() };
-                let records = rows::records(&schema, &batch).map_err(|r| read_error(file, r))?;
-                run.process(file, records, &format!("{}-rg{rg}-b{b}", stem(&file.path))).await?;
+                let object = format!("{}-rg{rg}-b{b}", stem(&file.path));
+                if file.kind == Kind::Archive {
+                    let rows = rows::archived(&run.p.schema, &batch, run.ingest).map_err(|r| read_error(file, r))?;
+                    run.archived(file, rows, &object).await?;
+                } else {
+                    let records = rows::records(&dead_letter::schema(), &batch).map_err(|r| read_error(file, r))?;
+                    run.dead_letters(file, records, &object).await?;
+                }
             }
             rows_in_group += n;
             progress.advance(n);

@@ -77,8 +77,32 @@ type Routes = Option<Arc<[Arc<str>]>>;
 type Batches = Vec<((Partition, Routes), Vec<Event>)>;
 
 impl Unit<'_> {
-    /// Rebuild archived rows or dead letters as events and deliver them.
-    pub(super) async fn process(
+    /// Rebuild archived rows as events (each with its archived ingest time) and deliver them.
+    pub(super) async fn archived(
+        &mut self,
+        file: &SourceFile,
+        rows: Vec<rows::Archived>,
+        object: &str,
+    ) -> Result<(), ReplayError> {
+        let acks = Acks::new();
+        let mut events = Vec::with_capacity(rows.len());
+        let mut originals = Vec::with_capacity(rows.len());
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        for mut row in rows {
+            let original_ingest = row.ingest.take();
+            match rows::archived_event(row, acks.ack()) {
+                Ok(e) => {
+                    events.push(e);
+                    originals.push(original_ingest);
+                }
+                Err(d) => dead.push(*d),
+            }
+        }
+        self.deliver(acks, (events, originals), dead, file, object).await
+    }
+
+    /// Rebuild dead letters as the messages they were and deliver them.
+    pub(super) async fn dead_letters(
         &mut self,
         file: &SourceFile,
         records: Vec<Map<String, Value>>,
@@ -86,25 +110,14 @@ impl Unit<'_> {
     ) -> Result<(), ReplayError> {
         let acks = Acks::new();
         let mut events = Vec::with_capacity(records.len());
-        let mut originals = Vec::with_capacity(records.len());
         let mut dead: Vec<DeadLetter> = Vec::new();
         for record in records {
-            let ack = acks.ack();
-            let original_ingest = self.ingest.and_then(|f| f.get_in(&record).cloned());
-            let rebuilt = match file.kind {
-                Kind::Archive => rows::archived_event(&self.p.schema, record, ack),
-                // NDJSON lines come as events from `ndjson_run`, never as records.
-                Kind::DeadLetters | Kind::Ndjson => rows::dead_letter_event(record, ack),
-            };
-            match rebuilt {
-                Ok(e) => {
-                    events.push(e);
-                    originals.push(original_ingest.filter(|_| file.kind == Kind::Archive));
-                }
+            match rows::dead_letter_event(record, acks.ack()) {
+                Ok(e) => events.push(e),
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, (events, originals), dead, file, object).await
+        self.deliver(acks, (events, Vec::new()), dead, file, object).await
     }
 
     /// Run events through the chain and write them, and `dead` to dead letters; fails if any
