@@ -85,9 +85,14 @@ impl RowRef {
 
 /// Single fields of a row, read from its column without building a record (observers).
 impl RowRef {
-    /// The column of field `name`, and the field's type.
+    /// The position of field `name`.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.columns.schema.fields.iter().position(|f| f.name == name)
+    }
+
+    /// The column of field `name`, and the field's type, when the row has a value in it.
     fn field(&self, name: &str) -> Option<(&dyn Array, FieldType)> {
-        let i = self.columns.schema.fields.iter().position(|f| f.name == name)?;
+        let i = self.index(name)?;
         let column = self.columns.batch.column(i);
         column.is_valid(self.row).then(|| (column.as_ref(), self.columns.schema.fields[i].ty))
     }
@@ -126,7 +131,7 @@ impl RowRef {
 
     /// Field `name` as the record's JSON value (the record holds no nulls).
     pub fn value(&self, name: &str) -> Option<Value> {
-        let i = self.columns.schema.fields.iter().position(|f| f.name == name)?;
+        let i = self.index(name)?;
         cell(&self.columns.batch, i, self.row, self.columns.schema.fields[i].ty)
     }
 }

@@ -94,18 +94,11 @@ impl Read {
             write_json(out, name.as_str());
             out.push(b':');
             match column.data_type() {
-                // The text was written by serializing a value, and is written back as it was.
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if *json => {
-                    let value: Value = serde_json::from_str(text(column, row)).expect("JSON text, checked");
-                    serde_json::to_writer(&mut *out, &value).expect("a value serializes");
+                // Plain text is escaped where it lies; the rest as its record's value writes.
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if !*json => {
+                    write_json(out, text(column, row))
                 }
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => write_json(out, text(column, row)),
-                DataType::Int64 => write_json(out, &column.as_primitive::<Int64Type>().value(row)),
-                DataType::Float64 => write_json(out, &Value::from(column.as_primitive::<Float64Type>().value(row))),
-                DataType::Boolean => write_json(out, &column.as_boolean().value(row)),
-                DataType::Timestamp(..) => write_json(out, format_timestamp(time(column, row)).as_str()),
-                DataType::Binary => write_json(out, base64(column, row).as_str()),
-                other => unreachable!("{other} checked"),
+                _ => write_json(out, &self.value(c, row).expect("a set cell")),
             }
         }
         out.push(b'}');
@@ -168,7 +161,7 @@ fn base64(column: &ArrayRef, row: usize) -> String {
 }
 
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(out, value).expect("text and numbers serialize");
+    serde_json::to_writer(out, value).expect("text and values serialize");
 }
 
 /// Every row of `batch` as a JSON object, fields in column order.
