@@ -10,22 +10,28 @@
 //! failed goes through, so a redelivery is never dropped in favour of a lost original. An
 //! untracked original (nobody waits for its ack) counts as delivered.
 
-use std::collections::hash_map::{Entry, HashMap};
-use std::collections::VecDeque;
+mod table;
+mod window;
+
+use std::borrow::Cow;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::Array;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::columnar::{Column, Columnar, Kind, Planner, Rows};
 use super::condition::text_of;
 use super::{parse_path, BuildContext, Effect, FieldError, Stage, Verdict};
-use crate::event::ack::{Absorbed, Ack, AckWatch};
+use crate::event::ack::{Absorbed, Ack};
 use crate::event::Event;
 use crate::path::FieldPath;
 use crate::units::HumanDuration;
+use window::Window;
+
+/// How many rows ahead a batch fetches the table lines a row will read.
+const AHEAD: usize = 8;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -63,22 +69,12 @@ enum KeySlot {
     Slot(usize),
 }
 
-struct Seen {
-    at: Instant,
-    /// The first copy's acknowledgement; `None` when it was untracked (taken as delivered).
-    watch: Option<AckWatch>,
-}
-
 pub struct Dedupe {
     key: Key,
-    window: Duration,
+    window_length: Duration,
     max_keys: usize,
-    /// Each key's text is stored once, shared with `order`: with `max_keys` in the hundreds of
-    /// thousands the keys are this stage's memory. Hashed with aHash (randomly keyed, so still
-    /// safe against keys crafted to collide): SipHash cost ~160 instructions per event.
-    seen: HashMap<Arc<str>, Seen, ahash::RandomState>,
-    /// Keys in the order they were recorded, for expiry and eviction.
-    order: VecDeque<(Arc<str>, Instant)>,
+    /// The keys recorded within the window, at most `max_keys`.
+    window: Window,
     now: Box<dyn Fn() -> Instant + Send>,
     key_slot: Option<KeySlot>,
     /// Keyed on message ids that never repeat: every event is kept and nothing recorded.
@@ -102,10 +98,9 @@ impl Config {
         }
         Ok(Dedupe {
             key,
-            window: self.window.0,
+            window_length: self.window.0,
             max_keys: self.max_keys.get(),
-            seen: HashMap::default(),
-            order: VecDeque::new(),
+            window: Window::new(),
             now: Box::new(Instant::now),
             key_slot: None,
             unique: false,
@@ -114,13 +109,28 @@ impl Config {
 }
 
 impl Dedupe {
-    fn key_of(&self, event: &Event) -> Result<Arc<str>, String> {
+    /// An event's key, from its message id or its record.
+    fn key_of<'e>(&self, message_id: &'e str, record: &'e Value) -> Result<Cow<'e, str>, String> {
         match &self.key {
-            Key::MessageId => Ok(Arc::from(event.message_id.as_str())),
-            Key::Field(p) => match p.get(&event.record) {
-                Some(v) if !v.is_null() => Ok(Arc::from(text_of(v).as_ref())),
+            Key::MessageId => Ok(Cow::Borrowed(message_id)),
+            Key::Field(p) => match p.get(record) {
+                Some(v) if !v.is_null() => Ok(text_of(v)),
                 _ => Err(self.missing()),
             },
+        }
+    }
+
+    /// Row `r`'s key: from its column on the columnar path, else from its event.
+    fn key_at<'r>(&self, rows: &'r Rows, r: usize) -> Result<Cow<'r, str>, String> {
+        let event = &rows.events[r];
+        match (&self.key_slot, rows.slow[r]) {
+            (Some(KeySlot::MessageId), _) => Ok(Cow::Borrowed(event.message_id.as_str())),
+            (Some(KeySlot::Slot(s)), false) => match &rows.cols[*s] {
+                Column::Str(a) if a.is_valid(r) => Ok(Cow::Borrowed(a.value(r))),
+                Column::Int(a) if a.is_valid(r) => Ok(Cow::Owned(a.value(r).to_string())),
+                _ => Err(self.missing()),
+            },
+            _ => self.key_of(&event.message_id, &event.record),
         }
     }
 
@@ -134,57 +144,42 @@ impl Dedupe {
     /// Forget keys older than the window, then the oldest beyond `max_keys`.
     fn expire(&mut self, now: Instant) {
         // A key recorded at or before this is out of the window (none is, this soon after boot).
-        let horizon = now.checked_sub(self.window);
-        while let Some((key, at)) = self.order.front() {
-            let expired = horizon.is_some_and(|h| *at <= h);
-            if !expired && self.seen.len() <= self.max_keys {
-                break;
-            }
-            if self.seen.get(key).is_some_and(|s| s.at == *at) {
-                self.seen.remove(key);
-            }
-            self.order.pop_front();
-        }
+        let horizon = now.checked_sub(self.window_length);
+        let max_keys = self.max_keys;
+        self.window.expire(|oldest, keys| horizon.is_some_and(|h| oldest.at <= h) || keys > max_keys);
     }
-}
 
-/// Queue `key` for expiry and give what to record for it: this copy, seen `now`.
-fn remember(order: &mut VecDeque<(Arc<str>, Instant)>, key: &Arc<str>, ack: &Ack, now: Instant) -> Seen {
-    order.push_back((key.clone(), now));
-    Seen { at: now, watch: ack.watch() }
-}
-
-impl Dedupe {
     /// Record `key` (this copy's acknowledgement in `ack`), seen `now`, and say whether the copy
-    /// goes on.
-    fn see(&mut self, key: Arc<str>, ack: &mut Ack, message_id: &str, now: Instant) -> Verdict {
+    /// goes on. `hash` is the key's, when it was hashed already.
+    fn see(&mut self, key: &str, hash: Option<u64>, ack: &mut Ack, message_id: &str, now: Instant) -> Verdict {
         self.expire(now);
-        // One search: the entry both says whether the key was seen and is where it is recorded.
-        let (verdict, new) = match self.seen.entry(key) {
-            Entry::Vacant(slot) => {
-                let seen = remember(&mut self.order, slot.key(), ack, now);
-                slot.insert(seen);
-                (Verdict::Keep, true)
+        let key = window::Key::new(key);
+        let hash = hash.unwrap_or_else(|| self.window.hash(&key));
+        let verdict = match self.window.get(hash, &key).map(|seen| &seen.watch) {
+            None => {
+                self.window.record(hash, &key, now, ack.watch());
+                if self.window.len() > self.max_keys {
+                    self.expire(now); // the oldest beyond `max_keys`; expired keys went above
+                }
+                return Verdict::Keep;
             }
-            Entry::Occupied(mut slot) => match &slot.get().watch {
-                // The first copy was untracked: it is as good as delivered.
-                None => (Verdict::Drop, false),
-                Some(watch) => match watch.absorb(ack.take()) {
-                    Absorbed::Folded => {
-                        tracing::debug!(message_id, "repeat folded into the first copy");
-                        (Verdict::Drop, false)
-                    }
-                    Absorbed::Retry(retry) => {
-                        tracing::debug!(message_id, "repeat of a failed copy goes through");
-                        *ack = retry;
-                        slot.insert(remember(&mut self.order, slot.key(), ack, now));
-                        (Verdict::Keep, false)
-                    }
-                },
+            // The first copy was untracked: it is as good as delivered.
+            Some(None) => Verdict::Drop,
+            Some(Some(watch)) => match watch.absorb(ack.take()) {
+                Absorbed::Folded => {
+                    tracing::debug!(message_id, "repeat folded into the first copy");
+                    Verdict::Drop
+                }
+                Absorbed::Retry(retry) => {
+                    tracing::debug!(message_id, "repeat of a failed copy goes through");
+                    *ack = retry;
+                    Verdict::Keep
+                }
             },
         };
-        if new && self.seen.len() > self.max_keys {
-            self.expire(now); // the oldest beyond `max_keys`; expired keys went above
+        if verdict == Verdict::Keep {
+            // This copy is now the one repeats follow.
+            self.window.record(hash, &key, now, ack.watch());
         }
         verdict
     }
@@ -195,8 +190,9 @@ impl Stage for Dedupe {
         if self.unique {
             return Ok(Verdict::Keep);
         }
-        let key = self.key_of(event)?;
-        Ok(self.see(key, &mut event.ack, &event.message_id, (self.now)()))
+        let now = (self.now)();
+        let key = self.key_of(&event.message_id, &event.record)?;
+        Ok(self.see(&key, None, &mut event.ack, &event.message_id, now))
     }
 
     fn columnar(&mut self) -> Option<&mut dyn Columnar> {
@@ -234,21 +230,26 @@ impl Columnar for Dedupe {
         }
         // One reading of the clock for the batch: its rows arrived together.
         let now = (self.now)();
+        // Every key hashed first, so that each row can fetch the table line of a row further on:
+        // their cache misses then overlap instead of following one another.
+        let hashes: Vec<Option<u64>> = (0..rows.len())
+            .map(|r| match rows.is_live(r) {
+                true => self.key_at(rows, r).ok().map(|k| self.window.hash(&window::Key::new(&k))),
+                false => None,
+            })
+            .collect();
         for r in 0..rows.len() {
             if !rows.is_live(r) {
                 continue;
             }
-            let key = match (&self.key_slot, rows.slow[r]) {
-                (Some(KeySlot::MessageId), _) => Ok(Arc::from(rows.events[r].message_id.as_str())),
-                (Some(KeySlot::Slot(s)), false) => match &rows.cols[*s] {
-                    Column::Str(a) if a.is_valid(r) => Ok(Arc::from(a.value(r))),
-                    Column::Int(a) if a.is_valid(r) => Ok(Arc::from(a.value(r).to_string())),
-                    _ => Err(self.missing()),
-                },
-                _ => self.key_of(&rows.events[r]),
-            };
-            let event = &mut rows.events[r];
-            match key.map(|key| self.see(key, &mut event.ack, &event.message_id, now)) {
+            if let Some(&Some(hash)) = hashes.get(r + AHEAD) {
+                self.window.prefetch(hash, AHEAD);
+            }
+            let mut ack = rows.events[r].ack.take();
+            let verdict =
+                self.key_at(rows, r).map(|key| self.see(&key, hashes[r], &mut ack, &rows.events[r].message_id, now));
+            rows.events[r].ack = ack;
+            match verdict {
                 Ok(Verdict::Keep) => {}
                 Ok(Verdict::Drop) => rows.drop_row(r),
                 Err(reason) => rows.refuse(r, stage, reason),
@@ -358,7 +359,7 @@ mod tests {
         *clock.lock().unwrap() += Duration::from_secs(1);
         let (mut c, _) = tracked("m1");
         assert_eq!(d.apply(&mut c).unwrap(), Verdict::Keep, "the window counts from the first sighting");
-        assert_eq!(d.seen.len(), 1);
+        assert_eq!(d.window.len(), 1);
     }
 
     #[test]
@@ -375,8 +376,8 @@ mod tests {
         assert_eq!(apply("c"), Verdict::Drop);
         assert_eq!(apply("b"), Verdict::Drop);
         assert_eq!(apply("a"), Verdict::Keep, "the oldest key was forgotten");
-        assert_eq!(d.seen.len(), 2);
-        assert!(d.order.len() <= 3);
+        assert_eq!(d.window.len(), 2);
+        assert!(d.window.queued() <= 3);
     }
 
     #[test]
@@ -400,7 +401,7 @@ mod tests {
             let (mut e, _rx) = tracked(id);
             assert_eq!(d.apply(&mut e).unwrap(), Verdict::Keep);
         }
-        assert!(d.seen.is_empty() && d.order.is_empty());
+        assert!(d.window.len() == 0 && d.window.queued() == 0);
         let (mut d, _) = stage("{key: {field: order.id}, window: 1h, max_keys: 10}");
         d.message_ids_unique();
         assert_eq!(d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(), Verdict::Keep);
