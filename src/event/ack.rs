@@ -17,13 +17,31 @@ pub enum Outcome {
     Failed,
 }
 
-type Callback = Box<dyn FnOnce(Outcome) + Send>;
-
-struct Shared {
+/// A message's acknowledgement and the callback its source gave, in one allocation with the
+/// callback's own type (no box of its own): a source creates one per message.
+struct Shared<F: FnOnce(Outcome) + Send> {
     failed: std::sync::atomic::AtomicBool,
-    callback: Mutex<Option<Callback>>,
+    /// Taken when the last share settles (in `drop`, which needs no lock); the mutex only makes
+    /// the message shareable between threads.
+    callback: Mutex<Option<F>>,
     /// What observers (the dedupe stage) see; it outlives this once the message is settled.
     status: Arc<Status>,
+}
+
+/// What a share needs of its message, whatever its callback's type.
+trait Message: Send + Sync {
+    fn fail(&self);
+    fn status(&self) -> &Arc<Status>;
+}
+
+impl<F: FnOnce(Outcome) + Send> Message for Shared<F> {
+    fn fail(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
 }
 
 /// A message's status for its watchers: small, because the dedupe stage keeps one per key
@@ -43,7 +61,7 @@ impl Status {
     }
 }
 
-impl Drop for Shared {
+impl<F: FnOnce(Outcome) + Send> Drop for Shared<F> {
     fn drop(&mut self) {
         let outcome =
             if self.failed.load(std::sync::atomic::Ordering::Acquire) { Outcome::Failed } else { Outcome::Delivered };
@@ -63,7 +81,7 @@ impl Drop for Shared {
 
 /// One holder's share of a message's acknowledgement. Not `Clone`: use [`Ack::split`].
 pub struct Ack {
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<dyn Message>>,
 }
 
 impl std::fmt::Debug for Ack {
@@ -78,7 +96,7 @@ impl Ack {
         Ack {
             shared: Some(Arc::new(Shared {
                 failed: false.into(),
-                callback: Mutex::new(Some(Box::new(on_settled))),
+                callback: Mutex::new(Some(on_settled)),
                 status: Arc::new(Status(Mutex::new(State::InFlight(Vec::new())))),
             })),
         }
@@ -114,14 +132,14 @@ impl Ack {
     pub fn settle(mut self, outcome: Outcome) {
         if let Some(shared) = self.shared.take() {
             if outcome == Outcome::Failed {
-                shared.failed.store(true, std::sync::atomic::Ordering::Release);
+                shared.fail();
             }
         }
     }
 
     /// A handle that can later tell how the message settled, or fold a duplicate into it.
     pub fn watch(&self) -> Option<AckWatch> {
-        self.shared.as_ref().map(|s| AckWatch { status: s.status.clone() })
+        self.shared.as_ref().map(|s| AckWatch { status: s.status().clone() })
     }
 }
 
@@ -130,7 +148,7 @@ impl Drop for Ack {
         if let Some(shared) = self.shared.take() {
             // Dropped without being settled: something lost it. Fail so the source redelivers.
             tracing::debug!("ack dropped without being settled; message will be redelivered");
-            shared.failed.store(true, std::sync::atomic::Ordering::Release);
+            shared.fail();
         }
     }
 }
