@@ -9,7 +9,8 @@
 /// its recording's sequence number.
 const EMPTY: u64 = 0;
 
-/// At most half the slots are used: linear probing stays at a probe or two.
+/// The slots of a new table. It doubles when more than half are used, so that linear probing
+/// stays at a probe or two.
 const MIN_SLOTS: usize = 16;
 
 pub(super) struct Table {

@@ -50,8 +50,8 @@ impl Text {
     }
 }
 
-/// Up to 24 bytes as three little-endian words, zero-padded. Built by loads of fixed size into
-/// registers: a copy of variable length through memory stalls on the store that follows.
+/// Up to 24 bytes as three little-endian words, zero-padded; built from loads of fixed size, so
+/// in registers, without a `memcpy` call for each key.
 fn pack(b: &[u8]) -> [u64; 3] {
     let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
     let n = b.len();
