@@ -42,6 +42,15 @@ impl FieldPath {
         rest.iter().try_fold(record.get(first)?, |v, seg| v.as_object()?.get(seg))
     }
 
+    /// The value at this path, given `root`, the value at its first segment (a column's cell):
+    /// `root` itself for a one-segment path, else what lies inside it.
+    pub fn within(&self, root: Value) -> Option<Value> {
+        match self.segments[1..] {
+            [] => Some(root),
+            ref rest => rest.iter().try_fold(&root, |v, seg| v.as_object()?.get(seg)).cloned(),
+        }
+    }
+
     pub fn get_mut<'a>(&self, record: &'a mut Value) -> Option<&'a mut Value> {
         self.segments.iter().try_fold(record, |v, seg| v.as_object_mut()?.get_mut(seg))
     }
@@ -92,6 +101,16 @@ mod tests {
         assert_eq!(FieldPath::parse("msg.x").unwrap().get_in(r.as_object().unwrap()), None, "msg is no object");
         assert_eq!(p.remove(&mut r), Some(json!(200)));
         assert_eq!(r, json!({"msg": "x", "http": {}}));
+    }
+
+    /// `within` reads what `get` reads, given the value at the path's root.
+    #[test]
+    fn within_a_root_value_is_get_on_its_record() {
+        let r = json!({"http": {"status": 200, "h": {"a": "b"}}, "msg": "x"});
+        for path in ["http", "http.status", "http.h.a", "http.none", "msg", "msg.x"] {
+            let p = FieldPath::parse(path).unwrap();
+            assert_eq!(p.within(r[p.root()].clone()), p.get(&r).cloned(), "{path}");
+        }
     }
 
     #[test]

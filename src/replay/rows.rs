@@ -210,10 +210,7 @@ pub fn archived(schema: &Schema, batch: &RecordBatch, ingest: Option<&FieldPath>
             _ => None,
         };
         let time = time_field.and_then(|c| read.time(c, row));
-        let ingest = ingest.and_then(|(path, c)| match read.value(c, row)? {
-            value if path.as_str() == path.root() => Some(value),
-            value => path.get_in(&Map::from_iter([(path.root().to_owned(), value)])).cloned(),
-        });
+        let ingest = ingest.and_then(|(path, c)| path.within(read.value(c, row)?));
         rows.push(Archived { data: Bytes::new(), id, time, ingest });
     }
     // One buffer for the batch: its rows are replayed, written and settled together.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::Array;
 use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema};
 use arrow::record_batch::RecordBatch;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use crate::event::row::{Columns, RowRef};
 pub use column::{with_rows_set, Column, Kind};
@@ -90,11 +90,7 @@ impl Rows {
     /// Row `r`'s value at `path`, as its record holds it: its slot's value, or a value inside a
     /// JSON slot's. A name that is no slot is absent: the decoder leaves rows that have one.
     pub fn value_at(&self, r: usize, path: &FieldPath) -> Option<Value> {
-        let value = self.cols[self.slot_of(path.root())?].value(r)?;
-        match plan::top_level(path) {
-            Some(_) => Some(value),
-            None => path.get(&json!({ path.root(): value })).cloned(),
-        }
+        path.within(self.cols[self.slot_of(path.root())?].value(r)?)
     }
 
     /// Change the values of JSON slot `slot` in rows `which` (ascending), each as part of a
