@@ -155,9 +155,10 @@ impl Dedupe {
         self.expire(now);
         let key = window::Key::new(key);
         let hash = hash.unwrap_or_else(|| self.window.hash(&key));
-        let verdict = match self.window.get(hash, &key).map(|seen| &seen.watch) {
+        let (seen, probe) = self.window.find(hash, &key);
+        let verdict = match seen.map(|seen| &seen.watch) {
             None => {
-                self.window.record(hash, &key, now, ack.watch());
+                self.window.record(probe, hash, &key, now, ack.watch());
                 if self.window.len() > self.max_keys {
                     self.expire(now); // the oldest beyond `max_keys`; expired keys went above
                 }
@@ -179,7 +180,7 @@ impl Dedupe {
         };
         if verdict == Verdict::Keep {
             // This copy is now the one repeats follow.
-            self.window.record(hash, &key, now, ack.watch());
+            self.window.record(probe, hash, &key, now, ack.watch());
         }
         verdict
     }

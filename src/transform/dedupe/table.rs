@@ -24,6 +24,7 @@ fn high(hash: u64) -> u64 {
 }
 
 /// What a probe for a key found.
+#[derive(Clone, Copy)]
 pub(super) enum Probe {
     /// The key's slot, and the sequence number (low half) there.
     Found(usize, u32),

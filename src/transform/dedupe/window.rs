@@ -142,18 +142,20 @@ impl Window {
         })
     }
 
-    /// The latest recording of `key` (whose hash is `hash`).
-    pub(super) fn get(&self, hash: u64, key: &Key<'_>) -> Option<&Seen> {
-        match self.probe(hash, key) {
-            Probe::Found(_, seq) => Some(self.at(seq)),
-            Probe::Vacant(_) => None,
+    /// The latest recording of `key` (whose hash is `hash`), if any, and where the table has
+    /// it or would put it (for [`Window::record`]).
+    pub(super) fn find(&self, hash: u64, key: &Key<'_>) -> (Option<&Seen>, Probe) {
+        let probe = self.probe(hash, key);
+        match probe {
+            Probe::Found(_, seq) => (Some(self.at(seq)), probe),
+            Probe::Vacant(_) => (None, probe),
         }
     }
 
-    /// Record `key` (whose hash is `hash`) as seen `at`, in place of any earlier recording.
-    pub(super) fn record(&mut self, hash: u64, key: &Key<'_>, at: Instant, watch: Option<AckWatch>) {
+    /// Record `key` (whose hash is `hash`) as seen `at`, in place of any earlier recording;
+    /// `probe` is what [`Window::find`] gave for it, the window unchanged since.
+    pub(super) fn record(&mut self, probe: Probe, hash: u64, key: &Key<'_>, at: Instant, watch: Option<AckWatch>) {
         let seq = (self.first + self.queue.len() as u64) as u32;
-        let probe = self.probe(hash, key);
         self.queue.push_back(Seen { hash, key: key.to_text(), at, watch });
         match probe {
             Probe::Found(slot, _) => self.table.set(slot, seq),
@@ -189,12 +191,14 @@ mod tests {
 
     fn find<'w>(w: &'w Window, key: &str) -> Option<&'w Seen> {
         let key = Key::new(key);
-        w.get(w.hash(&key), &key)
+        w.find(w.hash(&key), &key).0
     }
 
     fn put(w: &mut Window, key: &str, at: Instant) {
         let key = Key::new(key);
-        w.record(w.hash(&key), &key, at, None);
+        let hash = w.hash(&key);
+        let (_, probe) = w.find(hash, &key);
+        w.record(probe, hash, &key, at, None);
     }
 
     #[test]
