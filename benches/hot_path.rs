@@ -14,7 +14,9 @@
 //!
 //! Run: `scripts/bench` (everything), or `cargo bench --bench hot_path` (sluice alone).
 //! Env: EVENTS per pipeline (200000), SEED (7), ROUNDS (5, the median is reported),
-//! SLUICE_BENCH_DIR (target/bench), PIPELINES (e.g. `logs`; default all three).
+//! SLUICE_BENCH_DIR (target/bench), PIPELINES (e.g. `logs`; default all three), CHAIN_FRAMES
+//! (frames per chain batch: 10, a loaded pipeline's 1,000 events; 1, a frame at a time as a
+//! pipeline that keeps up with its emulator takes them).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -246,7 +248,9 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let now = tokio::time::Instant::now();
     let mut clock = Clock::start();
     // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
-    for group in frames.chunks(CHAIN_BATCH / PER_RESPONSE) {
+    let frames_per_batch =
+        std::env::var("CHAIN_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(CHAIN_BATCH / PER_RESPONSE);
+    for group in frames.chunks(frames_per_batch) {
         for frame in group {
             decode(frame, &subscription, &leases, &mut received, &mut events);
         }

@@ -118,10 +118,10 @@ impl Topology {
                 arrivals: arrivals.clone(),
                 linger: config.global.http.push_linger.0,
             };
-            let (sinks, sink_rx) = mpsc::channel::<Event>(queue);
+            let (sinks, sink_rx) = mpsc::channel::<Vec<Event>>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
 
-            let (tx, rx) = mpsc::channel::<Event>(queue);
+            let (tx, rx) = mpsc::channel::<Vec<Event>>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
             let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget, arrivals };
@@ -201,7 +201,7 @@ fn spawn_dead_letters(
             tracing::warn!(pipeline = %pipeline, stage = %d.stage, reason = %d.reason,
                 message_id = %d.event.message_id, "dead letter");
             count.inc();
-            if tx.send(dead_letter::to_event(d, &pipeline)).await.is_err() {
+            if tx.send(vec![dead_letter::to_event(d, &pipeline)]).await.is_err() {
                 break;
             }
         }
@@ -217,35 +217,53 @@ pub const CHAIN_BATCH: usize = 1024;
 async fn run_chain(
     pipeline: String,
     mut chain: crate::transform::Chain,
-    mut rx: mpsc::Receiver<Event>,
-    sinks: mpsc::Sender<Event>,
+    mut rx: mpsc::Receiver<Vec<Event>>,
+    sinks: mpsc::Sender<Vec<Event>>,
     dead: mpsc::Sender<DeadLetter>,
     observers: Vec<Arc<dyn Observer>>,
 ) {
-    let mut events = Vec::with_capacity(CHAIN_BATCH);
-    while rx.recv_many(&mut events, CHAIN_BATCH).await > 0 {
-        let out = chain.process_batch(std::mem::replace(&mut events, Vec::with_capacity(CHAIN_BATCH)));
+    while let Some(events) = take(&mut rx).await {
+        let out = chain.process_batch(events);
         for d in out.dead {
             dead_letter::send(&dead, d).await;
         }
         for o in &observers {
             o.observe(&pipeline, &out.forward);
         }
-        for event in out.forward {
-            deliver(&pipeline, event, &sinks).await
-        }
+        deliver(&pipeline, out.forward, &sinks).await;
     }
 }
 
-async fn deliver(pipeline: &str, event: Event, sinks: &mpsc::Sender<Event>) {
-    if event.routes.as_ref().is_some_and(|r| r.is_empty()) {
-        // Routed to no sink on purpose: nothing to write, so it is done.
-        event.ack.settle(Outcome::Delivered);
+/// What the input holds, waiting for the first batch: whole batches while there are fewer
+/// than [`CHAIN_BATCH`] events. `None` once the input is closed and empty.
+async fn take(rx: &mut mpsc::Receiver<Vec<Event>>) -> Option<Vec<Event>> {
+    let mut events = rx.recv().await?;
+    while events.len() < CHAIN_BATCH {
+        match rx.try_recv() {
+            Ok(more) => events.extend(more),
+            Err(_) => break,
+        }
+    }
+    Some(events)
+}
+
+async fn deliver(pipeline: &str, mut events: Vec<Event>, sinks: &mpsc::Sender<Vec<Event>>) {
+    // Routed to no sink on purpose: nothing to write, so it is done.
+    events.retain_mut(|e| {
+        let nowhere = e.routes.as_ref().is_some_and(|r| r.is_empty());
+        if nowhere {
+            e.ack.take().settle(Outcome::Delivered);
+        }
+        !nowhere
+    });
+    if events.is_empty() {
         return;
     }
-    if let Err(mpsc::error::SendError(e)) = sinks.send(event).await {
-        // Only happens if the sink task died: fail the message so the source redelivers it.
-        tracing::error!(pipeline, message_id = %e.message_id, "sink task is gone; message will be redelivered");
-        e.ack.settle(Outcome::Failed);
+    if let Err(mpsc::error::SendError(events)) = sinks.send(events).await {
+        // Only happens if the sink task died: fail the messages so the source redelivers them.
+        tracing::error!(pipeline, messages = events.len(), "sink task is gone; messages will be redelivered");
+        for e in events {
+            e.ack.settle(Outcome::Failed);
+        }
     }
 }

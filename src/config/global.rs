@@ -200,7 +200,8 @@ pub struct Limits {
     /// Default batch limits for every sink.
     #[serde(default)]
     pub batch: BatchLimits,
-    /// Events buffered between a pipeline's stages; a full queue pushes back on the source.
+    /// Hand-overs buffered between a pipeline's stages (a push request's event, the messages of
+    /// a pulled frame that had room, a chain batch's rows); a full queue pushes back on the source.
     #[serde(default = "default_queue")]
     pub queue_capacity: NonZeroUsize,
 }

@@ -196,16 +196,15 @@ async fn deliver(
     outcome: tokio::sync::oneshot::Receiver<Outcome>,
 ) -> Response {
     let message_id = event.message_id.clone();
-    match input.tx.send_timeout(event, ENQUEUE_WAIT).await {
-        Ok(()) => {}
-        Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(e)) => {
-            e.ack.settle(Outcome::Failed);
-            return at_capacity(pipeline);
-        }
-        Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(e)) => {
-            e.ack.settle(Outcome::Failed);
-            return error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is stopping; retry");
-        }
+    use tokio::sync::mpsc::error::SendTimeoutError::{Closed, Timeout};
+    let refused = match input.tx.send_timeout(vec![event], ENQUEUE_WAIT).await {
+        Ok(()) => None,
+        Err(Timeout(events)) => Some((events, at_capacity(pipeline))),
+        Err(Closed(events)) => Some((events, error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is stopping; retry"))),
+    };
+    if let Some((events, answer)) = refused {
+        events.into_iter().for_each(|e| e.ack.settle(Outcome::Failed));
+        return answer;
     }
     match tokio::time::timeout(state.request_timeout, outcome).await {
         Ok(Ok(Outcome::Delivered)) => {

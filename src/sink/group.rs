@@ -95,7 +95,7 @@ impl SinkGroup {
     /// batches are written as soon as they hold half of what its budget can hold. Once no push
     /// request can add to them (`Arrivals`), they are written as soon as they hold as many
     /// events as there were callers, or `linger` is over.
-    pub async fn run(self, mut rx: mpsc::Receiver<Event>, drain: CancellationToken) {
+    pub async fn run(self, mut rx: mpsc::Receiver<Vec<Event>>, drain: CancellationToken) {
         let mut batcher: Batcher<(Partition, Routes), Event> = Batcher::new(self.limits);
         let mut draining = false;
         let mut pressed = false;
@@ -120,8 +120,8 @@ impl SinkGroup {
                 _ = out_of_room(self.budget.as_ref()), if !pressed => pressed = true,
                 _ = settled_changed(settled.as_mut()), if !batcher.is_empty() => {}
                 next = rx.recv() => match next {
-                    Some(event) => {
-                        let mut closed = self.add(&mut batcher, event);
+                    Some(events) => {
+                        let mut closed = self.add(&mut batcher, events);
                         if draining {
                             while let Ok(more) = rx.try_recv() {
                                 closed.extend(self.add(&mut batcher, more));
@@ -186,13 +186,18 @@ impl SinkGroup {
     fn add(
         &self,
         batcher: &mut Batcher<(Partition, Routes), Event>,
-        mut event: Event,
+        events: Vec<Event>,
     ) -> Vec<Batch<(Partition, Routes), Event>> {
-        // In a batch now: its request no longer counts as one that may still add to it.
-        drop(event.arriving.take());
-        let size = event.size_hint();
-        let key = (Partition::for_event(&self.schema, &event), event.routes.clone());
-        batcher.push(key, event, size, Instant::now())
+        let now = Instant::now();
+        let mut closed = Vec::new();
+        for mut event in events {
+            // In a batch now: its request no longer counts as one that may still add to it.
+            drop(event.arriving.take());
+            let size = event.size_hint();
+            let key = (Partition::for_event(&self.schema, &event), event.routes.clone());
+            closed.extend(batcher.push(key, event, size, now));
+        }
+        closed
     }
 
     async fn write_all(&self, batches: Vec<Batch<(Partition, Routes), Event>>) {

@@ -187,9 +187,8 @@ mod tests {
         let (a, arx) = event("a", row("a"));
         let (b, brx) = event("b", row("b"));
         let (c, crx) = event("c", json!({"service": "s"}));
-        tx.send(a).await.unwrap();
-        tx.send(c).await.unwrap();
-        tx.send(b).await.unwrap();
+        tx.send(vec![a, c]).await.unwrap();
+        tx.send(vec![b]).await.unwrap();
         assert_eq!(arx.await.unwrap(), Outcome::Delivered);
         assert_eq!(brx.await.unwrap(), Outcome::Delivered);
         let dead = drx.recv().await.unwrap();
@@ -216,7 +215,7 @@ mod tests {
         let task = tokio::spawn(group(store.clone(), Some(dtx)).run(rx, CancellationToken::new()));
         let (mut a, arx) = event("a", row("a"));
         a.routes = Some(Arc::from(vec![Arc::from("warehouse")]));
-        tx.send(a).await.unwrap();
+        tx.send(vec![a]).await.unwrap();
         drop(tx);
         let dead = drx.recv().await.unwrap();
         assert_eq!(dead.stage, "sinks");
@@ -248,13 +247,13 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(g.run(rx, CancellationToken::new()));
         let (a, mut arx) = event("a", row("a"));
-        tx.send(a).await.unwrap();
+        tx.send(vec![a]).await.unwrap();
         let (b2, bl) = (budget.clone(), blocked.clone());
         let waiting = tokio::spawn(async move { b2.slot(&bl).await });
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(arx.try_recv().is_err(), "one row of four the budget holds: the batch waits for more");
         let (b, brx) = event("b", row("b"));
-        tx.send(b).await.unwrap();
+        tx.send(vec![b]).await.unwrap();
         let settled = tokio::time::timeout(Duration::from_secs(1), async { (arx.await, brx.await) }).await;
         assert_eq!(settled.unwrap(), (Ok(Outcome::Delivered), Ok(Outcome::Delivered)), "two of four: written");
         use futures::TryStreamExt;
@@ -271,7 +270,7 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let (tx, rx) = mpsc::channel(8);
         let (a, arx) = event("a", row("a"));
-        tx.send(a).await.unwrap();
+        tx.send(vec![a]).await.unwrap();
         drop(tx);
         group(store, None).run(rx, CancellationToken::new()).await;
         assert_eq!(arx.await.unwrap(), Outcome::Delivered);

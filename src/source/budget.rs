@@ -104,7 +104,7 @@ impl Budget {
     /// needed. A message larger than the whole budget takes all of it, so it still passes once
     /// it is alone.
     pub async fn hold(&self, slot: Slot, bytes: usize, blocked: &AtomicU64) -> Held {
-        let n = bytes.clamp(1, self.max_bytes).min(u32::MAX as usize) as u32;
+        let n = self.permits(bytes);
         let permit = match self.bytes.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
@@ -113,6 +113,19 @@ impl Budget {
             }
         };
         Held { _message: slot.0, bytes: permit }
+    }
+
+    /// Room for one message of `bytes` if there is room now, without waiting or telling anyone:
+    /// a source filling a batch after its first message, which waited with [`Budget::reserve`].
+    pub fn try_reserve(&self, bytes: usize) -> Option<Held> {
+        let message = self.messages.clone().try_acquire_owned().ok()?;
+        let bytes = self.bytes.clone().try_acquire_many_owned(self.permits(bytes)).ok()?;
+        Some(Held { _message: message, bytes })
+    }
+
+    /// The byte permits a message of `bytes` takes: at least one, at most the whole budget.
+    fn permits(&self, bytes: usize) -> u32 {
+        bytes.clamp(1, self.max_bytes).min(u32::MAX as usize) as u32
     }
 
     /// Room for one message of `bytes`, waiting for it if needed: [`Budget::slot`] then
@@ -201,5 +214,22 @@ mod tests {
         first.shrink_to(0);
         let fourth = tokio::time::timeout(Duration::from_millis(50), budget.reserve(99, &blocked)).await;
         assert!(fourth.is_ok(), "shrunk to nothing, it keeps one byte and gives 99 back");
+    }
+
+    #[tokio::test]
+    async fn try_reserve_takes_room_only_when_there_is_some_now() {
+        let budget = Budget::new(2, 1_000);
+        let blocked = AtomicU64::new(0);
+        let a = budget.try_reserve(600).expect("an empty budget has room");
+        assert!(budget.try_reserve(600).is_none(), "600 more bytes do not fit in 1,000");
+        let b = budget.try_reserve(400).expect("400 fit beside 600");
+        assert!(budget.try_reserve(0).is_none(), "two messages of two are held");
+        let quiet = tokio::time::timeout(Duration::from_millis(50), budget.pressed()).await;
+        assert!(quiet.is_err(), "a try that found no room tells nobody: the caller waits with reserve");
+        drop(a);
+        assert!(budget.try_reserve(5_000).is_none(), "an oversized message needs all of the budget");
+        drop(b);
+        let _all = budget.try_reserve(5_000).expect("alone, an oversized message takes all of it");
+        assert_eq!(blocked.load(Ordering::Relaxed), 0, "nothing waited");
     }
 }

@@ -20,7 +20,9 @@ pub struct PipelineInput {
     pub name: Arc<str>,
     /// Whether `POST /push/<name>` is accepted.
     pub push: bool,
-    pub tx: mpsc::Sender<Event>,
+    /// Events in batches: what a pulled frame holds that the budget had room for, or one push
+    /// request's or one internal event. The chain takes several at once.
+    pub tx: mpsc::Sender<Vec<Event>>,
     /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
     /// its push requests'; `None` for a pipeline fed only internally.
     pub budget: Option<Budget>,

@@ -17,6 +17,13 @@ fn record(e: &Event) -> Value {
     serde_json::from_slice(&e.data).unwrap()
 }
 
+/// The next transition sent: each is sent alone.
+async fn next(rx: &mut mpsc::Receiver<Vec<Event>>) -> Event {
+    let mut sent = rx.recv().await.unwrap();
+    assert_eq!(sent.len(), 1, "one transition per send");
+    sent.pop().unwrap()
+}
+
 /// Heartbeats stop: late at 2 intervals, down at 5, healthy again at the next heartbeat;
 /// each transition emitted once, at its threshold.
 #[tokio::test(start_paused = true)]
@@ -33,7 +40,7 @@ async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat
     assert!(rx.try_recv().is_err(), "still healthy 19s after the last heartbeat (late at 20s)");
     assert_eq!(p.view()["billing"].state, State::Healthy);
 
-    let late = rx.recv().await.unwrap();
+    let late = next(&mut rx).await;
     assert_eq!(start.elapsed(), Duration::from_secs(20), "late exactly at 2 x 10s");
     let r = record(&late);
     assert_eq!(r["status"], "late");
@@ -42,7 +49,7 @@ async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat
     assert_eq!(late.publish_time, t0 + chrono::Duration::seconds(20));
     assert_eq!(&late.attributes[ORIGIN], ORIGIN_LIVENESS);
 
-    let down = rx.recv().await.unwrap();
+    let down = next(&mut rx).await;
     assert_eq!(start.elapsed(), Duration::from_secs(50), "down exactly at 5 x 10s");
     assert_eq!(record(&down)["status"], "down");
     assert_eq!(record(&down)["checks"]["liveness"]["from"], "late");
@@ -52,7 +59,7 @@ async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat
 
     let back = p.clock.now();
     p.seen("billing", back, None);
-    let healthy = rx.recv().await.unwrap();
+    let healthy = next(&mut rx).await;
     assert_eq!(record(&healthy)["status"], "healthy");
     assert_eq!(record(&healthy)["checks"]["liveness"]["from"], "down");
     assert_eq!(healthy.publish_time, back);
@@ -62,7 +69,7 @@ async fn silent_producer_turns_late_then_down_and_recovers_on_its_next_heartbeat
 
     let now = p.clock.now();
     p.seen("billing", now, Some(Report { status: "degraded".into(), latency_ms: None, checks: None }));
-    assert_eq!(record(&rx.recv().await.unwrap())["status"], "degraded", "an explicit report counts");
+    assert_eq!(record(&next(&mut rx).await)["status"], "degraded", "an explicit report counts");
     stop.cancel();
     task.await.unwrap();
 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use self::grpc::Client;
 use self::lease::{Key, Leases, Sender};
 use self::wire::Received;
-use super::budget::Budget;
+use super::budget::{Budget, Held};
 use super::PipelineInput;
 use crate::config::global::PubsubConfig;
 use crate::event::ack::Ack;
@@ -193,47 +193,58 @@ impl Stream {
         handed
     }
 
+    /// Hand the messages over in batches: the first of each waits for room in the budget, the
+    /// ones after it join while there is room now. A batch is sent before waiting for more room,
+    /// as only settling what was handed over makes room.
     async fn hand_over(&self, waiting: &mut VecDeque<(Key, Received)>) -> bool {
         let blocked = &self.metrics.state.blocked;
         while let Some((_, r)) = waiting.front() {
-            let slot = self.budget.slot(blocked).await;
-            let held = self.budget.hold(slot, footprint(r.data.len(), r.message_id.len()), blocked).await;
-            let (key, r) = waiting.pop_front().expect("front was there");
-            let publish_time = r.publish_time.unwrap_or_else(Utc::now);
-            let outstanding = self.metrics.received(publish_time, r.data.len());
-            // Per-message trace (RUST_LOG=sluice::source::pull=debug) to follow one id through
-            // crashes and redeliveries; the id is cloned only when it is on.
-            let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| r.message_id.clone());
-            if let Some(id) = &traced {
-                tracing::debug!(message_id = %id, attempt = r.delivery_attempt, "received");
+            let held = self.budget.reserve(footprint(r.data.len(), r.message_id.len()), blocked).await;
+            let mut batch = Vec::with_capacity(waiting.len());
+            batch.push(self.event(waiting.pop_front().expect("front was there"), held));
+            while let Some((_, r)) = waiting.front() {
+                let Some(held) = self.budget.try_reserve(footprint(r.data.len(), r.message_id.len())) else { break };
+                batch.push(self.event(waiting.pop_front().expect("front was there"), held));
             }
-            let (leases, settled) = (self.leases.clone(), self.metrics.input.clone());
-            let ack = Ack::new(move |outcome| {
-                leases.settle(key, outcome);
-                if let Some(id) = traced {
-                    tracing::debug!(message_id = %id, ?outcome, "settled");
-                }
-                settled.settled(outcome);
-                drop(outstanding);
-                drop(held);
-            });
-            let event = to_event(r, publish_time, self.subscription.clone(), ack);
-            if !self.send(event).await {
-                return false; // pipeline closed: shutting down; the dropped event nacks itself
+            if !self.send(batch).await {
+                return false; // pipeline closed: shutting down; the dropped events nack themselves
             }
         }
         true
     }
 
+    /// A received message as an event whose ack settles its lease and gives back its room.
+    fn event(&self, (key, r): (Key, Received), held: Held) -> Event {
+        let publish_time = r.publish_time.unwrap_or_else(Utc::now);
+        let outstanding = self.metrics.received(publish_time, r.data.len());
+        // Per-message trace (RUST_LOG=sluice::source::pull=debug) to follow one id through
+        // crashes and redeliveries; the id is cloned only when it is on.
+        let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| r.message_id.clone());
+        if let Some(id) = &traced {
+            tracing::debug!(message_id = %id, attempt = r.delivery_attempt, "received");
+        }
+        let (leases, settled) = (self.leases.clone(), self.metrics.input.clone());
+        let ack = Ack::new(move |outcome| {
+            leases.settle(key, outcome);
+            if let Some(id) = traced {
+                tracing::debug!(message_id = %id, ?outcome, "settled");
+            }
+            settled.settled(outcome);
+            drop(outstanding);
+            drop(held);
+        });
+        to_event(r, publish_time, self.subscription.clone(), ack)
+    }
+
     /// Into the pipeline; waits while it is full: back-pressure on the stream, which the liveness
     /// check must not mistake for a stall.
-    async fn send(&self, event: Event) -> bool {
+    async fn send(&self, batch: Vec<Event>) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        match self.input.tx.try_send(event) {
+        match self.input.tx.try_send(batch) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(event)) => {
+            Err(mpsc::error::TrySendError::Full(batch)) => {
                 self.metrics.state.blocked.fetch_add(1, Relaxed);
-                let sent = self.input.tx.send(event).await.is_ok();
+                let sent = self.input.tx.send(batch).await.is_ok();
                 self.metrics.state.blocked.fetch_sub(1, Relaxed);
                 sent
             }
