@@ -93,6 +93,10 @@ pub struct Schema {
     /// Derived from `fields` on first use (they are not changed after loading).
     #[serde(skip)]
     index: OnceLock<Index>,
+    /// The Arrow schema as written, then with every column nullable; built on first use, as
+    /// every batch names one.
+    #[serde(skip)]
+    arrow: OnceLock<[Arc<ArrowSchema>; 2]>,
 }
 
 /// What a record walk needs to know about the fields, computed once per schema.
@@ -213,12 +217,24 @@ impl Schema {
     }
 
     pub fn arrow_schema(&self) -> Arc<ArrowSchema> {
-        Arc::new(ArrowSchema::new(
-            self.fields
-                .iter()
-                .map(|f| ArrowField::new(&f.name, f.ty.arrow_type(), f.mode == Mode::Nullable))
-                .collect::<Vec<_>>(),
-        ))
+        self.arrow()[0].clone()
+    }
+
+    /// The Arrow schema with every column nullable: a chain's batch, which holds a null in every
+    /// column of the rows it did not forward.
+    pub fn arrow_schema_nullable(&self) -> Arc<ArrowSchema> {
+        self.arrow()[1].clone()
+    }
+
+    fn arrow(&self) -> &[Arc<ArrowSchema>; 2] {
+        self.arrow.get_or_init(|| {
+            let field = |f: &Field, nullable: bool| ArrowField::new(&f.name, f.ty.arrow_type(), nullable);
+            let schema = |any_null: bool| {
+                let fields = self.fields.iter().map(|f| field(f, any_null || f.mode == Mode::Nullable));
+                Arc::new(ArrowSchema::new(fields.collect::<Vec<_>>()))
+            };
+            [schema(false), schema(true)]
+        })
     }
 
     pub fn bigquery_fields(&self) -> Vec<BigQueryField<'_>> {

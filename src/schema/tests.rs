@@ -116,6 +116,14 @@ fn derives_arrow_and_bigquery_schemas() {
     let a = s.arrow_schema();
     assert_eq!(a.field(0).data_type(), &FieldType::Timestamp.arrow_type());
     assert!(!a.field(0).is_nullable());
+    assert!(a.field(1).is_nullable());
+    assert!(Arc::ptr_eq(&a, &s.arrow_schema()), "built once");
+    let any_null = s.arrow_schema_nullable();
+    assert!(any_null.fields().iter().all(|f| f.is_nullable()), "a chain's batch: every column nullable");
+    let names = |a: &arrow::datatypes::Schema| {
+        a.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&any_null), names(&a), "the same columns and types");
     let bq = serde_json::to_value(s.bigquery_fields()).unwrap();
     assert_eq!(bq[1], json!({"name": "n", "type": "INTEGER", "mode": "NULLABLE"}));
 }

@@ -14,7 +14,6 @@ pub mod plan;
 use std::sync::Arc;
 
 use arrow::array::Array;
-use arrow::datatypes::{Field as ArrowField, Schema as ArrowSchema};
 use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
@@ -176,10 +175,8 @@ fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>)
     let Rows { events, slow, fate, cols, .. } = rows;
     let any_fast = (0..events.len()).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
     let columns = any_fast.then(|| {
-        let fields: Vec<ArrowField> =
-            schema.arrow_schema().fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
         let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
-        let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
+        let batch = RecordBatch::try_new(schema.arrow_schema_nullable(), arrays)
             .expect("slot columns are typed as the schema's");
         Arc::new(Columns::new(batch, schema.clone()))
     });
