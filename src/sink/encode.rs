@@ -167,19 +167,27 @@ pub fn events_to_batch(schema: &Schema, events: &[Event]) -> Result<RecordBatch,
     let mut seen: Vec<*const Columns> = vec![std::ptr::null()];
     let mut json_rows = 0..;
     let mut indices = Vec::with_capacity(events.len());
+    // Rows come in runs from one chain batch, so the previous row's source is looked at first: a
+    // batch of 10,000 rows gathered from 100 chain batches of 100 would otherwise scan 50 a row.
+    let mut last = 0;
     for e in events {
         let Some(row) = &e.row else {
             indices.push((0, json_rows.next().expect("unbounded")));
             continue;
         };
-        let source = match seen.iter().position(|&p| p == Arc::as_ptr(&row.columns)) {
-            Some(i) => i,
-            None => {
-                seen.push(Arc::as_ptr(&row.columns));
-                sources.push(row.columns.batch.clone());
-                sources.len() - 1
-            }
+        let at = Arc::as_ptr(&row.columns);
+        let source = match seen[last] == at {
+            true => last,
+            false => match seen.iter().position(|&p| p == at) {
+                Some(i) => i,
+                None => {
+                    seen.push(at);
+                    sources.push(row.columns.batch.clone());
+                    sources.len() - 1
+                }
+            },
         };
+        last = source;
         indices.push((source, row.row));
     }
     let runs = runs(&indices);

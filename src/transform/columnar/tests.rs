@@ -231,14 +231,30 @@ fn fields_read_as_the_record_holds_them(schema: &Schema, forwarded: &[Event]) {
 }
 
 /// Rows from many chain batches and from JSON records, gathered into one batch as a sink does,
-/// are the rows each gives alone: in order (runs of rows) and reversed (one row at a time).
+/// are the rows each gives alone: in order (runs of rows), reversed (one row at a time), and
+/// taken from both ends in turn (back and forth between sources).
 fn gathered_as_alone(schema: &Schema, forwarded: &mut [Event]) {
-    for _ in 0..2 {
+    for pass in 0..3 {
         let whole = encode::events_to_batch(schema, forwarded).unwrap();
         let alone: Vec<RecordBatch> =
             forwarded.iter().map(|e| encode::events_to_batch(schema, std::slice::from_ref(e)).unwrap()).collect();
         assert_eq!(whole, arrow::compute::concat_batches(&whole.schema(), &alone).unwrap());
-        forwarded.reverse();
+        match pass {
+            0 => forwarded.reverse(),
+            _ => {
+                // 0, n-1, 1, n-2, ...: row i goes to 2i, or from the back to 2(n-1-i)+1.
+                let n = forwarded.len();
+                let mut order: Vec<usize> =
+                    (0..n).map(|i| if i < n.div_ceil(2) { 2 * i } else { 2 * (n - 1 - i) + 1 }).collect();
+                (0..n).for_each(|i| {
+                    while order[i] != i {
+                        let j = order[i];
+                        forwarded.swap(i, j);
+                        order.swap(i, j);
+                    }
+                });
+            }
+        }
     }
 }
 
