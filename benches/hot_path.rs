@@ -147,6 +147,7 @@ fn responses(kind: Kind, pipeline: &str, seed: u64, n: usize) -> (Vec<Vec<u8>>, 
 fn decode(frame: &[u8], subscription: &Arc<str>, leases: &Leases, received: &mut Vec<Received>, out: &mut Vec<Event>) {
     wire::decode_response(frame, received).expect("valid frame");
     let keys = leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
+    let now = Instant::now(); // a frame is handed over at once when the budget has room for it
     for (key, r) in keys.into_iter().zip(received.drain(..)) {
         let leases = leases.clone();
         let ack = Ack::new(move |o| {
@@ -154,7 +155,7 @@ fn decode(frame: &[u8], subscription: &Arc<str>, leases: &Leases, received: &mut
             leases.settle(key, o);
         });
         let publish_time = r.publish_time.expect("frames carry publish times");
-        out.push(pull::to_event(r, publish_time, subscription.clone(), ack));
+        out.push(pull::to_event(r, publish_time, subscription.clone(), ack, now));
     }
 }
 

@@ -150,7 +150,7 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event with an empty record, as a source builds it.
+    /// A new event with an empty record, as a source builds it, received now.
     pub fn new(
         message_id: impl Into<String>,
         publish_time: DateTime<Utc>,
@@ -158,6 +158,19 @@ impl Event {
         data: Bytes,
         subscription: Arc<str>,
         ack: Ack,
+    ) -> Self {
+        Event::arrived((std::time::Instant::now(), ack), message_id, publish_time, attributes, data, subscription)
+    }
+
+    /// A new event with an empty record, with its ack and the time it was received (the events
+    /// of one hand-over share a reading of the clock).
+    pub fn arrived(
+        (received, ack): (std::time::Instant, Ack),
+        message_id: impl Into<String>,
+        publish_time: DateTime<Utc>,
+        attributes: Attributes,
+        data: Bytes,
+        subscription: Arc<str>,
     ) -> Self {
         Event {
             message_id: message_id.into(),
@@ -170,7 +183,7 @@ impl Event {
             routes: None,
             ack,
             delivery_attempt: None,
-            received: std::time::Instant::now(),
+            received,
             arriving: None,
         }
     }

@@ -301,7 +301,12 @@ pub struct InputMetrics {
 impl InputMetrics {
     /// An event was taken in; `publish_time` gives the lag.
     pub fn received(&self, publish_time: chrono::DateTime<chrono::Utc>) {
-        self.events_in.inc();
+        self.received_many(1, publish_time);
+    }
+
+    /// `n` events were taken in at once; the last one's `publish_time` gives the lag.
+    pub fn received_many(&self, n: u64, publish_time: chrono::DateTime<chrono::Utc>) {
+        self.events_in.inc_by(n);
         let lag = (chrono::Utc::now() - publish_time).num_milliseconds().max(0) as f64 / 1000.0;
         self.lag.set(lag);
     }
@@ -366,12 +371,17 @@ pub struct SourceMetrics {
 }
 
 impl SourceMetrics {
-    /// A message was handed to the pipeline: it is outstanding until settled.
-    /// Drop what it returns when the message settles (and count the outcome on `input`).
-    pub fn received(&self, publish_time: chrono::DateTime<chrono::Utc>, bytes: usize) -> Outstanding {
-        self.input.received(publish_time);
+    /// `n` messages were handed to the pipeline at once, the last published at `publish_time`;
+    /// each counts as outstanding ([`SourceMetrics::outstanding_one`]) until it settles.
+    pub fn handed(&self, n: usize, publish_time: chrono::DateTime<chrono::Utc>) {
+        self.input.received_many(n as u64, publish_time);
         self.state.last_message_ms.store(now_ms(), Ordering::Relaxed);
         self.state.last_error_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A handed message of `bytes`, outstanding until what this returns is dropped, when the
+    /// message settles (its outcome is counted on `input`).
+    pub fn outstanding_one(&self, bytes: usize) -> Outstanding {
         Outstanding::count(&self.outstanding_messages, &self.outstanding_bytes, bytes)
     }
 

@@ -255,4 +255,21 @@ mod tests {
         assert!(TraceContext::from_headers(|h| (h == "x-cloud-trace-context").then_some("not a trace")).is_none());
         assert!(TraceContext::from_headers(|_| None).is_none());
     }
+
+    /// A pulled hand-over is counted once for all its messages; each stays outstanding until it settles.
+    #[test]
+    fn a_hand_over_counts_its_messages_and_each_is_outstanding_until_dropped() {
+        let m = metrics::Metrics::new();
+        let s = m.subscription("logs", "projects/p/subscriptions/logs");
+        let published = chrono::Utc::now() - chrono::Duration::seconds(3);
+        let held: Vec<_> = [10, 20, 30].into_iter().map(|bytes| s.outstanding_one(bytes)).collect();
+        s.handed(held.len(), published);
+        let t = m.pipeline_totals("logs");
+        assert_eq!(t.events_in, 3);
+        assert!((3.0..10.0).contains(&t.lag_seconds), "lag from the last one's publish time: {}", t.lag_seconds);
+        assert!(s.state.last_message_ms.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert_eq!(s.outstanding(), (3, 60));
+        drop(held);
+        assert_eq!(s.outstanding(), (0, 0));
+    }
 }

@@ -200,12 +200,15 @@ impl Stream {
         let blocked = &self.metrics.state.blocked;
         while let Some((_, r)) = waiting.front() {
             let held = self.budget.reserve(footprint(r.data.len(), r.message_id.len()), blocked).await;
+            // The batch is built at once: one reading of the clock and of the metrics for it.
+            let now = std::time::Instant::now();
             let mut batch = Vec::with_capacity(waiting.len());
-            batch.push(self.event(waiting.pop_front().expect("front was there"), held));
+            batch.push(self.event(waiting.pop_front().expect("front was there"), held, now));
             while let Some((_, r)) = waiting.front() {
                 let Some(held) = self.budget.try_reserve(footprint(r.data.len(), r.message_id.len())) else { break };
-                batch.push(self.event(waiting.pop_front().expect("front was there"), held));
+                batch.push(self.event(waiting.pop_front().expect("front was there"), held, now));
             }
+            self.metrics.handed(batch.len(), batch.last().expect("one at least").publish_time);
             if !self.send(batch).await {
                 return false; // pipeline closed: shutting down; the dropped events nack themselves
             }
@@ -213,10 +216,10 @@ impl Stream {
         true
     }
 
-    /// A received message as an event whose ack settles its lease and gives back its room.
-    fn event(&self, (key, r): (Key, Received), held: Held) -> Event {
+    /// A message received at `now` as an event whose ack settles its lease and gives back its room.
+    fn event(&self, (key, r): (Key, Received), held: Held, now: std::time::Instant) -> Event {
         let publish_time = r.publish_time.unwrap_or_else(Utc::now);
-        let outstanding = self.metrics.received(publish_time, r.data.len());
+        let outstanding = self.metrics.outstanding_one(r.data.len());
         // Per-message trace (RUST_LOG=sluice::source::pull=debug) to follow one id through
         // crashes and redeliveries; the id is cloned only when it is on.
         let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| r.message_id.clone());
@@ -233,7 +236,7 @@ impl Stream {
             drop(outstanding);
             drop(held);
         });
-        to_event(r, publish_time, self.subscription.clone(), ack)
+        to_event(r, publish_time, self.subscription.clone(), ack, now)
     }
 
     /// Into the pipeline; waits while it is full: back-pressure on the stream, which the liveness
@@ -254,8 +257,14 @@ impl Stream {
 }
 
 /// The pipeline's view of a pulled message (also what the hot-path benchmark decodes into).
-pub fn to_event(r: Received, publish_time: chrono::DateTime<Utc>, subscription: Arc<str>, ack: Ack) -> Event {
-    let mut event = Event::new(r.message_id, publish_time, r.attributes, r.data, subscription, ack);
+pub fn to_event(
+    r: Received,
+    publish_time: chrono::DateTime<Utc>,
+    subscription: Arc<str>,
+    ack: Ack,
+    received: std::time::Instant,
+) -> Event {
+    let mut event = Event::arrived((received, ack), r.message_id, publish_time, r.attributes, r.data, subscription);
     event.delivery_attempt = u32::try_from(r.delivery_attempt).ok().filter(|&a| a > 0);
     event
 }
