@@ -5,7 +5,9 @@
 //!                                      │                         └─▶ BigQuery (Storage Write)
 //!                                      └─▶ dead letters ◀──────── rows a sink refused
 //! ```
-//! Every channel is bounded, so a slow sink slows the chain, which slows the sources.
+//! The channels carry batches (a pulled frame's messages, a chain batch's rows, a push request's
+//! event), so a send, a receive and a wake-up are paid per batch. Every channel is bounded, so a
+//! slow sink slows the chain, which slows the sources.
 //! Shutdown: the sources drop their input senders; each task ends when its input closes, after
 //! writing what it holds, so nothing accepted is left unwritten.
 
