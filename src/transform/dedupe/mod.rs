@@ -157,13 +157,7 @@ impl Dedupe {
         let hash = hash.unwrap_or_else(|| self.window.hash(&key));
         let (seen, probe) = self.window.find(hash, &key);
         let verdict = match seen.map(|seen| &seen.watch) {
-            None => {
-                self.window.record(probe, hash, &key, now, ack.watch());
-                if self.window.len() > self.max_keys {
-                    self.expire(now); // the oldest beyond `max_keys`; expired keys went above
-                }
-                return Verdict::Keep;
-            }
+            None => Verdict::Keep,
             // The first copy was untracked: it is as good as delivered.
             Some(None) => Verdict::Drop,
             Some(Some(watch)) => match watch.absorb(ack.take()) {
@@ -179,8 +173,11 @@ impl Dedupe {
             },
         };
         if verdict == Verdict::Keep {
-            // This copy is now the one repeats follow.
+            // This copy is now the one repeats follow (a new key, or the retry of a failed one).
             self.window.record(probe, hash, &key, now, ack.watch());
+            if self.window.len() > self.max_keys {
+                self.expire(now); // the oldest beyond `max_keys`; expired keys went above
+            }
         }
         verdict
     }
