@@ -18,6 +18,7 @@
 //! (frames per chain batch: 10, a loaded pipeline's 1,000 events; 1, a frame at a time as a
 //! pipeline that keeps up with its emulator takes them).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,14 +26,16 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use sluice::event::ack::{Ack, Outcome};
-use sluice::event::Event;
+use sluice::event::{footprint, Event};
 use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;
-use sluice::source::pull;
+use sluice::source::budget::Budget;
 use sluice::source::pull::lease::Leases;
 use sluice::source::pull::wire::{self, Received};
+use sluice::source::pull::Holds;
+use sluice::telemetry::metrics::Metrics;
 use sluice::topology::CHAIN_BATCH;
 
 /// The allocator of the `sluice` binary (src/main.rs), so the figures are the binary's.
@@ -142,20 +145,22 @@ fn responses(kind: Kind, pipeline: &str, seed: u64, n: usize) -> (Vec<Vec<u8>>, 
     (out, payload)
 }
 
-/// Decode one response into events, as `source::pull` does: each message's lease taken, then
-/// its event built; the event's ack settles the lease.
-fn decode(frame: &[u8], subscription: &Arc<str>, leases: &Leases, received: &mut Vec<Received>, out: &mut Vec<Event>) {
+/// Decode one response into events, as `source::pull` does: the messages' leases taken, then
+/// handed over as events whose acks give back their lease, their room in the budget and their
+/// share of the gauges.
+fn decode(
+    frame: &[u8],
+    subscription: &Arc<str>,
+    holds: &Arc<Holds>,
+    received: &mut Vec<Received>,
+    out: &mut Vec<Event>,
+) {
     wire::decode_response(frame, received).expect("valid frame");
-    let keys = leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
-    let now = Instant::now(); // a frame is handed over at once when the budget has room for it
-    for (key, r) in keys.into_iter().zip(received.drain(..)) {
-        let leases = leases.clone();
-        let ack = Ack::new(move |o| {
-            assert_eq!(o, Outcome::Delivered, "no event fails in the benchmark");
-            leases.settle(key, o);
-        });
-        let publish_time = r.publish_time.expect("frames carry publish times");
-        out.push(pull::to_event(r, publish_time, subscription.clone(), ack, now));
+    let keys = holds.leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
+    let mut waiting: VecDeque<_> = keys.into_iter().zip(received.drain(..)).collect();
+    while let Some((_, r)) = waiting.front() {
+        let first = holds.budget.try_reserve(footprint(r.data.len(), r.message_id.len()));
+        out.extend(holds.hand_over(first.expect("the bench's budget has room"), &mut waiting, subscription));
     }
 }
 
@@ -230,6 +235,8 @@ fn write(
     }
 }
 
+/// Not inlined, so that a profile can count it alone (see Profiling in docs/performance.md).
+#[inline(never)]
 fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_first: Option<PathBuf>) -> Round {
     let mut chain = pipeline.chain().unwrap();
     let sluice::config::Sink::Lake { batch, .. } = &pipeline.sinks[0] else { panic!("a lake sink") };
@@ -245,7 +252,14 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let rows_checked = chain.checked_against(schema);
     let mut round = Round::default();
     let (mut events, mut kept) = (Vec::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
-    let (leases, mut received) = (Leases::new(), Vec::with_capacity(PER_RESPONSE));
+    let metrics = Metrics::new();
+    let holds = Arc::new(Holds {
+        leases: Leases::new(),
+        // Room for every event of a round: the bench measures the work, not waits.
+        budget: Budget::new(usize::MAX, usize::MAX),
+        metrics: metrics.subscription(&pipeline.name, &subscription),
+    });
+    let mut received = Vec::with_capacity(PER_RESPONSE);
     let now = tokio::time::Instant::now();
     let mut clock = Clock::start();
     // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
@@ -253,7 +267,7 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
         std::env::var("CHAIN_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(CHAIN_BATCH / PER_RESPONSE);
     for group in frames.chunks(frames_per_batch) {
         for frame in group {
-            decode(frame, &subscription, &leases, &mut received, &mut events);
+            decode(frame, &subscription, &holds, &mut received, &mut events);
         }
         clock.lap(&mut round.phases[0]);
         let taken = events.len();
@@ -277,6 +291,8 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     for b in batcher.drain() {
         write(schema, rows_checked, b, &mut round, &mut clock, &mut keep_first);
     }
+    let totals = metrics.pipeline_totals(&pipeline.name);
+    assert_eq!((totals.acks, totals.nacks), ((round.written + round.dropped) as u64, 0), "every message acked");
     round
 }
 

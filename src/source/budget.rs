@@ -39,6 +39,16 @@ pub struct Held {
 }
 
 impl Held {
+    /// Keep the room without this handle, for a holder that gives it back itself with
+    /// [`Budget::release`] (a pulled message's ack, which shares one handle to the budget with
+    /// the rest of its subscription's instead of holding two of its own); the byte permits.
+    pub fn detach(self) -> u32 {
+        let bytes = self.bytes.num_permits() as u32;
+        self._message.forget();
+        self.bytes.forget();
+        bytes
+    }
+
     /// Give back what it holds beyond `bytes` (at least one byte stays held), once a message
     /// reserved at an upper bound is known to weigh less.
     pub fn shrink_to(&mut self, bytes: usize) {
@@ -121,6 +131,12 @@ impl Budget {
         let message = self.messages.clone().try_acquire_owned().ok()?;
         let bytes = self.bytes.clone().try_acquire_many_owned(self.permits(bytes)).ok()?;
         Some(Held { _message: message, bytes })
+    }
+
+    /// Give back one message's room, taken as a [`Held`] of `bytes` permits and detached.
+    pub fn release(&self, bytes: u32) {
+        self.messages.add_permits(1);
+        self.bytes.add_permits(bytes as usize);
     }
 
     /// The byte permits a message of `bytes` takes: at least one, at most the whole budget.
@@ -231,5 +247,19 @@ mod tests {
         drop(b);
         let _all = budget.try_reserve(5_000).expect("alone, an oversized message takes all of it");
         assert_eq!(blocked.load(Ordering::Relaxed), 0, "nothing waited");
+    }
+
+    #[tokio::test]
+    async fn detached_room_stays_taken_until_released() {
+        let budget = Budget::new(2, 1_000);
+        let blocked = AtomicU64::new(0);
+        let weight = budget.try_reserve(700).expect("room").detach();
+        assert_eq!(weight, 700);
+        assert!(budget.try_reserve(400).is_none(), "the detached 700 still count");
+        let _b = budget.try_reserve(300).expect("300 fit beside 700");
+        assert!(budget.try_reserve(0).is_none(), "the detached message still counts as one of two");
+        budget.release(weight);
+        let c = tokio::time::timeout(Duration::from_secs(5), budget.reserve(700, &blocked)).await;
+        assert!(c.is_ok(), "released, its message and bytes are room again");
     }
 }

@@ -371,18 +371,22 @@ pub struct SourceMetrics {
 }
 
 impl SourceMetrics {
-    /// `n` messages were handed to the pipeline at once, the last published at `publish_time`;
-    /// each counts as outstanding ([`SourceMetrics::outstanding_one`]) until it settles.
-    pub fn handed(&self, n: usize, publish_time: chrono::DateTime<chrono::Utc>) {
+    /// `n` messages of `bytes` of payload in all were handed to the pipeline at once, the last
+    /// published at `publish_time`; each counts as outstanding until it settles
+    /// ([`SourceMetrics::settled`]).
+    pub fn handed(&self, n: usize, bytes: usize, publish_time: chrono::DateTime<chrono::Utc>) {
         self.input.received_many(n as u64, publish_time);
+        self.outstanding_messages.inc_by(n as i64);
+        self.outstanding_bytes.inc_by(bytes as i64);
         self.state.last_message_ms.store(now_ms(), Ordering::Relaxed);
         self.state.last_error_ms.store(0, Ordering::Relaxed);
     }
 
-    /// A handed message of `bytes`, outstanding until what this returns is dropped, when the
-    /// message settles (its outcome is counted on `input`).
-    pub fn outstanding_one(&self, bytes: usize) -> Outstanding {
-        Outstanding::count(&self.outstanding_messages, &self.outstanding_bytes, bytes)
+    /// A handed message of `bytes` of payload settled: no longer outstanding, its outcome counted.
+    pub fn settled(&self, outcome: crate::event::ack::Outcome, bytes: usize) {
+        self.input.settled(outcome);
+        self.outstanding_messages.dec();
+        self.outstanding_bytes.dec_by(bytes as i64);
     }
 
     pub fn outstanding(&self) -> (i64, i64) {

@@ -258,18 +258,28 @@ mod tests {
 
     /// A pulled hand-over is counted once for all its messages; each stays outstanding until it settles.
     #[test]
-    fn a_hand_over_counts_its_messages_and_each_is_outstanding_until_dropped() {
+    fn a_hand_over_counts_its_messages_and_each_is_outstanding_until_it_settles() {
+        use crate::event::ack::Outcome;
         let m = metrics::Metrics::new();
         let s = m.subscription("logs", "projects/p/subscriptions/logs");
         let published = chrono::Utc::now() - chrono::Duration::seconds(3);
-        let held: Vec<_> = [10, 20, 30].into_iter().map(|bytes| s.outstanding_one(bytes)).collect();
-        s.handed(held.len(), published);
+        s.handed(3, 60, published);
         let t = m.pipeline_totals("logs");
         assert_eq!(t.events_in, 3);
         assert!((3.0..10.0).contains(&t.lag_seconds), "lag from the last one's publish time: {}", t.lag_seconds);
         assert!(s.state.last_message_ms.load(std::sync::atomic::Ordering::Relaxed) > 0);
         assert_eq!(s.outstanding(), (3, 60));
-        drop(held);
+        s.settled(Outcome::Delivered, 10);
+        s.settled(Outcome::Failed, 20);
+        assert_eq!(s.outstanding(), (1, 30));
+        s.settled(Outcome::Delivered, 30);
         assert_eq!(s.outstanding(), (0, 0));
+        let text = m.encode();
+        for line in [
+            "sluice_acks_total{pipeline=\"logs\",source=\"pubsub\"} 2",
+            "sluice_nacks_total{pipeline=\"logs\",source=\"pubsub\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

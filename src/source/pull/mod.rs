@@ -15,6 +15,7 @@
 //! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
 
 pub mod grpc;
+mod holds;
 pub mod lease;
 pub mod wire;
 
@@ -23,19 +24,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::grpc::Client;
+use self::holds::weight;
+pub use self::holds::Holds;
 use self::lease::{Key, Leases, Sender};
 use self::wire::Received;
-use super::budget::{Budget, Held};
+use super::budget::Budget;
 use super::PipelineInput;
 use crate::config::global::PubsubConfig;
-use crate::event::ack::Ack;
-use crate::event::{footprint, Event};
+use crate::event::ack::Outcome;
+use crate::event::Event;
 use crate::telemetry::metrics::SourceMetrics;
 
 pub use self::grpc::ConnectError;
@@ -61,6 +63,7 @@ pub fn spawn(
     let budget = input.budget.clone().unwrap_or_else(|| Budget::for_subscription(config));
     let name: Arc<str> = Arc::from(subscription.as_str());
     let leases = Leases::new();
+    let holds = Arc::new(Holds { leases: leases.clone(), budget, metrics });
     let stream = Stream {
         client: client.clone(),
         subscription: name.clone(),
@@ -69,9 +72,7 @@ pub fn spawn(
         max_messages: (config.max_outstanding_messages.get() / streams).max(1) as i64,
         max_bytes: (config.half_of_bytes() / streams).max(1) as i64,
         ack_deadline: config.ack_deadline.0,
-        budget,
-        leases: leases.clone(),
-        metrics,
+        holds,
     };
     let sender = Sender { client: client.clone(), subscription: name };
     let mut tasks = vec![tokio::spawn(leases.run(sender, config.ack_deadline.0, stop.clone(), SHUTDOWN_WAIT))];
@@ -90,10 +91,7 @@ struct Stream {
     max_bytes: i64,
     /// How long a lease lasts: how soon Pub/Sub redelivers if this process dies.
     ack_deadline: Duration,
-    /// What the subscription's streams together may hold un-settled.
-    budget: Budget,
-    leases: Leases,
-    metrics: SourceMetrics,
+    holds: Arc<Holds>,
 }
 
 /// Why a stream's session ended.
@@ -146,7 +144,7 @@ impl Stream {
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return Ended::Stop,
-                _ = self.metrics.state.restart.notified() => {
+                _ = self.holds.metrics.state.restart.notified() => {
                     tracing::warn!(subscription = %self.subscription, stream = n, "stream stalled; reopening");
                     return Ended::Reopen { failed: false };
                 }
@@ -172,7 +170,7 @@ impl Stream {
     }
 
     fn failed(&self, n: usize, error: &str, backoff: Duration) -> Ended {
-        self.metrics.stream_error(error);
+        self.holds.metrics.stream_error(error);
         tracing::warn!(subscription = %self.subscription, stream = n, error = %error,
             retry_in_ms = backoff.as_millis() as u64, "streaming pull failed; reopening");
         Ended::Reopen { failed: true }
@@ -181,14 +179,14 @@ impl Stream {
     /// Hand a frame's messages to the pipeline, each once there is room for it. False when
     /// stopping: what was not handed over is nacked.
     async fn deliver(&self, mut frame: Vec<Received>, stop: &CancellationToken) -> bool {
-        let keys = self.leases.hold(frame.iter_mut().map(|r| &mut r.ack_id));
+        let keys = self.holds.leases.hold(frame.iter_mut().map(|r| &mut r.ack_id));
         let mut waiting: VecDeque<(Key, Received)> = keys.into_iter().zip(frame).collect();
         let handed = tokio::select! {
             _ = stop.cancelled() => false,
             handed = self.hand_over(&mut waiting) => handed,
         };
         for (key, _) in waiting {
-            self.leases.settle(key, crate::event::ack::Outcome::Failed);
+            self.holds.leases.settle(key, Outcome::Failed);
         }
         handed
     }
@@ -197,46 +195,15 @@ impl Stream {
     /// ones after it join while there is room now. A batch is sent before waiting for more room,
     /// as only settling what was handed over makes room.
     async fn hand_over(&self, waiting: &mut VecDeque<(Key, Received)>) -> bool {
-        let blocked = &self.metrics.state.blocked;
+        let blocked = &self.holds.metrics.state.blocked;
         while let Some((_, r)) = waiting.front() {
-            let held = self.budget.reserve(footprint(r.data.len(), r.message_id.len()), blocked).await;
-            // The batch is built at once: one reading of the clock and of the metrics for it.
-            let now = std::time::Instant::now();
-            let mut batch = Vec::with_capacity(waiting.len());
-            batch.push(self.event(waiting.pop_front().expect("front was there"), held, now));
-            while let Some((_, r)) = waiting.front() {
-                let Some(held) = self.budget.try_reserve(footprint(r.data.len(), r.message_id.len())) else { break };
-                batch.push(self.event(waiting.pop_front().expect("front was there"), held, now));
-            }
-            self.metrics.handed(batch.len(), batch.last().expect("one at least").publish_time);
+            let first = self.holds.budget.reserve(weight(r), blocked).await;
+            let batch = self.holds.hand_over(first, waiting, &self.subscription);
             if !self.send(batch).await {
                 return false; // pipeline closed: shutting down; the dropped events nack themselves
             }
         }
         true
-    }
-
-    /// A message received at `now` as an event whose ack settles its lease and gives back its room.
-    fn event(&self, (key, r): (Key, Received), held: Held, now: std::time::Instant) -> Event {
-        let publish_time = r.publish_time.unwrap_or_else(Utc::now);
-        let outstanding = self.metrics.outstanding_one(r.data.len());
-        // Per-message trace (RUST_LOG=sluice::source::pull=debug) to follow one id through
-        // crashes and redeliveries; the id is cloned only when it is on.
-        let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| r.message_id.clone());
-        if let Some(id) = &traced {
-            tracing::debug!(message_id = %id, attempt = r.delivery_attempt, "received");
-        }
-        let (leases, settled) = (self.leases.clone(), self.metrics.input.clone());
-        let ack = Ack::new(move |outcome| {
-            leases.settle(key, outcome);
-            if let Some(id) = traced {
-                tracing::debug!(message_id = %id, ?outcome, "settled");
-            }
-            settled.settled(outcome);
-            drop(outstanding);
-            drop(held);
-        });
-        to_event(r, publish_time, self.subscription.clone(), ack, now)
     }
 
     /// Into the pipeline; waits while it is full: back-pressure on the stream, which the liveness
@@ -246,27 +213,14 @@ impl Stream {
         match self.input.tx.try_send(batch) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(batch)) => {
-                self.metrics.state.blocked.fetch_add(1, Relaxed);
+                self.holds.metrics.state.blocked.fetch_add(1, Relaxed);
                 let sent = self.input.tx.send(batch).await.is_ok();
-                self.metrics.state.blocked.fetch_sub(1, Relaxed);
+                self.holds.metrics.state.blocked.fetch_sub(1, Relaxed);
                 sent
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
-}
-
-/// The pipeline's view of a pulled message (also what the hot-path benchmark decodes into).
-pub fn to_event(
-    r: Received,
-    publish_time: chrono::DateTime<Utc>,
-    subscription: Arc<str>,
-    ack: Ack,
-    received: std::time::Instant,
-) -> Event {
-    let mut event = Event::arrived((received, ack), r.message_id, publish_time, r.attributes, r.data, subscription);
-    event.delivery_attempt = u32::try_from(r.delivery_attempt).ok().filter(|&a| a > 0);
-    event
 }
 
 /// Sends an empty request every [`KEEPALIVE`] while the stream is open; stops when dropped.
