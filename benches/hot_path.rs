@@ -16,7 +16,9 @@
 //! Env: EVENTS per pipeline (200000), SEED (7), ROUNDS (5, the median is reported),
 //! SLUICE_BENCH_DIR (target/bench), PIPELINES (e.g. `logs`; default all three), CHAIN_FRAMES
 //! (frames per chain batch: 10, a loaded pipeline's 1,000 events; 1, a frame at a time as a
-//! pipeline that keeps up with its emulator takes them).
+//! pipeline that keeps up with its emulator takes them), COLD_MB (before each chain batch, write
+//! this many MiB elsewhere, untimed, so that the batch finds cold caches as a pipeline that idles
+//! between frames does; 0 by default).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -235,6 +237,15 @@ fn write(
     }
 }
 
+/// Write to every cache line of `elsewhere`, as the other work of a process that idles between
+/// frames would (the emulator beside it, the other pipelines): the next batch finds cold caches.
+fn evict_caches(elsewhere: &mut [u8]) {
+    for (i, b) in elsewhere.iter_mut().enumerate().step_by(64) {
+        *b = b.wrapping_add(i as u8);
+    }
+    std::hint::black_box(elsewhere);
+}
+
 /// Not inlined, so that a profile can count it alone (see Profiling in docs/performance.md).
 #[inline(never)]
 fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_first: Option<PathBuf>) -> Round {
@@ -265,7 +276,12 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     // The chain takes what its input holds, up to CHAIN_BATCH: under load, that many.
     let frames_per_batch =
         std::env::var("CHAIN_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(CHAIN_BATCH / PER_RESPONSE);
+    let mut elsewhere = vec![0u8; std::env::var("COLD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(0) << 20];
     for group in frames.chunks(frames_per_batch) {
+        if !elsewhere.is_empty() {
+            evict_caches(&mut elsewhere);
+            clock = Clock::start(); // the eviction is not part of the hot path
+        }
         for frame in group {
             decode(frame, &subscription, &holds, &mut received, &mut events);
         }
