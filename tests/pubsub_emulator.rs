@@ -44,6 +44,25 @@ async fn twenty_thousand_events_across_three_topics_land_once_each() {
         total += count;
     }
     println!("{total} events from the emulator into the lake in {:.1}s", started.elapsed().as_secs_f64());
+    // Each message's ack gave back what its subscription held for it, and counted itself once.
+    for (pipeline, count) in plan {
+        let (input, held) = (format!(r#"pipeline="{pipeline}",source="pubsub""#), format!(r#"pipeline="{pipeline}""#));
+        let settled = || async {
+            let url = &sluice.url;
+            [
+                common::faults::metric(url, "sluice_acks_total", &input).await,
+                common::faults::metric(url, "sluice_nacks_total", &input).await,
+                common::faults::metric(url, "sluice_outstanding_messages", &held).await,
+                common::faults::metric(url, "sluice_outstanding_bytes", &held).await,
+            ]
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let want = [Some(count as f64), Some(0.0), Some(0.0), Some(0.0)];
+        while settled().await != want {
+            assert!(Instant::now() < deadline, "{pipeline}: acks, nacks, outstanding: {:?}", settled().await);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     assert!(sluice.stop().success());
     assert!(common::parquet_files(&lake.join("dead-letters")).is_empty(), "no dead letters");
 
