@@ -9,10 +9,12 @@
 //! more after a stream reset. The bytes are split in two halves, so that together they bound
 //! memory: Pub/Sub may send payload up to one, and what sluice holds, weighed decoded (about 4x
 //! the payload), fits in the other. Held messages' leases are extended until they settle, so an
-//! event waiting in an open batch is not redelivered.
-//! A message is acked only when its [`Ack`] settles `Delivered` (every sink wrote it, or it is in
-//! dead letters); `Failed` nacks it so Pub/Sub redelivers at once. Sending into the pipeline's
-//! bounded input waits when the pipeline is full, so slow sinks slow the pulling.
+//! event waiting in an open batch is not redelivered. What a message holds (its lease, its room,
+//! its count in the gauges) is given back by its ack ([`Holds`]).
+//! A message is acked only when its [`Ack`](crate::event::ack::Ack) settles `Delivered` (every
+//! sink wrote it, or it is in dead letters); `Failed` nacks it so Pub/Sub redelivers at once.
+//! Sending into the pipeline's bounded input waits when the pipeline is full, so slow sinks slow
+//! the pulling.
 
 pub mod grpc;
 mod holds;
