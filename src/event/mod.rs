@@ -147,6 +147,9 @@ pub struct Event {
     /// Counts a push request as one that may still add to its pipeline's batches, until the
     /// sinks take the event into a batch (see `crate::event::arrivals`); `None` otherwise.
     pub arriving: Option<crate::event::arrivals::Arriving>,
+    /// A caller waits for this event's outcome to answer (a push request): the chain takes it
+    /// at once, never lingering for more events to fill its batch.
+    pub awaited: bool,
 }
 
 impl Event {
@@ -185,6 +188,7 @@ impl Event {
             delivery_attempt: None,
             received,
             arriving: None,
+            awaited: false,
         }
     }
 
@@ -222,6 +226,7 @@ impl Event {
             delivery_attempt: self.delivery_attempt,
             received: self.received,
             arriving: None,
+            awaited: self.awaited,
         }
     }
 }

@@ -184,6 +184,7 @@ fn event_of(
         ack,
     );
     event.delivery_attempt = delivery_attempt;
+    event.awaited = true;
     (event, outcome)
 }
 
