@@ -250,16 +250,16 @@ async fn run_chain(
 async fn take(rx: &mut mpsc::Receiver<Vec<Event>>, linger: std::time::Duration) -> Option<Vec<Event>> {
     let mut events = rx.recv().await?;
     let until = tokio::time::Instant::now() + linger;
-    while events.len() < CHAIN_BATCH && !events.iter().any(|e| e.awaited) {
+    let mut awaited = events.iter().any(|e| e.awaited);
+    while events.len() < CHAIN_BATCH && !awaited {
         let more = match rx.try_recv() {
             Ok(more) => Some(more),
             Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(until, rx.recv()).await.ok().flatten(),
             Err(mpsc::error::TryRecvError::Disconnected) => None,
         };
-        match more {
-            Some(more) => events.extend(more),
-            None => break,
-        }
+        let Some(more) = more else { break };
+        awaited = more.iter().any(|e| e.awaited);
+        events.extend(more);
     }
     Some(events)
 }
