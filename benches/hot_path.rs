@@ -28,12 +28,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use sluice::event::ack::{Ack, Outcome};
-use sluice::event::{footprint, Event};
+use sluice::event::Event;
 use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
 use sluice::sink::lake::Partition;
 use sluice::source::budget::Budget;
+use sluice::source::pull;
 use sluice::source::pull::lease::Leases;
 use sluice::source::pull::wire::{self, Received};
 use sluice::source::pull::Holds;
@@ -161,7 +162,7 @@ fn decode(
     let keys = holds.leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
     let mut waiting: VecDeque<_> = keys.into_iter().zip(received.drain(..)).collect();
     while let Some((_, r)) = waiting.front() {
-        let first = holds.budget.try_reserve(footprint(r.data.len(), r.message_id.len()));
+        let first = holds.budget.try_reserve(pull::weight(r));
         out.extend(holds.hand_over(first.expect("the bench's budget has room"), &mut waiting, subscription));
     }
 }

@@ -252,12 +252,8 @@ async fn take(rx: &mut mpsc::Receiver<Vec<Event>>, linger: std::time::Duration) 
     let until = tokio::time::Instant::now() + linger;
     let mut awaited = events.iter().any(|e| e.awaited);
     while events.len() < CHAIN_BATCH && !awaited {
-        let more = match rx.try_recv() {
-            Ok(more) => Some(more),
-            Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(until, rx.recv()).await.ok().flatten(),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-        };
-        let Some(more) = more else { break };
+        // A hand-over already held is taken even after `until`: the timeout polls the receive first.
+        let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await else { break };
         awaited = more.iter().any(|e| e.awaited);
         events.extend(more);
     }

@@ -107,7 +107,7 @@ impl Holds {
 }
 
 /// What a message weighs in the budget.
-pub(super) fn weight(r: &Received) -> usize {
+pub fn weight(r: &Received) -> usize {
     footprint(r.data.len(), r.message_id.len())
 }
 

@@ -31,8 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::grpc::Client;
-use self::holds::weight;
-pub use self::holds::Holds;
+pub use self::holds::{weight, Holds};
 use self::lease::{Key, Leases, Sender};
 use self::wire::Received;
 use super::budget::Budget;
