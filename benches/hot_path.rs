@@ -1,6 +1,6 @@
 //! Benchmark: the hot path on one core, no I/O. Events generated from a seed are packed 100 to a
 //! `StreamingPullResponse` (as the emulator sends them), then for each pipeline (`logs`, `health`,
-//! `config-changes`, with their shipped chains and schemas): decode the protobuf into events as
+//! `config-changes`, with their shipped chains and schemas): decode the protobuf into batches of messages as
 //! the Pub/Sub source does, run the transform chain on batches as a loaded pipeline does, batch by
 //! partition as the lake sink does, gather the rows into Arrow and encode Parquet (zstd) into
 //! memory.
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use sluice::event::ack::{Ack, Outcome};
-use sluice::event::Event;
+use sluice::event::{Event, Handover};
 use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
@@ -148,22 +148,16 @@ fn responses(kind: Kind, pipeline: &str, seed: u64, n: usize) -> (Vec<Vec<u8>>, 
     (out, payload)
 }
 
-/// Decode one response into events, as `source::pull` does: the messages' leases taken, then
-/// handed over as events whose acks give back their lease, their room in the budget and their
+/// Decode one response, as `source::pull` does: the messages' leases taken, then handed over in
+/// batches of messages whose acks give back their lease, their room in the budget and their
 /// share of the gauges.
-fn decode(
-    frame: &[u8],
-    subscription: &Arc<str>,
-    holds: &Arc<Holds>,
-    received: &mut Vec<Received>,
-    out: &mut Vec<Event>,
-) {
+fn decode(frame: &[u8], subscription: &Arc<str>, holds: &Arc<Holds>, received: &mut Vec<Received>, out: &mut Handover) {
     wire::decode_response(frame, received).expect("valid frame");
     let keys = holds.leases.hold(received.iter_mut().map(|r| &mut r.ack_id));
     let mut waiting: VecDeque<_> = keys.into_iter().zip(received.drain(..)).collect();
     while let Some((_, r)) = waiting.front() {
         let first = holds.budget.try_reserve(pull::weight(r));
-        out.extend(holds.hand_over(first.expect("the bench's budget has room"), &mut waiting, subscription));
+        out.append(holds.hand_over(first.expect("the bench's budget has room"), &mut waiting, subscription));
     }
 }
 
@@ -263,7 +257,7 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
     let schema = &pipeline.schema;
     let rows_checked = chain.checked_against(schema);
     let mut round = Round::default();
-    let (mut events, mut kept) = (Vec::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
+    let (mut events, mut kept) = (Handover::with_capacity(CHAIN_BATCH), Vec::with_capacity(CHAIN_BATCH));
     let metrics = Metrics::new();
     let holds = Arc::new(Holds {
         leases: Leases::new(),
@@ -288,7 +282,7 @@ fn run_round(pipeline: &sluice::config::Pipeline, frames: &[Vec<u8>], mut keep_f
         }
         clock.lap(&mut round.phases[0]);
         let taken = events.len();
-        let out = chain.process_batch(std::mem::replace(&mut events, Vec::with_capacity(CHAIN_BATCH)));
+        let out = chain.process_batch(std::mem::replace(&mut events, Handover::with_capacity(CHAIN_BATCH)));
         if let Some(d) = out.dead.first() {
             panic!("dead letter in the benchmark: {}: {}", d.stage, d.reason);
         }

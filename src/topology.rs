@@ -23,7 +23,7 @@ use crate::bigquery::Warehouse;
 use crate::config::{BatchLimits, Config};
 use crate::event::ack::Outcome;
 use crate::event::arrivals::Arrivals;
-use crate::event::{DeadLetter, Event};
+use crate::event::{DeadLetter, Event, Handover};
 use crate::sink::batcher::Limits;
 use crate::sink::build::SinkContext;
 use crate::sink::dead_letter;
@@ -124,7 +124,7 @@ impl Topology {
             let (sinks, sink_rx) = mpsc::channel::<Vec<Event>>(queue);
             tasks.push(tokio::spawn(group.run(sink_rx, drain.clone())));
 
-            let (tx, rx) = mpsc::channel::<Vec<Event>>(queue);
+            let (tx, rx) = mpsc::channel::<Handover>(queue);
             let watching: Vec<Arc<dyn Observer>> = observers.iter().filter(|o| o.wants(&p.name)).cloned().collect();
             tasks.push(tokio::spawn(run_chain(p.name.clone(), chain, rx, sinks, dead_tx, watching)));
             let input = PipelineInput { name: Arc::from(p.name.as_str()), push: p.source.push, tx, budget, arrivals };
@@ -227,13 +227,13 @@ pub const CHAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(5
 async fn run_chain(
     pipeline: String,
     mut chain: crate::transform::Chain,
-    mut rx: mpsc::Receiver<Vec<Event>>,
+    mut rx: mpsc::Receiver<Handover>,
     sinks: mpsc::Sender<Vec<Event>>,
     dead: mpsc::Sender<DeadLetter>,
     observers: Vec<Arc<dyn Observer>>,
 ) {
-    while let Some(events) = take(&mut rx, CHAIN_LINGER).await {
-        let out = chain.process_batch(events);
+    while let Some(batch) = take(&mut rx, CHAIN_LINGER).await {
+        let out = chain.process_batch(batch);
         for d in out.dead {
             dead_letter::send(&dead, d).await;
         }
@@ -247,17 +247,15 @@ async fn run_chain(
 /// Whole hand-overs, waiting for the first, until there are [`CHAIN_BATCH`] events: what the
 /// input holds, then what comes within `linger` of the first, unless a caller waits on one of
 /// them. `None` once the input is closed and empty.
-async fn take(rx: &mut mpsc::Receiver<Vec<Event>>, linger: std::time::Duration) -> Option<Vec<Event>> {
-    let mut events = rx.recv().await?;
+async fn take(rx: &mut mpsc::Receiver<Handover>, linger: std::time::Duration) -> Option<Handover> {
+    let mut batch = rx.recv().await?;
     let until = tokio::time::Instant::now() + linger;
-    let mut awaited = events.iter().any(|e| e.awaited);
-    while events.len() < CHAIN_BATCH && !awaited {
+    while batch.len() < CHAIN_BATCH && !batch.awaited {
         // A hand-over already held is taken even after `until`: the timeout polls the receive first.
         let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await else { break };
-        awaited = more.iter().any(|e| e.awaited);
-        events.extend(more);
+        batch.append(more);
     }
-    Some(events)
+    Some(batch)
 }
 
 async fn deliver(pipeline: &str, mut events: Vec<Event>, sinks: &mpsc::Sender<Vec<Event>>) {
@@ -286,14 +284,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn events(n: usize, awaited: bool) -> Vec<Event> {
-        (0..n)
-            .map(|_| {
-                let mut e = crate::transform::testing::event(serde_json::json!({}));
-                e.awaited = awaited;
-                e
-            })
-            .collect()
+    fn events(n: usize, awaited: bool) -> Handover {
+        let events: Vec<Event> = (0..n).map(|_| crate::transform::testing::event(serde_json::json!(null))).collect();
+        Handover { awaited, ..events.into() }
     }
 
     /// What the input holds, then what comes within the linger; never more than a chain batch.

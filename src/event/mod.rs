@@ -1,11 +1,13 @@
-//! The unit that flows through a pipeline: one Pub/Sub message, its parsed record and its ack.
+//! The unit that flows through a pipeline after its chain: one message, its parsed record and its ack.
 //!
-//! Beside it: `ack` (the shares that settle a message once every sink has it durably), `row`
+//! Beside it: `handover` (what sources hand to a pipeline: messages in a batch, and the messages
+//! events share), `ack` (the shares that settle a message once every sink has it durably), `row`
 //! (an event's record as one row of the Arrow batch its chain forwarded), `arrivals` (a push-only
 //! pipeline's requests whose event is not in a batch yet).
 
 pub mod ack;
 pub(crate) mod arrivals;
+pub mod handover;
 pub(crate) mod row;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use self::ack::Ack;
+pub use self::handover::{Handover, Message, Messages};
 use self::row::RowRef;
 
 /// A message's Pub/Sub attributes, sorted by key: a message has a few, so a sorted list is
@@ -116,19 +119,13 @@ pub fn footprint(payload: usize, id: usize) -> usize {
     4 * payload + id + 64
 }
 
-/// One message as received, plus what the transform chain made of it.
+/// A message on its way through a pipeline: where its facts are (a [`Message`] of a shared
+/// [`Messages`], read through `Deref`), what the transform chain made of it, and its ack.
 #[derive(Debug)]
 pub struct Event {
-    /// Pub/Sub message id: stable across redeliveries, so it is the identity used for dedupe.
-    pub message_id: String,
-    /// When Pub/Sub accepted the message; the fallback event time for partitioning.
-    pub publish_time: DateTime<Utc>,
-    /// Pub/Sub attributes, kept for routing, metadata and dead letters.
-    pub attributes: Attributes,
-    /// The original payload bytes, never modified, so a dead letter can keep them verbatim.
-    pub data: Bytes,
-    /// Where it came from: the subscription path, or `push` for the HTTP endpoint.
-    pub subscription: Arc<str>,
+    messages: Arc<Messages>,
+    /// Its message's position in `messages`.
+    at: u32,
     /// The structured record; `Value::Null` until the `parse_json` stage fills it.
     pub record: Value,
     /// Where the record is instead, once a columnar chain forwarded it (`record` is then null).
@@ -137,19 +134,17 @@ pub struct Event {
     pub routes: Option<Arc<[Arc<str>]>>,
     /// This event's share of the message acknowledgement.
     pub ack: Ack,
-    /// Which delivery of the message this is (1: the first), as Pub/Sub counts it for
-    /// subscriptions with a dead-letter policy; `None` when unknown (no policy, push, internal
-    /// events). Anything but 1 may have been written before: exactly-once sinks check it.
-    pub delivery_attempt: Option<u32>,
-    /// When this process received it: a redelivery is checked against what the previous holder
-    /// wrote only after its in-flight writes had time to land.
-    pub received: std::time::Instant,
     /// Counts a push request as one that may still add to its pipeline's batches, until the
     /// sinks take the event into a batch (see `crate::event::arrivals`); `None` otherwise.
     pub arriving: Option<crate::event::arrivals::Arriving>,
-    /// A caller waits for this event's outcome to answer (a push request): the chain takes it
-    /// at once, never lingering for more events to fill its batch.
-    pub awaited: bool,
+}
+
+/// An event reads as its message: `event.message_id`, `event.data`.
+impl std::ops::Deref for Event {
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.messages.0[self.at as usize]
+    }
 }
 
 impl Event {
@@ -162,33 +157,41 @@ impl Event {
         subscription: Arc<str>,
         ack: Ack,
     ) -> Self {
-        Event::arrived((std::time::Instant::now(), ack), message_id, publish_time, attributes, data, subscription)
-    }
-
-    /// A new event with an empty record, with its ack and the time it was received (the events
-    /// of one hand-over share a reading of the clock).
-    pub fn arrived(
-        (received, ack): (std::time::Instant, Ack),
-        message_id: impl Into<String>,
-        publish_time: DateTime<Utc>,
-        attributes: Attributes,
-        data: Bytes,
-        subscription: Arc<str>,
-    ) -> Self {
-        Event {
+        let message = Message {
             message_id: message_id.into(),
             publish_time,
             attributes,
             data,
             subscription,
-            record: Value::Null,
-            row: None,
-            routes: None,
-            ack,
             delivery_attempt: None,
-            received,
-            arriving: None,
-            awaited: false,
+            received: std::time::Instant::now(),
+        };
+        Event::of(Arc::new(Messages(vec![message])), 0, ack)
+    }
+
+    /// The event of message `at` of `messages`, with an empty record.
+    pub fn of(messages: Arc<Messages>, at: usize, ack: Ack) -> Self {
+        debug_assert!(at < messages.0.len());
+        Event { messages, at: at as u32, record: Value::Null, row: None, routes: None, ack, arriving: None }
+    }
+
+    /// Its message beside its record and its ack, to change those while reading it.
+    pub fn parts(&mut self) -> (&Message, &mut Value, &mut Ack) {
+        (&self.messages.0[self.at as usize], &mut self.record, &mut self.ack)
+    }
+
+    /// Its message, to change (a copy of it when other events share its batch's messages).
+    pub fn message_mut(&mut self) -> &mut Message {
+        &mut Arc::make_mut(&mut self.messages).0[self.at as usize]
+    }
+
+    /// Its message, taken out (copied when other events share its batch's messages).
+    pub fn into_message(self) -> Message {
+        let at = self.at as usize;
+        match Arc::try_unwrap(self.messages) {
+            Ok(Messages(mut v)) if v.len() == 1 => v.swap_remove(at),
+            Ok(Messages(v)) => v[at].clone(),
+            Err(shared) => shared.0[at].clone(),
         }
     }
 
@@ -214,19 +217,13 @@ impl Event {
     /// A second copy of this event for another sink, sharing the same acknowledgement.
     pub fn fork(&self) -> Event {
         Event {
-            message_id: self.message_id.clone(),
-            publish_time: self.publish_time,
-            attributes: self.attributes.clone(),
-            data: self.data.clone(),
-            subscription: self.subscription.clone(),
+            messages: self.messages.clone(),
+            at: self.at,
             record: self.record.clone(),
             row: self.row.clone(),
             routes: self.routes.clone(),
             ack: self.ack.split(),
-            delivery_attempt: self.delivery_attempt,
-            received: self.received,
             arriving: None,
-            awaited: self.awaited,
         }
     }
 }

@@ -258,7 +258,7 @@ impl Producers {
                 if let (Some(input), Some(counted)) = (&emit, &counted) {
                     let event = transition_event(&t, &instance, counted.clone());
                     counted.received(event.publish_time);
-                    if input.tx.send(vec![event]).await.is_err() {
+                    if input.tx.send(vec![event].into()).await.is_err() {
                         return; // the pipeline has shut down
                     }
                 }

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::body::{content_length, drain, read_body, BodyError};
 use super::{error, AppState};
 use crate::event::ack::{Ack, Outcome};
-use crate::event::{footprint, Event};
+use crate::event::{footprint, Event, Handover};
 use crate::source::budget::Held;
 use crate::source::push;
 use crate::source::PipelineInput;
@@ -140,7 +140,10 @@ async fn push(
     }
     let (mut event, outcome) = event_of(state, pipeline, msg, held);
     event.arriving = arriving;
-    deliver(state, input, pipeline, event, outcome).await
+    let message_id = event.message_id.clone();
+    let mut batch = Handover::from(vec![event]);
+    batch.awaited = true;
+    deliver(state, input, pipeline, (message_id, batch), outcome).await
 }
 
 /// Room for an event of `announced` bytes in the pipeline's flow control, waiting at most
@@ -183,28 +186,26 @@ fn event_of(
         msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push")),
         ack,
     );
-    event.delivery_attempt = delivery_attempt;
-    event.awaited = true;
+    event.message_mut().delivery_attempt = delivery_attempt;
     (event, outcome)
 }
 
-/// Hand the event to the pipeline and answer once it settled (or the request timed out).
+/// Hand the message to the pipeline and answer once it settled (or the request timed out).
 async fn deliver(
     state: &AppState,
     input: &PipelineInput,
     pipeline: &str,
-    event: Event,
+    (message_id, batch): (String, Handover),
     outcome: tokio::sync::oneshot::Receiver<Outcome>,
 ) -> Response {
-    let message_id = event.message_id.clone();
     use tokio::sync::mpsc::error::SendTimeoutError::{Closed, Timeout};
-    let refused = match input.tx.send_timeout(vec![event], ENQUEUE_WAIT).await {
+    let refused = match input.tx.send_timeout(batch, ENQUEUE_WAIT).await {
         Ok(()) => None,
-        Err(Timeout(events)) => Some((events, at_capacity(pipeline))),
-        Err(Closed(events)) => Some((events, error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is stopping; retry"))),
+        Err(Timeout(batch)) => Some((batch, at_capacity(pipeline))),
+        Err(Closed(batch)) => Some((batch, error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is stopping; retry"))),
     };
-    if let Some((events, answer)) = refused {
-        events.into_iter().for_each(|e| e.ack.settle(Outcome::Failed));
+    if let Some((batch, answer)) = refused {
+        batch.settle(Outcome::Failed);
         return answer;
     }
     match tokio::time::timeout(state.request_timeout, outcome).await {

@@ -1,5 +1,6 @@
-//! Sources: where events come from. Each builds [`Event`]s with an ack
-//! whose outcome it reports back upstream (HTTP status for push, ack/nack for Pub/Sub).
+//! Sources: where messages come from. Each hands them to a pipeline in batches ([`Handover`]),
+//! each with an ack whose outcome it reports back upstream (HTTP status for push, ack/nack for
+//! Pub/Sub).
 
 pub mod budget;
 pub mod pubsub;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::event::arrivals::Arrivals;
-use crate::event::Event;
+use crate::event::Handover;
 use budget::Budget;
 
 /// Where sources hand events to one pipeline.
@@ -20,9 +21,9 @@ pub struct PipelineInput {
     pub name: Arc<str>,
     /// Whether `POST /push/<name>` is accepted.
     pub push: bool,
-    /// Events in batches: what a pulled frame holds that the budget had room for, or one push
+    /// Messages in batches: what a pulled frame holds that the budget had room for, or one push
     /// request's or one internal event. The chain takes several at once.
-    pub tx: mpsc::Sender<Vec<Event>>,
+    pub tx: mpsc::Sender<Handover>,
     /// Flow control of the pipeline, shared with its sinks: its subscription's when pulled, else
     /// its push requests'; `None` for a pipeline fed only internally.
     pub budget: Option<Budget>,

@@ -52,7 +52,7 @@ impl Subject {
     pub fn value_at<'a>(&self, rows: &'a Rows, r: usize) -> Option<Cow<'a, Value>> {
         match self {
             Subject::Field(p) => rows.value_at(r, p).map(Cow::Owned),
-            Subject::Attribute(a) => rows.events[r].attributes.get(a).map(|v| Cow::Owned(Value::String(v.to_owned()))),
+            Subject::Attribute(a) => rows.message(r).attributes.get(a).map(|v| Cow::Owned(Value::String(v.to_owned()))),
         }
     }
 
@@ -279,8 +279,8 @@ mod tests {
         let mut e = event(
             json!({"severity": "ERROR", "latency_ms": 120.5, "msg": "timeout talking to db", "n": 1.0, "z": null}),
         );
-        e.attributes.insert("kind", "audit");
-        e.attributes.insert("code", "200");
+        e.message_mut().attributes.insert("kind", "audit");
+        e.message_mut().attributes.insert("code", "200");
         for (yaml, want) in [
             ("{field: severity, eq: ERROR}", true),
             ("{field: severity, ne: ERROR}", false),

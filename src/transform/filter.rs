@@ -90,7 +90,7 @@ mod tests {
         )
         .unwrap();
         let mut audit = event(json!({"severity": "DEBUG"}));
-        audit.attributes.insert("kind", "audit");
+        audit.message_mut().attributes.insert("kind", "audit");
         assert_eq!(s.apply(&mut audit).unwrap(), Verdict::Keep);
         assert_eq!(s.apply(&mut event(json!({"severity": "DEBUG"}))).unwrap(), Verdict::Drop);
         assert_eq!(s.apply(&mut event(json!({"severity": "ERROR"}))).unwrap(), Verdict::Keep);

@@ -92,7 +92,7 @@ impl Config {
 impl Stage for Metadata {
     fn apply(&mut self, event: &mut Event) -> Result<Verdict, String> {
         // Written in this order; a path that cannot be set stops the stage there.
-        let record = &mut event.record;
+        let (event, record, _) = event.parts();
         if let Some(p) = &self.ingest_time {
             p.set(record, format_timestamp((self.now)()).into())?;
         }
@@ -144,8 +144,8 @@ impl Columnar for Metadata {
     fn apply_columns(&mut self, rows: &mut Rows, _stage: usize) {
         let now = (self.now)().timestamp_micros();
         let fast: Vec<bool> = (0..rows.len()).map(|r| rows.is_fast(r)).collect();
-        let events = &rows.events;
-        let on = |r: usize| fast[r].then_some(&events[r]);
+        let messages = &rows.messages.0;
+        let on = |r: usize| fast[r].then_some(&messages[r]);
         for (slot, source) in &self.slots {
             let n = rows.len();
             let column = match source {
@@ -190,7 +190,7 @@ mod tests {
         let mut stage = config.build(&BuildContext { pipeline: "logs", schema: &schema, sinks: &[] }).unwrap();
         stage.now = || DateTime::parse_from_rfc3339("2026-11-26T10:00:01.5Z").unwrap().into();
         let mut e = super::super::testing::event(json!({"a": 1}));
-        e.attributes.insert("origin", "eu");
+        e.message_mut().attributes.insert("origin", "eu");
         stage.apply(&mut e).unwrap();
         assert_eq!(
             e.record,

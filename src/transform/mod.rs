@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::event::ack::Outcome;
-use crate::event::{DeadLetter, Event};
+use crate::event::{DeadLetter, Event, Handover};
 use crate::path::FieldPath;
 use crate::schema::Schema;
 pub use columnar::Batched;
@@ -217,9 +217,9 @@ impl Chain {
         self.stages.iter_mut().for_each(|(_, s)| s.message_ids_unique());
     }
 
-    /// Run a batch of events through the chain, in arrival order. Dropped events are acknowledged.
-    pub fn process_batch(&mut self, events: Vec<Event>) -> Batched {
-        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, events, &mut self.widths)
+    /// Run a batch of messages through the chain, in arrival order. Dropped ones are acknowledged.
+    pub fn process_batch(&mut self, batch: impl Into<Handover>) -> Batched {
+        columnar::run(&mut self.stages, self.slots.as_ref(), &self.schema, batch.into(), &mut self.widths)
     }
 
     /// Whether every event the chain forwards passes `schema.check(record, true)` as it leaves:

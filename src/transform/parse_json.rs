@@ -61,7 +61,7 @@ mod tests {
     fn parses_an_object() {
         let mut stage = build("parse_json: {}", &[]).unwrap();
         let mut e = event(json!(null));
-        e.data = Bytes::from_static(br#"{"a": 1}"#);
+        e.message_mut().data = Bytes::from_static(br#"{"a": 1}"#);
         stage.apply(&mut e).unwrap();
         assert_eq!(e.record, json!({"a": 1}));
     }
@@ -70,11 +70,11 @@ mod tests {
     fn refuses_non_objects_and_bad_bytes() {
         let mut stage = build("parse_json: {}", &[]).unwrap();
         let mut e = event(json!(null));
-        e.data = Bytes::from_static(b"[1,2]");
+        e.message_mut().data = Bytes::from_static(b"[1,2]");
         assert_eq!(stage.apply(&mut e).unwrap_err(), "payload must be a JSON object, found an array");
-        e.data = Bytes::from_static(b"{\"a\": \xff}");
+        e.message_mut().data = Bytes::from_static(b"{\"a\": \xff}");
         assert!(stage.apply(&mut e).unwrap_err().starts_with("payload is not valid JSON"));
-        e.data = Bytes::from_static(b"");
+        e.message_mut().data = Bytes::from_static(b"");
         assert!(stage.apply(&mut e).unwrap_err().contains("EOF"));
     }
 }

@@ -118,7 +118,7 @@ impl Columnar for Route {
             let value = self.subject.value_at(rows, r);
             match self.chosen(value.as_deref()).cloned() {
                 Some(sinks) if sinks.is_empty() => rows.drop_row(r),
-                Some(sinks) => rows.events[r].routes = Some(sinks),
+                Some(sinks) => rows.set_routes(r, sinks),
                 None => {}
             }
         }
@@ -143,12 +143,12 @@ mod tests {
         )
         .unwrap();
         let mut e = event(json!({}));
-        e.attributes.insert("kind", "audit");
+        e.message_mut().attributes.insert("kind", "audit");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), Some(vec!["lake".into(), "warehouse".into()]));
 
         let mut e = event(json!({}));
-        e.attributes.insert("kind", "noise");
+        e.message_mut().attributes.insert("kind", "noise");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Drop);
 
         let mut e = event(json!({}));
@@ -171,7 +171,7 @@ mod tests {
     fn without_default_unmatched_and_absent_keep_every_sink() {
         let mut s = build("route: {attribute: kind, routes: {audit: [lake]}}", &["lake", "errors"]).unwrap();
         let mut e = event(json!({}));
-        e.attributes.insert("kind", "other");
+        e.message_mut().attributes.insert("kind", "other");
         assert_eq!(s.apply(&mut e).unwrap(), Verdict::Keep);
         assert_eq!(routes(&e), None);
         let mut e = event(json!({"kind": "audit"}));

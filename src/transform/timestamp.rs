@@ -135,7 +135,7 @@ impl Columnar for Timestamp {
             let mut filled: Vec<Option<i64>> = times.iter().collect();
             for r in missing {
                 filled[r] = Some(match self.if_missing {
-                    IfMissing::PublishTime => rows.events[r].publish_time.timestamp_micros(),
+                    IfMissing::PublishTime => rows.message(r).publish_time.timestamp_micros(),
                     _ => now,
                 });
             }

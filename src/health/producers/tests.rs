@@ -18,10 +18,11 @@ fn record(e: &Event) -> Value {
 }
 
 /// The next transition sent: each is sent alone.
-async fn next(rx: &mut mpsc::Receiver<Vec<Event>>) -> Event {
-    let mut sent = rx.recv().await.unwrap();
+async fn next(rx: &mut mpsc::Receiver<crate::event::Handover>) -> Event {
+    let sent = rx.recv().await.unwrap();
     assert_eq!(sent.len(), 1, "one transition per send");
-    sent.pop().unwrap()
+    let messages = Arc::new(crate::event::Messages(sent.messages));
+    Event::of(messages, 0, crate::event::ack::Ack::none())
 }
 
 /// Heartbeats stop: late at 2 intervals, down at 5, healthy again at the next heartbeat;

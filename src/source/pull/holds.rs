@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::lease::{Key, Leases};
 use super::wire::Received;
 use crate::event::ack::{Ack, Outcome};
-use crate::event::{footprint, Event};
+use crate::event::{footprint, Handover, Message};
 use crate::source::budget::{Budget, Held};
 use crate::telemetry::metrics::SourceMetrics;
 
@@ -61,32 +61,25 @@ impl Holds {
         first: Held,
         waiting: &mut VecDeque<(Key, Received)>,
         subscription: &Arc<str>,
-    ) -> Vec<Event> {
+    ) -> Handover {
         let now = std::time::Instant::now();
-        let (mut batch, mut payload) = (Vec::with_capacity(waiting.len()), 0);
+        let (mut batch, mut payload) = (Handover::with_capacity(waiting.len()), 0);
         let mut held = Some(first);
         while let Some((_, r)) = waiting.front() {
             let Some(h) = held.take().or_else(|| self.budget.try_reserve(weight(r))) else { break };
             let (key, r) = waiting.pop_front().expect("front was there");
             payload += r.data.len();
-            batch.push(self.event(key, r, h, now, subscription));
+            let ack = self.ack(key, &r, h);
+            batch.push(message(r, subscription.clone(), now), ack);
         }
-        if let Some(last) = batch.last() {
+        if let Some(last) = batch.messages.last() {
             self.metrics.handed(batch.len(), payload, last.publish_time);
         }
         batch
     }
 
-    /// A message received at `now` as an event whose ack gives back what it holds.
-    fn event(
-        self: &Arc<Self>,
-        key: Key,
-        r: Received,
-        held: Held,
-        now: std::time::Instant,
-        subscription: &Arc<str>,
-    ) -> Event {
-        let publish_time = r.publish_time.unwrap_or_else(Utc::now);
+    /// The ack of a message, which gives back what it holds.
+    fn ack(self: &Arc<Self>, key: Key, r: &Received, held: Held) -> Ack {
         // Per-message trace (RUST_LOG=sluice::source::pull=debug) to follow one id through
         // crashes and redeliveries; the id is cloned only when it is on.
         let traced = tracing::enabled!(tracing::Level::DEBUG).then(|| r.message_id.clone());
@@ -101,8 +94,7 @@ impl Holds {
             outcome: Outcome::Failed,
             traced,
         };
-        let ack = Ack::new(move |outcome| holding.settle(outcome));
-        to_event(r, publish_time, subscription.clone(), ack, now)
+        Ack::new(move |outcome| holding.settle(outcome))
     }
 }
 
@@ -111,15 +103,15 @@ pub fn weight(r: &Received) -> usize {
     footprint(r.data.len(), r.message_id.len())
 }
 
-/// The pipeline's view of a pulled message.
-fn to_event(
-    r: Received,
-    publish_time: chrono::DateTime<Utc>,
-    subscription: Arc<str>,
-    ack: Ack,
-    received: std::time::Instant,
-) -> Event {
-    let mut event = Event::arrived((received, ack), r.message_id, publish_time, r.attributes, r.data, subscription);
-    event.delivery_attempt = u32::try_from(r.delivery_attempt).ok().filter(|&a| a > 0);
-    event
+/// The pipeline's view of a pulled message, received at `received`.
+fn message(r: Received, subscription: Arc<str>, received: std::time::Instant) -> Message {
+    Message {
+        message_id: r.message_id,
+        publish_time: r.publish_time.unwrap_or_else(Utc::now),
+        attributes: r.attributes,
+        data: r.data,
+        subscription,
+        delivery_attempt: u32::try_from(r.delivery_attempt).ok().filter(|&a| a > 0),
+        received,
+    }
 }

@@ -1,5 +1,6 @@
 //! Pub/Sub streaming pull, spoken by sluice itself: each response frame is read once, straight
-//! into the pipeline's events ([`wire`]), over tonic ([`grpc`]), with the leases kept here
+//! into what the pipeline keeps of each message ([`wire`]), handed over in batches of messages,
+//! never as an event each ([`crate::event::Handover`]), over tonic ([`grpc`]), with the leases kept here
 //! ([`lease`]). The official client decodes every message twice (into its generated types, then
 //! its `Message`); `scripts/bench hot_path` prints what each way costs per event.
 //!
@@ -38,7 +39,7 @@ use super::budget::Budget;
 use super::PipelineInput;
 use crate::config::global::PubsubConfig;
 use crate::event::ack::Outcome;
-use crate::event::Event;
+use crate::event::Handover;
 use crate::telemetry::metrics::SourceMetrics;
 
 pub use self::grpc::ConnectError;
@@ -209,7 +210,7 @@ impl Stream {
 
     /// Into the pipeline; waits while it is full: back-pressure on the stream, which the liveness
     /// check must not mistake for a stall.
-    async fn send(&self, batch: Vec<Event>) -> bool {
+    async fn send(&self, batch: Handover) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         match self.input.tx.try_send(batch) {
             Ok(()) => true,

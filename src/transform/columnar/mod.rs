@@ -23,10 +23,14 @@ pub use decode::Widths;
 pub use plan::{Columnar, Planner, Slot};
 
 use super::{Stage, Verdict};
-use crate::event::ack::Outcome;
-use crate::event::{DeadLetter, Event};
+use crate::event::ack::{Ack, Outcome};
+use crate::event::arrivals::Arriving;
+use crate::event::{DeadLetter, Event, Handover, Message, Messages};
 use crate::path::FieldPath;
 use crate::schema::Schema;
+
+/// Sinks chosen by a `route` stage; `None`: every sink of the pipeline.
+type Routes = Option<Arc<[Arc<str>]>>;
 
 /// What became of a row so far.
 #[derive(Debug)]
@@ -41,10 +45,16 @@ pub enum Fate {
     },
 }
 
-/// One batch between stages: each row's event (its metadata and ack; its record on the row
-/// path), and the columns of the rows on the columnar path.
+/// One batch between stages: each row's message and ack, its event on the row path (with its
+/// record, and its ack), and the columns of the rows on the columnar path.
 pub struct Rows {
-    pub events: Vec<Event>,
+    pub messages: Arc<Messages>,
+    /// Each row's ack, but a row on the row path's, which its event holds.
+    acks: Vec<Ack>,
+    /// Sinks a `route` stage chose for rows on the columnar path; empty until it chose any.
+    routes: Vec<Routes>,
+    /// The event of each row on the row path; `None` on the columnar path.
+    events: Vec<Option<Box<Event>>>,
     /// Rows left to the row-by-row path.
     pub slow: Vec<bool>,
     pub fate: Vec<Fate>,
@@ -56,11 +66,37 @@ pub struct Rows {
 
 impl Rows {
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.acks.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.acks.is_empty()
+    }
+
+    /// Row `r`'s message.
+    pub fn message(&self, r: usize) -> &Message {
+        &self.messages.0[r]
+    }
+
+    /// Row `r`'s event, when it is on the row path.
+    pub fn event(&self, r: usize) -> Option<&Event> {
+        self.events[r].as_deref()
+    }
+
+    /// Row `r`'s ack, wherever it is held.
+    pub fn ack_mut(&mut self, r: usize) -> &mut Ack {
+        match &mut self.events[r] {
+            Some(e) => &mut e.ack,
+            None => &mut self.acks[r],
+        }
+    }
+
+    /// Send row `r` (on the columnar path) to `sinks` only.
+    pub fn set_routes(&mut self, r: usize, sinks: Arc<[Arc<str>]>) {
+        if self.routes.is_empty() {
+            self.routes.resize(self.len(), None);
+        }
+        self.routes[r] = Some(sinks);
     }
 
     /// Whether row `r` is live and on the columnar path.
@@ -113,7 +149,7 @@ impl Rows {
 
     /// Drop row `r` on purpose: it is acknowledged as done.
     pub fn drop_row(&mut self, r: usize) {
-        self.events[r].ack.take().settle(Outcome::Delivered);
+        self.ack_mut(r).take().settle(Outcome::Delivered);
         self.fate[r] = Fate::Dropped;
     }
 }
@@ -128,22 +164,27 @@ pub struct Batched {
     pub dead: Vec<DeadLetter>,
 }
 
-/// Run `events` through `stages`: on columns when `slots` is a plan, else row by row.
+/// Run `batch` through `stages`: on columns when `slots` is a plan, else row by row.
 pub fn run(
     stages: &mut [(String, Box<dyn Stage>)],
     slots: Option<&Arc<[Slot]>>,
     schema: &Arc<Schema>,
-    events: Vec<Event>,
+    batch: Handover,
     widths: &mut Widths,
 ) -> Batched {
-    let n = events.len();
+    let Handover { messages, mut acks, arriving, awaited: _ } = batch;
+    let n = messages.len();
+    let messages = Arc::new(Messages(messages));
     let (cols, slow) = match slots {
-        Some(slots) => decode::decode(slots, events.iter().map(|e| &e.data[..]), widths),
+        Some(slots) => decode::decode(slots, messages.0.iter().map(|m| &m.data[..]), widths),
         None => (Vec::new(), vec![true; n]),
     };
+    // Only a row left to the row path becomes an event now: the stages' row forms take one.
+    let events = (0..n).map(|r| slow[r].then(|| Box::new(Event::of(messages.clone(), r, acks[r].take())))).collect();
     let slots = slots.cloned().unwrap_or_else(|| Arc::from([]));
     let planned = !slots.is_empty();
-    let mut rows = Rows { events, slow, fate: (0..n).map(|_| Fate::Live).collect(), cols, slots };
+    let fate = (0..n).map(|_| Fate::Live).collect();
+    let mut rows = Rows { messages, acks, routes: Vec::new(), events, slow, fate, cols, slots };
     for (i, (_, stage)) in stages.iter_mut().enumerate() {
         let mut takes_slow = false;
         if planned {
@@ -155,37 +196,66 @@ pub fn run(
             apply_rows(stage.as_mut(), &mut rows, i);
         }
     }
-    finish(rows, stages, schema)
+    finish(rows, stages, schema, arriving)
 }
 
 /// A stage applied row by row to the live rows on the row path.
 fn apply_rows(stage: &mut dyn Stage, rows: &mut Rows, i: usize) {
     for r in 0..rows.len() {
-        if rows.slow[r] && rows.is_live(r) {
-            match stage.apply(&mut rows.events[r]) {
-                Ok(Verdict::Keep) => {}
-                Ok(Verdict::Drop) => rows.drop_row(r),
-                Err(reason) => rows.refuse(r, i, reason),
-            }
+        if !rows.is_live(r) {
+            continue;
+        }
+        let Some(event) = rows.events[r].as_deref_mut() else { continue };
+        match stage.apply(event) {
+            Ok(Verdict::Keep) => {}
+            Ok(Verdict::Drop) => rows.drop_row(r),
+            Err(reason) => rows.refuse(r, i, reason),
         }
     }
 }
 
-fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>) -> Batched {
-    let Rows { events, slow, fate, cols, .. } = rows;
-    let any_fast = (0..events.len()).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
+/// The rows that passed as events (a handle on their message each, and their row of one Arrow
+/// batch on the columnar path), and those refused as dead letters.
+fn finish(
+    rows: Rows,
+    stages: &[(String, Box<dyn Stage>)],
+    schema: &Arc<Schema>,
+    arriving: Vec<(usize, Arriving)>,
+) -> Batched {
+    let Rows { messages, mut acks, routes, mut events, slow, fate, cols, .. } = rows;
+    let n = acks.len();
+    let any_fast = (0..n).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
     let columns = any_fast.then(|| {
         let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
         let batch = RecordBatch::try_new(schema.arrow_schema_nullable(), arrays)
             .expect("slot columns are typed as the schema's");
         Arc::new(Columns::new(batch, schema.clone()))
     });
+    // A push request's count as arriving goes with its event (a dropped row's ends here).
+    let mut arriving_at: Vec<Option<Arriving>> = Vec::new();
+    if !arriving.is_empty() {
+        arriving_at.resize_with(n, || None);
+        arriving.into_iter().for_each(|(r, a)| arriving_at[r] = Some(a));
+    }
     let mut out = Batched::default();
-    out.forward.reserve(events.len());
-    out.forward_from.reserve(events.len());
-    for (r, (mut event, fate)) in events.into_iter().zip(fate).enumerate() {
+    out.forward.reserve(n);
+    out.forward_from.reserve(n);
+    for (r, fate) in fate.into_iter().enumerate() {
+        let mut event = |events: &mut Vec<Option<Box<Event>>>, acks: &mut Vec<Ack>| {
+            let mut event = match events[r].take() {
+                Some(e) => *e,
+                None => {
+                    let mut e = Event::of(messages.clone(), r, acks[r].take());
+                    e.routes = routes.get(r).cloned().flatten();
+                    e
+                }
+            };
+            event.arriving = arriving_at.get_mut(r).and_then(Option::take);
+            event
+        };
         match fate {
             Fate::Live => {
+                let mut event = event(&mut events, &mut acks);
                 if let (false, Some(columns)) = (slow[r], &columns) {
                     event.row = Some(RowRef { columns: columns.clone(), row: r });
                 }
@@ -194,6 +264,7 @@ fn finish(rows: Rows, stages: &[(String, Box<dyn Stage>)], schema: &Arc<Schema>)
             }
             Fate::Dropped => {}
             Fate::Dead { stage, reason } => {
+                let event = event(&mut events, &mut acks);
                 out.dead.push(DeadLetter { event, stage: stages[stage].0.clone(), reason });
             }
         }

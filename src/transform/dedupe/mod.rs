@@ -122,15 +122,15 @@ impl Dedupe {
 
     /// Row `r`'s key: from its column on the columnar path, else from its event.
     fn key_at<'r>(&self, rows: &'r Rows, r: usize) -> Result<Cow<'r, str>, String> {
-        let event = &rows.events[r];
-        match (&self.key_slot, rows.slow[r]) {
-            (Some(KeySlot::MessageId), _) => Ok(Cow::Borrowed(event.message_id.as_str())),
-            (Some(KeySlot::Slot(s)), false) => match &rows.cols[*s] {
+        let id = rows.message(r).message_id.as_str();
+        match (&self.key_slot, rows.event(r)) {
+            (Some(KeySlot::MessageId), _) => Ok(Cow::Borrowed(id)),
+            (Some(KeySlot::Slot(s)), None) => match &rows.cols[*s] {
                 Column::Str(a) if a.is_valid(r) => Ok(Cow::Borrowed(a.value(r))),
                 Column::Int(a) if a.is_valid(r) => Ok(Cow::Owned(a.value(r).to_string())),
                 _ => Err(self.missing()),
             },
-            _ => self.key_of(&event.message_id, &event.record),
+            (_, event) => self.key_of(id, event.map_or(&Value::Null, |e| &e.record)),
         }
     }
 
@@ -189,8 +189,9 @@ impl Stage for Dedupe {
             return Ok(Verdict::Keep);
         }
         let now = (self.now)();
-        let key = self.key_of(&event.message_id, &event.record)?;
-        Ok(self.see(&key, None, &mut event.ack, &event.message_id, now))
+        let (message, record, ack) = event.parts();
+        let key = self.key_of(&message.message_id, record)?;
+        Ok(self.see(&key, None, ack, &message.message_id, now))
     }
 
     fn columnar(&mut self) -> Option<&mut dyn Columnar> {
@@ -243,10 +244,10 @@ impl Columnar for Dedupe {
             if let Some(&Some(hash)) = hashes.get(r + AHEAD) {
                 self.window.prefetch(hash, AHEAD);
             }
-            let mut ack = rows.events[r].ack.take();
+            let mut ack = rows.ack_mut(r).take();
             let verdict =
-                self.key_at(rows, r).map(|key| self.see(&key, hashes[r], &mut ack, &rows.events[r].message_id, now));
-            rows.events[r].ack = ack;
+                self.key_at(rows, r).map(|key| self.see(&key, hashes[r], &mut ack, &rows.message(r).message_id, now));
+            *rows.ack_mut(r) = ack;
             match verdict {
                 Ok(Verdict::Keep) => {}
                 Ok(Verdict::Drop) => rows.drop_row(r),
@@ -282,7 +283,7 @@ mod tests {
     fn tracked(id: &str) -> (Event, Receiver<Outcome>) {
         let (ack, rx) = Ack::channel();
         let mut e = event(json!({"order": {"id": 7}}));
-        e.message_id = id.into();
+        e.message_mut().message_id = id.into();
         e.ack = ack;
         (e, rx)
     }
@@ -365,7 +366,7 @@ mod tests {
         let (mut d, _) = stage("{window: 1h, max_keys: 2}");
         let mut apply = |id: &str| {
             let mut e = event(json!({}));
-            e.message_id = id.into();
+            e.message_mut().message_id = id.into();
             d.apply(&mut e).unwrap()
         };
         assert_eq!(apply("a"), Verdict::Keep);
@@ -383,7 +384,7 @@ mod tests {
         let (mut d, _) = stage("{key: {field: order.id}, window: 1h, max_keys: 10}");
         assert_eq!(d.apply(&mut event(json!({"order": {"id": 7}}))).unwrap(), Verdict::Keep);
         let mut e = event(json!({"order": {"id": "7"}}));
-        e.message_id = "other".into();
+        e.message_mut().message_id = "other".into();
         assert_eq!(d.apply(&mut e).unwrap(), Verdict::Drop);
         assert_eq!(d.apply(&mut event(json!({"order": {"id": 8}}))).unwrap(), Verdict::Keep);
         for record in [json!({}), json!({"order": {"id": null}})] {

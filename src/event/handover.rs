@@ -1,0 +1,101 @@
+//! What a source hands to a pipeline: a batch of messages, each one's facts in a [`Message`],
+//! beside its ack. No [`Event`] is built for a message until the chain forwards or refuses it, and
+//! then only a handle on the message, which the chain batch's messages share ([`Messages`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::ack::Ack;
+use super::arrivals::Arriving;
+use super::{Attributes, Event};
+
+/// One message as received: what Pub/Sub (or a push, or a replayed file) says of it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Pub/Sub message id: stable across redeliveries, so it is the identity used for dedupe.
+    pub message_id: String,
+    /// When Pub/Sub accepted the message; the fallback event time for partitioning.
+    pub publish_time: DateTime<Utc>,
+    /// Pub/Sub attributes, kept for routing, metadata and dead letters.
+    pub attributes: Attributes,
+    /// The original payload bytes, never modified, so a dead letter can keep them verbatim.
+    pub data: Bytes,
+    /// Where it came from: the subscription path, or `push` for the HTTP endpoint.
+    pub subscription: Arc<str>,
+    /// Which delivery of the message this is (1: the first), as Pub/Sub counts it for
+    /// subscriptions with a dead-letter policy; `None` when unknown (no policy, push, internal
+    /// events). Anything but 1 may have been written before: exactly-once sinks check it.
+    pub delivery_attempt: Option<u32>,
+    /// When this process received it: a redelivery is checked against what the previous holder
+    /// wrote only after its in-flight writes had time to land.
+    pub received: std::time::Instant,
+}
+
+/// The messages of one chain batch, shared by the events made of them: an event is a message's
+/// position in here, so its facts are never copied or moved again once the chain has them.
+#[derive(Debug, Clone, Default)]
+pub struct Messages(pub Vec<Message>);
+
+/// A batch of messages from a source, with one ack each, taken by the chain as it is.
+#[derive(Debug, Default)]
+pub struct Handover {
+    pub messages: Vec<Message>,
+    /// The ack of each message, in the same order.
+    pub acks: Vec<Ack>,
+    /// Push requests still counted as arriving, by the position of their message.
+    pub arriving: Vec<(usize, Arriving)>,
+    /// A caller waits for one of these messages' outcome (a push request): the chain takes the
+    /// batch at once, never lingering for more to fill it.
+    pub awaited: bool,
+}
+
+impl Handover {
+    pub fn with_capacity(n: usize) -> Handover {
+        Handover { messages: Vec::with_capacity(n), acks: Vec::with_capacity(n), ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    pub fn push(&mut self, message: Message, ack: Ack) {
+        self.messages.push(message);
+        self.acks.push(ack);
+    }
+
+    /// `other`'s messages after these.
+    pub fn append(&mut self, other: Handover) {
+        let at = self.messages.len();
+        self.messages.extend(other.messages);
+        self.acks.extend(other.acks);
+        self.arriving.extend(other.arriving.into_iter().map(|(r, a)| (r + at, a)));
+        self.awaited |= other.awaited;
+    }
+
+    /// Every message's ack settled as `outcome` (nowhere to take them).
+    pub fn settle(self, outcome: super::ack::Outcome) {
+        self.acks.into_iter().for_each(|a| a.settle(outcome));
+    }
+}
+
+/// Events made elsewhere (a push request's, an internal one, a replayed row) handed over as a batch.
+impl From<Vec<Event>> for Handover {
+    fn from(events: Vec<Event>) -> Handover {
+        let mut h = Handover::with_capacity(events.len());
+        for (r, mut e) in events.into_iter().enumerate() {
+            if let Some(a) = e.arriving.take() {
+                h.arriving.push((r, a));
+            }
+            debug_assert!(e.record.is_null() && e.row.is_none(), "handed over before any chain");
+            let ack = e.ack.take();
+            h.push(e.into_message(), ack);
+        }
+        h
+    }
+}
