@@ -174,13 +174,21 @@ pub fn run(
 ) -> Batched {
     let Handover { messages, mut acks, arriving, awaited: _ } = batch;
     let n = messages.len();
-    let messages = Arc::new(Messages(messages));
-    let (cols, slow) = match slots {
-        Some(slots) => decode::decode(slots, messages.0.iter().map(|m| &m.data[..]), widths),
-        None => (Vec::new(), vec![true; n]),
+    // Only a row left to the row path becomes an event now (the stages' row forms take one),
+    // with its own message, so the batch's are let go of as soon as no forwarded row needs them.
+    let (messages, cols, slow, events) = match slots {
+        Some(slots) => {
+            let (cols, slow) = decode::decode(slots, messages.iter().map(|m| &m.data[..]), widths);
+            let own = |r: usize| Arc::new(Messages(vec![messages[r].clone()]));
+            let events = (0..n).map(|r| slow[r].then(|| Box::new(Event::of(own(r), 0, acks[r].take())))).collect();
+            (Arc::new(Messages(messages)), cols, slow, events)
+        }
+        None => {
+            let own = |(m, a): (Message, &mut Ack)| Some(Box::new(Event::of(Arc::new(Messages(vec![m])), 0, a.take())));
+            let events = messages.into_iter().zip(acks.iter_mut()).map(own).collect();
+            (Arc::default(), Vec::new(), vec![true; n], events)
+        }
     };
-    // Only a row left to the row path becomes an event now: the stages' row forms take one.
-    let events = (0..n).map(|r| slow[r].then(|| Box::new(Event::of(messages.clone(), r, acks[r].take())))).collect();
     let slots = slots.cloned().unwrap_or_else(|| Arc::from([]));
     let planned = !slots.is_empty();
     let fate = (0..n).map(|_| Fate::Live).collect();
@@ -214,8 +222,10 @@ fn apply_rows(stage: &mut dyn Stage, rows: &mut Rows, i: usize) {
     }
 }
 
-/// The rows that passed as events (a handle on their message each, and their row of one Arrow
-/// batch on the columnar path), and those refused as dead letters.
+/// The rows that passed as events, and those refused as dead letters. Each event is a handle on
+/// its message in the batch's shared [`Messages`] and, on the columnar path, on its row of one
+/// Arrow batch. Rows no event reads there (dropped ones; in the columns, refused ones too) are
+/// left out of both once they are a quarter of the batch: what an event pins stays near its own.
 fn finish(
     rows: Rows,
     stages: &[(String, Box<dyn Stage>)],
@@ -224,13 +234,10 @@ fn finish(
 ) -> Batched {
     let Rows { messages, mut acks, routes, mut events, slow, fate, cols, .. } = rows;
     let n = acks.len();
-    let any_fast = (0..n).any(|r| !slow[r] && matches!(fate[r], Fate::Live));
-    let columns = any_fast.then(|| {
-        let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
-        let batch = RecordBatch::try_new(schema.arrow_schema_nullable(), arrays)
-            .expect("slot columns are typed as the schema's");
-        Arc::new(Columns::new(batch, schema.clone()))
-    });
+    let in_messages: Vec<bool> = (0..n).map(|r| !slow[r] && !matches!(fate[r], Fate::Dropped)).collect();
+    let in_columns: Vec<bool> = (0..n).map(|r| !slow[r] && matches!(fate[r], Fate::Live)).collect();
+    let (messages, message_at) = kept_messages(messages, &in_messages);
+    let (columns, row_at) = kept_columns(cols, schema, &in_columns);
     // A push request's count as arriving goes with its event (a dropped row's ends here).
     let mut arriving_at: Vec<Option<Arriving>> = Vec::new();
     if !arriving.is_empty() {
@@ -245,7 +252,8 @@ fn finish(
             let mut event = match events[r].take() {
                 Some(e) => *e,
                 None => {
-                    let mut e = Event::of(messages.clone(), r, acks[r].take());
+                    let at = message_at.as_ref().map_or(r, |at| at[r] as usize);
+                    let mut e = Event::of(messages.clone(), at, acks[r].take());
                     e.routes = routes.get(r).cloned().flatten();
                     e
                 }
@@ -257,7 +265,8 @@ fn finish(
             Fate::Live => {
                 let mut event = event(&mut events, &mut acks);
                 if let (false, Some(columns)) = (slow[r], &columns) {
-                    event.row = Some(RowRef { columns: columns.clone(), row: r });
+                    let row = row_at.as_ref().map_or(r, |at| at[r] as usize);
+                    event.row = Some(RowRef { columns: columns.clone(), row });
                 }
                 out.forward.push(event);
                 out.forward_from.push(r);
@@ -270,6 +279,47 @@ fn finish(
         }
     }
     out
+}
+
+/// Each row's position among the `kept` ones, when only those are to be kept: a quarter or more
+/// of the rows are not. `None`: every row is kept where it is.
+fn compacted(kept: &[bool]) -> Option<Vec<u32>> {
+    let left_out = kept.iter().filter(|&&k| !k).count();
+    if left_out == 0 || 4 * left_out < kept.len() {
+        return None;
+    }
+    let mut next = 0;
+    let at = |&k: &bool| {
+        let at = next;
+        next += u32::from(k);
+        at
+    };
+    Some(kept.iter().map(at).collect())
+}
+
+/// The batch's messages the events read, and where each row's is (see [`compacted`]).
+fn kept_messages(messages: Arc<Messages>, kept: &[bool]) -> (Arc<Messages>, Option<Vec<u32>>) {
+    let Some(at) = compacted(kept) else { return (messages, None) };
+    let all = Arc::try_unwrap(messages).map_or_else(|shared| shared.0.clone(), |m| m.0);
+    let some = all.into_iter().zip(kept).filter_map(|(m, &k)| k.then_some(m)).collect();
+    (Arc::new(Messages(some)), Some(at))
+}
+
+/// The Arrow batch of the rows forwarded on the columnar path, if any, and where each row is in
+/// it (see [`compacted`]).
+fn kept_columns(cols: Vec<Column>, schema: &Arc<Schema>, kept: &[bool]) -> (Option<Arc<Columns>>, Option<Vec<u32>>) {
+    if !kept.contains(&true) {
+        return (None, None);
+    }
+    let arrays = cols[..schema.fields.len()].iter().map(Column::to_arrow).collect();
+    let mut batch =
+        RecordBatch::try_new(schema.arrow_schema_nullable(), arrays).expect("slot columns are typed as the schema's");
+    let at = compacted(kept);
+    if at.is_some() {
+        let mask = arrow::array::BooleanArray::from(kept.to_vec());
+        batch = arrow::compute::filter_record_batch(&batch, &mask).expect("a mask as long as the batch");
+    }
+    (Some(Arc::new(Columns::new(batch, schema.clone()))), at)
 }
 
 /// Plan `stages` on columns: a `parse_json` first, then stages that all have a columnar form.

@@ -310,3 +310,51 @@ fn other_chains_give_what_the_row_chain_gives() {
         }
     }
 }
+
+/// A batch that drops most of its rows hands on events that pin only what they read: their
+/// Arrow batch holds the forwarded rows alone, and each event still reads its own message, row
+/// and, refused, its original bytes. A batch that drops a few keeps its rows where they are.
+#[test]
+fn forwarded_events_of_a_mostly_dropped_batch_pin_only_their_rows() {
+    let schema = schema("log");
+    let mut chain = chain(&shipped("logs"), &schema);
+    let mut g = Generator::new(Kind::Log, 9);
+    let publish = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:30:00Z").unwrap().into();
+    let batch = |ids: &mut dyn Iterator<Item = String>, g: &mut Generator| -> Vec<Event> {
+        ids.enumerate()
+            .map(|(i, id)| {
+                // Every 50th payload is not JSON: a dead letter with its bytes.
+                let data = if i % 50 == 7 {
+                    Bytes::from(format!("not json {i}"))
+                } else {
+                    Bytes::from(g.next_event().to_string())
+                };
+                let attrs = [("seq".to_string(), i.to_string())].into_iter().collect();
+                Event::new(id, publish, attrs, data, Arc::from("projects/p/subscriptions/s"), Ack::none())
+            })
+            .collect()
+    };
+    // 400 messages, 100 ids: dedupe drops three in four.
+    let events = batch(&mut (0..400).map(|i| format!("a{}", i % 100)), &mut g);
+    let sent: Vec<Bytes> = events.iter().map(|e| e.data.clone()).collect();
+    let out = chain.process_batch(events);
+    assert_eq!(out.dead.len(), 8, "rows 7, 57, ... 357 are not JSON");
+    assert_eq!(out.forward.len(), 98);
+    for d in &out.dead {
+        assert_eq!(d.event.data, sent[seq(&d.event)], "a dead letter keeps its original bytes");
+    }
+    for e in &out.forward {
+        let row = e.row.as_ref().expect("on columns");
+        assert_eq!(row.columns.batch.num_rows(), 98, "only the forwarded rows are kept");
+        assert_eq!(e.data, sent[seq(e)]);
+        assert_eq!(row.text("message_id").as_deref(), Some(e.message_id.as_str()), "its own row");
+        let original: Value = serde_json::from_slice(&sent[seq(e)]).unwrap();
+        assert_eq!(row.text("service"), original["service"].as_str().map(Into::into));
+    }
+    // 400 new ids and a few repeats: a tenth dropped, the rows kept where they are.
+    let events = batch(&mut (0..400).map(|i| format!("b{}", i - i % 10 / 9)), &mut g);
+    let out = chain.process_batch(events);
+    assert!(out.forward.len() < 392 && out.forward.len() > 300, "{}", out.forward.len());
+    let kept = out.forward[0].row.as_ref().unwrap().columns.batch.num_rows();
+    assert_eq!(kept, 400, "rows kept in place when a few are dropped");
+}
