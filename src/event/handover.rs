@@ -99,3 +99,51 @@ impl From<Vec<Event>> for Handover {
         h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ack::Outcome;
+    use crate::event::arrivals::Arrivals;
+
+    fn event(id: &str) -> Event {
+        Event::new(id, Utc::now(), Attributes::new(), Bytes::from(id.to_owned()), Arc::from("s"), Ack::none())
+    }
+
+    /// Batches appended keep their order, and each push request's arriving count stays with its
+    /// own message; a caller waiting on any of them is waiting on the whole.
+    #[test]
+    fn append_keeps_order_and_each_arriving_with_its_message() {
+        let arrivals = Arrivals::new();
+        let (_answering, arriving) = arrivals.begin();
+        let mut pushed = event("p");
+        pushed.arriving = Some(arriving);
+        let mut batch = Handover::from(vec![event("a"), event("b")]);
+        assert!(!batch.awaited && batch.arriving.is_empty());
+        batch.append(Handover { awaited: true, ..Handover::from(vec![event("c"), pushed]) });
+        let ids: Vec<&str> = batch.messages.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "p"]);
+        assert_eq!(batch.acks.len(), 4);
+        assert_eq!(batch.arriving.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [3]);
+        assert!(batch.awaited);
+        assert!(arrivals.can_more_arrive(), "still counted while its message is handed over");
+        drop(batch);
+        assert!(!arrivals.can_more_arrive());
+    }
+
+    /// An event's message taken out: moved when the event is alone, copied when shared.
+    #[test]
+    fn an_event_gives_back_its_message_and_settles_through_its_batch() {
+        let messages = Arc::new(Messages(vec![event("x").into_message(), event("y").into_message()]));
+        let shared = Event::of(messages.clone(), 1, Ack::none());
+        assert_eq!(shared.message_id, "y");
+        assert_eq!(shared.into_message().data, Bytes::from("y"));
+        assert_eq!(messages.0.len(), 2, "the others' messages are left alone");
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut batch = Handover::default();
+        batch.push(messages.0[0].clone(), Ack::new(move |o| tx.send(o).unwrap()));
+        batch.settle(Outcome::Failed);
+        assert_eq!(rx.recv().unwrap(), Outcome::Failed);
+    }
+}

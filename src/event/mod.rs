@@ -166,6 +166,11 @@ impl Event {
             delivery_attempt: None,
             received: std::time::Instant::now(),
         };
+        Event::alone(message, ack)
+    }
+
+    /// The event of a message no other event shares, with an empty record.
+    pub fn alone(message: Message, ack: Ack) -> Self {
         Event::of(Arc::new(Messages(vec![message])), 0, ack)
     }
 

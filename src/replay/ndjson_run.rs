@@ -23,7 +23,7 @@ use super::plan::{Plan, SourceFile};
 use super::progress::Progress;
 use super::unit::{Acks, Unit};
 use super::{reader, ReplayError};
-use crate::event::{Attributes, DeadLetter, Event};
+use crate::event::{Attributes, DeadLetter, Event, Handover, Message};
 use crate::store::Location;
 
 /// The most payload bytes in one batch, so a file of long lines keeps memory bounded too.
@@ -163,21 +163,29 @@ impl Reading<'_, '_> {
         let (first, last, n) = (batch[0].number, batch[batch.len() - 1].number, batch.len() as u64);
         let acks = Acks::new();
         let subscription: Arc<str> = Arc::from("replay");
-        let mut events = Vec::with_capacity(batch.len());
+        let mut lines = Handover::with_capacity(batch.len());
         let mut dead = Vec::new();
+        let received = std::time::Instant::now();
         for line in batch {
-            let id = line_id(&self.name, line.number);
-            let event =
-                Event::new(id, self.file.modified, Attributes::new(), line.payload, subscription.clone(), acks.ack());
+            let message = Message {
+                message_id: line_id(&self.name, line.number),
+                publish_time: self.file.modified,
+                attributes: Attributes::new(),
+                data: line.payload,
+                subscription: subscription.clone(),
+                delivery_attempt: None,
+                received,
+            };
             if line.cut {
                 let mib = MAX_LINE >> 20;
                 let reason = format!("line longer than {mib} MiB; its first {mib} MiB are kept");
+                let event = Event::alone(message, acks.ack());
                 dead.push(DeadLetter { event, stage: "replay".into(), reason });
             } else {
-                events.push(event);
+                lines.push(message, acks.ack());
             }
         }
-        self.run.deliver(acks, (events, Vec::new()), dead, self.file, &format!("{}-l{first}", self.stem)).await?;
+        self.run.deliver(acks, (lines, Vec::new()), dead, self.file, &format!("{}-l{first}", self.stem)).await?;
         self.cp.record_lines(self.file.path.as_ref(), last, n);
         self.cp_store.save(self.cp).await?;
         Ok(())

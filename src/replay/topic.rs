@@ -6,7 +6,7 @@
 use google_cloud_pubsub::client::Publisher;
 
 use crate::config::global::PubsubConfig;
-use crate::event::Event;
+use crate::event::Message;
 
 /// Why the topic target could not start or publish.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +36,8 @@ impl TopicTarget {
     }
 
     /// Publish every event's original bytes and attributes; all must be accepted.
-    pub async fn publish(&self, events: &[&Event]) -> Result<(), TopicError> {
-        let sends = events.iter().map(|e| {
+    pub async fn publish(&self, messages: &[Message]) -> Result<(), TopicError> {
+        let sends = messages.iter().map(|e| {
             let mut attrs: Vec<(String, String)> =
                 e.attributes.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
             attrs.push((REPLAY_OF.to_owned(), e.message_id.clone()));

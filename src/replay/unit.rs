@@ -12,7 +12,7 @@ use super::plan::{Kind, SourceFile};
 use super::{ingest, rows, ReplayError, Summary};
 use crate::config::Pipeline;
 use crate::event::ack::{Ack, Outcome};
-use crate::event::{DeadLetter, Event};
+use crate::event::{DeadLetter, Event, Handover};
 use crate::path::FieldPath;
 use crate::sink::dead_letter;
 use crate::sink::lake::Partition;
@@ -98,7 +98,7 @@ impl Unit<'_> {
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, (events, originals), dead, file, object).await
+        self.deliver(acks, (events.into(), originals), dead, file, object).await
     }
 
     /// Rebuild dead letters as the messages they were and deliver them.
@@ -117,7 +117,7 @@ impl Unit<'_> {
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, (events, Vec::new()), dead, file, object).await
+        self.deliver(acks, (events.into(), Vec::new()), dead, file, object).await
     }
 
     /// Run events through the chain and write them, and `dead` to dead letters; fails if any
@@ -127,19 +127,18 @@ impl Unit<'_> {
     pub(super) async fn deliver(
         &mut self,
         acks: Acks,
-        (events, originals): (Vec<Event>, Vec<Option<Value>>),
+        (batch, originals): (Handover, Vec<Option<Value>>),
         mut dead: Vec<DeadLetter>,
         file: &SourceFile,
         object: &str,
     ) -> Result<(), ReplayError> {
-        let n = events.len() + dead.len();
+        let n = batch.len() + dead.len();
         self.summary.rows += n as u64;
         if let Some(topic) = &self.outputs.topic {
-            let plain: Vec<&Event> = events.iter().collect();
-            topic.publish(&plain).await?;
-            self.summary.published += plain.len() as u64;
+            topic.publish(&batch.messages).await?;
+            self.summary.published += batch.len() as u64;
         }
-        let batches = self.chain_events(events, &originals, &mut dead);
+        let batches = self.chain_events(batch, &originals, &mut dead);
         if let Some(group) = &self.outputs.group {
             for (k, ((partition, routes), events)) in batches.into_iter().enumerate() {
                 group.write_named(partition, routes.as_deref(), events, Some(format!("{object}-{k}"))).await;
@@ -165,20 +164,24 @@ impl Unit<'_> {
         Ok(())
     }
 
-    /// The chain over `events`, a loaded pipeline's batch at a time (their columns stay in
+    /// The chain over `batch`, a loaded pipeline's batch at a time (their columns stay in
     /// cache): what it forwards to the replay's sinks, by partition and routes; what it refuses,
     /// into `dead`.
-    fn chain_events(&mut self, events: Vec<Event>, originals: &[Option<Value>], dead: &mut Vec<DeadLetter>) -> Batches {
+    fn chain_events(&mut self, batch: Handover, originals: &[Option<Value>], dead: &mut Vec<DeadLetter>) -> Batches {
         let mut batches: Batches = Vec::new();
         if self.outputs.group.is_none() {
             // Published only: nothing else to do with them.
-            events.into_iter().for_each(|e| e.ack.settle(Outcome::Delivered));
+            batch.settle(Outcome::Delivered);
             return batches;
         }
-        let mut events = events.into_iter();
+        let (mut messages, mut acks) = (batch.messages.into_iter(), batch.acks.into_iter());
         let mut offset = 0;
         loop {
-            let chunk: Vec<Event> = events.by_ref().take(CHAIN_BATCH).collect();
+            let chunk = Handover {
+                messages: messages.by_ref().take(CHAIN_BATCH).collect(),
+                acks: acks.by_ref().take(CHAIN_BATCH).collect(),
+                ..Handover::default()
+            };
             if chunk.is_empty() {
                 return batches;
             }

@@ -179,12 +179,12 @@ pub fn run(
     let (messages, cols, slow, events) = match slots {
         Some(slots) => {
             let (cols, slow) = decode::decode(slots, messages.iter().map(|m| &m.data[..]), widths);
-            let own = |r: usize| Arc::new(Messages(vec![messages[r].clone()]));
-            let events = (0..n).map(|r| slow[r].then(|| Box::new(Event::of(own(r), 0, acks[r].take())))).collect();
+            let mut own = |r: usize| slow[r].then(|| Box::new(Event::alone(messages[r].clone(), acks[r].take())));
+            let events = (0..n).map(&mut own).collect();
             (Arc::new(Messages(messages)), cols, slow, events)
         }
         None => {
-            let own = |(m, a): (Message, &mut Ack)| Some(Box::new(Event::of(Arc::new(Messages(vec![m])), 0, a.take())));
+            let own = |(m, a): (Message, &mut Ack)| Some(Box::new(Event::alone(m, a.take())));
             let events = messages.into_iter().zip(acks.iter_mut()).map(own).collect();
             (Arc::default(), Vec::new(), vec![true; n], events)
         }
