@@ -5,8 +5,9 @@
 //!                                      │                         └─▶ BigQuery (Storage Write)
 //!                                      └─▶ dead letters ◀──────── rows a sink refused
 //! ```
-//! The channels carry batches (a pulled frame's messages, a chain batch's rows, a push request's
-//! event), so a send, a receive and a wake-up are paid per batch. The chain takes what its input
+//! The channels carry batches (into the chain, batches of messages: a pulled frame's, a push
+//! request's; out of it, a chain batch's rows as events), so a send, a receive and a wake-up are
+//! paid per batch. The chain takes what its input
 //! holds, and for pulled events what comes within [`CHAIN_LINGER`], up to [`CHAIN_BATCH`]. Every
 //! channel is bounded, so a slow sink slows the chain, which slows the sources.
 //! Shutdown: the sources drop their input senders; each task ends when its input closes, after
@@ -213,7 +214,7 @@ fn spawn_dead_letters(
     })
 }
 
-/// The most events the chain takes at once: what the input holds when it looks, up to this.
+/// The most messages the chain takes at once: what the input holds when it looks, up to this.
 pub const CHAIN_BATCH: usize = 1024;
 
 /// How long the chain waits, after a first hand-over of pulled events, for more to fill its
@@ -223,7 +224,7 @@ pub const CHAIN_BATCH: usize = 1024;
 /// whose caller waits, is never held.
 pub const CHAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Run events through the chain, a batch at a time, and hand them to their sinks.
+/// Run messages through the chain, a batch at a time, and hand the events it forwards to their sinks.
 async fn run_chain(
     pipeline: String,
     mut chain: crate::transform::Chain,
@@ -244,7 +245,7 @@ async fn run_chain(
     }
 }
 
-/// Whole hand-overs, waiting for the first, until there are [`CHAIN_BATCH`] events: what the
+/// Whole hand-overs, waiting for the first, as one, until there are [`CHAIN_BATCH`] messages: what the
 /// input holds, then what comes within `linger` of the first, unless a caller waits on one of
 /// them. `None` once the input is closed and empty.
 async fn take(rx: &mut mpsc::Receiver<Handover>, linger: std::time::Duration) -> Option<Handover> {

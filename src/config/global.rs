@@ -200,7 +200,7 @@ pub struct Limits {
     /// Default batch limits for every sink.
     #[serde(default)]
     pub batch: BatchLimits,
-    /// Hand-overs buffered between a pipeline's stages (a push request's event, the messages of
+    /// Hand-overs buffered between a pipeline's stages (a push request's message, the messages of
     /// a pulled frame that had room, a chain batch's rows); a full queue pushes back on the source.
     #[serde(default = "default_queue")]
     pub queue_capacity: NonZeroUsize,
