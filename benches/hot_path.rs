@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use sluice::event::ack::{Ack, Outcome};
-use sluice::event::{Event, Handover};
+use sluice::event::{Event, Handover, Message};
 use sluice::publish::sample::{Generator, Kind};
 use sluice::sink::batcher::{Batch, Batcher, Limits};
 use sluice::sink::encode;
@@ -162,12 +162,14 @@ fn decode(frame: &[u8], subscription: &Arc<str>, holds: &Arc<Holds>, received: &
 }
 
 /// CPU seconds to decode `frames` the way the official client does (prost into its generated
-/// types, then its `Message`, then an event with an ack, as sluice built them with it): the
-/// measurement behind reading the frames with `source::pull::wire` instead.
+/// types, then its `Message`, then sluice's message and ack in a hand-over, as the reader gives
+/// them): the measurement behind reading the frames with `source::pull::wire` instead.
 fn client_decode(frames: &[Vec<u8>], subscription: &Arc<str>) -> f64 {
     let start = thread_cpu();
+    let mut batch = Handover::default();
     for frame in frames {
         let response = proto::StreamingPullResponse::decode(frame.as_slice()).expect("valid frame");
+        let received = std::time::Instant::now();
         for rm in response.received_messages {
             let m = rm.message.expect("message present");
             let mut message = google_cloud_pubsub::model::Message::new()
@@ -184,16 +186,20 @@ fn client_decode(frames: &[Vec<u8>], subscription: &Arc<str>) -> f64 {
                 .publish_time
                 .and_then(|t| chrono::DateTime::from_timestamp(t.seconds(), t.nanos() as u32))
                 .expect("frames carry publish times");
-            let e = Event::new(
-                message.message_id,
-                publish_time,
-                message.attributes.into_iter().collect(),
-                message.data,
-                subscription.clone(),
+            batch.push(
+                Message {
+                    message_id: message.message_id,
+                    publish_time,
+                    attributes: message.attributes.into_iter().collect(),
+                    data: message.data,
+                    subscription: subscription.clone(),
+                    delivery_attempt: None,
+                    received,
+                },
                 ack,
             );
-            e.ack.settle(Outcome::Delivered);
         }
+        std::mem::take(&mut batch).settle(Outcome::Delivered);
     }
     (thread_cpu() - start).as_secs_f64()
 }
@@ -343,7 +349,7 @@ fn print_decode(r: &Round, frames: &[Vec<u8>], rounds: usize, n: usize) {
     let client = (0..rounds).map(|_| client_decode(frames, &subscription)).fold(f64::MAX, f64::min);
     let own = r.phases[0].cpu.as_secs_f64();
     println!();
-    println!("logs: Pub/Sub frames -> events, CPU µs/event (best of {rounds} for the client's way)");
+    println!("logs: Pub/Sub frames -> hand-overs of messages, CPU µs/event (best of {rounds} for the client's way)");
     println!();
     println!("| decode | CPU µs/event |");
     println!("| --- | ---: |");
