@@ -33,6 +33,27 @@ pub struct Message {
     pub received: std::time::Instant,
 }
 
+impl Message {
+    /// A message received now, with no count of deliveries.
+    pub fn new(
+        message_id: impl Into<String>,
+        publish_time: DateTime<Utc>,
+        attributes: Attributes,
+        data: Bytes,
+        subscription: Arc<str>,
+    ) -> Message {
+        Message {
+            message_id: message_id.into(),
+            publish_time,
+            attributes,
+            data,
+            subscription,
+            delivery_attempt: None,
+            received: std::time::Instant::now(),
+        }
+    }
+}
+
 /// The messages of one chain batch, shared by the events made of them: an event is a message's
 /// position in here, so its facts are never copied or moved again once the chain has them.
 #[derive(Debug, Clone, Default)]

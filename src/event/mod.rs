@@ -157,16 +157,7 @@ impl Event {
         subscription: Arc<str>,
         ack: Ack,
     ) -> Self {
-        let message = Message {
-            message_id: message_id.into(),
-            publish_time,
-            attributes,
-            data,
-            subscription,
-            delivery_attempt: None,
-            received: std::time::Instant::now(),
-        };
-        Event::alone(message, ack)
+        Event::alone(Message::new(message_id, publish_time, attributes, data, subscription), ack)
     }
 
     /// The event of a message no other event shares, with an empty record.

@@ -165,17 +165,9 @@ impl Reading<'_, '_> {
         let subscription: Arc<str> = Arc::from("replay");
         let mut lines = Handover::with_capacity(batch.len());
         let mut dead = Vec::new();
-        let received = std::time::Instant::now();
         for line in batch {
-            let message = Message {
-                message_id: line_id(&self.name, line.number),
-                publish_time: self.file.modified,
-                attributes: Attributes::new(),
-                data: line.payload,
-                subscription: subscription.clone(),
-                delivery_attempt: None,
-                received,
-            };
+            let id = line_id(&self.name, line.number);
+            let message = Message::new(id, self.file.modified, Attributes::new(), line.payload, subscription.clone());
             if line.cut {
                 let mib = MAX_LINE >> 20;
                 let reason = format!("line longer than {mib} MiB; its first {mib} MiB are kept");

@@ -2,7 +2,7 @@
 //! are read by their Arrow type (so files written before a column was added still read) and the
 //! schema says which text columns hold JSON. Nulls are left out, as a parsed payload would not
 //! have them. An archive's rows are written as JSON payloads straight from the columns
-//! ([`archived`]); dead letters go through records ([`records`], [`dead_letter_event`]).
+//! ([`archived`]); dead letters go through records ([`records`], [`dead_letter_message`]).
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 
 use crate::event::ack::Ack;
-use crate::event::{Attributes, DeadLetter, Event};
+use crate::event::{Attributes, DeadLetter, Event, Message};
 use crate::path::FieldPath;
 use crate::schema::{format_timestamp, parse_timestamp, FieldType, Schema};
 
@@ -223,27 +223,28 @@ pub fn archived(schema: &Schema, batch: &RecordBatch, ingest: Option<&FieldPath>
     Ok(rows)
 }
 
-/// An archived row as the message that would produce it: payload = the row as JSON.
-pub fn archived_event(row: Archived, ack: Ack) -> Result<Event, Box<DeadLetter>> {
+/// An archived row as the message that would produce it (payload = the row as JSON), with its ack.
+pub fn archived_message(row: Archived, ack: Ack) -> Result<(Message, Ack), Box<DeadLetter>> {
     let publish_time = row.time.unwrap_or_else(Utc::now);
-    let event = Event::new(
+    let message = Message::new(
         row.id.clone().unwrap_or_default(),
         publish_time,
         Attributes::new(),
         row.data,
         Arc::from("replay"),
-        ack,
     );
     match row.id {
-        Some(_) => Ok(event),
-        None => {
-            Err(Box::new(DeadLetter { event, stage: "replay".into(), reason: "archived row has no message_id".into() }))
-        }
+        Some(_) => Ok((message, ack)),
+        None => Err(Box::new(DeadLetter {
+            event: Event::alone(message, ack),
+            stage: "replay".into(),
+            reason: "archived row has no message_id".into(),
+        })),
     }
 }
 
-/// A dead letter as the message it was: original bytes, attributes, id and publish time.
-pub fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, Box<DeadLetter>> {
+/// A dead letter as the message it was (original bytes, attributes, id and publish time), with its ack.
+pub fn dead_letter_message(record: Map<String, Value>, ack: Ack) -> Result<(Message, Ack), Box<DeadLetter>> {
     let text = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
     let attributes: Attributes = record
         .get("attributes")
@@ -255,7 +256,7 @@ pub fn dead_letter_event(record: Map<String, Value>, ack: Ack) -> Result<Event, 
     let subscription: Arc<str> = Arc::from(text("subscription").as_str());
     match data {
         Ok(bytes) => {
-            Ok(Event::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription, ack))
+            Ok((Message::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription), ack))
         }
         Err(e) => {
             let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);

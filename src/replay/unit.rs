@@ -77,7 +77,7 @@ type Routes = Option<Arc<[Arc<str>]>>;
 type Batches = Vec<((Partition, Routes), Vec<Event>)>;
 
 impl Unit<'_> {
-    /// Rebuild archived rows as events (each with its archived ingest time) and deliver them.
+    /// Rebuild archived rows as messages (each with its archived ingest time) and deliver them.
     pub(super) async fn archived(
         &mut self,
         file: &SourceFile,
@@ -85,20 +85,20 @@ impl Unit<'_> {
         object: &str,
     ) -> Result<(), ReplayError> {
         let acks = Acks::new();
-        let mut events = Vec::with_capacity(rows.len());
+        let mut batch = Handover::with_capacity(rows.len());
         let mut originals = Vec::with_capacity(rows.len());
         let mut dead: Vec<DeadLetter> = Vec::new();
         for mut row in rows {
             let original_ingest = row.ingest.take();
-            match rows::archived_event(row, acks.ack()) {
-                Ok(e) => {
-                    events.push(e);
+            match rows::archived_message(row, acks.ack()) {
+                Ok((message, ack)) => {
+                    batch.push(message, ack);
                     originals.push(original_ingest);
                 }
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, (events.into(), originals), dead, file, object).await
+        self.deliver(acks, (batch, originals), dead, file, object).await
     }
 
     /// Rebuild dead letters as the messages they were and deliver them.
@@ -109,15 +109,15 @@ impl Unit<'_> {
         object: &str,
     ) -> Result<(), ReplayError> {
         let acks = Acks::new();
-        let mut events = Vec::with_capacity(records.len());
+        let mut batch = Handover::with_capacity(records.len());
         let mut dead: Vec<DeadLetter> = Vec::new();
         for record in records {
-            match rows::dead_letter_event(record, acks.ack()) {
-                Ok(e) => events.push(e),
+            match rows::dead_letter_message(record, acks.ack()) {
+                Ok((message, ack)) => batch.push(message, ack),
                 Err(d) => dead.push(*d),
             }
         }
-        self.deliver(acks, (events.into(), Vec::new()), dead, file, object).await
+        self.deliver(acks, (batch, Vec::new()), dead, file, object).await
     }
 
     /// Run events through the chain and write them, and `dead` to dead letters; fails if any

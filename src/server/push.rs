@@ -14,7 +14,7 @@ use serde_json::json;
 use super::body::{content_length, drain, read_body, BodyError};
 use super::{error, AppState};
 use crate::event::ack::{Ack, Outcome};
-use crate::event::{footprint, Event, Handover};
+use crate::event::{footprint, Handover, Message};
 use crate::source::budget::Held;
 use crate::source::push;
 use crate::source::PipelineInput;
@@ -138,11 +138,12 @@ async fn push(
     if let Some(held) = &mut held {
         held.shrink_to(footprint(msg.data.len(), msg.message_id.len()));
     }
-    let (mut event, outcome) = event_of(state, pipeline, msg, held);
-    event.arriving = arriving;
-    let message_id = event.message_id.clone();
-    let mut batch = Handover::from(vec![event]);
-    batch.awaited = true;
+    let (message, ack, outcome) = message_of(state, pipeline, msg, held);
+    let message_id = message.message_id.clone();
+    // A caller waits on it: the chain takes it at once.
+    let mut batch = Handover { awaited: true, ..Handover::with_capacity(1) };
+    batch.push(message, ack);
+    batch.arriving.extend(arriving.map(|a| (0, a)));
     deliver(state, input, pipeline, (message_id, batch), outcome).await
 }
 
@@ -159,14 +160,14 @@ async fn reserve(input: &PipelineInput, announced: usize) -> Result<Option<Held>
     }
 }
 
-/// The event of a decoded push, whose ack counts it, gives its room back and reports its
-/// outcome on the receiver returned with it.
-fn event_of(
+/// The message of a decoded push, and its ack, which counts it, gives its room back and reports
+/// its outcome on the receiver returned with them.
+fn message_of(
     state: &AppState,
     pipeline: &str,
     msg: push::PushMessage,
     held: Option<Held>,
-) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
+) -> (Message, Ack, tokio::sync::oneshot::Receiver<Outcome>) {
     let counted = state.metrics.input(pipeline, "push");
     counted.received(msg.publish_time);
     let (tx, outcome) = tokio::sync::oneshot::channel();
@@ -177,17 +178,12 @@ fn event_of(
         let _ = tx.send(o);
         drop(held); // the room is given back when the event settles, not when the request ends
     });
-    let delivery_attempt = msg.delivery_attempt;
-    let mut event = Event::new(
-        msg.message_id,
-        msg.publish_time,
-        msg.attributes,
-        msg.data,
-        msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push")),
-        ack,
-    );
-    event.message_mut().delivery_attempt = delivery_attempt;
-    (event, outcome)
+    let subscription = msg.subscription.map(Arc::from).unwrap_or_else(|| Arc::from("push"));
+    let message = Message {
+        delivery_attempt: msg.delivery_attempt,
+        ..Message::new(msg.message_id, msg.publish_time, msg.attributes, msg.data, subscription)
+    };
+    (message, ack, outcome)
 }
 
 /// Hand the message to the pipeline and answer once it settled (or the request timed out).
