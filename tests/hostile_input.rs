@@ -13,7 +13,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sluice::event::ack::Ack;
-use sluice::event::Event;
+use sluice::event::{Event, Message};
 use sluice::source::push::{decode, envelope, HEADER_MESSAGE_ID};
 use sluice::transform::{Chain, Output};
 
@@ -88,7 +88,10 @@ fn logs_chain() -> Chain {
 
 fn run_chain(chain: &mut Chain, id: &str, data: &[u8]) -> Output {
     let publish_time = sluice::schema::parse_timestamp("2026-11-26T09:30:00Z").unwrap();
-    chain.process(Event::new(id, publish_time, Default::default(), data.to_vec().into(), Arc::from("t"), Ack::none()))
+    chain.process(Event::alone(
+        Message::new(id, publish_time, Default::default(), data.to_vec().into(), Arc::from("t")),
+        Ack::none(),
+    ))
 }
 
 #[test]

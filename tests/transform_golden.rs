@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sluice::event::ack::Ack;
-use sluice::event::Event;
+use sluice::event::{Event, Message};
 use sluice::transform::Output;
 
 /// How the chain is driven: one event at a time, or every case in one batch.
@@ -46,7 +46,10 @@ fn run_golden(pipeline: &str, drive: Drive) {
         // Which case an output is, in a batch (the shipped chains do not write attributes).
         attributes.insert(CASE, events.len().to_string());
         let id = case["id"].as_str().unwrap();
-        events.push(Event::new(id, publish_time, attributes, data.into(), Arc::from("golden"), Ack::none()));
+        events.push(Event::alone(
+            Message::new(id, publish_time, attributes, data.into(), Arc::from("golden")),
+            Ack::none(),
+        ));
     }
     let mut lines: Vec<Value> = events.iter().map(|e| json!({"id": e.message_id, "dropped": true})).collect();
     let case = |e: &Event| e.attributes[CASE].parse::<usize>().unwrap();

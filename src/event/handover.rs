@@ -128,7 +128,10 @@ mod tests {
     use crate::event::arrivals::Arrivals;
 
     fn event(id: &str) -> Event {
-        Event::new(id, Utc::now(), Attributes::new(), Bytes::from(id.to_owned()), Arc::from("s"), Ack::none())
+        Event::alone(
+            Message::new(id, Utc::now(), Attributes::new(), Bytes::from(id.to_owned()), Arc::from("s")),
+            Ack::none(),
+        )
     }
 
     /// Batches appended keep their order, and each push request's arriving count stays with its

@@ -12,8 +12,6 @@ pub(crate) mod row;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use self::ack::Ack;
@@ -148,18 +146,6 @@ impl std::ops::Deref for Event {
 }
 
 impl Event {
-    /// A new event with an empty record, as a source builds it, received now.
-    pub fn new(
-        message_id: impl Into<String>,
-        publish_time: DateTime<Utc>,
-        attributes: Attributes,
-        data: Bytes,
-        subscription: Arc<str>,
-        ack: Ack,
-    ) -> Self {
-        Event::alone(Message::new(message_id, publish_time, attributes, data, subscription), ack)
-    }
-
     /// The event of a message no other event shares, with an empty record.
     pub fn alone(message: Message, ack: Ack) -> Self {
         Event::of(Arc::new(Messages(vec![message])), 0, ack)

@@ -31,7 +31,7 @@ use super::Clock;
 use crate::config::health::ProducersConfig;
 use crate::event::ack::{Ack, Outcome};
 use crate::event::row::RowRef;
-use crate::event::{Attributes, Event};
+use crate::event::{Attributes, Event, Message};
 use crate::lake_tail::LakeTail;
 use crate::telemetry::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
@@ -302,7 +302,7 @@ pub(crate) fn transition_event(
         }
     });
     let attributes = Attributes::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]);
-    Event::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness"), ack)
+    Event::alone(Message::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness")), ack)
 }
 
 impl Observer for Producers {

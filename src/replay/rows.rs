@@ -259,7 +259,10 @@ pub fn dead_letter_message(record: Map<String, Value>, ack: Ack) -> Result<(Mess
             Ok((Message::new(text("message_id"), publish_time, attributes, Bytes::from(bytes), subscription), ack))
         }
         Err(e) => {
-            let event = Event::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription, ack);
+            let event = Event::alone(
+                Message::new(text("message_id"), publish_time, attributes, Bytes::new(), subscription),
+                ack,
+            );
             Err(Box::new(DeadLetter {
                 event,
                 stage: "replay".into(),

@@ -59,17 +59,14 @@ pub fn to_event(dead: DeadLetter, pipeline: &str) -> Event {
 mod tests {
     use super::*;
     use crate::event::ack::Ack;
+    use crate::event::Message;
 
     #[test]
     fn keeps_original_bytes_and_reason() {
         let mut attrs = crate::event::Attributes::new();
         attrs.insert("kind".to_string(), "log".to_string());
-        let e = Event::new(
-            "m9",
-            Utc::now(),
-            attrs,
-            bytes::Bytes::from_static(b"\xff not json"),
-            Arc::from("push"),
+        let e = Event::alone(
+            Message::new("m9", Utc::now(), attrs, bytes::Bytes::from_static(b"\xff not json"), Arc::from("push")),
             Ack::none(),
         );
         let row =

@@ -135,7 +135,7 @@ pub async fn put_retrying(
 mod tests {
     use super::*;
     use crate::event::ack::{Ack, Outcome};
-    use crate::event::{DeadLetter, Event};
+    use crate::event::{DeadLetter, Event, Message};
     use crate::schema::Schema;
     use crate::sink::batcher::Limits;
     use crate::sink::group::SinkGroup;
@@ -173,7 +173,10 @@ mod tests {
 
     fn event(id: &str, record: serde_json::Value) -> (Event, tokio::sync::oneshot::Receiver<Outcome>) {
         let (ack, rx) = Ack::channel();
-        let mut e = Event::new(id, chrono::Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push"), ack);
+        let mut e = Event::alone(
+            Message::new(id, chrono::Utc::now(), Default::default(), bytes::Bytes::new(), Arc::from("push")),
+            ack,
+        );
         e.record = record;
         (e, rx)
     }

@@ -257,16 +257,19 @@ impl Chain {
 pub(crate) mod testing {
     use super::*;
     use crate::event::ack::Ack;
+    use crate::event::Message;
     use bytes::Bytes;
 
     /// An event whose record is already `record` (as if parsed).
     pub(crate) fn event(record: serde_json::Value) -> Event {
-        let mut e = Event::new(
-            "m-1",
-            chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap().into(),
-            Default::default(),
-            Bytes::from(record.to_string()),
-            Arc::from("projects/p/subscriptions/s"),
+        let mut e = Event::alone(
+            Message::new(
+                "m-1",
+                chrono::DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap().into(),
+                Default::default(),
+                Bytes::from(record.to_string()),
+                Arc::from("projects/p/subscriptions/s"),
+            ),
             Ack::none(),
         );
         e.record = record;
@@ -292,6 +295,7 @@ mod tests {
     use super::testing::*;
     use super::*;
     use crate::event::ack::Ack;
+    use crate::event::Message;
 
     struct Refuse;
     impl Stage for Refuse {
@@ -389,7 +393,10 @@ mod tests {
             .iter()
             .map(|(id, attrs, payload)| {
                 let attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-                let e = Event::new(*id, publish_time, attrs, bytes::Bytes::from(*payload), Arc::from("s"), Ack::none());
+                let e = Event::alone(
+                    Message::new(*id, publish_time, attrs, bytes::Bytes::from(*payload), Arc::from("s")),
+                    Ack::none(),
+                );
                 match chain.process(e) {
                     Output::Forward(mut e) => {
                         let ingest = e.record.as_object_mut().unwrap().remove("ingest_time").unwrap();

@@ -9,12 +9,14 @@ pub(crate) fn log_rows(ids: std::ops::Range<usize>, seed: u64) -> Vec<Value> {
     let mut sample = sluice::publish::sample::Generator::new(sluice::publish::sample::Kind::Log, seed);
     ids.map(|i| {
         let data = bytes::Bytes::from(sample.next_event().to_string());
-        let event = sluice::event::Event::new(
-            format!("bench-{i}"),
-            chrono::Utc::now(),
-            Default::default(),
-            data,
-            std::sync::Arc::from("bench"),
+        let event = sluice::event::Event::alone(
+            sluice::event::Message::new(
+                format!("bench-{i}"),
+                chrono::Utc::now(),
+                Default::default(),
+                data,
+                std::sync::Arc::from("bench"),
+            ),
             sluice::event::ack::Ack::none(),
         );
         match chain.process(event) {

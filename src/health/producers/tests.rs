@@ -2,6 +2,7 @@
 //! their events one by one.
 
 use super::*;
+use crate::event::Message;
 use crate::units::HumanDuration;
 use tokio::sync::mpsc;
 
@@ -115,7 +116,10 @@ async fn a_batch_in_columns_is_observed_as_its_records_one_by_one() {
                 3 => Attributes::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]),
                 _ => Attributes::new(),
             };
-            let mut e = Event::new(format!("m{i}"), now, attributes, bytes::Bytes::new(), Arc::from("s"), Ack::none());
+            let mut e = Event::alone(
+                Message::new(format!("m{i}"), now, attributes, bytes::Bytes::new(), Arc::from("s")),
+                Ack::none(),
+            );
             e.record = r.clone();
             e.record["message_id"] = json!(format!("m{i}"));
             e
@@ -133,12 +137,8 @@ async fn a_batch_in_columns_is_observed_as_its_records_one_by_one() {
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let mut row = Event::new(
-                e.message_id.clone(),
-                now,
-                e.attributes.clone(),
-                e.data.clone(),
-                Arc::from("s"),
+            let mut row = Event::alone(
+                Message::new(e.message_id.clone(), now, e.attributes.clone(), e.data.clone(), Arc::from("s")),
                 Ack::none(),
             );
             row.row = Some(RowRef { columns: columns.clone(), row: i });

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::event::ack::Ack;
-use crate::event::Event;
+use crate::event::{Event, Message};
 use crate::publish::sample::{Generator, Kind, Rng};
 use crate::schema::{FieldType, Schema};
 use crate::sink::encode;
@@ -162,7 +162,7 @@ fn events(kind: Kind, seed: u64, n: usize) -> Vec<Event> {
             let id = if r.below(10) == 0 { format!("m{}", r.below(i as u64 + 1)) } else { format!("m{i}") };
             let attrs = [("seq".to_string(), i.to_string())].into_iter().collect();
             let data = Bytes::from(payload(&mut g, &mut r));
-            Event::new(id, publish, attrs, data, Arc::from("projects/p/subscriptions/s"), Ack::none())
+            Event::alone(Message::new(id, publish, attrs, data, Arc::from("projects/p/subscriptions/s")), Ack::none())
         })
         .collect()
 }
@@ -330,7 +330,10 @@ fn forwarded_events_of_a_mostly_dropped_batch_pin_only_their_rows() {
                     Bytes::from(g.next_event().to_string())
                 };
                 let attrs = [("seq".to_string(), i.to_string())].into_iter().collect();
-                Event::new(id, publish, attrs, data, Arc::from("projects/p/subscriptions/s"), Ack::none())
+                Event::alone(
+                    Message::new(id, publish, attrs, data, Arc::from("projects/p/subscriptions/s")),
+                    Ack::none(),
+                )
             })
             .collect()
     };
