@@ -31,7 +31,7 @@ use super::Clock;
 use crate::config::health::ProducersConfig;
 use crate::event::ack::{Ack, Outcome};
 use crate::event::row::RowRef;
-use crate::event::{Attributes, Event, Message};
+use crate::event::{Attributes, Event, Handover, Message};
 use crate::lake_tail::LakeTail;
 use crate::telemetry::metrics::{Metrics, StateLabel};
 use crate::topology::{Observer, PipelineInput};
@@ -256,9 +256,11 @@ impl Producers {
                     last_seen = %t.last_seen.to_rfc3339_opts(SecondsFormat::Millis, true),
                     interval_s = t.interval.as_secs_f64(), "producer health changed");
                 if let (Some(input), Some(counted)) = (&emit, &counted) {
-                    let event = transition_event(&t, &instance, counted.clone());
-                    counted.received(event.publish_time);
-                    if input.tx.send(vec![event].into()).await.is_err() {
+                    let (message, ack) = transition_message(&t, &instance, counted.clone());
+                    counted.received(message.publish_time);
+                    let mut batch = Handover::with_capacity(1);
+                    batch.push(message, ack);
+                    if input.tx.send(batch).await.is_err() {
                         return; // the pipeline has shut down
                     }
                 }
@@ -274,12 +276,12 @@ impl Producers {
     }
 }
 
-/// The `health` event that records a transition.
-pub(crate) fn transition_event(
+/// The `health` message that records a transition, and its ack.
+pub(crate) fn transition_message(
     t: &Transition,
     instance: &str,
     counted: crate::telemetry::metrics::InputMetrics,
-) -> Event {
+) -> (Message, Ack) {
     let ts = |d: DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Micros, true);
     let record = json!({
         "timestamp": ts(t.at),
@@ -302,7 +304,7 @@ pub(crate) fn transition_event(
         }
     });
     let attributes = Attributes::from([(ORIGIN.to_owned(), ORIGIN_LIVENESS.to_owned())]);
-    Event::alone(Message::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness")), ack)
+    (Message::new(id, t.at, attributes, bytes::Bytes::from(record.to_string()), Arc::from("liveness")), ack)
 }
 
 impl Observer for Producers {

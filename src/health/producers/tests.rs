@@ -167,9 +167,9 @@ fn transition_ids_are_the_same_on_every_instance() {
         interval: Duration::from_secs(1),
     };
     let m = Metrics::new();
-    let a = transition_event(&t, "a", m.input("health", "liveness"));
-    let b = transition_event(&t, "b", m.input("health", "liveness"));
+    let (a, a_ack) = transition_message(&t, "a", m.input("health", "liveness"));
+    let (b, b_ack) = transition_message(&t, "b", m.input("health", "liveness"));
     assert_eq!(a.message_id, b.message_id);
-    a.ack.settle(Outcome::Delivered);
-    b.ack.settle(Outcome::Delivered);
+    a_ack.settle(Outcome::Delivered);
+    b_ack.settle(Outcome::Delivered);
 }
