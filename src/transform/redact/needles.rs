@@ -141,6 +141,39 @@ mod tests {
         assert_eq!(pem.candidates_by_row(b"a-----begin b", &[0, 13]), [Some(1)]);
     }
 
+    proptest::proptest! {
+        /// With the built-in patterns' words, in any case, cut across texts, beside text that is
+        /// not ASCII, and in a slice of a column: each text gets at least its own candidates.
+        #[test]
+        fn a_column_pass_misses_no_word_of_a_text(
+            texts in proptest::collection::vec(proptest::collection::vec((0usize..24, proptest::bool::ANY), 0..6), 0..30),
+            around in (0usize..24, 0usize..24),
+        ) {
+            let words: Vec<Option<&[&str]>> = super::super::BUILT_IN.iter().map(|(_, _, w, _)| Some(*w)).collect();
+            let n = Needles::new(&words, "[REDACTED]").unwrap();
+            let all: Vec<&str> = super::super::BUILT_IN.iter().flat_map(|(_, _, w, _)| w.iter().copied()).collect();
+            // Words that overlap ("asia" and "aiza" in "asiaiza") and halves of words.
+            let fillers = ["x", " ", "=", "ſ", "é", "asiaiza", "akiasia", "pass", "word", "bear", "er", "-----", "BEGIN ", "ey"];
+            let piece = |(i, upper): (usize, bool)| {
+                let p = if i < all.len() { all[i] } else { fillers[(i - all.len()) % fillers.len()] };
+                if upper { p.to_ascii_uppercase() } else { p.to_string() }
+            };
+            let texts: Vec<String> = texts.into_iter().map(|t| t.into_iter().map(piece).collect()).collect();
+            let (before, after) = (piece((around.0, false)), piece((around.1, true)));
+            let buffer = format!("{before}{}{after}", texts.concat());
+            let mut offsets = vec![before.len() as i32];
+            texts.iter().for_each(|t| offsets.push(offsets.last().unwrap() + t.len() as i32));
+            let got = n.candidates_by_row(buffer.as_bytes(), &offsets);
+            proptest::prop_assert_eq!(got.len(), texts.len());
+            for (t, got) in texts.iter().zip(got) {
+                match (n.candidates(t), got) {
+                    (Some(own), Some(all)) => proptest::prop_assert_eq!(own & all, own, "{}", t),
+                    (own, all) => proptest::prop_assert_eq!(own, all, "{}", t),
+                }
+            }
+        }
+    }
+
     #[test]
     fn finds_the_patterns_whose_words_occur() {
         let words: [&[&str]; 3] = [&["bearer"], &["password", "pwd"], &["api", "secret"]];
