@@ -58,7 +58,7 @@ impl Needles {
         let rows = offsets.len().saturating_sub(1);
         let span = |r: usize| &buffer[offsets[r] as usize..offsets[r + 1] as usize];
         let (Some(packed), Some(&first), Some(&end)) = (&self.packed, offsets.first(), offsets.last()) else {
-            return (0..rows).map(|r| self.candidates_of(span(r))).collect();
+            return (0..rows).map(|r| self.candidates(span(r))).collect();
         };
         let lowered = buffer[first as usize..end as usize].to_ascii_lowercase();
         let mut bits = vec![0u64; rows];
@@ -77,11 +77,8 @@ impl Needles {
 
     /// Bit `i` set: pattern `i` may match `text`. `None` for text that is not ASCII, where `(?i)`
     /// also matches letters such as 'ſ' for 's' and 'K' (Kelvin) for 'k', which the words miss.
-    pub(super) fn candidates(&self, text: &str) -> Option<u64> {
-        self.candidates_of(text.as_bytes())
-    }
-
-    fn candidates_of(&self, text: &[u8]) -> Option<u64> {
+    pub(super) fn candidates(&self, text: impl AsRef<[u8]>) -> Option<u64> {
+        let text = text.as_ref();
         let found = |bits, m: aho_corasick::Match| bits | self.bits[m.pattern().as_usize()];
         text.is_ascii().then(|| self.finder.find_overlapping_iter(text).fold(0, found))
     }
