@@ -77,6 +77,11 @@ impl Handover {
         Handover { messages: Vec::with_capacity(n), acks: Vec::with_capacity(n), ..Default::default() }
     }
 
+    /// One message and its ack (a push request's, a liveness transition's).
+    pub fn one(message: Message, ack: Ack) -> Handover {
+        Handover { messages: vec![message], acks: vec![ack], ..Default::default() }
+    }
+
     pub fn len(&self) -> usize {
         self.messages.len()
     }

@@ -258,9 +258,7 @@ impl Producers {
                 if let (Some(input), Some(counted)) = (&emit, &counted) {
                     let (message, ack) = transition_message(&t, &instance, counted.clone());
                     counted.received(message.publish_time);
-                    let mut batch = Handover::with_capacity(1);
-                    batch.push(message, ack);
-                    if input.tx.send(batch).await.is_err() {
+                    if input.tx.send(Handover::one(message, ack)).await.is_err() {
                         return; // the pipeline has shut down
                     }
                 }

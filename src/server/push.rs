@@ -141,9 +141,11 @@ async fn push(
     let (message, ack, outcome) = message_of(state, pipeline, msg, held);
     let message_id = message.message_id.clone();
     // A caller waits on it: the chain takes it at once.
-    let mut batch = Handover { awaited: true, ..Handover::with_capacity(1) };
-    batch.push(message, ack);
-    batch.arriving.extend(arriving.map(|a| (0, a)));
+    let batch = Handover {
+        awaited: true,
+        arriving: arriving.map(|a| (0, a)).into_iter().collect(),
+        ..Handover::one(message, ack)
+    };
     deliver(state, input, pipeline, (message_id, batch), outcome).await
 }
 
